@@ -1,0 +1,21 @@
+"""The shape glossary: every jaxtyping dimension name in `sashimi` and `reference`.
+
+    B   batch
+    L   length (samples at the current stage)
+    H   channels (d_model at the current stage)
+    N   state size, both halves of each conjugate pair (64)
+    N2  stored complex modes, N / 2
+    C   classes, 2^bits
+    K   number of positions kept by the decoder (l_output = k)
+    S   number of SSM copies (n_ssm, or H when n_ssm is None)
+
+Runtime checks (jaxtyping + beartype) are on in the test suite (pytest's
+``--jaxtyping-packages`` option in pyproject.toml) and off by default elsewhere.
+Switch them on for any run with ``SASHIMI_TYPECHECK=1`` in the environment
+(read when ``sashimi`` is first imported).
+"""
+
+from jaxtyping import Complex, Float, Int, Shaped
+from torch import Tensor
+
+__all__ = ["Complex", "Float", "Int", "Shaped", "Tensor"]

@@ -1,0 +1,4 @@
+"""The documented contract as data (JSON): tolerances, presets, parameter counts, shapes, claims.
+
+Installed as `sashimi.specdata`; read it through `sashimi.spec`.
+"""
