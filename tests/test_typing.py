@@ -1,0 +1,67 @@
+"""Runtime shape checks: a wrong rank, dtype or mismatched dimension names the argument."""
+
+import numpy as np
+import pytest
+import torch
+from jaxtyping import TypeCheckError
+
+from reference import s4 as ref
+from sashimi.kernel import dense_bilinear, dplr_kernel, ssm_step
+from sashimi.s4 import S4Layer, fft_conv
+
+c64 = torch.complex64
+
+
+def dplr_args(H=3, N2=4):
+    return [torch.rand(H, 1), *(torch.randn(H, N2, dtype=c64) for _ in range(4))]
+
+
+def s4_step_args():
+    layer = S4Layer(3, N=8)
+    layer.setup_step()
+    return layer.step, [torch.randn(2, 3), layer.default_state(2)]
+
+
+# (family, callable factory, good arguments, index of the argument to break, its name)
+CASES = {
+    "reference kernel": (lambda: ref.kernel_powers, lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), 5], 1, "B_bar"),
+    "reference recurrence": (lambda: ref.recurrence, lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), np.ones(6)], 2, "C"),
+    "fast kernel": (lambda: dplr_kernel, lambda: dplr_args() + [7], 3, "B"),
+    "discretization": (lambda: dense_bilinear, lambda: dplr_args()[:4], 2, "P"),
+    "ssm step": (lambda: ssm_step, lambda: [torch.zeros(2, 3, 8), torch.zeros(2, 3), torch.zeros(3, 8, 8), torch.zeros(3, 8), torch.zeros(3, 8)], 1, "u"),
+    "fft convolution": (lambda: fft_conv, lambda: [torch.randn(2, 5, 3), torch.randn(3, 5)], 1, "K"),
+    "layer forward": (lambda: S4Layer(3, N=8).forward, lambda: [torch.randn(2, 5, 3)], 0, "u"),
+}
+
+
+def breakages(x):
+    """(what, broken value): one more axis, the wrong dtype, the first axis one longer."""
+    if isinstance(x, np.ndarray):
+        return [("rank", x[None]), ("dtype", np.abs(x).astype(np.int64)), ("dimension", np.concatenate([x, x[:1]]))]
+    wrong = torch.int64 if x.is_floating_point() or x.is_complex() else torch.float32
+    return [("rank", x[None]), ("dtype", x.to(wrong) if not x.is_complex() else x.real.to(torch.int64)), ("dimension", torch.cat([x, x[:1]]))]
+
+
+@pytest.mark.parametrize("family", list(CASES))
+@pytest.mark.parametrize("what", ["rank", "dtype", "dimension"])
+def test_bad_argument_is_named(family, what):
+    make_fn, make_args, index, name = CASES[family]
+    if (family, what) == ("layer forward", "dimension"):
+        pytest.skip("forward has one tensor argument: nothing to mismatch; step covers the layer (test below)")
+    fn, args = make_fn(), make_args()
+    fn(*args)  # the good call passes
+    broken = dict(breakages(args[index]))[what]
+    args[index] = broken
+    with pytest.raises(TypeCheckError, match=f"parameter '{name}'"):
+        fn(*args)
+
+
+@pytest.mark.parametrize("what", ["rank", "dtype", "dimension"])
+def test_bad_step_argument_is_named(what):
+    """Layer step: a state whose batch disagrees with u's is a mismatched dimension."""
+    fn, args = s4_step_args()
+    fn(*args)
+    index = 1 if what == "dimension" else 0
+    args[index] = dict(breakages(args[index]))[what]
+    with pytest.raises(TypeCheckError, match=f"parameter '{['u', 'state'][index]}'"):
+        fn(*args)
