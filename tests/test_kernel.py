@@ -66,34 +66,34 @@ def test_init_ranges():
     assert abs(C.real.std().item() - 2**-0.5) < 0.02 and abs(C.imag.std().item() - 2**-0.5) < 0.02
 
 
-@given(
-    st.floats(-80, 80),
-    st.floats(-1e4, 1e4),
-    st.floats(-12, 3),
-    st.integers(1, 8),
-    seeds,
-)
-def test_stability_for_any_parameter_values(A_real, A_imag, inv_dt, N2, seed):
-    """Re Lambda < 0 always (Hurwitz); so A = Lambda - P P^H has a negative definite Hermitian
-    part, and its bilinear discretization is a strict contraction: spectral radius < 1."""
-    kernel = SSMKernel(1, N=2 * N2, n_ssm=1)
-    rng = np.random.default_rng(seed)
+@given(st.floats(-80, 80), st.floats(-1e6, 1e6))
+def test_lambda_is_hurwitz_for_any_parameter_values(A_real, A_imag):
+    """Re Lambda = -exp(A_real) < 0 for every representable float32 A_real (exp(-80) is still > 0)."""
+    kernel = SSMKernel(1, N=4, n_ssm=1)
     with torch.no_grad():
         kernel.A_real.fill_(A_real)
         kernel.A_imag.fill_(A_imag)
+    _, Lambda, _, _, _ = kernel.ssm_parameters()
+    assert torch.all(Lambda.real < 0)
+
+
+@given(st.floats(-10, 10), st.floats(-1e3, 1e3), st.floats(-10, 2), st.integers(1, 8), seeds)
+def test_discretization_is_stable_for_any_parameter_values(A_real, A_imag, inv_dt, N2, seed):
+    """A = Lambda - P P^H has a negative definite Hermitian part for any P, so its bilinear
+    discretization is a strict contraction: spectral norm and spectral radius < 1.
+    (Ranges keep 1 - |A_bar| above float64 resolution; the property holds beyond them too.)"""
+    kernel = SSMKernel(1, N=2 * N2, n_ssm=1).double()
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        kernel.A_real.fill_(A_real)
+        kernel.A_imag.copy_(torch.from_numpy(A_imag * rng.uniform(-1, 1, kernel.A_imag.shape)))
         kernel.inv_dt.fill_(inv_dt)
         kernel.P.copy_(torch.from_numpy(rng.standard_normal(kernel.P.shape) * rng.uniform(0, 10)))
     dt, Lambda, P, B, _ = kernel.ssm_parameters()
-    assert torch.all(Lambda.real < 0)
-    if A_real < -25 or abs(A_real + inv_dt) > 25:
-        # |A_bar| = 1 - O(dt |Lambda|) or 1 - O(1 / (dt |Lambda|)): closer to 1 than float64 resolves;
-        # Re Lambda < 0, the property itself, is checked above for every value
-        return
-    dt64, L64, P64, B64 = dt.double(), Lambda.to(torch.complex128), P.to(torch.complex128), B.to(torch.complex128)
-    p = torch.cat([P64, P64.conj()], -1)
-    A = torch.diag_embed(torch.cat([L64, L64.conj()], -1)) - p[..., :, None] * p.conj()[..., None, :]
+    p = torch.cat([P, P.conj()], -1)
+    A = torch.diag_embed(torch.cat([Lambda, Lambda.conj()], -1)) - p[..., :, None] * p.conj()[..., None, :]
     assert torch.linalg.eigvalsh(A + A.mH).max() < 0
-    A_bar, _ = dense_bilinear(dt64, L64, P64, B64)
+    A_bar, _ = dense_bilinear(dt, Lambda, P, B)
     assert torch.linalg.eigvals(A_bar).abs().max() < 1
     assert torch.linalg.matrix_norm(A_bar, ord=2).max() < 1
 
