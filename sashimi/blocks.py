@@ -1,0 +1,72 @@
+"""Pre-norm residual blocks: x + dropout(layer(LayerNorm(x))), with an S4 or a feed-forward layer.
+
+Names mirror the published `ResidualBlock` / `FFBlock` (`layer`, `norm`, `layer.ff.0.0`, `layer.ff.2`).
+"""
+
+import torch.nn.functional as F
+from torch import nn
+
+from sashimi.s4 import S4Layer
+from sashimi.shapes import Float, Tensor
+
+
+class ChannelDropout(nn.Module):
+    """Drops whole channels for all positions, as the published Dropout1d on (B, H, L)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
+        if not self.training or self.p == 0:
+            return x
+        return F.dropout1d(x.transpose(1, 2), self.p, True).transpose(1, 2)
+
+
+class FFLayer(nn.Module):
+    """Linear(H, ff H) -> GELU -> dropout -> Linear(ff H, H)."""
+
+    def __init__(self, H: int, expand: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.ff = nn.Sequential(nn.Sequential(nn.Linear(H, H * expand), nn.GELU()), nn.Dropout(dropout), nn.Linear(H * expand, H))
+
+    def forward(self, x: Float[Tensor, "*batch H"]) -> Float[Tensor, "*batch H"]:
+        return self.ff(x)
+
+    def default_state(self, batch: int) -> None:
+        return None
+
+    def setup_step(self) -> None:
+        pass
+
+    def step(self, x: Float[Tensor, "B H"], state: None) -> tuple[Float[Tensor, "B H"], None]:
+        return self.ff(x), None
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, H: int, layer: nn.Module, dropout: float = 0.0):
+        super().__init__()
+        self.layer = layer
+        self.norm = nn.LayerNorm(H)
+        self.dropout = ChannelDropout(dropout)
+
+    def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
+        return x + self.dropout(self.layer(self.norm(x)))
+
+    def default_state(self, batch: int):
+        return self.layer.default_state(batch)
+
+    def setup_step(self) -> None:
+        self.layer.setup_step()
+
+    def step(self, x: Float[Tensor, "B H"], state) -> tuple[Float[Tensor, "B H"], object]:
+        y, state = self.layer.step(self.norm(x), state)
+        return x + y, state
+
+
+def s4_block(H: int, n_ssm: int | None, dropout: float, d_state: int = 64) -> ResidualBlock:
+    return ResidualBlock(H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout), dropout)
+
+
+def ff_block(H: int, expand: int, dropout: float) -> ResidualBlock:
+    return ResidualBlock(H, FFLayer(H, expand, dropout), dropout)
