@@ -17,3 +17,16 @@ def s4_layer(H: int, N2: int, n_ssm, seed: int, dtype=torch.float64, l_kernel: i
 def numpy_state(module: torch.nn.Module) -> dict:
     """State dict as float64 NumPy arrays, for the reference."""
     return {k: (v.detach().cpu().double() if v.is_floating_point() else v.cpu()).numpy().copy() for k, v in module.state_dict().items()}
+
+
+def lm(seed: int, dtype=torch.float64, randomize: bool = True, l_output=None, **config):
+    """A SashimiLM from ModelConfig fields; with `randomize`, every S4 kernel's parameters are
+    drawn beyond their init ranges (C fresh, l_kernel 0)."""
+    from sashimi.model import ModelConfig, SashimiLM
+
+    torch.manual_seed(seed)
+    model = SashimiLM(ModelConfig(**config), l_output=l_output)
+    if randomize:
+        for i, module in enumerate(m for m in model.modules() if m.__class__.__name__ == "SSMKernel"):
+            randomize_ssm_(module, seed + i)
+    return model.to(dtype)

@@ -54,3 +54,55 @@ def randomize_ssm_(kernel, seed: int, l_kernel: int = 0) -> None:
 
 def randn(seed: int, *shape, dtype=torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape)).to(dtype)
+
+
+@st.composite
+def small_model_configs(draw, bits=None):
+    """Small SaShiMi configurations: every layout feature (pools, expand, ff on/off, n_ssm) at toy sizes."""
+    pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2]]))
+    return dict(
+        bits=draw(st.sampled_from([8, 16])) if bits is None else bits,
+        d_model=draw(st.sampled_from([2, 4, 6])),
+        n_layers=draw(st.integers(1, 2)),
+        pool=pool,
+        expand=draw(st.sampled_from([1, 2])),
+        ff=draw(st.sampled_from([0, 2])),
+        n_ssm=draw(st.sampled_from([1, None])),
+        d_state=2 * draw(st.integers(1, 3)),
+    )
+
+
+def tokens(seed: int, batch: int, length: int, n_classes: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, n_classes, (batch, length)))
+
+
+# Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)
+bit_depths = st.sampled_from([8, 16])
+quantization_methods = st.sampled_from(["mulaw", "linear"])
+
+
+@st.composite
+def signals(draw, max_L: int = 400) -> np.ndarray:
+    """A float32 signal (L,) at an audio-like scale: a seeded random waveform, a sine or a
+    hypothesis-chosen array (repeats, constants, tiny and large values), times 10^k, k in [-4, 3]."""
+    L = draw(st.integers(1, max_L))
+    kind = draw(st.sampled_from(["noise", "sine", "drawn"]))
+    if kind == "drawn":
+        from hypothesis.extra.numpy import arrays
+
+        x = draw(arrays(np.float64, L, elements=st.floats(-1.0, 1.0, allow_nan=False)))
+    else:
+        rng = np.random.default_rng(draw(seeds))
+        x = rng.standard_normal(L) if kind == "noise" else np.sin(rng.uniform(0.001, 1.0) * np.arange(L) + rng.uniform(0, 6.3))
+        x = x + draw(st.sampled_from([0.0, 0.5, -3.0]))
+    return (x * 10.0 ** draw(st.integers(-4, 3))).astype(np.float32)
+
+
+@st.composite
+def token_clips(draw, max_L: int = 64) -> tuple[np.ndarray, int, int]:
+    """(tokens (n,), L, bits) with 1 <= n <= L: one (possibly short) clip of a file."""
+    bits = draw(bit_depths)
+    L = draw(st.integers(1, max_L))
+    n = draw(st.integers(1, L))
+    tokens = np.random.default_rng(draw(seeds)).integers(0, 2**bits, n)
+    return tokens, L, bits

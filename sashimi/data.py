@@ -1,0 +1,215 @@
+"""Audio datasets: folders of .wav/.flac files -> (x, y) token clips, and a synthetic default corpus.
+
+Each file is one example: it is mixed down to mono, resampled to the target
+rate, min-max scaled and quantized as a whole (as for SC09-style 1-s clips),
+then cut into clips of L samples. A clip with tokens q_0 .. q_{n-1} (n <= L;
+only a file's last clip is shorter) gives
+
+    x = [z, q_0, ..., q_{n-2}, z, ..., z]          (z = 2^(bits-1), the zero level)
+    y = [q_0, ..., q_{n-1}, -100, ..., -100]      (-100: ignored by the loss)
+
+so the model reading x[:t+1] predicts y[t] = q_t.
+"""
+
+import hashlib
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy import signal
+
+from sashimi.quantize import check_bits, check_method, encode, zero_level
+from sashimi.shapes import Float, Int, Tensor
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+SPLITS = ("train", "validation", "test")
+IGNORE_INDEX = -100
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be read, or holds no usable samples."""
+
+
+class AudioNotice(UserWarning):
+    """A file was changed on loading (channels mixed down, resampled) or skipped."""
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """Every .wav and .flac file (suffix in any case) under `folder`, recursively, sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"audio folder {folder} does not exist or is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"no .wav or .flac files under {folder}")
+    return files
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, " L"]:
+    """Mono float32 samples of `path` at `sample_rate`: channels averaged, other rates resampled
+    (scipy.signal.resample_poly). Each change is reported by one AudioNotice warning naming the file."""
+    try:
+        audio, rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, OSError, EOFError) as err:
+        raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+    if audio.shape[0] == 0:
+        raise AudioFileError(f"audio file {path} holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioFileError(f"audio file {path} holds non-finite samples")
+    if audio.shape[1] > 1:
+        warnings.warn(f"{path}: {audio.shape[1]} channels mixed down to mono (mean)", AudioNotice, stacklevel=2)
+    audio = audio.mean(axis=1, dtype=np.float32)
+    if rate != sample_rate:
+        warnings.warn(f"{path}: resampled from {rate} Hz to {sample_rate} Hz", AudioNotice, stacklevel=2)
+        g = math.gcd(rate, sample_rate)
+        audio = signal.resample_poly(audio, sample_rate // g, rate // g)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def split_of(path: str | os.PathLike, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+    """"train", "validation" or "test": u = sha256(file name) as a number in [0, 1) against the
+    cumulative `fractions`, so a file keeps its split wherever its folder lives."""
+    if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions must be three non-negative numbers (train, validation, test) summing to 1; got {fractions}")
+    digest = hashlib.sha256(Path(path).name.encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < fractions[0]:
+        return "train"
+    if u < fractions[0] + fractions[1]:
+        return "validation"
+    return "test"
+
+
+def clip_pair(tokens: Int[Tensor, " n"], L: int, zero: int) -> tuple[Int[Tensor, " L"], Int[Tensor, " L"]]:
+    """(x, y) of one clip of n <= L tokens: y = tokens padded with -100, x = [z, tokens[:-1]] padded with z."""
+    n = tokens.shape[0]
+    y = torch.full((L,), IGNORE_INDEX, dtype=torch.long)
+    x = torch.full((L,), zero, dtype=torch.long)
+    y[:n] = tokens
+    x[1:n] = tokens[: n - 1]
+    return x, y
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    """The clips of the files of one split under `folder`, as (x, y) token pairs of length seq_len.
+
+    All files are loaded and quantized at construction (per-file min-max) and kept as
+    int16 (8-bit) or int32 (16-bit) tokens. Unreadable files are skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        split: str,
+        seq_len: int,
+        bits: int,
+        quantization: str,
+        sample_rate: int = 16000,
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be at least 1; got {seq_len}")
+        check_bits(bits)
+        check_method(quantization)
+        self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = split, seq_len, bits, quantization, sample_rate
+        self.zero = zero_level(bits)
+        candidates = [p for p in list_audio_files(folder) if split_of(p) == split]
+        if not candidates:
+            raise ValueError(f"no files of the {split!r} split under {folder}")
+        self.files: list[Path] = []
+        self.tokens: list[np.ndarray] = []
+        storage = np.int16 if bits == 8 else np.int32
+        for path in candidates:
+            try:
+                audio = load_audio(path, sample_rate)
+            except AudioFileError as err:
+                warnings.warn(f"skipping {path}: {err}", AudioNotice, stacklevel=2)
+                continue
+            self.files.append(path)
+            self.tokens.append(encode(torch.from_numpy(audio), bits, quantization).numpy().astype(storage))
+        if not self.files:
+            raise ValueError(f"none of the {len(candidates)} {split!r} files under {folder} could be read")
+        self.clips = [(f, start) for f, t in enumerate(self.tokens) for start in range(0, len(t), seq_len)]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[Int[Tensor, " L"], Int[Tensor, " L"]]:
+        f, start = self.clips[index]
+        tokens = torch.from_numpy(self.tokens[f][start : start + self.seq_len].astype(np.int64))
+        return clip_pair(tokens, self.seq_len, self.zero)
+
+
+def karplus_strong(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """Plucked string: y[t] = burst[t] + (d/2)(y[t-P] + y[t-P-1]), P = rate / f0, a noise burst of P samples."""
+    f0 = rng.uniform(80.0, 600.0)
+    P = max(2, int(round(sample_rate / f0)))
+    decay = rng.uniform(0.990, 0.999)
+    burst = np.zeros(n)
+    burst[:P] = rng.uniform(-1.0, 1.0, min(P, n))
+    a = np.zeros(P + 2)
+    a[0], a[P], a[P + 1] = 1.0, -decay / 2, -decay / 2
+    return signal.lfilter([1.0], a, burst)
+
+
+def chirp(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """A sweep f0 -> f1 (linear or logarithmic) under a raised-cosine envelope."""
+    t = np.arange(n) / sample_rate
+    f0, f1 = rng.uniform(100.0, min(4000.0, 0.45 * sample_rate), 2)
+    method = rng.choice(["linear", "logarithmic"])
+    return signal.chirp(t, f0, t[-1], f1, method=method) * signal.windows.tukey(n, 0.2)
+
+
+FORMANTS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010), "o": (570, 840, 2410), "u": (300, 870, 2240)}
+
+
+def vowel(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """A pulse train at pitch f0 through three damped resonators at the vowel's formants, summed."""
+    f0 = rng.uniform(90.0, 260.0) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * np.arange(n) / sample_rate))
+    phase = np.cumsum(f0 / sample_rate)
+    pulses = np.diff(np.floor(phase), prepend=0.0)
+    out = np.zeros(n)
+    for gain, F in zip((1.0, 0.5, 0.25), FORMANTS[rng.choice(list(FORMANTS))], strict=True):
+        r = np.exp(-np.pi * rng.uniform(60.0, 120.0) / sample_rate)
+        theta = 2 * np.pi * F * rng.uniform(0.95, 1.05) / sample_rate
+        out += gain * signal.lfilter([1.0 - r], [1.0, -2 * r * np.cos(theta), r * r], pulses)
+    return out * signal.windows.tukey(n, 0.3)
+
+
+SYNTHS = {"pluck": karplus_strong, "chirp": chirp, "vowel": vowel}
+
+
+def synthetic_dataset(n_clips: int = 36, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) -> list[Float[np.ndarray, " L"]]:
+    """n_clips float32 clips cycling through plucked strings, chirps and vowels, peak in [0.3, 0.9].
+
+    Clip i depends only on (seed, i): offline, deterministic, independent of n_clips."""
+    n = int(round(seconds * sample_rate))
+    if n < 2:
+        raise ValueError(f"clips need at least 2 samples; got seconds={seconds} at {sample_rate} Hz")
+    clips = []
+    for i in range(n_clips):
+        rng = np.random.default_rng([seed, i])
+        clip = list(SYNTHS.values())[i % len(SYNTHS)](rng, n, sample_rate)
+        peak = np.max(np.abs(clip))
+        clips.append((clip * rng.uniform(0.3, 0.9) / (peak if peak > 0 else 1.0)).astype(np.float32))
+    return clips
+
+
+def write_synthetic_dataset(
+    folder: str | os.PathLike, n_clips: int = 36, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0
+) -> list[Path]:
+    """synthetic_dataset(...) written as 16-bit PCM WAV files `{kind}_{i:03d}.wav` into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    kinds = list(SYNTHS)
+    paths = []
+    for i, clip in enumerate(synthetic_dataset(n_clips, seconds, sample_rate, seed)):
+        path = folder / f"{kinds[i % len(kinds)]}_{i:03d}.wav"
+        sf.write(path, clip, sample_rate, subtype="PCM_16")
+        paths.append(path)
+    return paths

@@ -1,0 +1,136 @@
+"""The whole SaShiMi language model: shapes, exact parameter counts, causality, step == convolution,
+fast vs reference, and bad input."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from jaxtyping import TypeCheckError
+
+from reference import sashimi as ref
+from sashimi import spec
+from sashimi.model import SashimiLM
+from sashimi.specs import model_config
+from sashimi.spec import assert_close
+from tests import factories
+from tests.strategies import seeds, small_model_configs, tokens
+
+
+def run_steps(model, toks):
+    model.setup_step()
+    state = model.default_state(toks.shape[0])
+    out = []
+    with torch.no_grad():
+        for t in range(toks.shape[1]):
+            logits, state = model.step(toks[:, t], state)
+            out.append(logits)
+    return torch.stack(out, 1)
+
+
+@given(small_model_configs(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([None, 0, 1, 2]), seeds)
+def test_shapes_every_l_output(config, B, blocks, l_output, seed):
+    model = factories.lm(seed, torch.float32, randomize=False, l_output=l_output, **config)
+    L = blocks * math.prod(config["pool"])
+    C = 2 ** config["bits"]
+    with torch.no_grad():
+        x = tokens(seed, B, L, C)
+        out = model(x)
+        out_3d = model(x[..., None])
+    expected = {None: (B, L, C), 0: (B, C)}.get(l_output, (B, l_output, C))
+    assert out.shape == expected and out_3d.shape == expected
+    assert torch.equal(out, out_3d)
+
+
+@pytest.mark.parametrize("entry", spec.load("params")["exact"], ids=lambda e: e["name"])
+def test_exact_parameter_counts(entry):
+    model = SashimiLM(model_config(entry["preset"], entry["bits"], **entry["model"]))
+    for part in ("backbone", "encoder", "decoder", "total"):
+        if part in entry:
+            assert model.num_params(None if part == "total" else part) == entry[part], part
+
+
+@given(small_model_configs(bits=8), seeds, st.data())
+def test_whole_model_causality(config, seed, data):
+    """Changing token t changes no logit before t (and does change logits from t on)."""
+    model = factories.lm(seed, torch.float64, **config)
+    L = 3 * math.prod(config["pool"])
+    x = tokens(seed, 1, L, 256)
+    t = data.draw(st.integers(0, L - 1))
+    y = x.clone()
+    y[0, t] = (x[0, t] + 1 + data.draw(st.integers(0, 250))) % 256
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    scale = float(a.abs().max()) + 1.0
+    diff = (a - b).abs()
+    assert t == 0 or float(diff[:, :t].max()) <= 1e-12 * scale
+    assert float(diff[:, t:].max()) > 1e-9
+
+
+@given(small_model_configs(bits=8), seeds, st.sampled_from(["float64", "float32"]))
+def test_whole_model_step_equals_convolution(config, seed, dtype):
+    """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure)."""
+    dt = {"float64": torch.float64, "float32": torch.float32}[dtype]
+    model = factories.lm(seed, dt, **config)
+    L = 3 * math.prod(config["pool"])
+    x = tokens(seed, 2, L, 256)
+    with torch.no_grad():
+        conv = model(x)
+    assert_close(run_steps(model, x), conv, f"model_step_vs_conv_{dtype}")
+
+
+def test_paper_model_step_equals_convolution_float32():
+    """The paper's layout (d_model 64, N = 64, pool [4, 4]) at its HiPPO init, float32, 2 coarse blocks."""
+    torch.manual_seed(0)
+    model = SashimiLM(model_config("sc09", 8, n_layers=1))
+    x = tokens(0, 1, 32, 256)
+    with torch.no_grad():
+        conv = model(x)
+    assert_close(run_steps(model, x), conv, "model_step_vs_conv_float32")
+
+
+@given(small_model_configs(), seeds)
+def test_whole_model_matches_reference(config, seed):
+    model = factories.lm(seed, torch.float64, **config)
+    params = factories.numpy_state(model)
+    L = 2 * math.prod(config["pool"])
+    x = tokens(seed, 2, L, 2 ** config["bits"])
+    with torch.no_grad():
+        y = model(x)
+    assert_close(y, ref.language_model(params, config, x.numpy()), "model_float64")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_token_out_of_range_names_value_position_and_C(bits):
+    model = factories.lm(0, torch.float32, randomize=False, bits=bits, d_model=2, n_layers=1, d_state=2)
+    C = 2**bits
+    x = tokens(0, 2, 16, C)
+    x[1, 5] = C + 7
+    with pytest.raises(ValueError, match=rf"\[0, {C - 1}\].*C = {C}.*got {C + 7} at position \(1, 5\)"):
+        model(x)
+    x[1, 5] = -1
+    with pytest.raises(ValueError, match=r"got -1 at position \(1, 5\)"):
+        model(x)
+
+
+def test_length_not_multiple_of_pool():
+    model = factories.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2, pool=[4, 4])
+    with pytest.raises(ValueError, match=r"multiple of prod\(pool\) = 16.*got L = 20"):
+        model(tokens(0, 1, 20, 256))
+
+
+def test_float_tokens_are_a_type_error():
+    model = factories.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2)
+    with pytest.raises(TypeCheckError, match="parameter 'tokens'"):
+        model(torch.zeros(1, 16))
+
+
+def test_step_out_of_phase_is_an_error():
+    """Feeding a coarse input to an UpPool that still has pending outputs is refused, not silently wrong."""
+    from sashimi.pool import UpPool
+
+    up = UpPool(4, 2, 2)
+    state = up.default_state(1)
+    with pytest.raises(RuntimeError, match="out of phase"):
+        up.step(torch.zeros(1, 4), state)
