@@ -23,7 +23,7 @@ class Backbone(nn.Module):
         self,
         d_model: int = 64,
         n_layers: int = 8,
-        pool: tuple[int, ...] = (4, 4),
+        pool: tuple[int, ...] | list[int] = (4, 4),
         expand: int = 2,
         ff: int = 2,
         n_ssm: int | None = 1,
