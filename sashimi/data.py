@@ -104,21 +104,21 @@ class AudioDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         folder: str | os.PathLike,
-        split: str,
+        split: str | None,
         seq_len: int,
         bits: int,
         quantization: str,
         sample_rate: int = 16000,
     ):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None (every file); got {split!r}")
         if seq_len < 1:
             raise ValueError(f"seq_len must be at least 1; got {seq_len}")
         check_bits(bits)
         check_method(quantization)
         self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = split, seq_len, bits, quantization, sample_rate
         self.zero = zero_level(bits)
-        candidates = [p for p in list_audio_files(folder) if split_of(p) == split]
+        candidates = [p for p in list_audio_files(folder) if split is None or split_of(p) == split]
         if not candidates:
             raise ValueError(f"no files of the {split!r} split under {folder}")
         self.files: list[Path] = []

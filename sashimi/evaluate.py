@@ -1,0 +1,58 @@
+"""python -m sashimi.evaluate: the training metrics of a checkpoint on every audio file of a folder.
+
+Files are quantized and clipped exactly as in training (the checkpoint's bits, quantization
+and sequence length); metrics are over every non-padding position: loss (nats),
+bits_per_sample, bpb, accuracy, accuracy@3/5/10, perplexity; and, as a baseline, the entropy
+of the folder's token histogram (a unigram model's bits per sample).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sashimi import checkpoint, data, metrics
+from sashimi.generate import load_model
+
+
+def evaluate_folder(checkpoint_path: str, folder: str, batch_size: int = 8, device: str = "cpu") -> dict:
+    model, payload = load_model(checkpoint_path, device)
+    train = payload["config"].get("train", {})
+    seq_len = int(train.get("seq_len") or 4 * int(np.prod(model.config.pool)) * 64)
+    quantization = train.get("quantization") or "mulaw"
+    dataset = data.AudioDataset(folder, None, seq_len, model.config.bits, quantization)
+    batches = (torch.utils.data.default_collate([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]) for i in range(0, len(dataset), batch_size))
+    start = time.perf_counter()
+    result = metrics.evaluate(model, batches, model.config.bits, torch.device(device))
+    result["unigram_bits_per_sample"] = metrics.unigram_bits(np.concatenate(dataset.tokens), model.config.n_classes)
+    result.update(files=len(dataset.files), clips=len(dataset), seconds=time.perf_counter() - start, checkpoint=str(checkpoint_path), data=str(folder))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sashimi.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help="folder of .wav/.flac files (searched recursively)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_folder(args.checkpoint, args.data, args.batch_size, args.device)
+    except (ValueError, checkpoint.CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{result['files']} files, {result['clips']} clips, {result['positions']:,} positions ({result['seconds']:.1f} s)")
+        for key in ("loss", "bits_per_sample", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10", "perplexity", "unigram_bits_per_sample"):
+            print(f"  {key:<24s} {result[key]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
