@@ -14,7 +14,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m sashimi.selfcheck
+	$(BIN)/python -m sashimi.train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto

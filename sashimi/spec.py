@@ -4,14 +4,22 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
+SOURCE_SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
 @cache
 def load(name: str) -> dict:
-    """The JSON document `specs/<name>.json`."""
+    """The JSON document `specs/<name>.json`: from the source tree beside the package when there
+    is one (a checkout, or a copy of it), else from the installed `sashimi.specdata`."""
+    local = SOURCE_SPECS / f"{name}.json"
+    if local.is_file():
+        return json.loads(local.read_text())
     return json.loads(resources.files("sashimi.specdata").joinpath(f"{name}.json").read_text())
 
 

@@ -127,6 +127,27 @@ class EpochBatches:
         return batch[self.rank * share : (self.rank + 1) * share].tolist()
 
 
+def optimization_step(loss_model: nn.Module, model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, grad_clip: float, world: int = 1) -> float:
+    """One AdamW step on the global mean loss over non-padding positions; returns that loss.
+
+    Across processes the summed loss is divided by the global count and multiplied by the
+    number of processes, because DDP averages gradients: the result is the gradient of the
+    global mean, the same as one process on the whole batch.
+    """
+    loss_sum, count = loss_model(x, y)
+    totals = torch.tensor([float(loss_sum.detach()), float(count)], dtype=torch.float64, device=x.device)
+    if world > 1:
+        dist.all_reduce(totals)
+    global_count = max(1.0, float(totals[1]))
+    (loss_sum * world / global_count).backward()
+    loss = float(totals[0]) / global_count
+    if math.isfinite(loss):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def collate(dataset, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [dataset[i] for i in indices]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
@@ -308,19 +329,9 @@ def train(config: TrainConfig) -> Path:
         while (config.max_steps is None or run.step < config.max_steps) and time.monotonic() < deadline:
             x, y = collate(train_set, sampler.indices(run.step))
             x, y = x.to(device), y.to(device)
-            loss_sum, count = loss_model(x, y)
-            totals = torch.tensor([float(loss_sum.detach()), float(count)], dtype=torch.float64, device=device)
-            if distributed:
-                dist.all_reduce(totals)
-            global_count = max(1.0, float(totals[1]))
-            # DDP averages gradients over processes: scale so that the result is the global mean
-            (loss_sum * world / global_count).backward()
-            loss = float(totals[0]) / global_count
+            loss = optimization_step(loss_model, run.model, run.optimizer, x, y, config.grad_clip, world if distributed else 1)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; the last good checkpoint is kept in {run_dir}")
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
             run.step += 1
             bar.update(1)
             elapsed = time.monotonic() - start

@@ -149,3 +149,13 @@ def test_only_corrupt_audio_is_an_error(tmp_path, capsys):
 def test_seq_len_not_a_multiple_of_the_pools(tmp_path, capsys):
     code, err = run_main(train, ["--seq-len", "1000", "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
     assert_one_line_error(code, err, "multiple of prod(pool) = 16", "1000")
+
+
+SPOKEN_DIGITS = ROOT.parent / "shared" / "data" / "spoken-digits"
+
+
+@pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"spoken-digits data not found at {SPOKEN_DIGITS}")
+def test_trains_briefly_on_spoken_digits(tmp_path):
+    run_dir = train.train(config(SPOKEN_DIGITS, tmp_path, max_steps=3, eval_every=3, eval_batches=1, seq_len=512))
+    assert len(losses(run_dir)) == 3 and len(losses(run_dir, "validation")) == 1
+    assert all(0 < v < 10 for v in losses(run_dir).values())

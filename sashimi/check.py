@@ -1,0 +1,249 @@
+"""python -m sashimi.check: the pre-merge regression gate.
+
+Checks, in under two minutes on a CPU:
+  specs      exact parameter counts and per-stage shapes against specs/
+  golden     seeded float64 outputs of tiny 8-bit and 16-bit models (convolution logits, step
+             logits, kernels, losses of a few training steps) and of the data path
+             (quantization, clipping, metrics) against tests/golden/golden.npz
+  reference  the fast model against the float64 reference on a small random set
+  published  the published-weights fixture, when present (--fixtures or SASHIMI_FIXTURES)
+Prints each check with measured vs expected and pass/fail; exit status 1 on any failure.
+--update-golden rewrites the golden file and prints what changed, so that an intended
+change becomes a visible, reviewed diff.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sashimi import data, metrics, quantize, spec, specs
+from sashimi.model import ModelConfig, SashimiLM
+from sashimi.train import LossModel, TrainConfig, make_optimizer, optimization_step
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "golden.npz"
+SEED = 1234
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    measured: str
+    expected: str
+    passed: bool | None  # None: skipped
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def tiny_config(bits: int) -> ModelConfig:
+    return ModelConfig(bits=bits, d_model=8, n_layers=1, pool=[2, 2], expand=2, ff=2, n_ssm=1, d_state=8)
+
+
+def synthetic_tokens(bits: int, method: str, n: int) -> torch.Tensor:
+    audio = data.synthetic_dataset(n_clips=3, seconds=0.25, seed=SEED)
+    signal = np.concatenate(audio)[:n]
+    return quantize.encode(torch.from_numpy(signal), bits, method)
+
+
+def model_outputs(bits: int) -> dict[str, np.ndarray]:
+    """Seeded float64 outputs of a tiny model: logits both ways, every kernel, and training losses."""
+    torch.manual_seed(SEED)
+    model = SashimiLM(tiny_config(bits)).double()
+    tokens = synthetic_tokens(bits, "mulaw", 4 * 64).reshape(4, 64)
+    pairs = [data.clip_pair(t, 64, 2 ** (bits - 1)) for t in tokens]
+    x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    y[3, 50:] = data.IGNORE_INDEX  # a padded tail, as in a file's last clip
+    out = {}
+    with torch.no_grad():
+        out["logits_conv"] = model(x[:2]).numpy()
+        model.setup_step()
+        state, steps = model.default_state(2), []
+        for t in range(x.shape[1]):
+            logits, state = model.step(x[:2, t], state)
+            steps.append(logits)
+        out["logits_step"] = torch.stack(steps, 1).numpy()
+    if bits > 8:
+        # 65536 classes: keep the file small; a fixed subset of classes plus the log-normalizer
+        # of every position still moves with any change of the logits
+        keep = np.random.default_rng(SEED).choice(2**bits, 256, replace=False)
+        for key in ("logits_conv", "logits_step"):
+            full = torch.from_numpy(out[key])
+            out[key] = np.concatenate([full[..., keep].numpy(), full.logsumexp(-1, keepdim=True).numpy()], -1)
+    for name, module in model.named_modules():
+        if name.endswith("layer.kernel"):
+            with torch.no_grad():
+                out[f"kernel.{name}"] = module(int(module.l_kernel)).numpy()
+    head = model.decoder.output_transform
+    sums = metrics.MetricSums(bits)
+    with torch.no_grad():
+        sums.add(model.features(x), head.weight, head.bias, y)
+    result = sums.result()
+    out["metrics"] = np.array([result[k] for k in ("loss", "bits_per_sample", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10", "perplexity")])
+    config = TrainConfig(preset="tiny", bits=bits, lr=0.004, max_steps=3)
+    optimizer, _ = make_optimizer(model, config)
+    loss_model = LossModel(model)
+    out["train_losses"] = np.array([optimization_step(loss_model, model, optimizer, x, y, config.grad_clip) for _ in range(3)])
+    return {f"model{bits}/{k}": v for k, v in out.items()}
+
+
+def data_outputs() -> dict[str, np.ndarray]:
+    out = {}
+    for bits in (8, 16):
+        for method in ("mulaw", "linear"):
+            tokens = synthetic_tokens(bits, method, 3000)
+            out[f"quantize/{method}{bits}/tokens"] = tokens.numpy()
+            out[f"quantize/{method}{bits}/decoded"] = quantize.decode(tokens, bits, method).double().numpy()
+    x, y = data.clip_pair(torch.arange(5, 15), 16, 128)
+    out["data/clip_x"], out["data/clip_y"] = x.numpy(), y.numpy()
+    return out
+
+
+def golden_outputs() -> dict[str, np.ndarray]:
+    return {**model_outputs(8), **model_outputs(16), **data_outputs()}
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray]) -> list[Row]:
+    tol = spec.load("tolerances")["golden_float64"]
+    rows = []
+    for key in sorted(set(measured) | set(golden)):
+        if key not in golden:
+            rows.append(Row("golden", key, "present", "absent from golden file (run --update-golden)", False))
+            continue
+        if key not in measured:
+            rows.append(Row("golden", key, "absent", "present in golden file", False))
+            continue
+        a, b = measured[key], golden[key]
+        exact = not np.issubdtype(b.dtype, np.floating)
+        bound = 0.0 if exact else tol["atol"] + tol["rtol"] * float(np.max(np.abs(b))) if b.size else 0.0
+        d = max_diff(a, b)
+        rows.append(Row("golden", key, f"max diff {d:.2e}" if a.shape == b.shape else f"shape {a.shape}", f"<= {bound:.1e}" + (" (exact)" if exact else ""), d <= bound))
+    return rows
+
+
+def spec_rows() -> list[Row]:
+    rows = []
+    for line in specs.param_lines():
+        if line.enforced:
+            rows.append(Row("specs", line.name, str(line.measured), str(line.documented), line.holds))
+    for bits in (8, 16):
+        model = SashimiLM(specs.model_config("tiny", bits))
+        for line in specs.shape_lines(model)[0]:
+            rows.append(Row("specs", f"{bits}-bit tiny: {line.name}", specs.fmt_shape(line.measured), line.documented, line.holds))
+    return rows
+
+
+def reference_rows(n: int = 3) -> list[Row]:
+    """The fast model against the float64 reference on random small configurations."""
+    from reference import layer as ref_layer
+    from reference import sashimi as ref_model
+
+    rows = []
+    rng = np.random.default_rng(SEED)
+    for i in range(n):
+        config = ModelConfig(bits=8, d_model=int(rng.choice([2, 4])), n_layers=1, pool=[int(rng.choice([2, 4])), 2], expand=2,
+                             ff=int(rng.choice([0, 2])), n_ssm=[1, None][i % 2], d_state=int(rng.choice([2, 4, 6])))
+        torch.manual_seed(SEED + i)
+        model = SashimiLM(config).double()
+        with torch.no_grad():
+            for module in model.modules():
+                if module.__class__.__name__ == "SSMKernel":
+                    module.inv_dt.uniform_(math.log(1e-4), 0.0)
+                    module.A_imag.uniform_(-30, 30)
+                    module.A_real.uniform_(-2, 2)
+        state = {k: v.detach().double().numpy().copy() if v.is_floating_point() else v.numpy().copy() for k, v in model.state_dict().items()}
+        x = torch.from_numpy(rng.integers(0, 256, (2, 4 * math.prod(config.pool))))
+        with torch.no_grad():
+            got = model(x)
+        c = spec.compare(got, ref_model.language_model(state, config.to_dict(), x.numpy()), "model_float64")
+        rows.append(Row("reference", f"whole model vs reference, random config {i} ({config.d_model=}, {config.pool=}, {config.n_ssm=})".replace("config.", ""),
+                        f"max diff {c.error:.2e}", f"<= {c.bound:.1e}", c.holds))
+        kernel = next(m for m in model.modules() if m.__class__.__name__ == "SSMKernel")
+        prefix = next(n for n, m in model.named_modules() if m is kernel)
+        sub = {"layer.kernel." + k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        with torch.no_grad():
+            K = kernel(17)
+        c = spec.compare(K, ref_layer.s4_kernel(sub, 17), "kernel_float64")
+        rows.append(Row("reference", f"kernel vs reference, random config {i}", f"max diff {c.error:.2e}", f"<= {c.bound:.1e}", c.holds))
+    return rows
+
+
+def published_rows(fixtures: Path | None) -> list[Row]:
+    from sashimi import interop
+
+    candidates = [fixtures] if fixtures else [Path(os.environ["SASHIMI_FIXTURES"])] if "SASHIMI_FIXTURES" in os.environ else [ROOT.parent / "shared" / "fixtures"]
+    folder = candidates[0]
+    paths = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    if not paths:
+        return [Row("published", f"published fixtures in {folder}", "not found", "-", None)]
+    rows = []
+    for path in paths:
+        for r in interop.check(path):
+            rows.append(Row("published", f"{path.stem}: {r.name}", f"max diff {r.error:.2e}", f"<= {r.bound:.1e}", r.holds))
+    return rows
+
+
+def update_golden(measured: dict[str, np.ndarray]) -> None:
+    old = dict(np.load(GOLDEN)) if GOLDEN.is_file() else {}
+    for key in sorted(set(measured) | set(old)):
+        if key not in old:
+            print(f"  added    {key} {measured[key].shape}")
+        elif key not in measured:
+            print(f"  removed  {key}")
+        else:
+            d = max_diff(measured[key], old[key])
+            print(f"  {'changed' if d > 0 else 'same   '}  {key}: max diff {d:.3e}")
+    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+    tmp = GOLDEN.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **measured)
+    os.replace(tmp, GOLDEN)
+    print(f"wrote {GOLDEN}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or ../shared/fixtures)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    measured = golden_outputs()
+    if args.update_golden:
+        update_golden(measured)
+        return 0
+    if not GOLDEN.is_file():
+        print(f"error: golden file {GOLDEN} not found; create it with --update-golden", file=sys.stderr)
+        return 2
+    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN))) + reference_rows() + published_rows(args.fixtures)
+    failed = [r for r in rows if r.passed is False]
+    if args.json:
+        print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [r.as_dict() for r in rows]}, indent=1))
+    else:
+        for r in rows:
+            verdict = {True: "pass", False: "FAIL", None: "skip"}[r.passed]
+            print(f"  [{verdict}] {r.group:<9s} {r.name:<78s} {r.measured:<20s} expected {r.expected}")
+        print(f"{len(rows) - len(failed)} of {len(rows)} checks pass ({sum(r.passed is None for r in rows)} skipped) in {time.perf_counter() - start:.0f} s")
+        for r in failed:
+            print(f"FAILED: {r.group}: {r.name}: measured {r.measured}, expected {r.expected}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""python -m sashimi.check: passes on this tree, fails naming the check when an output moves."""
+
+import numpy as np
+import pytest
+
+from sashimi import check
+
+
+@pytest.fixture(scope="module")
+def measured():
+    return check.golden_outputs()
+
+
+def test_golden_outputs_match_the_committed_file(measured):
+    rows = check.golden_rows(measured, dict(np.load(check.GOLDEN)))
+    failed = [r for r in rows if not r.passed]
+    assert not failed, failed
+    assert {r.name for r in rows} >= {"model8/logits_conv", "model8/logits_step", "model16/train_losses", "quantize/mulaw8/tokens"}
+
+
+def test_a_moved_output_fails_and_is_named(measured):
+    golden = dict(np.load(check.GOLDEN))
+    golden["model8/train_losses"] = golden["model8/train_losses"] * (1 + 1e-5)
+    golden["quantize/linear16/tokens"] = golden["quantize/linear16/tokens"] + 1
+    failed = {r.name for r in check.golden_rows(measured, golden) if not r.passed}
+    assert failed == {"model8/train_losses", "quantize/linear16/tokens"}
+
+
+def test_golden_outputs_are_deterministic(measured):
+    again = check.golden_outputs()
+    assert all(np.array_equal(measured[k], again[k]) for k in measured)
+
+
+def test_command_passes(capsys):
+    assert check.main([]) == 0
+    out = capsys.readouterr().out
+    assert "checks pass" in out and "FAIL" not in out
