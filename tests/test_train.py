@@ -90,6 +90,7 @@ def test_chunked_16bit_loss_equals_plain_cross_entropy():
     assert_close(g_chunked, g_plain, "chunked_vs_plain_cross_entropy")
 
 
+@pytest.mark.slow
 def test_distributed_equals_one_process(audio_folder, tmp_path):
     """2 CPU processes (gloo) after k steps hold the parameters of one process on the same global batch."""
     args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "256", "--batch-size", "4", "--max-steps", "3", "--max-minutes", "5",
@@ -154,6 +155,7 @@ def test_seq_len_not_a_multiple_of_the_pools(tmp_path, capsys):
 SPOKEN_DIGITS = ROOT.parent / "shared" / "data" / "spoken-digits"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"spoken-digits data not found at {SPOKEN_DIGITS}")
 def test_trains_briefly_on_spoken_digits(tmp_path):
     run_dir = train.train(config(SPOKEN_DIGITS, tmp_path, max_steps=3, eval_every=3, eval_batches=1, seq_len=512))
