@@ -150,7 +150,7 @@ def kernel_dplr(
             continue
         z = 2 * (1 - omega) / (1 + omega)
 
-        def r(c, b):
+        def r(c, b, z=z):
             return Delta * cauchy(c * b, z, w)
 
         K_hat[k] = 2 / (1 + omega) * (r(Ct_f, B_f) - r(Ct_f, P_f) * r(Q_f, B_f) / (1 + r(Q_f, P_f)))

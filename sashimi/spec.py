@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 SOURCE_SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 

@@ -12,8 +12,8 @@ from jaxtyping import TypeCheckError
 from reference import sashimi as ref
 from sashimi import spec
 from sashimi.model import SashimiLM
-from sashimi.specs import model_config
 from sashimi.spec import assert_close
+from sashimi.specs import model_config
 from tests import factories
 from tests.strategies import seeds, small_model_configs, tokens
 
