@@ -65,3 +65,19 @@ def test_bad_step_argument_is_named(what):
     args[index] = dict(breakages(args[index]))[what]
     with pytest.raises(TypeCheckError, match=f"parameter '{['u', 'state'][index]}'"):
         fn(*args)
+
+
+@pytest.mark.parametrize("flag, expect_error", [("1", True), ("0", False)])
+def test_environment_variable_switches_checks_on(flag, expect_error):
+    """Outside the test suite checks are off unless SASHIMI_TYPECHECK=1."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import torch; from sashimi.s4 import fft_conv; fft_conv(torch.randn(2, 5, 3), torch.randn(4, 5))"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SASHIMI_TYPECHECK": flag}, capture_output=True, text=True)
+    if expect_error:
+        assert "TypeCheckError" in result.stderr and "parameter 'K'" in result.stderr
+    else:
+        assert "TypeCheckError" not in result.stderr  # unchecked: torch's own broadcasting error instead
+        assert result.returncode != 0
