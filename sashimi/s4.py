@@ -8,15 +8,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sashimi.kernel import SSMKernel, ssm_step
-from sashimi.shapes import Float, Tensor
+from sashimi.kernel import SSMKernel, dplr_step, ssm_step
+from sashimi.shapes import Complex, Float, Tensor
 
 
 def fft_conv(u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"]) -> Float[Tensor, "B L H"]:
     """Causal convolution y_t = sum_{j<=t} K_j u_{t-j}, by FFTs of length 2L (no wrap-around)."""
+    return spectral_conv(u, kernel_spectrum(K))
+
+
+def kernel_spectrum(K: Float[Tensor, "H L"]) -> Complex[Tensor, "F H"]:
+    """rfft(K, 2L), frequencies first: the kernel's half of `fft_conv`."""
+    return torch.fft.rfft(K, n=2 * K.shape[-1], dim=-1).mT
+
+
+def spectral_conv(u: Float[Tensor, "B L H"], K_f: Complex[Tensor, "F H"]) -> Float[Tensor, "B L H"]:
+    """`fft_conv` with the kernel given by its spectrum rfft(K, 2L)."""
     L = u.shape[1]
     u_f = torch.fft.rfft(u, n=2 * L, dim=1)
-    K_f = torch.fft.rfft(K, n=2 * L, dim=-1).mT
     return torch.fft.irfft(u_f * K_f, n=2 * L, dim=1)[:, :L]
 
 
@@ -28,15 +37,34 @@ class S4Conv(nn.Module):
         self.kernel = SSMKernel(H, N=N, n_ssm=n_ssm)
         self.D = nn.Parameter(torch.randn(1, H))
         self.dropout = nn.Dropout(dropout)
-        self._step: tuple[Tensor, Tensor, Tensor] | None = None
+        self._step: tuple[Tensor, ...] | None = None
+        self._step_fn = dplr_step
+        self._spectrum: tuple[Tensor, Tensor] | None = None
 
-    def forward(self, u: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
-        K = self.kernel(u.shape[1])
-        return self.dropout(F.gelu(fft_conv(u, K) + self.D * u))
+    def spectrum(self, L: int) -> Complex[Tensor, "F H"]:
+        """rfft(K, 2L) of the kernel of length L; reused while the kernel itself is the cached one."""
+        K = self.kernel(L)
+        if self._spectrum is not None and self._spectrum[0] is K:
+            return self._spectrum[1]
+        K_f = kernel_spectrum(K)
+        self._spectrum = (K, K_f) if not K.requires_grad else None
+        return K_f
 
-    def setup_step(self) -> None:
-        """Build the recurrence (in float64, cast to the parameter dtype); call again after parameters change."""
-        self._step = self.kernel.step_matrices()
+    def forward(self, u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"] | None = None) -> Float[Tensor, "B L H"]:
+        """K: the kernel `kernel(L)` when the caller computed it already."""
+        K_f = self.spectrum(u.shape[1]) if K is None else kernel_spectrum(K)
+        return self.dropout(F.gelu(spectral_conv(u, K_f) + self.D * u))
+
+    def setup_step(self, mode: str = "linear") -> None:
+        """Build the recurrence (in float64, cast to the parameter dtype); call again after parameters change.
+
+        mode "linear": the O(N) DPLR recurrence (`dplr_step`), default; "dense": the real
+        (H, N, N) matrix form (`ssm_step`), the plain version kept as its oracle.
+        """
+        if mode not in ("linear", "dense"):
+            raise ValueError(f"step mode must be 'linear' or 'dense'; got {mode!r}")
+        self._step_fn = dplr_step if mode == "linear" else ssm_step
+        self._step = self.kernel.linear_step_coefficients() if mode == "linear" else self.kernel.step_matrices()
 
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.D.new_zeros(batch, self.kernel.H, self.kernel.N)
@@ -44,7 +72,7 @@ class S4Conv(nn.Module):
     def step(self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
         if self._step is None:
             raise RuntimeError("call setup_step() before step()")
-        y, state = ssm_step(state, u, *self._step)
+        y, state = self._step_fn(state, u, *self._step)
         return self.dropout(F.gelu(y + self.D[0] * u)), state
 
 
@@ -60,11 +88,16 @@ class S4Layer(nn.Module):
         self.layer = S4Conv(H, N=N, n_ssm=n_ssm, dropout=dropout)
         self.output_linear = nn.Sequential(nn.Linear(H, 2 * H), nn.GLU(dim=-1))
 
-    def forward(self, u: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
-        return self.output_linear(self.layer(u))
+    def forward(self, u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"] | None = None) -> Float[Tensor, "B L H"]:
+        return self.output_linear(self.layer(u, K))
 
-    def setup_step(self) -> None:
-        self.layer.setup_step()
+    def precompute(self, L: int) -> tuple[Tensor, ...]:
+        """Extra arguments of `forward` worth computing outside an activation checkpoint: the
+        kernel, so that recomputing the block in backward does not regenerate it."""
+        return (self.layer.kernel(L),)
+
+    def setup_step(self, mode: str = "linear") -> None:
+        self.layer.setup_step(mode)
 
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.layer.default_state(batch)
