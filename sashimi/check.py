@@ -108,8 +108,22 @@ def data_outputs() -> dict[str, np.ndarray]:
     return out
 
 
-def golden_outputs() -> dict[str, np.ndarray]:
-    return {**model_outputs(8), **model_outputs(16), **data_outputs()}
+GOLDEN_PARTS = {"model8": lambda: model_outputs(8), "model16": lambda: model_outputs(16), "data": data_outputs}
+
+
+def golden_outputs(errors: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Every golden output. With `errors`, a part that raises is recorded there (part -> message)
+    and left out, so that the report can name it instead of stopping."""
+    out = {}
+    for part, compute in GOLDEN_PARTS.items():
+        if errors is None:
+            out.update(compute())
+            continue
+        try:
+            out.update(compute())
+        except Exception as e:  # a broken model must show up as a failed check, not a crash
+            errors[part] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return out
 
 
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,10 +134,13 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
-def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray]) -> list[Row]:
+def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], errors: dict[str, str] | None = None) -> list[Row]:
     tol = spec.load("tolerances")["golden_float64"]
-    rows = []
+    errors = errors or {}
+    rows = [Row("golden", f"{part} outputs", message, "computed without error", False) for part, message in errors.items()]
     for key in sorted(set(measured) | set(golden)):
+        if key.split("/")[0] in errors:
+            continue
         if key not in golden:
             rows.append(Row("golden", key, "present", "absent from golden file (run --update-golden)", False))
             continue
@@ -200,6 +217,13 @@ def published_rows(fixtures: Path | None) -> list[Row]:
     return rows
 
 
+def guarded(group: str, make_rows) -> list[Row]:
+    try:
+        return make_rows()
+    except Exception as e:  # report, do not crash: the failing group is named
+        return [Row(group, f"{group} checks", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "computed without error", False)]
+
+
 def update_golden(measured: dict[str, np.ndarray]) -> None:
     old = dict(np.load(GOLDEN)) if GOLDEN.is_file() else {}
     for key in sorted(set(measured) | set(old)):
@@ -224,14 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or ../shared/fixtures)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    measured = golden_outputs()
     if args.update_golden:
-        update_golden(measured)
+        update_golden(golden_outputs())
         return 0
     if not GOLDEN.is_file():
         print(f"error: golden file {GOLDEN} not found; create it with --update-golden", file=sys.stderr)
         return 2
-    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN))) + reference_rows() + published_rows(args.fixtures)
+    errors: dict[str, str] = {}
+    measured = golden_outputs(errors)
+    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN)), errors) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(args.fixtures))
     failed = [r for r in rows if r.passed is False]
     if args.json:
         print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [r.as_dict() for r in rows]}, indent=1))

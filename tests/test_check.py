@@ -35,3 +35,18 @@ def test_command_passes(capsys):
     assert check.main([]) == 0
     out = capsys.readouterr().out
     assert "checks pass" in out and "FAIL" not in out
+
+
+def test_a_crashing_part_is_a_named_failure(monkeypatch):
+    """A mutant that makes the model raise shows up as a failed check naming the part, not as a crash."""
+
+    def broken():
+        raise RuntimeError("UpPool.step: steps out of phase")
+
+    monkeypatch.setitem(check.GOLDEN_PARTS, "data", broken)
+    errors = {}
+    measured = check.golden_outputs(errors)
+    assert errors == {"data": "RuntimeError: UpPool.step: steps out of phase"}
+    rows = check.golden_rows(measured, dict(np.load(check.GOLDEN)), errors)
+    failed = [r for r in rows if not r.passed]
+    assert [r.name for r in failed] == ["data outputs"] and "out of phase" in failed[0].measured
