@@ -208,6 +208,56 @@ def reference_rows(n: int = 3) -> list[Row]:
     return rows
 
 
+def consistency_rows() -> list[Row]:
+    """Identities a change must keep: decoder modes are slices of the full logits; a cached kernel
+    follows an in-place parameter edit exactly as a recomputed one does."""
+    from sashimi.kernel import kernel_cache
+
+    rows = []
+    torch.manual_seed(SEED)
+    model = SashimiLM(tiny_config(8)).double().eval()
+    x = torch.from_numpy(np.random.default_rng(SEED).integers(0, 256, (2, 16)))
+    with torch.no_grad():
+        full = model(x)
+        for l_output, expected in ((0, full[:, -1]), (3, full[:, -3:])):
+            model.decoder.l_output = l_output
+            c = spec.compare(model(x), expected, "model_float64")  # another GEMM shape: rounding only
+            rows.append(Row("identity", f"decoder l_output={l_output} == the last positions of l_output=None", f"max diff {c.error:.2e}", f"<= {c.bound:.1e}", c.holds))
+        model.decoder.l_output = None
+        kernel = model.backbone.c_layers[0].layer.layer.kernel
+        kernel(16)  # cached
+        kernel.A_real.add_(0.1)
+        cached = kernel(16)
+        with kernel_cache(False):
+            fresh = kernel(16)
+    d = max_diff(cached.numpy(), fresh.numpy())
+    rows.append(Row("identity", "kernel cache follows an in-place parameter edit", f"max diff {d:.2e}", "0", d == 0.0))
+    try:
+        model(torch.full((1, 16), 256))
+        refused = "accepted"
+    except ValueError:
+        refused = "ValueError"
+    rows.append(Row("identity", "token C = 256 of an 8-bit model is refused", refused, "ValueError", refused == "ValueError"))
+    return rows
+
+
+def optimizer_rows() -> list[Row]:
+    """The optimizer and schedule training builds, against specs/presets.json `optimizer`."""
+    want = spec.load("presets")["optimizer"]
+    model = SashimiLM(tiny_config(8))
+    optimizer, scheduler = make_optimizer(model, TrainConfig(preset="tiny", lr=0.004).resolved())
+    ssm = optimizer.param_groups[1]
+    measured = {
+        "betas": list(optimizer.defaults["betas"]),
+        "weight_decay": optimizer.param_groups[0]["weight_decay"],
+        "ssm_lr": ssm["lr"],
+        "ssm_weight_decay": ssm["weight_decay"],
+        "plateau_factor": scheduler.factor,
+        "plateau_patience": scheduler.patience,
+    }
+    return [Row("specs", f"optimizer {key}", str(measured[key]), str(want[key]), measured[key] == want[key]) for key in measured]
+
+
 def published_rows(fixtures: Path | None) -> list[Row]:
     from sashimi import interop
 
@@ -262,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     errors: dict[str, str] = {}
     measured = golden_outputs(errors)
-    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN)), errors) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(args.fixtures))
+    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN)), errors) + guarded("identity", consistency_rows) + guarded("specs", optimizer_rows) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(args.fixtures))
     failed = [r for r in rows if r.passed is False]
     if args.json:
         print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [r.as_dict() for r in rows]}, indent=1))

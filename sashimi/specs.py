@@ -27,7 +27,7 @@ def model_config(preset: str, bits: int, **overrides) -> ModelConfig:
 
 
 def preset_names() -> list[str]:
-    return [k for k in spec.load("presets") if not k.startswith("_")]
+    return [k for k, v in spec.load("presets").items() if not k.startswith("_") and "model" in v]
 
 
 @dataclass

@@ -134,3 +134,17 @@ def test_step_out_of_phase_is_an_error():
     state = up.default_state(1)
     with pytest.raises(RuntimeError, match="out of phase"):
         up.step(torch.zeros(1, 4), state)
+
+
+@given(small_model_configs(bits=8), seeds, st.integers(1, 4))
+def test_l_output_keeps_the_last_positions(config, seed, k):
+    """l_output = k gives the last k positions of the full logits; 0 gives the last one, squeezed."""
+    model = factories.lm(seed, torch.float64, **config)
+    L = 2 * math.prod(config["pool"])
+    x = tokens(seed, 2, L, 256)
+    with torch.no_grad():
+        full = model(x)
+        model.decoder.l_output = min(k, L)
+        assert_close(model(x), full[:, -min(k, L) :], "model_float64")  # another GEMM shape: rounding only
+        model.decoder.l_output = 0
+        assert_close(model(x), full[:, -1], "model_float64")
