@@ -50,3 +50,9 @@ def test_a_crashing_part_is_a_named_failure(monkeypatch):
     rows = check.golden_rows(measured, dict(np.load(check.GOLDEN)), errors)
     failed = [r for r in rows if not r.passed]
     assert [r.name for r in failed] == ["data outputs"] and "out of phase" in failed[0].measured
+
+
+def test_optimizer_and_identities_hold():
+    """AdamW groups and the plateau schedule match specs/presets.json; decoder slices, cache, token range."""
+    rows = check.optimizer_rows() + check.consistency_rows()
+    assert len(rows) == 10 and all(r.passed for r in rows), [r for r in rows if not r.passed]
