@@ -241,6 +241,20 @@ def consistency_rows() -> list[Row]:
     return rows
 
 
+def clip_rows() -> list[Row]:
+    """Training clips the gradient norm: one plain SGD step (lr 1) through the training step moves
+    the parameters by exactly the clip when the gradient is larger."""
+    torch.manual_seed(SEED)
+    model = SashimiLM(tiny_config(8)).double()
+    x = torch.from_numpy(np.random.default_rng(SEED).integers(0, 256, (2, 16)))
+    with torch.no_grad():
+        model(x)  # the first forward writes C~ into C (the published convention): not a training update
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    optimization_step(LossModel(model), model, torch.optim.SGD(model.parameters(), lr=1.0), x, x, grad_clip=1e-3)
+    moved = float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+    return [Row("identity", "training step clips the gradient norm (SGD, lr 1, clip 1e-3)", f"{moved:.6e}", "1e-03", abs(moved - 1e-3) <= 1e-8)]
+
+
 def optimizer_rows() -> list[Row]:
     """The optimizer and schedule training builds, against specs/presets.json `optimizer`."""
     want = spec.load("presets")["optimizer"]
@@ -312,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     errors: dict[str, str] = {}
     measured = golden_outputs(errors)
-    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN)), errors) + guarded("identity", consistency_rows) + guarded("specs", optimizer_rows) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(args.fixtures))
+    rows = spec_rows() + golden_rows(measured, dict(np.load(GOLDEN)), errors) + guarded("identity", consistency_rows) + guarded("specs", optimizer_rows) + guarded("identity", clip_rows) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(args.fixtures))
     failed = [r for r in rows if r.passed is False]
     if args.json:
         print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [r.as_dict() for r in rows]}, indent=1))

@@ -53,6 +53,7 @@ def test_a_crashing_part_is_a_named_failure(monkeypatch):
 
 
 def test_optimizer_and_identities_hold():
-    """AdamW groups and the plateau schedule match specs/presets.json; decoder slices, cache, token range."""
-    rows = check.optimizer_rows() + check.consistency_rows()
-    assert len(rows) == 10 and all(r.passed for r in rows), [r for r in rows if not r.passed]
+    """AdamW groups and the plateau schedule match specs/presets.json; decoder slices, cache, token
+    range; gradient clipping (AdamW alone is blind to a uniform gradient scale, so SGD shows it)."""
+    rows = check.optimizer_rows() + check.consistency_rows() + check.clip_rows()
+    assert len(rows) == 11 and all(r.passed for r in rows), [r for r in rows if not r.passed]
