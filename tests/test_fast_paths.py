@@ -20,6 +20,7 @@ from sashimi.kernel import (
 from sashimi.spec import assert_close
 from tests import factories
 from tests.strategies import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes, tokens
+from tests.test_s4 import run_steps
 
 
 def response_inputs(seed: int, H: int, N2: int, dtype=torch.float64):
@@ -141,16 +142,6 @@ def test_cached_layer_output_equals_uncached():
 
 
 # --- step mode ------------------------------------------------------------------------------
-
-
-def run_steps(layer, u, mode):
-    layer.setup_step(mode)
-    state = layer.default_state(u.shape[0])
-    ys = []
-    for t in range(u.shape[1]):
-        y, state = layer.step(u[:, t], state)
-        ys.append(y)
-    return torch.stack(ys, 1)
 
 
 @given(ssm_sizes(max_L=32), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)))

@@ -10,8 +10,8 @@ from tests import factories
 from tests.strategies import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
 
 
-def run_steps(layer, u):
-    layer.setup_step()
+def run_steps(layer, u, mode: str = "linear"):
+    layer.setup_step(mode)
     state = layer.default_state(u.shape[0])
     ys = []
     for t in range(u.shape[1]):
