@@ -9,27 +9,9 @@ of the folder's token histogram (a unigram model's bits per sample).
 import argparse
 import json
 import sys
-import time
 
-import numpy as np
-import torch
-
-from sashimi import checkpoint, data, metrics
-from sashimi.generate import load_model
-
-
-def evaluate_folder(checkpoint_path: str, folder: str, batch_size: int = 8, device: str = "cpu") -> dict:
-    model, payload = load_model(checkpoint_path, device)
-    train = payload["config"].get("train", {})
-    seq_len = int(train.get("seq_len") or 4 * int(np.prod(model.config.pool)) * 64)
-    quantization = train.get("quantization") or "mulaw"
-    dataset = data.AudioDataset(folder, None, seq_len, model.config.bits, quantization)
-    batches = (torch.utils.data.default_collate([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]) for i in range(0, len(dataset), batch_size))
-    start = time.perf_counter()
-    result = metrics.evaluate(model, batches, model.config.bits, torch.device(device))
-    result["unigram_bits_per_sample"] = metrics.unigram_bits(np.concatenate(dataset.tokens), model.config.n_classes)
-    result.update(files=len(dataset.files), clips=len(dataset), seconds=time.perf_counter() - start, checkpoint=str(checkpoint_path), data=str(folder))
-    return result
+from sashimi.io.checkpoint import CheckpointError
+from sashimi.training.evaluation import evaluate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = evaluate_folder(args.checkpoint, args.data, args.batch_size, args.device)
-    except (ValueError, checkpoint.CheckpointError, OSError) as e:
+    except (ValueError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:

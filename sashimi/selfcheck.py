@@ -6,22 +6,21 @@ import time
 
 import torch
 
-from sashimi.s4 import S4Layer
+from sashimi.harness.verdict import Verdict, print_report
+from sashimi.model.rollout import rollout
+from sashimi.model.s4 import S4Layer
+
+BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 
 def agreement(H: int, L: int, dtype: torch.dtype, seed: int) -> float:
+    """max |step - convolution| / max |convolution| of a fresh tied-state layer on random input."""
     torch.manual_seed(seed)
     layer = S4Layer(H, n_ssm=1).to(dtype)
     u = torch.randn(2, L, H, dtype=dtype)
     with torch.no_grad():
         y_conv = layer(u)
-        layer.setup_step()
-        state = layer.default_state(2)
-        y_step = []
-        for t in range(L):
-            y, state = layer.step(u[:, t], state)
-            y_step.append(y)
-    return float((torch.stack(y_step, 1) - y_conv).abs().max() / y_conv.abs().max())
+    return float((rollout(layer, u) - y_conv).abs().max() / y_conv.abs().max())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,15 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    ok = True
-    for dtype, bound in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+    verdicts = []
+    for dtype, bound in BOUNDS.items():
         start = time.perf_counter()
         err = agreement(args.channels, args.length, dtype, args.seed)
-        verdict = "ok" if err <= bound else "FAIL"
-        ok &= err <= bound
-        print(f"S4 layer H={args.channels} N=64 L={args.length} {str(dtype):14s} step vs convolution: "
-              f"max relative difference {err:.2e} (bound {bound:.0e}) [{verdict}] in {time.perf_counter() - start:.1f}s")
-    return 0 if ok else 1
+        name = f"S4 layer H={args.channels} N=64 L={args.length} {str(dtype).removeprefix('torch.')} step vs convolution ({time.perf_counter() - start:.1f} s)"
+        verdicts.append(Verdict("selfcheck", name, f"rel diff {err:.2e}", f"<= {bound:.0e}", err <= bound, error=err, bound=bound))
+    return 0 if print_report(verdicts) else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sashimi.shapes import Float, Tensor
+from sashimi.core.shapes import Float, Tensor
 
 
 def fold(x: Float[Tensor, "B L H"], pool: int) -> Float[Tensor, "B L_coarse HP"]:

@@ -1,4 +1,4 @@
-"""Audio datasets: folders of .wav/.flac files -> (x, y) token clips, and a synthetic default corpus.
+"""Audio datasets: folders of .wav/.flac files -> (x, y) token clips (docs/DESIGN.md, "Clips and targets").
 
 Each file is one example: it is mixed down to mono, resampled to the target
 rate, min-max scaled and quantized as a whole (as for SC09-style 1-s clips),
@@ -22,8 +22,8 @@ import soundfile as sf
 import torch
 from scipy import signal
 
-from sashimi.quantize import check_bits, check_method, encode, zero_level
-from sashimi.shapes import Float, Int, Tensor
+from sashimi.audio.quantize import check_bits, check_method, encode, zero_level
+from sashimi.core.shapes import Float, Int, Tensor
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 SPLITS = ("train", "validation", "test")
@@ -108,7 +108,7 @@ class AudioDataset(torch.utils.data.Dataset):
         seq_len: int,
         bits: int,
         quantization: str,
-        sample_rate: int = 16000,
+        sample_rate: int,
     ):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None (every file); got {split!r}")
@@ -143,73 +143,3 @@ class AudioDataset(torch.utils.data.Dataset):
         f, start = self.clips[index]
         tokens = torch.from_numpy(self.tokens[f][start : start + self.seq_len].astype(np.int64))
         return clip_pair(tokens, self.seq_len, self.zero)
-
-
-def karplus_strong(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
-    """Plucked string: y[t] = burst[t] + (d/2)(y[t-P] + y[t-P-1]), P = rate / f0, a noise burst of P samples."""
-    f0 = rng.uniform(80.0, 600.0)
-    P = max(2, int(round(sample_rate / f0)))
-    decay = rng.uniform(0.990, 0.999)
-    burst = np.zeros(n)
-    burst[:P] = rng.uniform(-1.0, 1.0, min(P, n))
-    a = np.zeros(P + 2)
-    a[0], a[P], a[P + 1] = 1.0, -decay / 2, -decay / 2
-    return signal.lfilter([1.0], a, burst)
-
-
-def chirp(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
-    """A sweep f0 -> f1 (linear or logarithmic) under a raised-cosine envelope."""
-    t = np.arange(n) / sample_rate
-    f0, f1 = rng.uniform(100.0, min(4000.0, 0.45 * sample_rate), 2)
-    method = rng.choice(["linear", "logarithmic"])
-    return signal.chirp(t, f0, t[-1], f1, method=method) * signal.windows.tukey(n, 0.2)
-
-
-FORMANTS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010), "o": (570, 840, 2410), "u": (300, 870, 2240)}
-
-
-def vowel(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
-    """A pulse train at pitch f0 through three damped resonators at the vowel's formants, summed."""
-    f0 = rng.uniform(90.0, 260.0) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * np.arange(n) / sample_rate))
-    phase = np.cumsum(f0 / sample_rate)
-    pulses = np.diff(np.floor(phase), prepend=0.0)
-    out = np.zeros(n)
-    for gain, F in zip((1.0, 0.5, 0.25), FORMANTS[rng.choice(list(FORMANTS))], strict=True):
-        r = np.exp(-np.pi * rng.uniform(60.0, 120.0) / sample_rate)
-        theta = 2 * np.pi * F * rng.uniform(0.95, 1.05) / sample_rate
-        out += gain * signal.lfilter([1.0 - r], [1.0, -2 * r * np.cos(theta), r * r], pulses)
-    return out * signal.windows.tukey(n, 0.3)
-
-
-SYNTHS = {"pluck": karplus_strong, "chirp": chirp, "vowel": vowel}
-
-
-def synthetic_dataset(n_clips: int = 36, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) -> list[Float[np.ndarray, " L"]]:
-    """n_clips float32 clips cycling through plucked strings, chirps and vowels, peak in [0.3, 0.9].
-
-    Clip i depends only on (seed, i): offline, deterministic, independent of n_clips."""
-    n = int(round(seconds * sample_rate))
-    if n < 2:
-        raise ValueError(f"clips need at least 2 samples; got seconds={seconds} at {sample_rate} Hz")
-    clips = []
-    for i in range(n_clips):
-        rng = np.random.default_rng([seed, i])
-        clip = list(SYNTHS.values())[i % len(SYNTHS)](rng, n, sample_rate)
-        peak = np.max(np.abs(clip))
-        clips.append((clip * rng.uniform(0.3, 0.9) / (peak if peak > 0 else 1.0)).astype(np.float32))
-    return clips
-
-
-def write_synthetic_dataset(
-    folder: str | os.PathLike, n_clips: int = 36, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0
-) -> list[Path]:
-    """synthetic_dataset(...) written as 16-bit PCM WAV files `{kind}_{i:03d}.wav` into `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    kinds = list(SYNTHS)
-    paths = []
-    for i, clip in enumerate(synthetic_dataset(n_clips, seconds, sample_rate, seed)):
-        path = folder / f"{kinds[i % len(kinds)]}_{i:03d}.wav"
-        sf.write(path, clip, sample_rate, subtype="PCM_16")
-        paths.append(path)
-    return paths

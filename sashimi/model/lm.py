@@ -1,36 +1,15 @@
 """The SaShiMi language model: tokens -> Embedding -> backbone -> SequenceDecoder -> logits.
 
-8-bit audio has C = 256 classes, 16-bit C = 65536. `ModelConfig` is the typed
-configuration; presets live in `specs/presets.json`.
+8-bit audio has C = 256 classes, 16-bit C = 65536. The configuration is
+`sashimi.core.config.ModelConfig`; presets live in `specs/presets.json`.
 """
-
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from sashimi.backbone import Backbone
-from sashimi.shapes import Float, Int, Tensor
-
-
-@dataclass
-class ModelConfig:
-    bits: int = 8
-    d_model: int = 64
-    n_layers: int = 8
-    pool: list[int] = field(default_factory=lambda: [4, 4])
-    expand: int = 2
-    ff: int = 2
-    n_ssm: int | None = 1
-    dropout: float = 0.0
-    d_state: int = 64
-
-    @property
-    def n_classes(self) -> int:
-        return 2**self.bits
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from sashimi.core.config import ModelConfig
+from sashimi.core.shapes import Float, Int, Tensor
+from sashimi.model.backbone import Backbone
 
 
 def check_tokens(tokens: Tensor, n_classes: int) -> None:

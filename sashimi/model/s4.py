@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sashimi.kernel import SSMKernel, dplr_step, ssm_step
-from sashimi.shapes import Complex, Float, Tensor
+from sashimi.model.kernel import SSMKernel
+from sashimi.model.recurrence import dplr_step, linear_step_coefficients, ssm_step, step_matrices
+from sashimi.core.shapes import Complex, Float, Tensor
 
 
 def fft_conv(u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"]) -> Float[Tensor, "B L H"]:
@@ -64,7 +65,7 @@ class S4Conv(nn.Module):
         if mode not in ("linear", "dense"):
             raise ValueError(f"step mode must be 'linear' or 'dense'; got {mode!r}")
         self._step_fn = dplr_step if mode == "linear" else ssm_step
-        self._step = self.kernel.linear_step_coefficients() if mode == "linear" else self.kernel.step_matrices()
+        self._step = linear_step_coefficients(self.kernel) if mode == "linear" else step_matrices(self.kernel)
 
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.D.new_zeros(batch, self.kernel.H, self.kernel.N)

@@ -1,4 +1,4 @@
-"""Loss and evaluation metrics (DESIGN section 4), without ever materializing (B, L, C) logits for 16-bit.
+"""Loss and evaluation metrics (docs/DESIGN.md, "Loss and metrics"), without ever materializing (B, L, C) logits for 16-bit.
 
 loss: mean cross-entropy in nats over non-padding positions (targets -100 are ignored);
 bits_per_sample = loss / ln 2; bpb = bits_per_sample / (bits / 8); perplexity = exp(loss);
@@ -9,18 +9,19 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from sashimi.data import IGNORE_INDEX
-from sashimi.shapes import Float, Int, Tensor
+from sashimi.audio.dataset import IGNORE_INDEX
+from sashimi.core.config import LossConfig
+from sashimi.core.shapes import Float, Int, Tensor
 
 TOP_K = (3, 5, 10)
-# 1024 positions x 65536 classes x 4 bytes = 256 MiB of logits at most per chunk
-CHUNK_POSITIONS = 1024
 
 
 def chunked_options() -> "torch.nn.LinearCrossEntropyOptions":
-    """The chunked path measured in DESIGN section 4 (12.3 s, 0.62 GB for a 1-s 16-bit clip)."""
-    return torch.nn.LinearCrossEntropyOptions(batch_chunk_size=1024, chunking_method=None, acc_policy="accurate")
+    """The chunked path measured in docs/DESIGN.md, "16-bit loss": whole chunks of positions,
+    no automatic chunking (which is 15x slower there), accurate accumulation."""
+    return torch.nn.LinearCrossEntropyOptions(batch_chunk_size=LossConfig.from_specs().batch_chunk_size, chunking_method=None, acc_policy="accurate")
 
 
 def loss_sum_and_count(
@@ -40,6 +41,19 @@ def loss_sum_and_count(
     return total, count
 
 
+class LossModel(nn.Module):
+    """What training differentiates (and DDP wraps): tokens and targets in, (summed loss, count)
+    out. 16-bit uses the chunked linear cross-entropy, so no (B, L, 65536) logits tensor exists."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, x: Int[Tensor, "B L"], y: Int[Tensor, "B L"]) -> tuple[Float[Tensor, ""], int]:
+        head = self.lm.decoder.output_transform
+        return loss_sum_and_count(self.lm.features(x), head.weight, head.bias, y, chunked=self.lm.config.bits > 8)
+
+
 class MetricSums:
     """Running sums over positions, so metrics over a whole dataset weight every position equally."""
 
@@ -52,9 +66,11 @@ class MetricSums:
         x, y = features.reshape(-1, features.shape[-1]), targets.reshape(-1)
         keep = y != IGNORE_INDEX
         x, y = x[keep], y[keep]
-        for start in range(0, y.shape[0], CHUNK_POSITIONS):
-            logits = F.linear(x[start : start + CHUNK_POSITIONS], weight, bias).float()
-            target = y[start : start + CHUNK_POSITIONS]
+        # a chunk of 16-bit logits takes chunk x 65536 x 4 bytes (256 MiB for 1024 positions)
+        chunk = LossConfig.from_specs().metric_chunk_positions
+        for start in range(0, y.shape[0], chunk):
+            logits = F.linear(x[start : start + chunk], weight, bias).float()
+            target = y[start : start + chunk]
             self.nll += float(F.cross_entropy(logits, target, reduction="sum"))
             top = logits.topk(max(TOP_K), dim=-1).indices
             hits = top == target[:, None]

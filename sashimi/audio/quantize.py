@@ -19,7 +19,7 @@ one level, and more for 16-bit).
 
 import torch
 
-from sashimi.shapes import Float, Int, Tensor
+from sashimi.core.shapes import Float, Int, Tensor
 
 METHODS = ("mulaw", "linear")
 BITS = (8, 16)

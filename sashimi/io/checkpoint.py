@@ -6,6 +6,9 @@ from pathlib import Path
 
 import torch
 
+from sashimi.core.config import ModelConfig
+from sashimi.model.lm import SashimiLM
+
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or does not fit what it is used for."""
@@ -39,3 +42,22 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path} is not a sashimi checkpoint (expected a dict with 'config' and 'model')")
     return payload
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", expect_bits: int | None = None) -> tuple[SashimiLM, dict]:
+    """The model of a checkpoint, in eval mode, strictly: its weights must fit its own configuration."""
+    payload = load(path, map_location=device)
+    try:
+        config = ModelConfig(**payload["config"]["model"])
+    except (TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: its configuration is not a model configuration ({e})") from None
+    if expect_bits is not None and config.bits != expect_bits:
+        raise CheckpointError(f"{path} is a {config.bits}-bit model; --bits {expect_bits} was asked for")
+    model = SashimiLM(config).to(device)
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as e:
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:4])
+        raise CheckpointError(f"{path}: weights do not fit its configuration ({config.bits}-bit, d_model {config.d_model}, "
+                              f"n_layers {config.n_layers}): {detail}") from None
+    return model.eval(), payload

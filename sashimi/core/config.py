@@ -1,0 +1,156 @@
+"""Typed configuration: the model, training, optimizer and loss settings, and the presets.
+
+Every default that is a fact of the published recipe (sample rate, optimizer betas, the SSM
+parameter group, the plateau schedule, the loss chunking) has one home: `specs/presets.json`,
+read here and nowhere else. CLI flags map one to one onto `TrainConfig`'s fields.
+"""
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, field
+
+import specs
+
+DEFAULT_PRESET = "tiny"
+QUANTIZATIONS = ("mulaw", "linear")
+
+
+def preset_names() -> list[str]:
+    """The presets of specs/presets.json (entries with a model)."""
+    return [k for k, v in specs.load("presets").items() if not k.startswith("_") and isinstance(v, dict) and "model" in v]
+
+
+def preset(name: str) -> dict:
+    """{"model": ..., "train": ...} of one preset; an unknown name lists the known ones."""
+    if name not in preset_names():
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
+    return specs.load("presets")[name]
+
+
+@dataclass
+class ModelConfig:
+    """The SaShiMi language model (docs/DESIGN.md, "The backbone"): C = 2^bits classes."""
+
+    bits: int = 8
+    d_model: int = 64
+    n_layers: int = 8
+    pool: list[int] = field(default_factory=lambda: [4, 4])
+    expand: int = 2
+    ff: int = 2
+    n_ssm: int | None = 1
+    dropout: float = 0.0
+    d_state: int = 64
+
+    @property
+    def n_classes(self) -> int:
+        return 2**self.bits
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_config(preset_name: str, bits: int, **overrides) -> ModelConfig:
+    """The model of a preset at `bits`, with fields overridden."""
+    return ModelConfig(bits=bits, **{**preset(preset_name)["model"], **overrides})
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW and the plateau schedule (docs/DESIGN.md, "Optimizer and schedule"); specs/presets.json "optimizer"."""
+
+    betas: tuple[float, float]
+    weight_decay: float
+    ssm_lr: float
+    ssm_weight_decay: float
+    plateau_factor: float
+    plateau_patience: int
+
+    @classmethod
+    def from_specs(cls) -> "OptimizerConfig":
+        data = specs.load("presets")["optimizer"]
+        return cls(**{f.name: tuple(data[f.name]) if f.name == "betas" else data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Positions per chunk of the 16-bit loss and of the metrics (docs/DESIGN.md, "16-bit loss"); specs/presets.json "loss"."""
+
+    batch_chunk_size: int
+    metric_chunk_positions: int
+
+    @classmethod
+    def from_specs(cls) -> "LossConfig":
+        data = specs.load("presets")["loss"]
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class TrainConfig:
+    """Every field is a flag: --preset, --data, --bits, ... (None: the preset's, or the optimizer spec's, value)."""
+
+    preset: str = DEFAULT_PRESET
+    data: str | None = None
+    bits: int | None = None
+    quantization: str | None = None
+    sample_rate: int | None = None
+    seq_len: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    max_steps: int | None = None
+    max_minutes: float | None = 3.0
+    out: str = "runs"
+    resume: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    eval_every: int = 100
+    eval_batches: int = 16
+    ssm_lr: float | None = None
+    grad_clip: float = 1.0
+    sample_seconds: float = 1.0
+
+    def resolved(self) -> "TrainConfig":
+        """Fill every None from the preset (docs/DESIGN.md, "Presets") and check the values."""
+        defaults = preset(self.preset)["train"]
+        c = dataclasses.replace(self)
+        for name in ("bits", "quantization", "sample_rate", "seq_len", "batch_size", "lr"):
+            if getattr(c, name) is None:
+                setattr(c, name, defaults[name])
+        if c.ssm_lr is None:
+            c.ssm_lr = OptimizerConfig.from_specs().ssm_lr
+        if c.bits not in (8, 16):
+            raise ValueError(f"--bits must be 8 or 16; got {c.bits}")
+        if c.quantization not in QUANTIZATIONS:
+            raise ValueError(f"--quantization must be mulaw or linear; got {c.quantization!r}")
+        multiple = math.prod(preset(self.preset)["model"]["pool"])
+        if c.seq_len < 1 or c.seq_len % multiple:
+            raise ValueError(f"--seq-len must be a positive multiple of prod(pool) = {multiple}; got {c.seq_len}")
+        if c.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1; got {c.batch_size}")
+        if c.max_steps is None and c.max_minutes is None:
+            raise ValueError("give --max-steps or --max-minutes (or both): training needs a stop")
+        return c
+
+    def model_config(self) -> ModelConfig:
+        return model_config(self.preset, self.bits)
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """How a checkpoint's model reads and writes audio: what generation and evaluation need."""
+
+    quantization: str
+    sample_rate: int
+    seq_len: int
+
+
+def audio_settings(saved_train: dict | None) -> AudioSettings:
+    """From a checkpoint's training configuration; values it lacks (an imported checkpoint has
+    none) come from the preset it names, else the default preset."""
+    saved_train = saved_train or {}
+    defaults = preset(saved_train.get("preset") or DEFAULT_PRESET)["train"]
+    return AudioSettings(*(saved_train.get(k) or defaults[k] for k in ("quantization", "sample_rate", "seq_len")))
+
+
+def default_sample_rate() -> int:
+    """The default preset's sample rate (what the embedded synthetic corpus is written at)."""
+    return preset(DEFAULT_PRESET)["train"]["sample_rate"]

@@ -1,0 +1,182 @@
+"""Speed and memory of the paper's SaShiMi on this machine: one case per subprocess.
+
+Preset sc09 (d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, N 64), 8-bit,
+B = 1, all cores, shape checks off unless a case turns them on. Every case runs in a fresh
+subprocess, so its peak resident memory (ru_maxrss of that process) is its own: model build,
+warm-up and the timed runs. Times are medians after one warm-up run.
+"""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from sashimi.harness.verdict import Verdict
+
+CASES = ("fwd", "fwd_cold", "fwd_bwd", "gen_b1", "gen_b16", "fwd_bwd_16bit", "fwd_bwd_checked")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def run_case(case: str, L: int, repeats: int, gen_steps: int) -> dict:
+    """Inside the child: build, warm up, time `repeats` runs; returns times and peak memory."""
+    import torch
+    import torch.nn.functional as F
+
+    from sashimi.core.config import model_config
+    from sashimi.model.kernel import kernel_cache
+    from sashimi.model.lm import SashimiLM
+    from sashimi.training.metrics import chunked_options
+
+    torch.manual_seed(0)
+    bits = 16 if case == "fwd_bwd_16bit" else 8
+    model = SashimiLM(model_config("sc09", bits))
+    tokens = torch.randint(0, 2**bits, (1, L))
+
+    if case in ("fwd", "fwd_cold"):
+        model.eval()
+
+        def once():
+            with torch.no_grad(), kernel_cache(case == "fwd"):
+                model(tokens)
+
+    elif case in ("fwd_bwd", "fwd_bwd_checked"):
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
+
+    elif case == "fwd_bwd_16bit":
+        options = chunked_options()
+        head = model.decoder.output_transform
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            features = model.features(tokens).flatten(0, 1)
+            F.linear_cross_entropy(features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options).backward()
+
+    elif case in ("gen_b1", "gen_b16"):
+        batch = 1 if case == "gen_b1" else 16
+        model.eval()
+        with torch.no_grad():
+            model(tokens[:, : 16 * max(1, min(L, 64) // 16)])  # C -> C~ as the first forward does
+        with torch.inference_mode():
+            model.setup_step()
+        times = []
+        for _ in range(repeats + 1):
+            with torch.inference_mode():
+                state = model.default_state(batch)
+                x = torch.zeros(batch, dtype=torch.long)
+                start = time.perf_counter()
+                for _ in range(gen_steps):
+                    logits, state = model.step(x, state)
+                    x = logits.argmax(-1)
+                times.append(time.perf_counter() - start)
+        return {"times": times[1:], "samples_per_s": [batch * gen_steps / t for t in times[1:]], "peak_gib": peak_gib()}
+    else:
+        raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
+
+    once()  # warm-up (a fresh model also writes C~ here)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return {"times": times, "peak_gib": peak_gib()}
+
+
+def spawn(case: str, L: int, repeats: int, gen_steps: int) -> dict:
+    env = dict(os.environ)
+    env.pop("SASHIMI_TYPECHECK", None)
+    if case == "fwd_bwd_checked":
+        env["SASHIMI_TYPECHECK"] = "1"
+    cmd = [sys.executable, "-m", "sashimi.bench", "--child", case, "--length", str(L), "--repeats", str(repeats), "--gen-steps", str(gen_steps)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench case {case} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(results: dict, L: int, repeats: int, gen_steps: int) -> dict:
+    import torch
+
+    med = {case: statistics.median(r["times"]) for case, r in results.items()}
+    summary = {
+        "fwd_s": med.get("fwd"),
+        "fwd_cold_s": med.get("fwd_cold"),
+        "fwd_bwd_s": med.get("fwd_bwd"),
+        "fwd_peak_gib": results.get("fwd", {}).get("peak_gib"),
+        "fwd_cold_peak_gib": results.get("fwd_cold", {}).get("peak_gib"),
+        "fwd_bwd_peak_gib": results.get("fwd_bwd", {}).get("peak_gib"),
+        "gen_b1_samples_per_s": statistics.median(results["gen_b1"]["samples_per_s"]) if "gen_b1" in results else None,
+        "gen_b16_samples_per_s": statistics.median(results["gen_b16"]["samples_per_s"]) if "gen_b16" in results else None,
+        "fwd_bwd_16bit_s": med.get("fwd_bwd_16bit"),
+        "fwd_bwd_16bit_peak_gib": results.get("fwd_bwd_16bit", {}).get("peak_gib"),
+        "fwd_bwd_checked_s": med.get("fwd_bwd_checked"),
+        "check_overhead_pct": 100 * (med["fwd_bwd_checked"] / med["fwd_bwd"] - 1) if "fwd_bwd_checked" in med and "fwd_bwd" in med else None,
+        "L": L,
+        "B": 1,
+        "repeats": repeats,
+        "gen_steps": gen_steps,
+        "preset": "sc09",
+        "machine": {
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "load_avg_1m_at_end": os.getloadavg()[0],
+        },
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "raw": results,
+    }
+    return summary
+
+
+TARGETS = {
+    "fwd_s": ("<=", 1.7),
+    "fwd_cold_s": ("<=", 1.7),
+    "fwd_bwd_s": ("<=", 10.0),
+    "fwd_bwd_peak_gib": ("<=", 1.5),
+    "gen_b1_samples_per_s": (">=", 1000),
+    "gen_b16_samples_per_s": (">=", 6000),
+    "fwd_bwd_16bit_peak_gib": ("<=", 2.0),
+    "check_overhead_pct": ("<=", 10.0),
+}
+
+
+def verdicts(summary: dict) -> list[Verdict]:
+    """One verdict per metric with a target (docs/PERFORMANCE.md says where each comes from)."""
+    out = []
+    for key, (op, bound) in TARGETS.items():
+        value = summary.get(key)
+        if value is None:
+            continue
+        passed = value <= bound if op == "<=" else value >= bound
+        out.append(Verdict("bench", key, f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}", f"{op} {bound}", passed, error=value, bound=bound))
+    return out
+
+
+def table(summary: dict) -> str:
+    """Every measured metric, then the verdicts of those with a target."""
+    lines = []
+    for key in ("fwd_s", "fwd_cold_s", "fwd_peak_gib", "fwd_bwd_s", "fwd_bwd_peak_gib", "gen_b1_samples_per_s", "gen_b16_samples_per_s",
+                "fwd_bwd_16bit_s", "fwd_bwd_16bit_peak_gib", "fwd_bwd_checked_s", "check_overhead_pct"):
+        value = summary.get(key)
+        if value is not None and key not in TARGETS:
+            lines.append(f"  {key:<26s} {value:.3f}" if abs(value) < 100 else f"  {key:<26s} {value:.0f}")
+    lines += [v.line() for v in verdicts(summary)]
+    m = summary["machine"]
+    lines.append(f"B = 1, L = {summary['L']}, medians of {summary['repeats']}; {m['cores']} cores, torch {m['torch']}, {summary['date']}")
+    return "\n".join(lines)

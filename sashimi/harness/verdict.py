@@ -1,0 +1,105 @@
+"""The one verdict record every reporting command prints, and numeric comparison against the tolerance table.
+
+A verdict says what was measured, what was expected, and whether it passed: `pass`, `FAIL`,
+`skip` (could not be measured here), or `note` (a reported, never enforced, claim that does
+not hold). The gate, the contract report, `interop check`, `selfcheck`, the benchmark and the
+mutation runner all print `Verdict.line()` and close with `summary()`.
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+import specs
+
+
+@dataclass
+class Verdict:
+    group: str
+    name: str
+    measured: str
+    expected: str
+    passed: bool | None  # None: skipped
+    enforced: bool = True  # False: reported only; never fails a command
+    comment: str = ""
+    error: float | None = None  # numeric comparisons: max |actual - expected| ...
+    bound: float | None = None  # ... against this bound
+
+    @property
+    def failed(self) -> bool:
+        return self.enforced and self.passed is False
+
+    @property
+    def word(self) -> str:
+        if self.passed is None:
+            return "skip"
+        if self.passed:
+            return "pass"
+        return "FAIL" if self.enforced else "note"
+
+    def line(self) -> str:
+        text = f"  [{self.word}] {self.group:<9s} {self.name:<70s} {self.measured:<20s} expected {self.expected}"
+        return text + (f"\n         {self.comment}" if self.comment else "")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summary(verdicts: list[Verdict], what: str = "checks", seconds: float | None = None) -> str:
+    """'N of M checks pass (k skipped)' and one FAILED line per failure."""
+    failed = [v for v in verdicts if v.failed]
+    skipped = sum(v.passed is None for v in verdicts)
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    lines = [f"{len(verdicts) - len(failed) - skipped} of {len(verdicts)} {what} pass ({skipped} skipped){took}"]
+    lines += [f"FAILED: {v.group}: {v.name}: measured {v.measured}, expected {v.expected}" for v in failed]
+    return "\n".join(lines)
+
+
+def print_report(verdicts: Iterable[Verdict], what: str = "checks", seconds: float | None = None) -> bool:
+    """Print every verdict and the summary; True when none failed."""
+    verdicts = list(verdicts)
+    for v in verdicts:
+        print(v.line())
+    print(summary(verdicts, what, seconds))
+    return not any(v.failed for v in verdicts)
+
+
+def as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.is_complex():
+            return x.to(torch.complex128).numpy()
+        return x.to(torch.float64).numpy()
+    return np.asarray(x)
+
+
+def within(group: str, name: str, actual, expected, bound: float) -> Verdict:
+    """max |actual - expected| <= bound (a shape mismatch or a non-finite value fails)."""
+    a, e = as_numpy(actual), as_numpy(expected)
+    if a.shape != e.shape:
+        return Verdict(group, name, f"shape {a.shape}", f"shape {e.shape}", False, error=math.inf, bound=bound)
+    error = float(np.max(np.abs(a - e))) if a.size else 0.0
+    if not np.isfinite(error):
+        error = math.inf
+    return Verdict(group, name, f"max diff {error:.2e}", f"<= {bound:.1e}", error <= bound, error=error, bound=bound)
+
+
+def tolerance_bound(tolerance: str, expected) -> float:
+    """atol + rtol * max|expected| of the tolerance table's entry."""
+    tol = specs.load("tolerances")[tolerance]
+    e = as_numpy(expected)
+    return tol["atol"] + tol["rtol"] * (float(np.max(np.abs(e))) if e.size else 0.0)
+
+
+def compare(actual, expected, tolerance: str, group: str = "compare", name: str | None = None) -> Verdict:
+    """`within` with the bound of the tolerance table's entry `tolerance`."""
+    return within(group, name or tolerance, actual, expected, tolerance_bound(tolerance, expected))
+
+
+def assert_close(actual, expected, tolerance: str) -> None:
+    result = compare(actual, expected, tolerance)
+    if not result.passed:
+        raise AssertionError(f"{tolerance}: max abs error {result.error:.3e} vs bound {result.bound:.3e} (measured {result.measured})")

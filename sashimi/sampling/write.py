@@ -1,0 +1,46 @@
+"""Generated samples on disk: sampled in batches, sorted by log-likelihood (best first), decoded
+with the checkpoint's quantization, written as 16-bit WAV with a waveform + spectrogram PNG."""
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from sashimi.audio.quantize import decode
+from sashimi.core.shapes import Int, Tensor
+from sashimi.io.plots import plot_sample
+from sashimi.model.lm import SashimiLM
+from sashimi.sampling.sample import sample
+
+
+def generate_to_folder(
+    model: SashimiLM, quantization: str, sample_rate: int, out: Path, n_samples: int, length: int, temperature: float = 1.0,
+    top_p: float = 1.0, prefix: Int[Tensor, " P"] | None = None, batch_size: int = 16, seed: int = 0, log=print,
+) -> list[Path]:
+    """Sample, sort by log-likelihood, decode, write WAV + PNG per sample; returns the WAV paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokens, scores = [], []
+    start = time.perf_counter()
+    with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False) as bar:
+        for first in range(0, n_samples, batch_size):
+            n = min(batch_size, n_samples - first)
+            t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar)
+            tokens.append(t)
+            scores.append(s)
+    elapsed = time.perf_counter() - start
+    tokens, scores = torch.cat(tokens), torch.cat(scores)
+    log(f"generated {n_samples} x {length} samples in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} samples/s")
+    written = []
+    for rank, i in enumerate(scores.argsort(descending=True).tolist()):
+        audio = decode(tokens[i], model.config.bits, quantization).numpy().astype(np.float32)
+        path = out / f"sample_{rank:02d}_loglik_{scores[i]:.3f}.wav"
+        sf.write(path, audio, sample_rate, subtype="PCM_16")
+        plot_sample(audio, sample_rate, path.with_suffix(".png"), f"{path.name}: mean log-likelihood {scores[i]:.3f} nats")
+        written.append(path)
+    return written

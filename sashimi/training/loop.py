@@ -1,0 +1,261 @@
+"""The training loop: a resumable run (model, optimizer, schedule, RNG, step) over an audio folder.
+
+A run folder holds config.json, metrics.jsonl, checkpoint.pt (atomic), loss.png and samples/.
+Several processes (torchrun) train with DistributedDataParallel on shares of one global batch.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from sashimi.audio.dataset import AudioDataset
+from sashimi.audio.synthetic import write_synthetic_dataset
+from sashimi.core.config import TrainConfig
+from sashimi.io import checkpoint
+from sashimi.io.plots import plot_losses
+from sashimi.model.lm import SashimiLM
+from sashimi.sampling.write import generate_to_folder
+from sashimi.training.metrics import LossModel, evaluate
+from sashimi.training.optimizer import make_optimizer, optimization_step
+from sashimi.training.sampler import EpochBatches, collate, sequential_batches
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Processes:
+    """This process's place among the training processes (torchrun's environment)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "Processes":
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            tqdm.write(message, file=sys.stderr)
+
+
+def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, AudioDataset, Path]:
+    """Training and validation splits of --data (or of the synthetic corpus, written into the run)."""
+    folder = Path(config.data) if config.data else run_dir / "data"
+    if not config.data and not folder.exists():
+        log(f"no --data given: writing the embedded synthetic dataset to {folder}")
+        write_synthetic_dataset(folder)
+    train = AudioDataset(folder, "train", config.seq_len, config.bits, config.quantization, config.sample_rate)
+    try:
+        validation = AudioDataset(folder, "validation", config.seq_len, config.bits, config.quantization, config.sample_rate)
+    except ValueError:
+        log(f"no validation files under {folder}: validating on the training files")
+        validation = train
+    return train, validation, folder
+
+
+class Run:
+    """Everything a training run holds; `state()` and `load()` make it resumable bit for bit."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device):
+        self.config, self.run_dir, self.device = config, run_dir, device
+        torch.manual_seed(config.seed)
+        self.model = SashimiLM(config.model_config()).to(device)
+        self.optimizer, self.scheduler = make_optimizer(self.model, config.lr, config.ssm_lr)
+        self.step = 0
+        self.best_val = math.inf
+
+    def state(self) -> dict:
+        return {
+            "config": {"model": self.model.config.to_dict(), "train": dataclasses.asdict(self.config)},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "step": self.step,
+            "best_val": self.best_val,
+        }
+
+    def load(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"], strict=True)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        self.best_val = float(payload.get("best_val", math.inf))
+
+    def save(self, name: str = "checkpoint.pt") -> Path:
+        return checkpoint.save(self.state(), self.run_dir / name)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def resolve_resume(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise checkpoint.CheckpointError(f"--resume: no checkpoint at {p}")
+    return p
+
+
+def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
+    """A resumed run keeps its saved configuration; only the stopping rule and the device may change."""
+    resume_path = resolve_resume(config.resume)
+    payload = checkpoint.load(resume_path)
+    saved = TrainConfig(**payload["config"]["train"])
+    config = dataclasses.replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes, device=config.device, resume=config.resume)
+    return config, payload, resume_path.parent
+
+
+def start_processes(device: torch.device, procs: Processes) -> torch.device:
+    """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def new_run_dir(config: TrainConfig, procs: Processes) -> Path:
+    """OUT/<timestamp>; every process agrees on rank 0's."""
+    run_dir = Path(config.out) / time.strftime("%Y%m%d-%H%M%S")
+    if procs.distributed:
+        holder = [str(run_dir)]
+        dist.broadcast_object_list(holder, src=0)
+        run_dir = Path(holder[0])
+    return run_dir
+
+
+def train(config: TrainConfig) -> Path:
+    """Run training; returns the run directory."""
+    procs = Processes.from_environment()
+    payload = None
+    if config.resume:
+        config, payload, run_dir = resumed_config(config)
+    config = config.resolved()
+    device = pick_device(config.device)
+    if procs.distributed:
+        device = start_processes(device, procs)
+    if payload is None:
+        run_dir = new_run_dir(config, procs)
+    if procs.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if procs.distributed:
+        dist.barrier()
+    train_set, val_set, folder = datasets(config, run_dir, procs.log)
+    run = Run(config, run_dir, device)
+    if payload is not None:
+        run.load(payload)
+        procs.log(f"resumed {run_dir} at step {run.step}")
+    if procs.is_main:
+        (run_dir / "config.json").write_text(json.dumps({"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}, indent=1))
+        procs.log(f"run {run_dir}: {config.preset} {config.bits}-bit, {run.model.num_params():,} parameters, "
+                  f"{len(train_set)} training clips of {config.seq_len} samples, device {device}, {procs.world} process(es)")
+    start_step, start = run.step, time.monotonic()
+    fit(run, train_set, val_set, procs)
+    if procs.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    if procs.is_main:
+        finish(run, start_step, start, procs.log)
+    return run_dir
+
+
+def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Processes) -> None:
+    """Optimization steps until --max-steps or --max-minutes; validate and checkpoint every
+    --eval-every steps and at the end; Ctrl-C saves a checkpoint first."""
+    config, device = run.config, run.device
+    loss_model: nn.Module = LossModel(run.model)
+    if procs.distributed:
+        loss_model = nn.parallel.DistributedDataParallel(loss_model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
+    metrics_path = run.run_dir / "metrics.jsonl"
+
+    def validate() -> None:
+        result = evaluate(run.model, sequential_batches(val_set, config.batch_size), config.bits, device, max_batches=config.eval_batches)
+        run.scheduler.step(result["loss"])
+        run.best_val = min(run.best_val, result["loss"])
+        if procs.is_main:
+            append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
+            run.save()
+            procs.log(f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} bits/sample, accuracy {result['accuracy']:.3f}")
+
+    start, start_step = time.monotonic(), run.step
+    deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
+    bar = tqdm(total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True)
+    run.model.train()
+    try:
+        while (config.max_steps is None or run.step < config.max_steps) and time.monotonic() < deadline:
+            x, y = collate(train_set, sampler.indices(run.step))
+            loss = optimization_step(loss_model, run.model, run.optimizer, x.to(device), y.to(device), config.grad_clip, procs.world)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; the last good checkpoint is kept in {run.run_dir}")
+            run.step += 1
+            bar.update(1)
+            rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
+            if procs.is_main:
+                append_jsonl(metrics_path, {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]})
+            if run.step % config.eval_every == 0:
+                validate()
+    except KeyboardInterrupt:
+        if procs.is_main:
+            run.save()
+            procs.log(f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with --resume {run.run_dir}")
+        raise
+    finally:
+        bar.close()
+    if run.step % config.eval_every != 0 or run.step == start_step:
+        validate()
+
+
+def finish(run: Run, start_step: int, start: float, log) -> None:
+    """The loss plot and, with --sample-seconds, one generated sample."""
+    config = run.config
+    plot = plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
+    log(f"trained {run.step - start_step} steps in {time.monotonic() - start:.0f} s; checkpoint {run.run_dir / 'checkpoint.pt'}; loss plot {plot}")
+    if config.sample_seconds > 0:
+        written = generate_to_folder(run.model, config.quantization, config.sample_rate, run.run_dir / "samples", n_samples=1,
+                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log)
+        log(f"generated sample: {', '.join(str(p) for p in written)}")
