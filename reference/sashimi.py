@@ -1,7 +1,7 @@
 """The whole SaShiMi forward in float64 NumPy, from a dictionary of parameter arrays.
 
-Parameter names are those of `sashimi.model.SashimiLM.state_dict()` (Linear weights
-(out, in)); `config` holds d_model, n_layers, pool, expand, ff as in DESIGN section 3.
+Parameter names are those of `sashimi.model.lm.SashimiLM.state_dict()` (Linear weights
+(out, in)); `config` holds d_model, n_layers, pool, expand, ff as in docs/DESIGN.md, "The backbone".
 Slow and obvious: pooling by explicit index loops, one block at a time.
 """
 

@@ -8,25 +8,25 @@ import math
 import pytest
 import torch
 
-from sashimi import metrics
-from sashimi.model import SashimiLM
-from sashimi.spec import assert_close
-from sashimi.specs import model_config
-from tests import factories
-from tests.strategies import tokens
+from sashimi.core.config import model_config
+from sashimi.harness.verdict import assert_close
+from sashimi.model.lm import SashimiLM
+from sashimi.training import metrics
+from tests import helpers
+from tests.helpers import tokens
 
 pytestmark = pytest.mark.cuda
 
 
 def paired(seed: int = 0, **config):
-    cpu = factories.lm(seed, torch.float32, **config)
-    gpu = factories.lm(seed, torch.float32, **config).cuda()
+    cpu = helpers.lm(seed, torch.float32, **config)
+    gpu = helpers.lm(seed, torch.float32, **config).cuda()
     return cpu, gpu
 
 
 def test_kernel_cuda_matches_cpu():
-    layer = factories.s4_layer(H=8, N2=32, n_ssm=1, seed=0, dtype=torch.float32, l_kernel=0)
-    gpu = factories.s4_layer(H=8, N2=32, n_ssm=1, seed=0, dtype=torch.float32, l_kernel=0).cuda()
+    layer = helpers.s4_layer(H=8, N2=32, n_ssm=1, seed=0, dtype=torch.float32, l_kernel=0)
+    gpu = helpers.s4_layer(H=8, N2=32, n_ssm=1, seed=0, dtype=torch.float32, l_kernel=0).cuda()
     with torch.no_grad():
         assert_close(gpu.layer.kernel(1000).cpu(), layer.layer.kernel(1000), "cuda_vs_cpu_float32")
 
@@ -62,7 +62,7 @@ def test_16bit_training_memory_on_gpu():
 
 
 def test_amp_training_step_stays_finite():
-    model = factories.lm(0, torch.float32, randomize=False, d_model=16, n_layers=2).cuda()
+    model = helpers.lm(0, torch.float32, randomize=False, d_model=16, n_layers=2).cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = tokens(0, 2, 256, 256).cuda()
     for _ in range(3):

@@ -6,8 +6,10 @@ import torch
 from jaxtyping import TypeCheckError
 
 from reference import s4 as ref
-from sashimi.kernel import dense_bilinear, dplr_kernel, ssm_step
-from sashimi.s4 import S4Layer, fft_conv
+from sashimi.model.cauchy import dplr_kernel
+from sashimi.model.dplr import dense_bilinear
+from sashimi.model.recurrence import ssm_step
+from sashimi.model.s4 import S4Layer, fft_conv
 
 c64 = torch.complex64
 
@@ -74,7 +76,7 @@ def test_environment_variable_switches_checks_on(flag, expect_error):
     import subprocess
     import sys
 
-    code = "import torch; from sashimi.s4 import fft_conv; fft_conv(torch.randn(2, 5, 3), torch.randn(4, 5))"
+    code = "import torch; from sashimi.model.s4 import fft_conv; fft_conv(torch.randn(2, 5, 3), torch.randn(4, 5))"
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SASHIMI_TYPECHECK": flag}, capture_output=True, text=True)
     if expect_error:
         assert "TypeCheckError" in result.stderr and "parameter 'K'" in result.stderr

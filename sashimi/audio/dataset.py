@@ -23,6 +23,7 @@ import torch
 from scipy import signal
 
 from sashimi.audio.quantize import check_bits, check_method, encode, zero_level
+from sashimi.core.config import default_sample_rate
 from sashimi.core.shapes import Float, Int, Tensor
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -108,7 +109,7 @@ class AudioDataset(torch.utils.data.Dataset):
         seq_len: int,
         bits: int,
         quantization: str,
-        sample_rate: int,
+        sample_rate: int | None = None,
     ):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None (every file); got {split!r}")
@@ -116,6 +117,7 @@ class AudioDataset(torch.utils.data.Dataset):
             raise ValueError(f"seq_len must be at least 1; got {seq_len}")
         check_bits(bits)
         check_method(quantization)
+        sample_rate = sample_rate or default_sample_rate()
         self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = split, seq_len, bits, quantization, sample_rate
         self.zero = zero_level(bits)
         candidates = [p for p in list_audio_files(folder) if split is None or split_of(p) == split]

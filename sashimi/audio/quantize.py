@@ -1,4 +1,4 @@
-"""Audio <-> tokens: the published mu-law and linear quantizers (DESIGN section 4).
+"""Audio <-> tokens: the published mu-law and linear quantizers (docs/DESIGN.md, "Quantization").
 
 With b bits, q = 2^b levels and mu = q - 1, an example x (the last axis; any
 leading axes are independent examples) is encoded as

@@ -171,7 +171,7 @@ def claim_lines() -> list[Verdict]:
         holds = claim_holds(claim, measured)
         comment = claim["comment"]
         if holds != claim["expected_verdict"]:
-            comment += ' [verdict differs from docs/DESIGN.md, "The design note\'s claims"]'
+            comment += " [verdict differs from docs/DESIGN.md, \"The design note's claims\"]"
         lines.append(Verdict("claim", claim["claim"], str(measured), str(claim["documented"]), holds, enforced=False, comment=comment))
     return lines
 

@@ -12,10 +12,10 @@ import math
 
 from torch import nn
 
+from sashimi.core.shapes import Float, Tensor
 from sashimi.model.blocks import ff_block, s4_block
 from sashimi.model.pool import DownPool, UpPool
 from sashimi.model.s4 import S4Layer
-from sashimi.core.shapes import Float, Tensor
 
 
 class Backbone(nn.Module):

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sashimi.model.s4 import S4Layer
 from sashimi.core.shapes import Float, Tensor
+from sashimi.model.s4 import S4Layer
 
 
 class ChannelDropout(nn.Module):

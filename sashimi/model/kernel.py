@@ -15,7 +15,6 @@ from sashimi.model.cauchy import dplr_kernel
 from sashimi.model.dplr import as_complex, conj_pairs, dense_bilinear
 from sashimi.model.hippo import hippo_legs_nplr
 
-
 # a switch, not a setting: benchmarks and tests turn it off to measure or check the uncached path
 _CACHE = {"enabled": True}
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sashimi.core.shapes import Complex, Float, Tensor
 from sashimi.model.kernel import SSMKernel
 from sashimi.model.recurrence import dplr_step, linear_step_coefficients, ssm_step, step_matrices
-from sashimi.core.shapes import Complex, Float, Tensor
 
 
 def fft_conv(u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"]) -> Float[Tensor, "B L H"]:

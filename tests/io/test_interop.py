@@ -9,18 +9,19 @@ import torch
 
 from reference import layer as ref_layer
 from reference import sashimi as ref
-from sashimi import checkpoint, interop
-from sashimi.backbone import Backbone
-from sashimi.model import SashimiLM
-from tests.factories import numpy_state
+from sashimi import interop as interop_cmd
+from sashimi.io import checkpoint, interop
+from sashimi.model.backbone import Backbone
+from sashimi.model.lm import SashimiLM
+from tests.helpers import numpy_state
 
 
 def test_published_fixture_passes(fixture_a, capsys):
-    from conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
-    assert interop.main(["check", str(FIXTURES / "official_sashimi_small_a.npz")]) == 0
+    assert interop_cmd.main(["check", str(FIXTURES / "official_sashimi_small_a.npz")]) == 0
     out = capsys.readouterr().out
-    assert "all checks hold" in out and "float32 step (teacher-forced)" in out
+    assert "15 of 15 checks pass" in out and "float32 step (teacher-forced)" in out
 
 
 def published_layout(state: dict) -> dict:
@@ -70,12 +71,12 @@ B_CONFIG = dict(d_model=8, n_layers=1, pool=[2, 4], expand=2, ff=2, dropout=0.0)
 @pytest.mark.parametrize("n_ssm", [1, None])
 def test_check_is_general_over_configurations(tmp_path, n_ssm, capsys):
     path = write_fixture(tmp_path, B_CONFIG, n_ssm)
-    assert interop.main(["check", str(path)]) == 0, capsys.readouterr().out
+    assert interop_cmd.main(["check", str(path)]) == 0, capsys.readouterr().out
 
 
 def test_check_fails_on_wrong_weights(tmp_path, capsys):
     path = write_fixture(tmp_path, B_CONFIG, 1, tamper=True)
-    assert interop.main(["check", str(path)]) == 1
+    assert interop_cmd.main(["check", str(path)]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
@@ -108,9 +109,9 @@ def test_unsupported_options_are_refused():
 def test_import_writes_a_loadable_checkpoint(tmp_path, capsys):
     path = write_fixture(tmp_path, B_CONFIG, 1)
     out = tmp_path / "imported.pt"
-    assert interop.main(["import", str(path), "--config", str(path.with_suffix(".json")), "--out", str(out)]) == 0
+    assert interop_cmd.main(["import", str(path), "--config", str(path.with_suffix(".json")), "--out", str(out)]) == 0
     payload = checkpoint.load(out)
-    from sashimi.model import ModelConfig
+    from sashimi.core.config import ModelConfig
 
     model = SashimiLM(ModelConfig(**payload["config"]["model"]))
     model.load_state_dict(payload["model"], strict=True)
@@ -120,6 +121,6 @@ def test_import_writes_a_loadable_checkpoint(tmp_path, capsys):
 
 
 def test_missing_fixture_is_a_one_line_error(tmp_path, capsys):
-    assert interop.main(["check", str(tmp_path / "nope.npz")]) == 2
+    assert interop_cmd.main(["check", str(tmp_path / "nope.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: fixture not found") and err.count("\n") == 1

@@ -6,9 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import sashimi as ref
-from sashimi.pool import DownPool, UpPool
-from sashimi.spec import assert_close
-from tests.strategies import randn, seeds
+from sashimi.harness.verdict import assert_close
+from sashimi.model.pool import DownPool, UpPool
+from tests.helpers import randn, seeds
 
 pools = st.sampled_from([1, 2, 3, 4])
 

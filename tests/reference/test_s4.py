@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import s4
-from sashimi.spec import assert_close
-from tests.strategies import seeds
+from sashimi.harness.verdict import assert_close
+from tests.helpers import seeds
 
 
 def random_ssm(seed: int, N2: int):
@@ -18,7 +18,6 @@ def random_ssm(seed: int, N2: int):
     Lambda = -np.exp(rng.uniform(-2, 2, N2)) - 1j * rng.uniform(-30, 30, N2)
     Delta = float(np.exp(rng.uniform(np.log(1e-4), 0.0)))
     return Lambda, c(N2), c(N2), c(N2), Delta
-
 
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 33), seeds)
 

@@ -9,29 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jaxtyping import TypeCheckError
 
+import specs
 from reference import sashimi as ref
-from sashimi import spec
-from sashimi.model import SashimiLM
-from sashimi.spec import assert_close
-from sashimi.specs import model_config
-from tests import factories
-from tests.strategies import seeds, small_model_configs, tokens
-
-
-def run_steps(model, toks):
-    model.setup_step()
-    state = model.default_state(toks.shape[0])
-    out = []
-    with torch.no_grad():
-        for t in range(toks.shape[1]):
-            logits, state = model.step(toks[:, t], state)
-            out.append(logits)
-    return torch.stack(out, 1)
+from sashimi.core import config
+from sashimi.harness.verdict import assert_close
+from sashimi.model.lm import SashimiLM
+from tests import helpers
+from tests.helpers import rollout, seeds, small_model_configs, tokens
 
 
 @given(small_model_configs(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([None, 0, 1, 2]), seeds)
 def test_shapes_every_l_output(config, B, blocks, l_output, seed):
-    model = factories.lm(seed, torch.float32, randomize=False, l_output=l_output, **config)
+    model = helpers.lm(seed, torch.float32, randomize=False, l_output=l_output, **config)
     L = blocks * math.prod(config["pool"])
     C = 2 ** config["bits"]
     with torch.no_grad():
@@ -43,9 +32,9 @@ def test_shapes_every_l_output(config, B, blocks, l_output, seed):
     assert torch.equal(out, out_3d)
 
 
-@pytest.mark.parametrize("entry", spec.load("params")["exact"], ids=lambda e: e["name"])
+@pytest.mark.parametrize("entry", specs.load("params")["exact"], ids=lambda e: e["name"])
 def test_exact_parameter_counts(entry):
-    model = SashimiLM(model_config(entry["preset"], entry["bits"], **entry["model"]))
+    model = SashimiLM(config.model_config(entry["preset"], entry["bits"], **entry["model"]))
     for part in ("backbone", "encoder", "decoder", "total"):
         if part in entry:
             assert model.num_params(None if part == "total" else part) == entry[part], part
@@ -54,7 +43,7 @@ def test_exact_parameter_counts(entry):
 @given(small_model_configs(bits=8), seeds, st.data())
 def test_whole_model_causality(config, seed, data):
     """Changing token t changes no logit before t (and does change logits from t on)."""
-    model = factories.lm(seed, torch.float64, **config)
+    model = helpers.lm(seed, torch.float64, **config)
     L = 3 * math.prod(config["pool"])
     x = tokens(seed, 1, L, 256)
     t = data.draw(st.integers(0, L - 1))
@@ -72,28 +61,28 @@ def test_whole_model_causality(config, seed, data):
 def test_whole_model_step_equals_convolution(config, seed, dtype):
     """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure)."""
     dt = {"float64": torch.float64, "float32": torch.float32}[dtype]
-    model = factories.lm(seed, dt, **config)
+    model = helpers.lm(seed, dt, **config)
     L = 3 * math.prod(config["pool"])
     x = tokens(seed, 2, L, 256)
     with torch.no_grad():
         conv = model(x)
-    assert_close(run_steps(model, x), conv, f"model_step_vs_conv_{dtype}")
+    assert_close(rollout(model, x), conv, f"model_step_vs_conv_{dtype}")
 
 
 def test_paper_model_step_equals_convolution_float32():
     """The paper's layout (d_model 64, N = 64, pool [4, 4]) at its HiPPO init, float32, 2 coarse blocks."""
     torch.manual_seed(0)
-    model = SashimiLM(model_config("sc09", 8, n_layers=1))
+    model = SashimiLM(config.model_config("sc09", 8, n_layers=1))
     x = tokens(0, 1, 32, 256)
     with torch.no_grad():
         conv = model(x)
-    assert_close(run_steps(model, x), conv, "model_step_vs_conv_float32")
+    assert_close(rollout(model, x), conv, "model_step_vs_conv_float32")
 
 
 @given(small_model_configs(), seeds)
 def test_whole_model_matches_reference(config, seed):
-    model = factories.lm(seed, torch.float64, **config)
-    params = factories.numpy_state(model)
+    model = helpers.lm(seed, torch.float64, **config)
+    params = helpers.numpy_state(model)
     L = 2 * math.prod(config["pool"])
     x = tokens(seed, 2, L, 2 ** config["bits"])
     with torch.no_grad():
@@ -103,7 +92,7 @@ def test_whole_model_matches_reference(config, seed):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_token_out_of_range_names_value_position_and_C(bits):
-    model = factories.lm(0, torch.float32, randomize=False, bits=bits, d_model=2, n_layers=1, d_state=2)
+    model = helpers.lm(0, torch.float32, randomize=False, bits=bits, d_model=2, n_layers=1, d_state=2)
     C = 2**bits
     x = tokens(0, 2, 16, C)
     x[1, 5] = C + 7
@@ -115,20 +104,20 @@ def test_token_out_of_range_names_value_position_and_C(bits):
 
 
 def test_length_not_multiple_of_pool():
-    model = factories.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2, pool=[4, 4])
+    model = helpers.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2, pool=[4, 4])
     with pytest.raises(ValueError, match=r"multiple of prod\(pool\) = 16.*got L = 20"):
         model(tokens(0, 1, 20, 256))
 
 
 def test_float_tokens_are_a_type_error():
-    model = factories.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2)
+    model = helpers.lm(0, torch.float32, randomize=False, d_model=2, n_layers=1, d_state=2)
     with pytest.raises(TypeCheckError, match="parameter 'tokens'"):
         model(torch.zeros(1, 16))
 
 
 def test_step_out_of_phase_is_an_error():
     """Feeding a coarse input to an UpPool that still has pending outputs is refused, not silently wrong."""
-    from sashimi.pool import UpPool
+    from sashimi.model.pool import UpPool
 
     up = UpPool(4, 2, 2)
     state = up.default_state(1)
@@ -139,7 +128,7 @@ def test_step_out_of_phase_is_an_error():
 @given(small_model_configs(bits=8), seeds, st.integers(1, 4))
 def test_l_output_keeps_the_last_positions(config, seed, k):
     """l_output = k gives the last k positions of the full logits; 0 gives the last one, squeezed."""
-    model = factories.lm(seed, torch.float64, **config)
+    model = helpers.lm(seed, torch.float64, **config)
     L = 2 * math.prod(config["pool"])
     x = tokens(seed, 2, L, 256)
     with torch.no_grad():

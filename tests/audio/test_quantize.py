@@ -28,14 +28,14 @@ import pytest
 import torch
 from hypothesis import given
 
-from sashimi import quantize as Q
-from tests.strategies import bit_depths, quantization_methods, signals
+from sashimi.audio import quantize as Q
+from tests.helpers import bit_depths, quantization_methods, signals
 
 f32 = np.float32
 
 
 def scaled_and_level(x: np.ndarray, bits: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(s, u, v) of DESIGN section 4 in numpy float32, written independently of sashimi.quantize:
+    """(s, u, v) of docs/DESIGN.md, "Quantization", in numpy float32, written independently of sashimi.audio.quantize:
     s the min-max-scaled signal, u in [0, 1] the value quantized, v = u (q - 0.01) + 0.005."""
     q = 2**bits
     lo, hi = x.min(), x.max()
@@ -123,7 +123,6 @@ def test_minimum_maps_to_zero_and_constant_signal_to_all_zeros(bits, method):
     """min -> s at the bottom (u = 0) -> k = floor(0.005) = 0; a constant has max - min = 0, so every sample is the min."""
     assert tokens_of(np.array([-2.0, 5.0, 3.0], f32), bits, method)[0] == 0
     assert np.all(tokens_of(np.full(7, 0.25, f32), bits, method) == 0)
-
 
 # [-1, 0, 1] in float32: 2 + 1e-6 rounds to 2 + 2^-20, so the mu-law scaling gives
 # s = [-1, -2^-21, 1 - 2^-20] and the linear one [0, 1/2 - 2^-22, 1 - 2^-21].

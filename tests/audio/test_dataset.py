@@ -1,4 +1,4 @@
-"""Audio folders -> (x, y) clips: listing, loading (mix-down, resampling), splits, clipping, bad files, synthetic corpus."""
+"""Audio folders -> (x, y) clips: listing, loading (mix-down, resampling), splits, clipping, bad files."""
 
 import warnings
 from pathlib import Path
@@ -9,17 +9,9 @@ import soundfile as sf
 import torch
 from hypothesis import given
 
-from sashimi import data
-from sashimi.quantize import encode
-from tests.strategies import token_clips
-
-SPOKEN_DIGITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spoken-digits"
-
-
-def write(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio, rate, subtype=subtype)
-    return path
+from sashimi.audio import dataset as data
+from sashimi.audio.quantize import encode
+from tests.helpers import SPOKEN_DIGITS, token_clips, write
 
 
 def name_in(split: str, stem: str) -> str:
@@ -29,9 +21,6 @@ def name_in(split: str, stem: str) -> str:
 
 def ramp(n: int) -> np.ndarray:
     return np.sin(np.linspace(0, 7, n)).astype(np.float32) * np.linspace(0.1, 0.8, n).astype(np.float32)
-
-
-# listing
 
 
 def test_listing_is_recursive_sorted_and_case_insensitive(tmp_path):
@@ -55,9 +44,6 @@ def test_missing_empty_and_audio_free_folders_are_errors(tmp_path):
     (tmp_path / "sub").mkdir()
     with pytest.raises(ValueError, match="no .wav or .flac files under"):
         data.AudioDataset(tmp_path, "train", 16, 8, "mulaw")
-
-
-# loading
 
 
 def test_mono_file_at_the_target_rate_loads_silently_and_exactly(tmp_path):
@@ -100,9 +86,6 @@ def test_corrupt_or_empty_file_raises_naming_it(tmp_path):
         data.load_audio(empty, 16000)
 
 
-# splits
-
-
 def test_split_is_a_deterministic_function_of_the_file_name():
     names = [f"clip_{i:04d}.wav" for i in range(300)]
     splits = [data.split_of(n) for n in names]
@@ -122,9 +105,6 @@ def test_a_split_without_files_is_an_error(tmp_path):
         data.AudioDataset(tmp_path, "test", 8, 8, "mulaw")
     with pytest.raises(ValueError, match="split must be one of"):
         data.AudioDataset(tmp_path, "val", 8, 8, "mulaw")
-
-
-# clips
 
 
 @given(token_clips())
@@ -178,38 +158,6 @@ def test_bad_dataset_arguments(tmp_path):
         data.AudioDataset(tmp_path, "train", 8, 8, "alaw")
     with pytest.raises(ValueError, match="seq_len"):
         data.AudioDataset(tmp_path, "train", 0, 8, "mulaw")
-
-
-# the synthetic corpus
-
-
-def test_synthetic_dataset_is_deterministic():
-    a = data.synthetic_dataset(n_clips=6, seconds=0.25, seed=3)
-    b = data.synthetic_dataset(n_clips=6, seconds=0.25, seed=3)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert all(np.array_equal(x, y) for x, y in zip(a[:3], data.synthetic_dataset(3, 0.25, seed=3), strict=True))
-    assert not np.array_equal(a[0], data.synthetic_dataset(1, 0.25, seed=4)[0])
-    for clip in a:
-        assert clip.dtype == np.float32 and clip.shape == (4000,) and np.isfinite(clip).all()
-        assert 0.3 - 1e-6 <= np.abs(clip).max() <= 0.9 + 1e-6
-        assert clip.std() > 1e-3
-
-
-def test_written_synthetic_files_are_read_back_by_the_dataset(tmp_path):
-    clips = data.synthetic_dataset(n_clips=12, seconds=0.125, seed=0)
-    paths = data.write_synthetic_dataset(tmp_path / "synth", n_clips=12, seconds=0.125, seed=0)
-    assert data.list_audio_files(tmp_path) == sorted(paths)
-    for clip, path in zip(clips, paths, strict=True):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            loaded = data.load_audio(path, 16000)
-        np.testing.assert_allclose(loaded, clip, atol=1 / 32768)
-    split = data.split_of(paths[0])
-    dataset = data.AudioDataset(tmp_path, split, 1000, 8, "mulaw")
-    assert len(dataset) == 2 * len(dataset.files) and paths[0] in dataset.files
-
-
-# the shared corpus
 
 
 @pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"shared corpus not found at {SPOKEN_DIGITS}")

@@ -1,0 +1,34 @@
+"""The mutation catalogue survives refactors: every entry still applies, exactly once, and changes its file."""
+
+import pytest
+
+from sashimi.harness.catalogue import CATALOGUE
+from sashimi.harness.mutation import ROOT, apply, ordered_tests, staleness
+
+
+def test_ids_are_unique():
+    ids = [m.id for m in CATALOGUE]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("mutant", CATALOGUE, ids=lambda m: m.id)
+def test_every_mutant_applies_exactly_once(mutant):
+    assert staleness(mutant, ROOT) is None
+    assert mutant.find != mutant.replace
+
+
+def test_apply_changes_only_the_mutated_file(tmp_path):
+    mutant = CATALOGUE[0]
+    target = tmp_path / mutant.file
+    target.parent.mkdir(parents=True)
+    original = (ROOT / mutant.file).read_text()
+    target.write_text(original)
+    assert apply(mutant, tmp_path) is None
+    assert target.read_text() == original.replace(mutant.find, mutant.replace)
+    assert apply(mutant, tmp_path).startswith("stale: the text to replace occurs 0 times")
+
+
+def test_every_test_file_is_run_against_a_mutant():
+    ran = set(ordered_tests(ROOT))
+    assert ran == {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("test_*.py")}
+    assert "tests/harness/test_gate.py" in ran

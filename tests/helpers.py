@@ -1,0 +1,182 @@
+"""The one helpers module of the tests: hypothesis strategies, the models and seeded draws shared
+with the harness (`sashimi.harness.helpers`), the rollout, fixtures, and small command-line helpers.
+
+Registered as a pytest plugin by the root conftest.py, so its fixtures are available everywhere;
+test modules import what else they need from here, never from each other.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import strategies as st
+
+from sashimi.audio.synthetic import write_synthetic_dataset
+from sashimi.core.config import TrainConfig
+from sashimi.harness.helpers import (
+    lm,
+    numpy_state,
+    randn,
+    randomize_ssm_,
+    s4_layer,
+    tiny_config,
+    tokens,
+)
+from sashimi.model.rollout import rollout
+from sashimi.training.loop import train
+
+__all__ = ["lm", "numpy_state", "randn", "randomize_ssm_", "rollout", "s4_layer", "tiny_config", "tokens"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = Path(os.environ.get("SASHIMI_FIXTURES", SHARED / "fixtures"))
+SPOKEN_DIGITS = SHARED / "data" / "spoken-digits"
+
+
+# --- hypothesis strategies: the one place that draws random inputs ---------------------------
+
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@st.composite
+def ssm_sizes(draw, max_H: int = 4, max_N2: int = 6, max_L: int = 40):
+    """(H, N2, n_ssm, L): n_ssm is None (per channel), 1 (tied), or another divisor of H."""
+    H = draw(st.integers(1, max_H))
+    N2 = draw(st.integers(1, max_N2))
+    divisors = [d for d in range(1, H + 1) if H % d == 0]
+    n_ssm = draw(st.sampled_from([None, *divisors]))
+    L = draw(st.one_of(st.just(1), st.integers(1, max_L)))
+    return H, N2, n_ssm, L
+
+seeds = st.integers(0, 2**32 - 1)
+
+# 0: C holds C (fresh); otherwise C holds C~ for this many samples (shorter, equal or longer than L)
+l_kernel_modes = st.sampled_from(["fresh", "equal", "shorter", "longer"])
+
+
+def l_kernel_for(mode: str, L: int) -> int:
+    return {"fresh": 0, "equal": L, "shorter": max(1, L // 3), "longer": 2 * L + 1}[mode]
+
+
+@st.composite
+def small_model_configs(draw, bits=None):
+    """Small SaShiMi configurations: every layout feature (pools, expand, ff on/off, n_ssm) at toy sizes."""
+    pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2]]))
+    return dict(
+        bits=draw(st.sampled_from([8, 16])) if bits is None else bits,
+        d_model=draw(st.sampled_from([2, 4, 6])),
+        n_layers=draw(st.integers(1, 2)),
+        pool=pool,
+        expand=draw(st.sampled_from([1, 2])),
+        ff=draw(st.sampled_from([0, 2])),
+        n_ssm=draw(st.sampled_from([1, None])),
+        d_state=2 * draw(st.integers(1, 3)),
+    )
+
+# Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)
+bit_depths = st.sampled_from([8, 16])
+
+quantization_methods = st.sampled_from(["mulaw", "linear"])
+
+
+@st.composite
+def signals(draw, max_L: int = 400) -> np.ndarray:
+    """A float32 signal (L,) at an audio-like scale: a seeded random waveform, a sine or a
+    hypothesis-chosen array (repeats, constants, tiny and large values), times 10^k, k in [-4, 3]."""
+    L = draw(st.integers(1, max_L))
+    kind = draw(st.sampled_from(["noise", "sine", "drawn"]))
+    if kind == "drawn":
+        from hypothesis.extra.numpy import arrays
+
+        x = draw(arrays(np.float64, L, elements=st.floats(-1.0, 1.0, allow_nan=False)))
+    else:
+        rng = np.random.default_rng(draw(seeds))
+        x = rng.standard_normal(L) if kind == "noise" else np.sin(rng.uniform(0.001, 1.0) * np.arange(L) + rng.uniform(0, 6.3))
+        x = x + draw(st.sampled_from([0.0, 0.5, -3.0]))
+    return (x * 10.0 ** draw(st.integers(-4, 3))).astype(np.float32)
+
+
+@st.composite
+def token_clips(draw, max_L: int = 64) -> tuple[np.ndarray, int, int]:
+    """(tokens (n,), L, bits) with 1 <= n <= L: one (possibly short) clip of a file."""
+    bits = draw(bit_depths)
+    L = draw(st.integers(1, max_L))
+    n = draw(st.integers(1, L))
+    tokens = np.random.default_rng(draw(seeds)).integers(0, 2**bits, n)
+    return tokens, L, bits
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device under test: SASHIMI_TEST_DEVICE (tox -e gpu sets cuda), else CPU."""
+    name = os.environ.get("SASHIMI_TEST_DEVICE", "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("SASHIMI_TEST_DEVICE=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+@pytest.fixture
+def fixture_a() -> dict:
+    """The published implementation's outputs (../shared/fixtures/official_sashimi_small_a.*)."""
+    path = FIXTURES / "official_sashimi_small_a.npz"
+    if not path.exists():
+        pytest.skip(f"published fixture not found at {path} (set SASHIMI_FIXTURES to its folder)")
+    return dict(np.load(path))
+
+
+@pytest.fixture(scope="session")
+def audio_folder(tmp_path_factory) -> Path:
+    """36 synthetic clips of 0.25 s, written once per test process."""
+    folder = tmp_path_factory.mktemp("audio")
+    write_synthetic_dataset(folder, n_clips=36, seconds=0.25)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, audio_folder) -> Path:
+    """A run folder of the tiny preset trained 6 steps on `audio_folder`."""
+    root = tmp_path_factory.mktemp("trained")
+    return train(train_config(audio_folder, root / "runs", max_steps=6, eval_every=6, eval_batches=100))
+
+
+# --- training runs and commands ---------------------------------------------------------------
+
+
+def train_config(folder: Path, out: Path, **overrides) -> TrainConfig:
+    base = dict(preset="tiny", data=str(folder), seq_len=256, batch_size=4, max_steps=8, max_minutes=None, out=str(out), eval_every=4,
+                eval_batches=2, sample_seconds=0.0, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def losses(run_dir: Path, kind: str = "train") -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == kind}
+
+
+def run_main(module, argv, capsys):
+    code = module.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def write(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio, rate, subtype=subtype)
+    return path

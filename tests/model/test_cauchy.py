@@ -1,0 +1,75 @@
+"""The fast Cauchy + Woodbury kernel against its plain oracle, on random inputs drawn fresh: the chunked
+response, its hand-written backward, and the real-pair kernel."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import specs
+from sashimi.harness.verdict import assert_close
+from sashimi.model import cauchy
+from sashimi.model.cauchy import (
+    dplr_kernel,
+    dplr_kernel_plain,
+    dplr_response,
+    dplr_response_plain,
+    half_angle_tables,
+)
+from tests import helpers
+from tests.helpers import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
+
+
+def response_inputs(seed: int, H: int, N2: int, dtype=torch.float64):
+    """(W, R4, M) as `dplr_kernel` builds them: R4 = 4 Re w < 0 and M = |w|^2 >= (Re w)^2."""
+    W = randn(seed, H, 8, N2, dtype=dtype)
+    re = -torch.exp(randn(seed + 1, H, N2, dtype=dtype))
+    im = 10 * randn(seed + 2, H, N2, dtype=dtype)
+    return W, 4 * re, re.square() + im.square()
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Chunks of 1-3 frequencies, so that every chunk boundary case is exercised on small L."""
+    monkeypatch.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + (H + N2 + F) % 3)
+
+
+@given(ssm_sizes(), seeds, st.sampled_from(list(DTYPES)))
+def test_chunked_response_equals_plain(sizes, seed, dtype):
+    H, N2, _, L = sizes
+    s, c = half_angle_tables(L, DTYPES[dtype], torch.device("cpu"))
+    W, R4, M = response_inputs(seed, H, N2, DTYPES[dtype])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
+        chunked = dplr_response(W, R4, M, s, c)
+    assert_close(chunked, dplr_response_plain(W, R4, M, s, c), f"kernel_{dtype}")
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 10])
+def test_response_gradcheck(L, tiny_chunks):
+    """The hand-written backward (recomputing chunk by chunk) against finite differences."""
+    s, c = half_angle_tables(L, torch.float64, torch.device("cpu"))
+    inputs = tuple(x.requires_grad_(True) for x in response_inputs(L, 3, 2))
+    tol = specs.load("tolerances")["gradcheck"]
+    assert torch.autograd.gradcheck(lambda *a: torch.view_as_real(dplr_response(*a, s, c)), inputs, atol=tol["atol"], rtol=tol["rtol"])
+
+
+@given(ssm_sizes(), seeds)
+def test_response_gradient_equals_autograd_of_plain(sizes, seed):
+    H, N2, _, L = sizes
+    s, c = half_angle_tables(L, torch.float64, torch.device("cpu"))
+    inputs = [x.requires_grad_(True) for x in response_inputs(seed, H, N2)]
+    weight = randn(seed + 3, H, L // 2 + 1, 2)
+    fast = torch.autograd.grad((torch.view_as_real(dplr_response(*inputs, s, c)) * weight).sum(), inputs)
+    plain = torch.autograd.grad((torch.view_as_real(dplr_response_plain(*inputs, s, c)) * weight).sum(), inputs)
+    for a, b in zip(fast, plain):
+        assert_close(a, b, "kernel_float64")
+
+
+@given(ssm_sizes(), seeds, l_kernel_modes)
+def test_fast_kernel_equals_plain_kernel(sizes, seed, mode):
+    H, N2, n_ssm, L = sizes
+    kernel = helpers.s4_layer(H, N2, n_ssm, seed, torch.float64, l_kernel_for(mode, L) or L).layer.kernel
+    params = kernel.ssm_parameters()
+    l_kernel = int(kernel.l_kernel)
+    assert_close(dplr_kernel(*params, l_kernel), dplr_kernel_plain(*params, l_kernel), "kernel_float64")

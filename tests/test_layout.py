@@ -1,0 +1,69 @@
+"""The layers stay visible: the library never imports a command, no test module imports another,
+no module grows past 300 lines, every command answers --help, and every citation of
+docs/DESIGN.md names a heading that exists there."""
+
+import ast
+import re
+import subprocess
+import sys
+
+import pytest
+
+from sashimi.__main__ import COMMANDS
+from tests.helpers import ROOT
+
+LIBRARY = [p for p in (ROOT / "sashimi").rglob("*.py") if p.parent != ROOT / "sashimi"]
+SOURCES = sorted([*(ROOT / "sashimi").rglob("*.py"), *(ROOT / "reference").rglob("*.py"), *(ROOT / "specs").glob("*.py")])
+
+
+def imported_modules(path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_every_command_is_a_top_level_module():
+    assert set(COMMANDS) == {p.stem for p in (ROOT / "sashimi").glob("*.py")} - {"__init__", "__main__"}
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_the_library_never_imports_a_command(path):
+    commands = {f"sashimi.{name}" for name in COMMANDS}
+    assert not imported_modules(path) & commands
+
+
+def test_no_test_module_imports_another():
+    for path in (ROOT / "tests").rglob("*.py"):
+        offending = {m for m in imported_modules(path) if re.search(r"(^|\.)test_\w+$", m)}
+        assert not offending, f"{path} imports {offending}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_modules_stay_small(path):
+    assert len(path.read_text().splitlines()) <= 300
+
+
+def test_design_citations_name_existing_headings():
+    headings = {line.lstrip("#").strip() for line in (ROOT / "docs" / "DESIGN.md").read_text().splitlines() if line.startswith("#")}
+    files = [*SOURCES, *(ROOT / "specs").glob("*.json"), *(ROOT / "tests").rglob("*.py"), ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    cited = {(f.name, m) for f in files for m in re.findall(r'DESIGN\.md, \\?"(.+?)\\?"', f.read_text())}
+    assert cited, "no citations found: the pattern is out of date"
+    missing = {c for c in cited if c[1] not in headings}
+    assert not missing, f"citations of headings that docs/DESIGN.md lacks: {sorted(missing)}"
+    assert not [f.name for f in files if re.search(r"DESIGN section \d", f.read_text())]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_answers_help(command):
+    result = subprocess.run([sys.executable, "-m", "sashimi", command, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+def test_the_dispatcher_names_an_unknown_command():
+    result = subprocess.run([sys.executable, "-m", "sashimi", "nope"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "error: unknown command 'nope'" in result.stderr
