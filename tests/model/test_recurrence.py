@@ -13,7 +13,6 @@ from tests.helpers import (
     l_kernel_modes,
     randn,
     rollout,
-    s4_layer,
     seeds,
     ssm_sizes,
 )
@@ -32,6 +31,6 @@ def test_linear_step_equals_dense_step(sizes, seed, mode, dtype):
 
 
 def test_unknown_step_mode_is_refused():
-    layer = s4_layer(3, 4, 1, 0, torch.float64, 12)
+    layer = helpers.s4_layer(3, 4, 1, 0, torch.float64, 12)
     with pytest.raises(ValueError, match="'linear' or 'dense'"):
         layer.setup_step("diagonal")
