@@ -49,11 +49,14 @@ class Verdict:
 
 
 def summary(verdicts: list[Verdict], what: str = "checks", seconds: float | None = None) -> str:
-    """'N of M checks pass (k skipped)' and one FAILED line per failure."""
+    """'N of M checks pass (k skipped)' and one FAILED line per failure; reported claims that do
+    not hold (notes) are counted apart and never fail."""
     failed = [v for v in verdicts if v.failed]
     skipped = sum(v.passed is None for v in verdicts)
+    notes = sum(v.word == "note" for v in verdicts)
     took = f" in {seconds:.0f} s" if seconds is not None else ""
-    lines = [f"{len(verdicts) - len(failed) - skipped} of {len(verdicts)} {what} pass ({skipped} skipped){took}"]
+    noted = f"; {notes} reported, not enforced, do not hold" if notes else ""
+    lines = [f"{sum(v.passed is True for v in verdicts)} of {len(verdicts)} {what} pass ({skipped} skipped{noted}){took}"]
     lines += [f"FAILED: {v.group}: {v.name}: measured {v.measured}, expected {v.expected}" for v in failed]
     return "\n".join(lines)
 

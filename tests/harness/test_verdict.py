@@ -1,0 +1,45 @@
+"""The one verdict record: its words, its summary, and numeric comparison against a bound."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sashimi.harness.verdict import Verdict, assert_close, compare, summary, tolerance_bound, within
+
+
+def test_words_and_failures():
+    cases = [(True, True, "pass", False), (False, True, "FAIL", True), (None, True, "skip", False), (False, False, "note", False), (True, False, "pass", False)]
+    for passed, enforced, word, failed in cases:
+        v = Verdict("g", "n", "m", "e", passed, enforced=enforced)
+        assert (v.word, v.failed) == (word, failed)
+        assert v.line().startswith(f"  [{word}] g ")
+
+
+def test_summary_counts_each_kind_apart():
+    verdicts = [Verdict("g", "a", "1", "1", True), Verdict("g", "b", "2", "1", False), Verdict("g", "c", "-", "-", None),
+                Verdict("g", "d", "3", "1", False, enforced=False)]
+    lines = summary(verdicts).splitlines()
+    assert lines == ["1 of 4 checks pass (1 skipped; 1 reported, not enforced, do not hold)", "FAILED: g: b: measured 2, expected 1"]
+
+
+def test_within_measures_the_largest_difference():
+    v = within("g", "n", np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.5, 3.0]), 0.5)
+    assert v.passed and v.error == 0.5 and v.bound == 0.5
+    assert not within("g", "n", np.array([1.0]), np.array([1.0 + 1e-9]), 1e-10).passed
+
+
+@pytest.mark.parametrize("actual", [np.array([np.nan]), np.array([np.inf]), np.array([1.0, 1.0])])
+def test_non_finite_or_misshapen_values_fail(actual):
+    v = within("g", "n", actual, np.array([1.0]), 1.0)
+    assert not v.passed and v.error == math.inf
+
+
+def test_compare_uses_the_tolerance_table():
+    expected = np.array([2.0, -4.0])
+    bound = tolerance_bound("kernel_float32", expected)  # atol 1e-6 + rtol 1e-4 * 4
+    assert bound == pytest.approx(1e-6 + 4e-4)
+    assert compare(expected + 0.9 * bound, expected, "kernel_float32").passed
+    assert not compare(expected + 1.1 * bound, expected, "kernel_float32").passed
+    with pytest.raises(AssertionError, match="kernel_float32"):
+        assert_close(expected + 1.1 * bound, expected, "kernel_float32")
