@@ -1,7 +1,7 @@
 """python -m sashimi.bench: speed and memory of the paper's SaShiMi on this machine.
 
 Preset sc09 (d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, N 64), 8-bit,
-B = 1, L = 16000, all cores, shape checks off unless a case turns them on. Every case runs in a
+B = 1, L = the preset's 16000, all cores, shape checks off unless a case turns them on. Every case runs in a
 fresh subprocess, so its peak resident memory (ru_maxrss of that process) is its own: model
 build, warm-up and the timed runs. Times are medians after one warm-up run.
 
@@ -14,27 +14,32 @@ runtime shape checks (SASHIMI_TYPECHECK=1) vs without.
 
 import argparse
 import json
+import math
 import sys
 import time
 
-from sashimi.harness.benchmark import CASES, log, run_case, spawn, summarize, table
+from sashimi.core.config import preset
+from sashimi.harness.benchmark import CASES, PRESET, log, run_case, spawn, summarize, table
+
+PRESET_LENGTH = preset(PRESET)["train"]["seq_len"]
+MULTIPLE = math.prod(preset(PRESET)["model"]["pool"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="reduced run (L = 800, 2 repeats, 100 generation steps, fewer cases' warm-up cost): about a minute")
-    parser.add_argument("--length", type=int, default=None, help="sequence length (multiple of 16); default 16000 (800 with --quick)")
+    parser.add_argument("--length", type=int, default=None, help=f"sequence length, a multiple of {MULTIPLE}; default the preset's {PRESET_LENGTH} (800 with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case after the warm-up; default 3 (2 with --quick)")
     parser.add_argument("--gen-steps", type=int, default=None, help="generation steps per timed run; default 2000 (100 with --quick)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    L = args.length or (800 if args.quick else 16000)
+    L = args.length or (800 if args.quick else PRESET_LENGTH)
     repeats = args.repeats or (2 if args.quick else 3)
     gen_steps = args.gen_steps or (100 if args.quick else 2000)
-    if L % 16:
-        parser.error(f"--length must be a multiple of 16 (prod(pool)); got {L}")
+    if L % MULTIPLE:
+        parser.error(f"--length must be a multiple of prod(pool) = {MULTIPLE}; got {L}")
     if args.child:
         print(json.dumps(run_case(args.child, L, repeats, gen_steps)))
         return 0

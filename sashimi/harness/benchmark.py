@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sashimi.harness.verdict import Verdict
 
+PRESET = "sc09"
 CASES = ("fwd", "fwd_cold", "fwd_bwd", "gen_b1", "gen_b16", "fwd_bwd_16bit", "fwd_bwd_checked")
 
 
@@ -41,7 +42,7 @@ def run_case(case: str, L: int, repeats: int, gen_steps: int) -> dict:
 
     torch.manual_seed(0)
     bits = 16 if case == "fwd_bwd_16bit" else 8
-    model = SashimiLM(model_config("sc09", bits))
+    model = SashimiLM(model_config(PRESET, bits))
     tokens = torch.randint(0, 2**bits, (1, L))
 
     if case in ("fwd", "fwd_cold"):
@@ -129,7 +130,7 @@ def summarize(results: dict, L: int, repeats: int, gen_steps: int) -> dict:
         "B": 1,
         "repeats": repeats,
         "gen_steps": gen_steps,
-        "preset": "sc09",
+        "preset": PRESET,
         "machine": {
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
