@@ -1,5 +1,6 @@
 """Audio folders -> (x, y) clips: listing, loading (mix-down, resampling), splits, clipping, bad files."""
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -7,11 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hypothesis import given
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from sashimi.audio import dataset as data
 from sashimi.audio.quantize import encode
-from tests.helpers import SPOKEN_DIGITS, token_clips, write
+from tests.helpers import SPOKEN_DIGITS, bit_depths, quantization_methods, token_clips, write
 
 
 def name_in(split: str, stem: str) -> str:
@@ -172,3 +174,42 @@ def test_spoken_digits_validation_split():
     x, y = dataset[0]
     assert x.shape == y.shape == (16000,) and x[0] == 128 and torch.equal(x[1:], y[:-1])
     assert y.min() == 0 and y.max() == 255
+
+
+@st.composite
+def file_and_clip_lengths(draw) -> tuple[int, int]:
+    """(n, L): a file of n tokens cut into clips of L, with the tail length n mod L drawn on its own
+    so that every remainder 0 .. L-1 comes up, as do n < L (no full clip) and n = L (no tail)."""
+    L = draw(st.integers(1, 12))
+    full_clips = draw(st.integers(0, 3))
+    tail = draw(st.integers(1 if full_clips == 0 else 0, L - 1)) if L > 1 else int(full_clips == 0)
+    return full_clips * L + tail, L
+
+
+@given(file_and_clip_lengths(), bit_depths, quantization_methods, st.integers(0, 2**32 - 1))
+@example((3, 8), 8, "mulaw", 0)  # n < L: one clip, all tail
+@example((8, 8), 16, "linear", 1)  # n = L: one clip, no padding
+@example((24, 8), 8, "linear", 2)  # n mod L = 0: no padding anywhere
+@example((23, 8), 16, "mulaw", 3)  # n mod L = L - 1: one position of padding
+@example((17, 8), 8, "mulaw", 4)  # n mod L = 1: a tail of one token, whose x is z alone
+@example((5, 1), 8, "linear", 5)  # L = 1: every clip is x = [z], y = [q_t]
+def test_clips_cover_a_file_in_order_at_every_tail_length(lengths, bits, method, seed):
+    n, L = lengths
+    samples = np.random.default_rng(seed).uniform(-0.9, 0.9, n).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:  # hypothesis reruns the body: no function-scoped tmp_path
+        write(Path(folder) / "file.wav", samples)
+        dataset = data.AudioDataset(folder, None, L, bits, method)
+    # float WAV samples read back exactly, so the file's tokens are encode() of the samples written
+    expected = encode(torch.from_numpy(samples), bits, method).numpy()
+    assert np.array_equal(dataset.tokens[0], expected)
+    z = 2 ** (bits - 1)
+    assert len(dataset) == -(-n // L), "ceil(n / L) clips"
+    pairs = [dataset[i] for i in range(len(dataset))]
+    ys = np.concatenate([y.numpy() for _, y in pairs])
+    assert np.array_equal(ys[ys != -100], expected), "the targets, read in order, are the file"
+    assert np.count_nonzero(ys == -100) == len(dataset) * L - n and np.all(ys[n:] == -100), "-100 only on the tail"
+    for x, y in pairs:
+        # x[t] = y[t - 1] (x[0] = z) where y[t] is a target; z where y[t] is padding, so that a
+        # tail clip's x holds q_0 .. q_{m-2} and never its last token q_{m-1}
+        y = y.numpy()
+        assert np.array_equal(x.numpy(), np.where(y == -100, z, np.concatenate([[z], y[:-1]]))), "x = [z, y[:-1]], padded with z"
