@@ -1,10 +1,27 @@
 """python -m sashimi.check: passes on this tree, fails naming the check when an output moves."""
 
+import copy
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+import specs
+from reference import layer as ref_layer
+from reference import sashimi as ref_model
 from sashimi import check as check_cmd
 from sashimi.harness import gate, golden
+from sashimi.model import lm as lm_module
+from sashimi.model.backbone import Backbone
+from sashimi.model.kernel import SSMKernel
+from sashimi.model.lm import Decoder
+from sashimi.model.s4 import S4Layer
+from sashimi.training import optimizer as optimizer_module
+from tests.helpers import numpy_state
+
+SEED = gate.SEED
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +75,200 @@ def test_optimizer_and_identities_hold():
     range; gradient clipping (AdamW alone is blind to a uniform gradient scale, so SGD shows it)."""
     rows = gate.optimizer_rows() + gate.identity_rows()
     assert len(rows) == 11 and all(r.passed for r in rows), [r for r in rows if not r.passed]
+
+
+# --- the gate's own sensitivity: a known-wrong model, reference or contract fails its family's rows, named ---
+
+
+def failed(rows) -> set[tuple[str, str]]:
+    return {(r.group, r.name) for r in rows if r.failed}
+
+
+def decoder_keeps_the_first_positions(monkeypatch):
+    def forward(self, x):
+        if self.l_output:
+            return self.output_transform(x[:, : self.l_output])
+        return self.output_transform(x if self.l_output is None else x[:, -1])
+
+    monkeypatch.setattr(Decoder, "forward", forward)
+
+
+def cache_ignores_in_place_edits(monkeypatch):
+    key_of = SSMKernel._cache_key
+
+    def without_versions(self, L):
+        (L, parts), tensors = key_of(self, L)
+        return (L, tuple(part[:1] + part[2:] for part in parts)), tensors
+
+    monkeypatch.setattr(SSMKernel, "_cache_key", without_versions)
+
+
+def token_check_off_by_one(monkeypatch):
+    def check(tokens, n_classes):
+        if bool(((tokens < 0) | (tokens > n_classes)).any()):
+            raise ValueError("out of range")
+
+    monkeypatch.setattr(lm_module, "check_tokens", check)
+
+
+def no_gradient_clipping(monkeypatch):
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm, *args, **kwargs: torch.tensor(0.0))
+
+
+@pytest.mark.parametrize(
+    "bug, row",
+    [
+        (decoder_keeps_the_first_positions, "decoder l_output=3 == the last positions of l_output=None"),
+        (cache_ignores_in_place_edits, "kernel cache follows an in-place parameter edit"),
+        (token_check_off_by_one, "token C = 256 of an 8-bit model is refused"),
+        (no_gradient_clipping, "training step clips the gradient norm (SGD, lr 1, clip 1e-3)"),
+    ],
+    ids=["decoder-first-k", "cache-ignores-edits", "token-check-off-by-one", "no-clipping"],
+)
+def test_each_identity_bug_fails_exactly_its_named_row(monkeypatch, bug, row):
+    rows = gate.identity_rows()
+    assert ("identity", row) in {(r.group, r.name) for r in rows} and not failed(rows), "the row exists and passes on this tree"
+    bug(monkeypatch)
+    assert failed(gate.guarded("identity", gate.identity_rows)) == {("identity", row)}
+
+
+def tanh_gelu(x):
+    """The tanh approximation of GELU, a common slip for the exact erf form (differs by up to ~1e-3)."""
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def softplus_dt(monkeypatch):
+    parameters = SSMKernel.ssm_parameters
+
+    def softplus_for_exp(self):
+        _, *rest = parameters(self)
+        return (torch.nn.functional.softplus(self.inv_dt), *rest)
+
+    monkeypatch.setattr(SSMKernel, "ssm_parameters", softplus_for_exp)
+
+
+def test_reference_rows_fail_for_a_wrong_reference_gelu_or_a_wrong_fast_kernel(monkeypatch):
+    rows = gate.reference_rows()
+    model_rows = {("reference", r.name) for r in rows if r.name.startswith("whole model vs reference")}
+    kernel_rows = {("reference", r.name) for r in rows if r.name.startswith("kernel vs reference")}
+    assert len(model_rows) == len(kernel_rows) == 3 and not failed(rows)
+    with monkeypatch.context() as m:
+        m.setattr(ref_layer, "gelu", tanh_gelu)  # the S4 layers of the reference, not its kernel
+        assert failed(gate.guarded("reference", gate.reference_rows)) == model_rows
+    softplus_dt(monkeypatch)  # the fast model's Delta: its kernels and so its outputs move
+    assert failed(gate.guarded("reference", gate.reference_rows)) == model_rows | kernel_rows
+
+
+def wrong_parameter_count_in_the_contract(monkeypatch) -> tuple[str, str]:
+    """specs/params.json with one total off by one; returns the row that must fail."""
+    load = specs.load
+    params = copy.deepcopy(load("params"))
+    params["exact"][0]["total"] += 1
+    monkeypatch.setattr(specs, "load", lambda name: params if name == "params" else load(name))
+    return ("specs", f"{params['exact'][0]['name']}: total")
+
+
+def test_spec_rows_fail_for_a_wrong_count_in_the_contract(monkeypatch):
+    # every other row still passes in the same run: the control is the equality itself
+    row = wrong_parameter_count_in_the_contract(monkeypatch)
+    assert failed(gate.guarded("specs", gate.spec_rows)) == {row}
+
+
+def test_optimizer_rows_fail_when_the_ssm_group_gets_the_global_rate(monkeypatch):
+    groups = optimizer_module.param_groups
+
+    def global_rate(model, lr, ssm_lr, spec):
+        return [{**group, "lr": lr} for group in groups(model, lr, ssm_lr, spec)]
+
+    monkeypatch.setattr(optimizer_module, "param_groups", global_rate)
+    assert failed(gate.guarded("specs", gate.optimizer_rows)) == {("specs", "optimizer ssm_lr")}
+
+
+def write_fixture(folder: Path, perturb: bool = False) -> Path:
+    """A small fixture in the published layout (pool and FF linears as Conv1d weights, float32
+    weights, a JSON sidecar) whose expected outputs and kernels come from the float64 reference.
+    With `perturb`, one stored weight (a kernel's B) is 0.1% off what the outputs were made from."""
+    kwargs = dict(d_model=4, n_layers=1, pool=[2, 2], expand=2, ff=2, dropout=0.0)
+    torch.manual_seed(SEED)
+    model = Backbone(**kwargs, n_ssm=1, d_state=4).double()
+    x = torch.randn(2, 16, 4, dtype=torch.float64)
+    with torch.no_grad():
+        model(x)  # the first forward writes C~ and l_kernel, as the published one does
+    weights = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in numpy_state(model).items()}
+    exact = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in weights.items()}
+    conv = ("d_layers.0.linear.weight", "d_layers.1.linear.weight", "u_layers.0.0.linear.weight", "u_layers.1.0.linear.weight")
+    arrays = {k: v[..., None] if k in conv or k.endswith(("ff.0.0.weight", "ff.2.weight")) else v for k, v in weights.items()}
+    arrays["x_input"] = x.float().numpy()
+    arrays["y_conv_float64"] = ref_model.backbone(exact, {"pool": kwargs["pool"]}, arrays["x_input"].astype(np.float64))
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, S4Layer):
+            l_kernel = int(module.layer.kernel.l_kernel)
+            sub = {k[len(name) + 1 :]: v for k, v in exact.items() if k.startswith(name + ".")}
+            arrays[f"kernel_float64.{name}"] = ref_layer.s4_kernel(sub, l_kernel)[None]
+            layers[name] = {"l_kernel": l_kernel}
+    if perturb:
+        key = next(k for k in arrays if k.endswith("kernel.B"))
+        arrays[key] = arrays[key] * np.float32(1.001)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "small.npz"
+    np.savez(path, **arrays)
+    meta = {"constructor_kwargs": {**kwargs, "bidirectional": False, "unet": False}, "batch": 2, "length": 16, "s4_layers": layers}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_published_rows_fail_for_a_perturbed_published_weight(tmp_path):
+    write_fixture(tmp_path / "right")
+    rows = gate.published_rows(tmp_path / "right")
+    assert rows and all(r.group == "published" and r.name.startswith("small: ") and r.passed for r in rows), rows
+    assert {"small: float64 forward vs published float64", "small: float32 step (teacher-forced) vs published float64"} <= {r.name for r in rows}
+    write_fixture(tmp_path / "wrong", perturb=True)
+    wrong = failed(gate.published_rows(tmp_path / "wrong"))
+    assert ("published", "small: float64 forward vs published float64") in wrong
+    assert ("published", "small: float32 forward vs published float64") in wrong
+
+
+def test_an_absent_fixture_folder_is_a_skip_and_a_broken_fixture_a_named_failure(tmp_path):
+    [row] = gate.published_rows(tmp_path / "nowhere")
+    assert row.passed is None and not row.failed
+    write_fixture(tmp_path).with_suffix(".json").unlink()
+    [row] = gate.guarded("published", lambda: gate.published_rows(tmp_path))
+    assert (row.group, row.name, row.failed) == ("published", "published checks", True) and "sidecar" in row.measured
+
+
+def test_a_family_that_raises_is_one_named_failure(monkeypatch):
+    def broken(self, x):
+        raise RuntimeError("DownPool: length out of phase\nsecond line")
+
+    monkeypatch.setattr(Backbone, "forward", broken)
+    for group, rows in (("identity", gate.identity_rows), ("reference", gate.reference_rows), ("specs", gate.spec_rows)):
+        [row] = gate.guarded(group, rows)
+        assert (row.group, row.name, row.passed, row.failed) == (group, f"{group} checks", False, True)
+        assert row.measured == "RuntimeError: DownPool: length out of phase"
+
+
+def test_run_and_the_command_name_every_failing_family(monkeypatch, tmp_path, capsys):
+    """One known-wrong piece per family at once: gate.run returns exactly those rows as failures
+    (the golden outputs do not involve any of them), and the command exits 1 naming each."""
+    write_fixture(tmp_path, perturb=True)
+    decoder_keeps_the_first_positions(monkeypatch)
+    monkeypatch.setattr(ref_layer, "gelu", tanh_gelu)
+    contract_row = wrong_parameter_count_in_the_contract(monkeypatch)
+    # the golden family is tested above and involves none of these pieces; its slowest part
+    # (16-bit) is left out here to keep this test fast
+    monkeypatch.delitem(golden.GOLDEN_PARTS, "model16")
+    stored = golden.read
+    monkeypatch.setattr(golden, "read", lambda: {k: v for k, v in stored().items() if not k.startswith("model16/")})
+    returned = []
+    run = gate.run
+    monkeypatch.setattr(gate, "run", lambda fixtures=None: returned.extend(run(fixtures)) or returned)
+    assert check_cmd.main(["--fixtures", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    wrong = failed(returned)
+    assert {group for group, _ in wrong} == {"specs", "identity", "reference", "published"}
+    assert contract_row in wrong and ("identity", "decoder l_output=3 == the last positions of l_output=None") in wrong
+    assert ("published", "small: float64 forward vs published float64") in wrong
+    assert {name for group, name in wrong if group == "reference"} == {r.name for r in returned if r.name.startswith("whole model vs reference")}
+    named = {line.split(": measured ")[0] for line in out.splitlines() if line.startswith("FAILED: ")}
+    assert named == {f"FAILED: {group}: {name}" for group, name in wrong}
