@@ -106,7 +106,8 @@ def test_batched_files_are_distinct_and_named_by_their_own_likelihood(tmp_path, 
     assert np.all(np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 0, 1.2, 1.0)) <= 5e-4 + 1e-6)  # 3 decimals
 
 
-@pytest.mark.parametrize("quantization, rate, length", [("linear", 8000, ["--length", "12"]), ("mulaw", 11025, ["--seconds", "0.0011"])])
+@pytest.mark.parametrize("quantization, rate, length", [("linear", 8000, ["--length", "12"]), ("mulaw", 11025, ["--seconds", "0.0011"])],
+                         ids=["linear-8000Hz-length", "mulaw-11025Hz-seconds"])
 def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(quantization, rate, length, tmp_path, capsys, plots_touched):
     """`python -m sashimi.generate` on a checkpoint of non-default rate and quantization, primed by a
     WAV: every file starts with the prefix's tokens under that quantization and is named by the
