@@ -180,3 +180,46 @@ def write(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "FLOA
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, rate, subtype=subtype)
     return path
+
+
+# --- sampling: the tempered nucleus distribution and its likelihoods, apart from sashimi.sampling ---
+
+
+def nucleus_log_probs(logits, temperature: float, top_p: float, margin: float = 1e-5) -> np.ndarray:
+    """log softmax(logits / temperature) restricted to the nucleus (the fewest classes, by descending
+    probability, whose mass reaches top_p) and renormalized, -inf outside; float64, classes on the
+    last axis. A row whose mass up to its last or next-to-last nucleus class lies within `margin`
+    of top_p could keep another nucleus under float32 rounding: it is refused (ValueError)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    if top_p >= 1:
+        return logp
+    order = np.argsort(-logp, axis=-1, kind="stable")
+    mass = np.cumsum(np.exp(np.take_along_axis(logp, order, -1)), -1)
+    kept = np.minimum((mass < top_p).sum(-1, keepdims=True) + 1, z.shape[-1])  # smallest k with mass[k-1] >= top_p
+    for k in (kept, np.maximum(kept - 1, 1)):
+        near = np.abs(np.take_along_axis(mass, k - 1, -1) - top_p) < margin
+        if near.any():
+            raise ValueError(f"nucleus of row {np.argwhere(near)[0][:-1].tolist()} is ambiguous: its mass lies within {margin} of top_p = {top_p}")
+    inside = np.zeros(z.shape, dtype=bool)
+    np.put_along_axis(inside, order, np.arange(z.shape[-1]) < kept, -1)
+    z = np.where(inside, z, -np.inf)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def teacher_forced_loglik(model, sequences: torch.Tensor, n_prefix: int, temperature: float, top_p: float) -> np.ndarray:
+    """Mean log-probability (under `nucleus_log_probs`) of each sequence's tokens after its first
+    n_prefix, from one convolution-mode forward pass of a float64 copy of `model` over
+    [z, sequence[:-1]], z = 2^(bits-1); padded at the end to the pooling multiple (the model is causal)."""
+    import copy
+    import math
+
+    model64 = copy.deepcopy(model).double().eval().cpu()
+    z = 2 ** (model.config.bits - 1)
+    x = torch.cat([torch.full((sequences.shape[0], 1), z), sequences[:, :-1].cpu()], 1)
+    x = torch.nn.functional.pad(x, (0, -x.shape[1] % math.prod(model.config.pool)), value=z)
+    with torch.no_grad():
+        logits = model64(x)[:, n_prefix : sequences.shape[1]].numpy()
+    logp = nucleus_log_probs(logits, temperature, top_p)
+    return np.take_along_axis(logp, sequences[:, n_prefix:, None].cpu().numpy(), -1)[..., 0].mean(-1)
