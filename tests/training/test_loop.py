@@ -58,22 +58,37 @@ def test_checkpoint_holds_everything_to_resume(audio_folder, tmp_path):
     assert not list(run_dir.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
-@pytest.mark.slow
 def test_distributed_equals_one_process(audio_folder, tmp_path):
-    """2 CPU processes (gloo) after k steps hold the parameters of one process on the same global batch."""
-    args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "256", "--batch-size", "4", "--max-steps", "3", "--max-minutes", "5",
-            "--eval-every", "3", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu"]
+    """2 CPU processes (gloo) after 2 steps hold the parameters and the Adam moments of one process
+    on the same global batches. Kept out of the slow marker so that sharding and gradient-scaling
+    bugs fail the fast suite: tiny clips and 2 steps (about 30 s, most of it starting torchrun).
+
+    The gradient clip is set out of reach: clipping rescales the gradient to a fixed norm, which
+    would hide a wrong gradient scale; the first Adam moment exp_avg is proportional to the
+    gradient, so a gradient off by a factor shows there even where Adam's update does not."""
+    args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "64", "--batch-size", "4", "--max-steps", "2", "--max-minutes", "5",
+            "--eval-every", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu", "--grad-clip", "1e9"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sashimi.train"]
-    subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=600)
-    subprocess.run([sys.executable, "-m", "sashimi.train", *args, "--out", str(tmp_path / "one")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=600)
-    (ddp,), (one,) = list((tmp_path / "ddp").iterdir()), list((tmp_path / "one").iterdir())
-    a, b = checkpoint.load(ddp / "checkpoint.pt")["model"], checkpoint.load(one / "checkpoint.pt")["model"]
-    moved = checkpoint.load(one / "checkpoint.pt")
-    assert moved["step"] == 3
-    for key in a:
-        if a[key].is_floating_point():
-            assert_close(a[key], b[key], "ddp_vs_single_process")
+    subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    one = loop.train(train_cmd.parse_args([*args, "--out", str(tmp_path / "one")]))
+    (ddp,) = list((tmp_path / "ddp").iterdir())
+    a, b = checkpoint.load(ddp / "checkpoint.pt"), checkpoint.load(one / "checkpoint.pt")
+    assert a["step"] == b["step"] == 2
+    for step in (1, 2):
+        assert_close(losses(ddp)[step], losses(one)[step], "ddp_vs_single_process")
+    for key in a["model"]:
+        if a["model"][key].is_floating_point():
+            assert_close(a["model"][key], b["model"][key], "ddp_vs_single_process")
+    moments = 0
+    for i, state in b["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            # relative to each tensor's largest entry: the moments are far below the tolerance's atol
+            scale = float(state[name].abs().max())
+            if scale > 0:
+                assert_close(a["optimizer"]["state"][i][name] / scale, state[name] / scale, "ddp_vs_single_process")
+                moments += 1
+    assert moments > 0
 
 
 def test_empty_data_folder(tmp_path, capsys):
