@@ -2,6 +2,8 @@
 hand-built case equals its hand-computed value; evaluate's batch limit, padding and mode."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from torch import nn
 
 from sashimi.harness.verdict import assert_close
 from sashimi.training import metrics
+from tests.helpers import ROOT
 
 IGNORE = -100
 
@@ -192,3 +195,42 @@ def test_chunked_16bit_loss_equals_plain_cross_entropy():
     assert n1 == n2 == 123
     assert_close(chunked / n1, plain / n2, "chunked_vs_plain_cross_entropy")
     assert_close(g_chunked, g_plain, "chunked_vs_plain_cross_entropy")
+
+
+# One forward + backward of the training loss of a 16-bit model, in a fresh process so that its
+# peak resident memory (ru_maxrss, KiB on Linux) belongs to this computation alone; the growth
+# is measured from after a 64-position warm-up (kernels, allocator pools, the 65536-row head).
+MEMORY_PROBE = """
+import resource, sys
+import torch
+torch.set_num_threads(1)
+from sashimi.harness.helpers import tiny_config
+from sashimi.model.lm import SashimiLM
+from sashimi.training.metrics import LossModel
+L = int(sys.argv[1])
+torch.manual_seed(0)
+loss_model = LossModel(SashimiLM(tiny_config(16)))
+x, y = torch.randint(0, 65536, (1, L)), torch.randint(0, 65536, (1, L))
+total, count = loss_model(x[:, :64], y[:, :64])
+total.backward()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+total, count = loss_model(x, y)
+(total / count).backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_16bit_training_loss_never_holds_the_full_logits_in_cpu_memory():
+    """LossModel on a 16-bit model (the switch training uses) over one clip of 2048 positions.
+
+    Full float32 logits of (1, 2048, 65536) take 512 MiB and their gradient another 512 MiB.
+    Measured growth of the peak memory over the warm-up (torch 2.x, CPU, one thread): 248-257 MiB
+    on the chunked path (L = 2048, 4096 and 8192 alike: one 1024-position chunk of logits at a
+    time), 1526 MiB when the same model takes the plain path (3062 MiB at L = 4096). The bound,
+    640 MiB, is 2.5x the chunked measurement and below the logits and their gradient alone."""
+    L, bound_mib = 2048, 640
+    assert 2 * L * 65536 * 4 / 2**20 > bound_mib  # the plain path could not stay under the bound
+    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(L)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    growth_mib = int(probe.stdout.split()[-1]) / 1024
+    assert growth_mib < bound_mib, f"peak memory grew by {growth_mib:.0f} MiB"
