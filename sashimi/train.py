@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "eval_every": "validate and checkpoint every this many steps",
         "eval_batches": "validation batches per evaluation",
         "ssm_lr": "learning rate of the SSM parameters (Delta, A, B, P) (default: specs/presets.json optimizer.ssm_lr)",
+        "dropout": "dropout probability of every block (default: the preset's)",
         "grad_clip": "gradient norm clip",
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
     }

@@ -105,6 +105,7 @@ class TrainConfig:
     eval_every: int = 100
     eval_batches: int = 16
     ssm_lr: float | None = None
+    dropout: float | None = None
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
 
@@ -124,6 +125,8 @@ class TrainConfig:
         multiple = math.prod(preset(self.preset)["model"]["pool"])
         if c.seq_len < 1 or c.seq_len % multiple:
             raise ValueError(f"--seq-len must be a positive multiple of prod(pool) = {multiple}; got {c.seq_len}")
+        if c.dropout is not None and not 0.0 <= c.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1); got {c.dropout}")
         if c.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1; got {c.batch_size}")
         if c.max_steps is None and c.max_minutes is None:
@@ -131,7 +134,8 @@ class TrainConfig:
         return c
 
     def model_config(self) -> ModelConfig:
-        return model_config(self.preset, self.bits)
+        """The preset's model at --bits; --dropout, when given, replaces the preset's dropout."""
+        return model_config(self.preset, self.bits, **({} if self.dropout is None else {"dropout": self.dropout}))
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ def train(config: TrainConfig) -> Path:
 
 def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Processes) -> None:
     """Optimization steps until --max-steps or --max-minutes; validate and checkpoint every
-    --eval-every steps and at the end; Ctrl-C saves a checkpoint first."""
+    --eval-every steps and at the end; Ctrl-C saves a checkpoint first. Only the validations every
+    --eval-every steps step the plateau schedule, so where a run stops does not change its schedule."""
     config, device = run.config, run.device
     loss_model: nn.Module = LossModel(run.model)
     if procs.distributed:
@@ -212,10 +213,11 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
     metrics_path = run.run_dir / "metrics.jsonl"
 
-    def validate() -> None:
+    def validate(scheduled: bool = True) -> None:
         result = evaluate(run.model, sequential_batches(val_set, config.batch_size), config.bits, device, max_batches=config.eval_batches)
-        run.scheduler.step(result["loss"])
-        run.best_val = min(run.best_val, result["loss"])
+        if scheduled:
+            run.scheduler.step(result["loss"])
+            run.best_val = min(run.best_val, result["loss"])
         if procs.is_main:
             append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
             run.save()
@@ -247,7 +249,9 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     finally:
         bar.close()
     if run.step % config.eval_every != 0 or run.step == start_step:
-        validate()
+        # off the --eval-every cadence (or a repeat of its last validation): recorded and saved, but
+        # not shown to the schedule, which a straight run through this step never does either
+        validate(scheduled=False)
 
 
 def finish(run: Run, start_step: int, start: float, log) -> None:

@@ -1,9 +1,69 @@
-"""Checkpoints that cannot be used: truncated, or of another configuration."""
+"""Checkpoints: a round trip keeps every value; an interrupted save keeps the previous file and
+leaves nothing behind; files that are not plain-value sashimi checkpoints are refused; checkpoints
+that cannot be used (truncated, of another configuration) are one-line errors of the commands."""
+
+import pickle
+
+import pytest
+import torch
 
 from sashimi import evaluate as evaluate_cmd
 from sashimi import generate as generate_cmd
 from sashimi.io import checkpoint
 from tests.helpers import assert_one_line_error, run_main
+
+
+class Foreign:
+    """Not a plain value: a checkpoint holding one must not be unpickled."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def payload() -> dict:
+    return {"config": {"model": {"bits": 8}, "train": {"seed": 3}}, "model": {"w": torch.arange(6.0).reshape(2, 3)},
+            "rng": {"torch": torch.get_rng_state()}, "step": 7, "best_val": 1.25}
+
+
+def test_a_saved_checkpoint_loads_back_equal(tmp_path):
+    original = payload()
+    path = checkpoint.save(original, tmp_path / "deep" / "ck.pt")
+    assert path == tmp_path / "deep" / "ck.pt"
+    loaded = checkpoint.load(path)
+    assert loaded.keys() == original.keys() and loaded["config"] == original["config"]
+    assert torch.equal(loaded["model"]["w"], original["model"]["w"]) and torch.equal(loaded["rng"]["torch"], original["rng"]["torch"])
+    assert (loaded["step"], loaded["best_val"]) == (7, 1.25)
+    assert [p.name for p in path.parent.iterdir()] == ["ck.pt"]
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(tmp_path):
+    path = checkpoint.save(payload(), tmp_path / "ck.pt")
+    before = path.read_bytes()
+    broken = {**payload(), "step": lambda: 0}  # cannot be pickled: torch.save fails midway
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        checkpoint.save(broken, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_a_checkpoint_with_arbitrary_objects_is_refused(tmp_path, capsys):
+    path = tmp_path / "foreign.pt"
+    torch.save({**payload(), "extra": Foreign()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read checkpoint"):
+        checkpoint.load(path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [[1, 2], {"model": {}}, {"config": {}}])
+def test_a_torch_file_that_is_not_a_sashimi_checkpoint_is_refused(tmp_path, content):
+    torch.save(content, tmp_path / "other.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="not a sashimi checkpoint"):
+        checkpoint.load(tmp_path / "other.pt")
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+        checkpoint.load(tmp_path / "nothing.pt")
 
 
 def test_truncated_checkpoint(trained, tmp_path, capsys):

@@ -1,5 +1,8 @@
-"""Training: the loss decreases, resume is bit-exact, DDP equals one process, bad input of the train command."""
+"""Training: the loss decreases, resume is bit-exact (also with dropout and a plateau schedule that
+fires), the schedule watches the validation loss, DDP equals one process, bad input of the train command."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -8,11 +11,21 @@ import pytest
 import torch
 
 from sashimi import train as train_cmd
-from sashimi.core.config import TrainConfig
+from sashimi.core.config import OptimizerConfig, TrainConfig
 from sashimi.harness.verdict import assert_close
 from sashimi.io import checkpoint
+from sashimi.model.lm import SashimiLM
 from sashimi.training import loop
-from tests.helpers import ROOT, SPOKEN_DIGITS, assert_one_line_error, losses, run_main, train_config
+from sashimi.training.optimizer import make_optimizer
+from tests.helpers import (
+    ROOT,
+    SPOKEN_DIGITS,
+    assert_one_line_error,
+    losses,
+    run_main,
+    tiny_config,
+    train_config,
+)
 
 
 def test_loss_decreases_over_30_steps(audio_folder, tmp_path):
@@ -45,22 +58,37 @@ def test_checkpoint_holds_everything_to_resume(audio_folder, tmp_path):
     assert not list(run_dir.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
-@pytest.mark.slow
 def test_distributed_equals_one_process(audio_folder, tmp_path):
-    """2 CPU processes (gloo) after k steps hold the parameters of one process on the same global batch."""
-    args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "256", "--batch-size", "4", "--max-steps", "3", "--max-minutes", "5",
-            "--eval-every", "3", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu"]
+    """2 CPU processes (gloo) after 2 steps hold the parameters and the Adam moments of one process
+    on the same global batches. Kept out of the slow marker so that sharding and gradient-scaling
+    bugs fail the fast suite: tiny clips and 2 steps (about 30 s, most of it starting torchrun).
+
+    The gradient clip is set out of reach: clipping rescales the gradient to a fixed norm, which
+    would hide a wrong gradient scale; the first Adam moment exp_avg is proportional to the
+    gradient, so a gradient off by a factor shows there even where Adam's update does not."""
+    args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "64", "--batch-size", "4", "--max-steps", "2", "--max-minutes", "5",
+            "--eval-every", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu", "--grad-clip", "1e9"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sashimi.train"]
-    subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=600)
-    subprocess.run([sys.executable, "-m", "sashimi.train", *args, "--out", str(tmp_path / "one")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=600)
-    (ddp,), (one,) = list((tmp_path / "ddp").iterdir()), list((tmp_path / "one").iterdir())
-    a, b = checkpoint.load(ddp / "checkpoint.pt")["model"], checkpoint.load(one / "checkpoint.pt")["model"]
-    moved = checkpoint.load(one / "checkpoint.pt")
-    assert moved["step"] == 3
-    for key in a:
-        if a[key].is_floating_point():
-            assert_close(a[key], b[key], "ddp_vs_single_process")
+    subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    one = loop.train(train_cmd.parse_args([*args, "--out", str(tmp_path / "one")]))
+    (ddp,) = list((tmp_path / "ddp").iterdir())
+    a, b = checkpoint.load(ddp / "checkpoint.pt"), checkpoint.load(one / "checkpoint.pt")
+    assert a["step"] == b["step"] == 2
+    for step in (1, 2):
+        assert_close(losses(ddp)[step], losses(one)[step], "ddp_vs_single_process")
+    for key in a["model"]:
+        if a["model"][key].is_floating_point():
+            assert_close(a["model"][key], b["model"][key], "ddp_vs_single_process")
+    moments = 0
+    for i, state in b["optimizer"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            # relative to each tensor's largest entry: the moments are far below the tolerance's atol
+            scale = float(state[name].abs().max())
+            if scale > 0:
+                assert_close(a["optimizer"]["state"][i][name] / scale, state[name] / scale, "ddp_vs_single_process")
+                moments += 1
+    assert moments > 0
 
 
 def test_empty_data_folder(tmp_path, capsys):
@@ -99,3 +127,131 @@ def test_trains_briefly_on_spoken_digits(tmp_path):
     run_dir = loop.train(train_config(SPOKEN_DIGITS, tmp_path, max_steps=3, eval_every=3, eval_batches=1, seq_len=512))
     assert len(losses(run_dir)) == 3 and len(losses(run_dir, "validation")) == 1
     assert all(0 < v < 10 for v in losses(run_dir).values())
+
+
+# --- resume with dropout and a plateau schedule that fires --------------------------------------
+#
+# specs' plateau patience (20 validations) cannot run out in a test-sized run, so these tests
+# replace OptimizerConfig.from_specs by the spec with a small patience (factor and everything
+# else as in specs). With lr 0.03 the validation loss of this tiny run rises from step 2 to 4,
+# so the schedule fires at the step-4 validation; the tests assert that it did.
+
+RESUME_RUN = dict(seq_len=64, batch_size=2, eval_every=2, eval_batches=1, dropout=0.1, lr=0.03)
+
+
+def spec_with_patience(patience: int):
+    spec = OptimizerConfig.from_specs()
+    return classmethod(lambda cls: dataclasses.replace(spec, plateau_patience=patience))
+
+
+def records(run_dir, kind: str) -> dict[int, dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in lines if r["kind"] == kind}
+
+
+def assert_same_state(a, b, where: str = "") -> None:
+    """Equal nested dicts / lists of tensors and plain values, exactly."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def straight_plateau_run(audio_folder, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(OptimizerConfig, "from_specs", spec_with_patience(0))
+        return loop.train(train_config(audio_folder, tmp_path_factory.mktemp("straight"), max_steps=6, **RESUME_RUN))
+
+
+@pytest.mark.parametrize("stop", [2, 3])
+def test_resume_with_dropout_and_a_firing_plateau_equals_a_straight_run(straight_plateau_run, audio_folder, tmp_path, monkeypatch, stop):
+    """Stopped at step 2 (on a validation step) or 3 (between two), then resumed to step 6: the
+    losses, learning rates, parameters, optimizer, schedule, RNG and best loss are a straight run's, bit for bit."""
+    monkeypatch.setattr(OptimizerConfig, "from_specs", spec_with_patience(0))
+    straight = straight_plateau_run
+    interrupted = loop.train(train_config(audio_folder, tmp_path, max_steps=stop, **RESUME_RUN))
+    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=6, max_minutes=None, device="cpu"))
+    assert resumed == interrupted
+    a, b = records(straight, "train"), records(resumed, "train")
+    assert sorted(b) == list(range(1, 7))
+    assert [(a[s]["loss"], a[s]["lr"]) for s in range(1, 7)] == [(b[s]["loss"], b[s]["lr"]) for s in range(1, 7)]  # exactly
+    # the premises: dropout is on, and the schedule fired (lr x factor) at the step-4 validation
+    assert json.loads((straight / "config.json").read_text())["model"]["dropout"] == 0.1
+    factor = OptimizerConfig.from_specs().plateau_factor
+    assert [a[s]["lr"] for s in (4, 5)] == [0.03, 0.03 * factor]
+    va, vb = records(straight, "validation"), records(resumed, "validation")
+    assert [va[s]["loss"] for s in (2, 4, 6)] == [vb[s]["loss"] for s in (2, 4, 6)]
+    pa, pb = checkpoint.load(straight / "checkpoint.pt"), checkpoint.load(resumed / "checkpoint.pt")
+    for key in ("model", "optimizer", "scheduler", "rng", "step", "best_val"):
+        assert_same_state(pa[key], pb[key], key)
+    assert pb["scheduler"]["_last_lr"][0] == 0.03 * factor**2 and pb["step"] == 6
+
+
+def test_dropout_flag_reaches_the_model(tmp_path, capsys):
+    config = train_cmd.parse_args(["--dropout", "0.25"]).resolved()
+    model = loop.Run(config, tmp_path, torch.device("cpu")).model
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) or type(m).__name__ == "ChannelDropout"}
+    assert model.config.dropout == 0.25 and rates == {0.25}
+    assert train_cmd.parse_args([]).resolved().model_config().dropout == 0.0  # the tiny preset's
+    code, err = run_main(train_cmd, ["--dropout", "1.5", "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
+    assert_one_line_error(code, err, "--dropout", "1.5")
+
+
+# --- what the schedule watches ----------------------------------------------------------------
+
+
+def plateau_lrs(losses_seen) -> list[float]:
+    """The learning rates of both parameter groups after feeding `losses_seen` to a fresh schedule."""
+    optimizer, scheduler = make_optimizer(SashimiLM(tiny_config(8)), 0.004)
+    lrs = []
+    for value in losses_seen:
+        scheduler.step(value)
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+    return lrs
+
+
+def test_plateau_keeps_the_lr_while_the_loss_improves():
+    spec = OptimizerConfig.from_specs()
+    lrs = plateau_lrs([10.0 - 0.1 * i for i in range(3 * spec.plateau_patience)])
+    assert all(lr == [0.004, spec.ssm_lr] for lr in lrs)
+
+
+def test_plateau_drops_the_lr_by_its_factor_on_the_validation_after_patience_bad_ones():
+    """ReduceLROnPlateau's rule: `patience` non-improving losses are tolerated; the next one
+    multiplies every group's lr by the factor, and the count starts over."""
+    spec = OptimizerConfig.from_specs()
+    p = spec.plateau_patience
+    lrs = plateau_lrs([5.0] + [5.0 + 0.01 * i for i in range(1, 2 * p + 3)])
+    base = [0.004, spec.ssm_lr]
+    assert all(lr == base for lr in lrs[: p + 1])  # the first loss and `patience` bad ones
+    once = [x * spec.plateau_factor for x in base]
+    assert lrs[p + 1] == pytest.approx(once, rel=1e-15)
+    assert all(lr == lrs[p + 1] for lr in lrs[p + 1 : 2 * p + 2])
+    assert lrs[2 * p + 2] == pytest.approx([x * spec.plateau_factor for x in once], rel=1e-15)
+
+
+def test_the_loop_schedules_on_the_validation_loss(audio_folder, tmp_path, monkeypatch):
+    """fit feeds the validation loss (not the accuracy) to the schedule: chosen validation results,
+    loss rising while the accuracy (in min mode: improving) falls, fire it after patience 1 + 1 bad ones."""
+    monkeypatch.setattr(OptimizerConfig, "from_specs", spec_with_patience(1))
+    chosen = iter([(5.0, 0.9), (5.5, 0.8), (6.0, 0.7), (6.5, 0.6), (7.0, 0.5)])
+
+    def fake_evaluate(*args, **kwargs):
+        loss, accuracy = next(chosen)
+        return {"loss": loss, "bits_per_sample": loss, "accuracy": accuracy}
+
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate)
+    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=5, seq_len=64, batch_size=2, eval_every=1, lr=0.01))
+    lrs = {s: r["lr"] for s, r in records(run_dir, "train").items()}
+    factor = OptimizerConfig.from_specs().plateau_factor
+    # validations after steps 1 (best), 2 and 3 (bad: the 2nd exceeds patience 1) -> step 4 trains at lr x factor
+    assert [lrs[s] for s in range(1, 6)] == [0.01, 0.01, 0.01, 0.01 * factor, 0.01 * factor]

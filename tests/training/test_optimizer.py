@@ -1,13 +1,23 @@
-"""The optimizer: the SSM parameter group."""
+"""The optimizer: the SSM parameter group; one optimization step equals a plain re-implementation
+(mean loss over non-padding positions, gradient clip, AdamW) written out here."""
 
-from sashimi.core.config import OptimizerConfig
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sashimi.core.config import ModelConfig, OptimizerConfig
+from sashimi.harness.verdict import assert_close
+from sashimi.model.lm import SashimiLM
 from sashimi.training import optimizer
 
+IGNORE = -100
 
-def test_ssm_parameters_get_their_own_group(audio_folder):
-    from sashimi.core.config import ModelConfig
-    from sashimi.model.lm import SashimiLM
 
+def test_ssm_parameters_get_their_own_group():
     model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4))
     groups = optimizer.param_groups(model, lr=0.004, ssm_lr=0.001, spec=OptimizerConfig.from_specs())
     ssm_names = {n for n, p in model.named_parameters() if any(p is q for q in groups[1]["params"])}
@@ -15,3 +25,75 @@ def test_ssm_parameters_get_their_own_group(audio_folder):
     assert ssm_names and all(n.rsplit(".", 1)[-1] in ("inv_dt", "A_real", "A_imag", "B", "P") for n in ssm_names)
     assert len(ssm_names) == 5 * sum(1 for n, _ in model.named_parameters() if n.endswith("kernel.inv_dt"))
     assert not any(n.endswith(("kernel.C", "layer.D")) for n in ssm_names)
+
+
+class TableLM(nn.Module):
+    """A stand-in model: the logits of token t are row t of a table (float64)."""
+
+    def __init__(self, C: int, seed: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(C, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+
+
+class SummedLoss(nn.Module):
+    """What LossModel returns for the stand-in: (summed cross-entropy over non-padding, their count)."""
+
+    def __init__(self, lm: TableLM):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, x, y):
+        logits = self.lm.table[x].reshape(-1, self.lm.table.shape[1])
+        return F.cross_entropy(logits, y.reshape(-1), reduction="sum", ignore_index=IGNORE), int((y != IGNORE).sum())
+
+
+def plain_steps(table: torch.Tensor, batches, lr: float, grad_clip: float, spec: OptimizerConfig) -> tuple[torch.Tensor, list[float]]:
+    """Mean cross-entropy over the non-padding positions, its gradient clipped to norm `grad_clip`,
+    AdamW (bias-corrected moments, decoupled weight decay), written out in float64."""
+    (b1, b2), eps = spec.betas, 1e-8
+    p, m, v, losses = table.detach().clone(), torch.zeros_like(table), torch.zeros_like(table), []
+    for t, (x, y) in enumerate(batches, start=1):
+        q = p.clone().requires_grad_(True)
+        keep = y.reshape(-1) != IGNORE
+        logits = q[x].reshape(-1, q.shape[1])[keep]
+        loss = -(logits.log_softmax(-1).gather(1, y.reshape(-1)[keep][:, None])).mean()
+        (g,) = torch.autograd.grad(loss, q)
+        g = g * min(1.0, grad_clip / (float(g.norm()) + 1e-6))
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        p = p * (1 - lr * spec.weight_decay) - lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps)
+        losses.append(float(loss.detach()))
+    return p, losses
+
+
+@pytest.mark.parametrize("grad_clip", [0.05, 1e9])
+def test_optimization_steps_equal_plain_mean_loss_clip_and_adamw(grad_clip):
+    """Three steps with padding in every batch; with the clip at 0.05 it acts, at 1e9 it does not."""
+    spec, C, lr = OptimizerConfig.from_specs(), 6, 0.01
+    gen = torch.Generator().manual_seed(1)
+    batches = []
+    for b in range(3):
+        x, y = torch.randint(0, C, (2, 5), generator=gen), torch.randint(0, C, (2, 5), generator=gen)
+        y[b % 2, : b + 1] = IGNORE
+        batches.append((x, y))
+    model = TableLM(C, seed=0)
+    expected, expected_losses = plain_steps(model.table, batches, lr, grad_clip, spec)
+    opt, _ = optimizer.make_optimizer(model, lr)
+    got_losses = [optimizer.optimization_step(SummedLoss(model), model, opt, x, y, grad_clip) for x, y in batches]
+    assert_close(torch.tensor(got_losses), torch.tensor(expected_losses), "reference_identities_float64")
+    assert_close(model.table.detach(), expected, "reference_identities_float64")
+    assert all(p.grad is None for p in model.parameters())  # nothing carried into the next step
+    if grad_clip < 1:  # the premise: this clip changes the result
+        unclipped, _ = plain_steps(TableLM(C, seed=0).table, batches, lr, 1e9, spec)
+        assert float((unclipped - expected).abs().max()) > 1e-4
+
+
+def test_a_non_finite_loss_skips_the_update():
+    model = TableLM(4, seed=0)
+    before = copy.deepcopy(model.table.detach())
+    with torch.no_grad():
+        model.table[0, 0] = math.inf
+    opt, _ = optimizer.make_optimizer(model, 0.01)
+    x, y = torch.zeros(1, 3, dtype=torch.long), torch.tensor([[1, 2, 3]])
+    loss = optimizer.optimization_step(SummedLoss(model), model, opt, x, y, 1.0)
+    assert not math.isfinite(loss)
+    assert torch.equal(model.table.detach()[1:], before[1:]) and not opt.state
