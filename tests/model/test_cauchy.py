@@ -42,7 +42,8 @@ def test_chunked_response_equals_plain(sizes, seed, dtype):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
         chunked = dplr_response(W, R4, M, s, c)
-    assert_close(chunked, dplr_response_plain(W, R4, M, s, c), f"kernel_{dtype}")
+    # float32: random W, R4, M reach near-poles of the Woodbury denominator, hence its own, wider entry
+    assert_close(chunked, dplr_response_plain(W, R4, M, s, c), "kernel_float64" if dtype == "float64" else "cauchy_response_float32")
 
 
 @pytest.mark.parametrize("L", [1, 2, 7, 10])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from jaxtyping import TypeCheckError
 
@@ -60,7 +60,11 @@ def test_whole_model_causality(config, seed, data):
 
 @given(small_model_configs(bits=8), seeds, st.sampled_from(["float64", "float32"]))
 def test_whole_model_step_equals_convolution(config, seed, dtype):
-    """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure)."""
+    """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure).
+
+    float32 only for d_model >= 4: a LayerNorm over 2 channels divides by |x1 - x2|, which comes arbitrarily
+    close to 0, so its float32 rounding has no bound to check (specs/tolerances.json, model_step_vs_conv_float32)."""
+    assume(dtype == "float64" or config["d_model"] >= 4)
     dt = {"float64": torch.float64, "float32": torch.float32}[dtype]
     model = helpers.lm(seed, dt, **config)
     L = 3 * math.prod(config["pool"])
