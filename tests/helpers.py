@@ -5,6 +5,7 @@ Registered as a pytest plugin by the root conftest.py, so its fixtures are avail
 test modules import what else they need from here, never from each other.
 """
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -65,19 +66,25 @@ def l_kernel_for(mode: str, L: int) -> int:
 
 
 @st.composite
-def small_model_configs(draw, bits=None):
-    """Small SaShiMi configurations: every layout feature (pools, expand, ff on/off, n_ssm) at toy sizes."""
-    pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2]]))
-    return dict(
+def small_model_configs(draw, bits=None, dropout: bool = False):
+    """Small SaShiMi configurations: every layout feature (pools, odd lengths with [3, 3], expand, ff on/off,
+    n_ssm None or any divisor of d_model, which divides every stage's width) at toy sizes; with `dropout`,
+    a dropout rate > 0 as well."""
+    pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2], [3, 3]]))
+    d_model = draw(st.sampled_from([2, 4, 6]))
+    config = dict(
         bits=draw(st.sampled_from([8, 16])) if bits is None else bits,
-        d_model=draw(st.sampled_from([2, 4, 6])),
+        d_model=d_model,
         n_layers=draw(st.integers(1, 2)),
         pool=pool,
         expand=draw(st.sampled_from([1, 2])),
         ff=draw(st.sampled_from([0, 2])),
-        n_ssm=draw(st.sampled_from([1, None])),
+        n_ssm=draw(st.sampled_from([None, *(d for d in range(1, d_model + 1) if d_model % d == 0)])),
         d_state=2 * draw(st.integers(1, 3)),
     )
+    if dropout:
+        config["dropout"] = draw(st.sampled_from([0.1, 0.25, 0.5]))
+    return config
 
 # Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)
 bit_depths = st.sampled_from([8, 16])
@@ -223,3 +230,37 @@ def teacher_forced_loglik(model, sequences: torch.Tensor, n_prefix: int, tempera
         logits = model64(x)[:, n_prefix : sequences.shape[1]].numpy()
     logp = nucleus_log_probs(logits, temperature, top_p)
     return np.take_along_axis(logp, sequences[:, n_prefix:, None].cpu().numpy(), -1)[..., 0].mean(-1)
+
+
+# --- step-mode purity: shared by the step tests of tests/model ---------------------------------
+
+
+def assert_same_state(actual, expected) -> None:
+    """Nested step states (dicts, lists, tuples, tensors, None) equal exactly: same structure, dtypes, values."""
+    assert type(actual) is type(expected), (type(actual), type(expected))
+    if isinstance(actual, torch.Tensor):
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape and torch.equal(actual, expected)
+    elif isinstance(actual, dict):
+        assert actual.keys() == expected.keys()
+        for key in actual:
+            assert_same_state(actual[key], expected[key])
+    elif isinstance(actual, (list, tuple)):
+        assert len(actual) == len(expected), (len(actual), len(expected))
+        for a, e in zip(actual, expected):
+            assert_same_state(a, e)
+    else:
+        assert actual == expected
+
+
+def assert_step_is_pure(module, x, state):
+    """`module.step(x, state)` leaves `state` as it was (compared with a deep copy taken before) and a
+    second step from the same state gives the same output and new state; returns (output, new state)."""
+    before = copy.deepcopy(state)
+    with torch.no_grad():
+        y, new_state = module.step(x, state)
+        assert_same_state(state, before)
+        y_again, new_state_again = module.step(x, state)
+    assert_same_state(y_again, y)
+    assert_same_state(new_state_again, new_state)
+    assert_same_state(state, before)
+    return y, new_state

@@ -1,5 +1,8 @@
 """SSMKernel: the kernel against the float64 reference (C fresh or C~ for shorter, equal, longer
-lengths), the published kernels, and the eval-time cache and its invalidation."""
+lengths), the published kernels, and the eval-time cache: its invalidation, and its answers as the length
+changes from call to call."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 
 from reference import layer as ref_layer
 from sashimi.harness.verdict import assert_close, compare
+from sashimi.model import cauchy
 from sashimi.model.kernel import SSMKernel, kernel_cache
 from tests import helpers
 from tests.helpers import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
@@ -118,3 +122,24 @@ def test_cached_layer_output_equals_uncached():
         with kernel_cache(False):
             uncached = layer(u)
     assert torch.equal(cached, uncached)
+
+
+@given(ssm_sizes(max_L=20), seeds, l_kernel_modes, st.lists(st.integers(1, 50), min_size=2, max_size=6),
+       st.one_of(st.none(), st.integers(1, 5)), st.sampled_from(list(DTYPES)))
+def test_cached_kernel_equals_uncached_as_lengths_change(sizes, seed, mode, Ls, chunk, dtype):
+    """Without autograd, calls at lengths that go down, up (doubling C~) and back each return exactly what an
+    uncached copy of the kernel, taken just before the call, returns; C~ and l_kernel end up the same too.
+    `chunk` sets the frequencies per Cauchy chunk (None: the library's choice, one chunk at these sizes)."""
+    H, N2, n_ssm, L0 = sizes
+    kernel = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L0)).layer.kernel
+    with pytest.MonkeyPatch.context() as mp, torch.no_grad():
+        if chunk is not None:
+            mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: chunk)
+        for L in Ls:
+            fresh = copy.deepcopy(kernel)
+            K = kernel(L)
+            with kernel_cache(False):
+                assert torch.equal(K, fresh(L))
+            assert kernel(L) is K  # the second call at the same length is the cached one
+            helpers.assert_same_state(kernel.state_dict(), fresh.state_dict())
+            assert int(kernel.l_kernel) >= L

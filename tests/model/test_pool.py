@@ -1,4 +1,4 @@
-"""DownPool / UpPool: the index mapping, shapes, causality, and step buffering."""
+"""DownPool / UpPool: the index mapping, shapes, causality, step buffering, and a pure step."""
 
 import numpy as np
 import torch
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from reference import sashimi as ref
 from sashimi.harness.verdict import assert_close
 from sashimi.model.pool import DownPool, UpPool
-from tests.helpers import randn, seeds
+from tests.helpers import assert_step_is_pure, randn, seeds
 
 pools = st.sampled_from([1, 2, 3, 4])
 
@@ -79,3 +79,16 @@ def test_pool_steps_equal_forward(P, Lc, seed):
             out.append(y)
     assert_close(torch.stack(out, 1), parallel, "model_step_vs_conv_float64")
     assert np.isfinite(parallel.numpy()).all()
+
+
+@given(pools, st.integers(1, 4), seeds)
+def test_pool_steps_leave_the_callers_buffers_untouched(P, Lc, seed):
+    """At every fine step, DownPool.step and UpPool.step leave the buffer list they were given as it was
+    (no append or pop on the caller's list) and give the same output when called again from it."""
+    torch.manual_seed(seed)
+    down, up = DownPool(3, 2, P).double(), UpPool(6, 2, P).double()
+    x = randn(seed, 2, Lc * P, 3)
+    d_state, u_state = down.default_state(2), up.default_state(2)
+    for t in range(Lc * P):
+        coarse, d_state = assert_step_is_pure(down, x[:, t], d_state)
+        _, u_state = assert_step_is_pure(up, coarse, u_state)

@@ -1,15 +1,23 @@
-"""The S4 layer: against the reference, step mode equals convolution mode, causality, gradients."""
+"""The S4 layer: against the reference, step mode equals convolution mode, causality, gradients, a pure
+step, the cached spectrum across length changes, and dropout (eval: none; train: elements dropped and rescaled)."""
+
+import copy
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import layer as ref_layer
 from sashimi.harness.verdict import assert_close
+from sashimi.model import cauchy
+from sashimi.model.kernel import kernel_cache
+from sashimi.model.s4 import S4Layer, kernel_spectrum
 from tests import helpers
 from tests.helpers import (
     DTYPES,
+    assert_step_is_pure,
     l_kernel_for,
     l_kernel_modes,
     randn,
@@ -43,8 +51,6 @@ def test_step_equals_convolution(sizes, seed, mode, dtype):
 def test_step_equals_convolution_at_init_N64(device):
     """The HiPPO-LegS init at N = 64, the far-from-normal case where a naive diagonal step fails."""
     torch.manual_seed(0)
-    from sashimi.model.s4 import S4Layer
-
     layer = S4Layer(8, n_ssm=1).to(device)
     u = torch.randn(2, 300, 8, device=device)
     with torch.no_grad():
@@ -101,3 +107,66 @@ def test_fresh_layer_writes_C_tilde_once():
     layer(randn(0, 1, 35, 2))
     assert int(layer.layer.kernel.l_kernel) == 40
     assert np.isfinite(layer.layer.kernel.C.detach().numpy()).all()
+
+
+@given(ssm_sizes(max_L=12), seeds, l_kernel_modes, st.sampled_from(["linear", "dense"]), st.sampled_from(list(DTYPES)))
+def test_step_leaves_the_state_and_the_layer_untouched(sizes, seed, kernel_mode, step_mode, dtype):
+    """At every position: the caller's state is unchanged, a second step from it gives the same output and
+    state, and no parameter or buffer moves (the recurrence is built once, in setup_step)."""
+    H, N2, n_ssm, L = sizes
+    layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(kernel_mode, L))
+    u = randn(seed, 2, L, H, dtype=DTYPES[dtype])
+    layer.setup_step(step_mode)
+    weights = copy.deepcopy(layer.state_dict())
+    state = layer.default_state(2)
+    for t in range(L):
+        _, state = assert_step_is_pure(layer, u[:, t], state)
+    helpers.assert_same_state(layer.state_dict(), weights)
+
+
+lengths = st.lists(st.integers(1, 50), min_size=2, max_size=5)
+chunk_sizes = st.one_of(st.none(), st.integers(1, 5))
+
+
+@given(ssm_sizes(max_L=20), seeds, l_kernel_modes, lengths, chunk_sizes)
+def test_cached_spectrum_and_output_equal_uncached_as_lengths_change(sizes, seed, mode, Ls, chunk):
+    """Eval calls at lengths that go down, up (extending C~) and back give, at every call, the spectrum and
+    output of an uncached copy of the layer taken just before the call (chunk: frequencies per Cauchy chunk)."""
+    H, N2, n_ssm, L0 = sizes
+    layer = helpers.s4_layer(H, N2, n_ssm, seed, torch.float64, l_kernel_for(mode, L0)).eval()
+    u = randn(seed, 2, max(Ls), H)
+    with pytest.MonkeyPatch.context() as mp, torch.no_grad():
+        if chunk is not None:
+            mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: chunk)
+        for L in Ls:
+            fresh = copy.deepcopy(layer)
+            spectrum, y = layer.layer.spectrum(L), layer(u[:, :L])
+            with kernel_cache(False):
+                assert torch.equal(spectrum, kernel_spectrum(fresh.layer.kernel(L)))
+                assert torch.equal(y, fresh(u[:, :L]))
+            helpers.assert_same_state(layer.state_dict(), fresh.state_dict())
+
+
+@given(ssm_sizes(max_L=16), seeds, st.sampled_from([0.25, 0.5]), st.sampled_from(["linear", "dense"]))
+def test_dropout_is_off_in_eval_and_drops_rescaled_elements_in_train(sizes, seed, p, mode):
+    """Eval: the same output as the same weights with dropout 0, in convolution and step mode, call after call.
+    Train: every element is 0 or the eval value / (1 - p), and both occur (B L H >= 128 elements)."""
+    H, N2, n_ssm, _ = sizes
+    layer = helpers.s4_layer(H, N2, n_ssm, seed, torch.float64, 16)
+    with_dropout = S4Layer(H, N=2 * N2, n_ssm=n_ssm, dropout=p).double()
+    with_dropout.load_state_dict(layer.state_dict())
+    layer.eval(), with_dropout.eval()
+    u = randn(seed, 8, 16, H)
+    with torch.no_grad():
+        y = layer(u)
+        assert torch.equal(with_dropout(u), y) and torch.equal(with_dropout(u), y)
+        y_step = rollout(layer, u, mode=mode)
+        assert torch.equal(rollout(with_dropout, u, mode=mode), y_step)
+        assert torch.equal(rollout(with_dropout, u, mode=mode), y_step)
+        conv = with_dropout.layer(u)  # before the output Linear: where the dropout acts
+        with_dropout.train()
+        torch.manual_seed(seed)
+        dropped = with_dropout.layer(u)
+    zero = dropped == 0
+    assert bool(zero.any()) and not bool(zero.all())
+    assert_close(torch.where(zero, 0.0, dropped), torch.where(zero, 0.0, conv / (1 - p)), "layer_float64")
