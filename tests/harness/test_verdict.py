@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import specs
 from sashimi.harness.verdict import Verdict, assert_close, compare, summary, tolerance_bound, within
 
 
@@ -37,8 +38,9 @@ def test_non_finite_or_misshapen_values_fail(actual):
 
 def test_compare_uses_the_tolerance_table():
     expected = np.array([2.0, -4.0])
-    bound = tolerance_bound("kernel_float32", expected)  # atol 1e-6 + rtol 1e-4 * 4
-    assert bound == pytest.approx(1e-6 + 4e-4)
+    entry = specs.load("tolerances")["kernel_float32"]
+    bound = tolerance_bound("kernel_float32", expected)
+    assert bound == pytest.approx(entry["atol"] + entry["rtol"] * 4.0)  # max |expected| = 4
     assert compare(expected + 0.9 * bound, expected, "kernel_float32").passed
     assert not compare(expected + 1.1 * bound, expected, "kernel_float32").passed
     with pytest.raises(AssertionError, match="kernel_float32"):
