@@ -63,9 +63,11 @@ FIRST = ["harness/test_gate.py", "model/test_lm.py", "model/test_kernel.py", "mo
          "audio/test_dataset.py", "training/test_loop.py"]
 
 
-def ordered_tests(tree: Path) -> list[str]:
+def ordered_tests(tree: Path, kills: str = "") -> list[str]:
+    """Every test file: the mutant's expected killer first, then the broad quick killers, then the rest."""
     files = sorted(p.relative_to(tree / "tests").as_posix() for p in (tree / "tests").rglob("test_*.py"))
-    return [f"tests/{name}" for name in [f for f in FIRST if f in files] + [f for f in files if f not in FIRST]]
+    first = [f for f in [kills.removeprefix("tests/"), *FIRST] if f in files]
+    return [f"tests/{name}" for name in dict.fromkeys(first + files)]
 
 
 def first(pattern: str, text: str) -> str | None:
@@ -85,7 +87,7 @@ def run_mutant(mutant: Mutant, fixtures: Path | None, jobs: str, with_check: boo
         where = subprocess.run([sys.executable, "-c", "import sashimi; print(sashimi.__file__)"], cwd=tree, env=env, capture_output=True, text=True)
         if not where.stdout.strip().startswith(str(tree)):
             raise RuntimeError(f"the copy does not shadow the installed package: sashimi imports from {where.stdout.strip()}")
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-n", jobs, *ordered_tests(tree)]
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-n", jobs, *ordered_tests(tree, mutant.kills)]
         try:
             tests = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
             output = tests.stdout + tests.stderr
@@ -112,9 +114,10 @@ def verdict(result: dict) -> Verdict:
 
 def markdown(results: list[dict], command: str) -> str:
     lines = ["# Mutation testing", "", "Each mutant is one realistic bug applied alone to a copy of `sashimi/`; the fast suite",
-             "(`pytest -x -m \"not slow\"`) and `python -m sashimi.check` run against it. Reproduce with:", "", "```", command, "```", "",
+             "(`pytest -x -m \"not slow\"`, the tests alone) and `python -m sashimi.check` (the gate alone) run against it,",
+             "each on its own. Reproduce with:", "", "```", command, "```", "",
              "One mutant: `python -m sashimi.mutate --only ID`; the catalogue: `python -m sashimi.mutate --list`.", "",
-             "| mutant | bug | tests | first failing test | sashimi.check |", "|---|---|---|---|---|"]
+             "| mutant | bug | tests alone | first failing test | sashimi.check alone |", "|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| `{r['id']}` | {r['what']} | {r['status']} | `{r['killed_by']}` | {r['check'] or '-'} |")
     killed = sum(r["status"] == "killed" for r in results)

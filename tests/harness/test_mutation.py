@@ -32,3 +32,11 @@ def test_every_test_file_is_run_against_a_mutant():
     ran = set(ordered_tests(ROOT))
     assert ran == {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("test_*.py")}
     assert "tests/harness/test_gate.py" in ran
+
+
+def test_the_expected_killer_runs_first_and_exists():
+    for mutant in CATALOGUE:
+        if mutant.kills:
+            assert (ROOT / mutant.kills).is_file(), f"{mutant.id}: {mutant.kills} does not exist"
+            assert ordered_tests(ROOT, mutant.kills)[0] == mutant.kills
+    assert ordered_tests(ROOT, "")[0] == "tests/harness/test_gate.py"
