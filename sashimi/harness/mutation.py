@@ -75,6 +75,18 @@ def first(pattern: str, text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def run_tests(cmd: list[str], tree: Path, env: dict, timeout: int) -> tuple[bool, str | None]:
+    """(killed, the first failing test) of one pytest run in the mutated copy; exit 5 (no test ran) is no kill."""
+    try:
+        tests = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return True, f"timeout after {timeout} s"
+    if tests.returncode in (0, 5):
+        return False, None
+    output = tests.stdout + tests.stderr
+    return True, first(r"^FAILED (\S+)", output) or first(r"^ERROR (\S+)", output) or f"pytest exit {tests.returncode}"
+
+
 def run_mutant(mutant: Mutant, fixtures: Path | None, jobs: str, with_check: bool, timeout: int) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.id}-") as tmp:
@@ -87,14 +99,12 @@ def run_mutant(mutant: Mutant, fixtures: Path | None, jobs: str, with_check: boo
         where = subprocess.run([sys.executable, "-c", "import sashimi; print(sashimi.__file__)"], cwd=tree, env=env, capture_output=True, text=True)
         if not where.stdout.strip().startswith(str(tree)):
             raise RuntimeError(f"the copy does not shadow the installed package: sashimi imports from {where.stdout.strip()}")
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-n", jobs, *ordered_tests(tree, mutant.kills)]
-        try:
-            tests = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
-            output = tests.stdout + tests.stderr
-            killed = tests.returncode != 0
-            killer = first(r"^FAILED (\S+)", output) or first(r"^ERROR (\S+)", output) or (f"pytest exit {tests.returncode}" if killed else None)
-        except subprocess.TimeoutExpired:
-            killed, killer = True, f"timeout after {timeout} s"
+        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
+        killed, killer = False, None
+        if mutant.kills:  # the expected killer alone first, in one process: no collection of the whole suite
+            killed, killer = run_tests([*pytest, "-n", "0", mutant.kills], tree, env, timeout)
+        if not killed:
+            killed, killer = run_tests([*pytest, "-n", jobs, *ordered_tests(tree, mutant.kills)], tree, env, timeout)
         check_result = None
         if with_check:
             check = subprocess.run([sys.executable, "-m", "sashimi.check"] + (["--fixtures", str(fixtures)] if fixtures else []),

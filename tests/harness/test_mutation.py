@@ -1,9 +1,12 @@
 """The mutation catalogue survives refactors: every entry still applies, exactly once, and changes its file."""
 
+import os
+import sys
+
 import pytest
 
 from sashimi.harness.catalogue import CATALOGUE
-from sashimi.harness.mutation import ROOT, apply, ordered_tests, staleness
+from sashimi.harness.mutation import ROOT, apply, ordered_tests, run_tests, staleness
 
 
 def test_ids_are_unique():
@@ -40,3 +43,13 @@ def test_the_expected_killer_runs_first_and_exists():
             assert (ROOT / mutant.kills).is_file(), f"{mutant.id}: {mutant.kills} does not exist"
             assert ordered_tests(ROOT, mutant.kills)[0] == mutant.kills
     assert ordered_tests(ROOT, "")[0] == "tests/harness/test_gate.py"
+
+
+def test_run_tests_names_the_first_failure_and_counts_no_tests_as_no_kill(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text("def test_ok():\n    pass\n\n\ndef test_bad():\n    assert False\n")
+    pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    assert run_tests([*pytest, "tests/test_x.py"], tmp_path, env, 60) == (True, "tests/test_x.py::test_bad")
+    assert run_tests([*pytest, "tests/test_x.py", "-k", "ok"], tmp_path, env, 60) == (False, None)
+    assert run_tests([*pytest, "tests/test_x.py", "-k", "nothing"], tmp_path, env, 60) == (False, None)  # exit 5
