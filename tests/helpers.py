@@ -264,3 +264,14 @@ def assert_step_is_pure(module, x, state):
     assert_same_state(new_state_again, new_state)
     assert_same_state(state, before)
     return y, new_state
+
+
+def assert_rollout_is_pure(module, inputs) -> None:
+    """`assert_step_is_pure` at every position of `inputs` (position axis 1) from a fresh state, and
+    no parameter or buffer of `module` moves."""
+    module.setup_step()
+    weights = copy.deepcopy(module.state_dict())
+    state = module.default_state(inputs.shape[0])
+    for t in range(inputs.shape[1]):
+        _, state = assert_step_is_pure(module, inputs[:, t], state)
+    assert_same_state(module.state_dict(), weights)

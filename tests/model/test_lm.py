@@ -1,7 +1,6 @@
 """The whole SaShiMi language model: shapes, exact parameter counts, causality, step == convolution,
 fast vs reference, bad input, a pure step, and dropout (eval: none, in both modes; train: random)."""
 
-import copy
 import math
 
 import pytest
@@ -16,7 +15,7 @@ from sashimi.core import config
 from sashimi.harness.verdict import assert_close
 from sashimi.model.lm import SashimiLM
 from tests import helpers
-from tests.helpers import assert_step_is_pure, rollout, seeds, small_model_configs, tokens
+from tests.helpers import rollout, seeds, small_model_configs, tokens
 
 
 @given(small_model_configs(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([None, 0, 1, 2]), seeds)
@@ -151,12 +150,7 @@ def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     model = helpers.lm(seed, torch.float64, **config).eval()
     L = math.prod(config["pool"]) + 1  # every pool phase, the first coarse step and the first refilled UpPool output
     x = tokens(seed, 2, L, 256)
-    model.setup_step()
-    weights = copy.deepcopy(model.state_dict())
-    state = model.default_state(2)
-    for t in range(L):
-        _, state = assert_step_is_pure(model, x[:, t], state)
-    helpers.assert_same_state(model.state_dict(), weights)
+    helpers.assert_rollout_is_pure(model, x)
 
 
 @given(small_model_configs(bits=8, dropout=True), seeds)
