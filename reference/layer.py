@@ -1,5 +1,8 @@
 """The S4 layer forward (kernel convolution + D u, GELU, Linear H -> 2H, GLU) from plain arrays.
 
+Variants (the published pipeline's): Delta = softplus(inv_dt) in place of exp(inv_dt), and
+Linear H -> H without GLU in place of Linear H -> 2H + GLU.
+
 Parameters come as a dictionary named like the published S4 block's state dict
 (`layer.kernel.inv_dt`, `layer.kernel.A_real`, ..., `layer.D`,
 `output_linear.0.weight`); complex values are real views with a trailing axis of 2.
@@ -36,7 +39,12 @@ def linear(x: Float[ndarray, "*batch I"], W: Float[ndarray, "O I"], b: Float[nda
     return x @ W.T + b
 
 
-def channel_ssm(params: dict, h: int):
+def softplus(x: float) -> float:
+    """log(1 + e^x), written so that large x does not overflow."""
+    return float(np.logaddexp(0.0, x))
+
+
+def channel_ssm(params: dict, h: int, dt_transform: str = "exp"):
     """(Lambda, P, B, C or C~, Delta) of channel h; channel h uses SSM copy h mod n_ssm."""
     k = {name: np.asarray(v, dtype=np.float64) for name, v in params.items() if name.startswith("layer.kernel.")}
     n_ssm = k["layer.kernel.A_real"].shape[0]
@@ -45,11 +53,12 @@ def channel_ssm(params: dict, h: int):
     P = as_complex(k["layer.kernel.P"])[0, j]
     B = as_complex(k["layer.kernel.B"])[0, j]
     C = as_complex(k["layer.kernel.C"])[0, h]
-    Delta = float(np.exp(k["layer.kernel.inv_dt"][h, 0]))
+    inv_dt = float(k["layer.kernel.inv_dt"][h, 0])
+    Delta = {"exp": np.exp, "softplus": softplus}[dt_transform](inv_dt)
     return Lambda, P, B, C, Delta
 
 
-def s4_kernel(params: dict, L: int) -> Float[ndarray, "H L"]:
+def s4_kernel(params: dict, L: int, dt_transform: str = "exp") -> Float[ndarray, "H L"]:
     """K_k = C^T A_bar^k B_bar per channel, by explicit powers over the full state.
 
     When `l_kernel` > 0 the stored C is C~ for that length (the published convention)
@@ -59,7 +68,7 @@ def s4_kernel(params: dict, L: int) -> Float[ndarray, "H L"]:
     H = params["layer.kernel.C"].shape[1]
     K = np.zeros((H, L))
     for h in range(H):
-        Lambda, P, B, C, Delta = channel_ssm(params, h)
+        Lambda, P, B, C, Delta = channel_ssm(params, h, dt_transform)
         A_bar, B_bar = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
         C_f = s4.conj_pairs(C)
         if l_kernel > 0:
@@ -68,11 +77,12 @@ def s4_kernel(params: dict, L: int) -> Float[ndarray, "H L"]:
     return K
 
 
-def s4_layer(params: dict, u: Float[ndarray, "B L H"]) -> Float[ndarray, "B L H"]:
-    """y = GLU(Linear(GELU(K * u + D u))), channel by channel, sample by sample."""
+def s4_layer(params: dict, u: Float[ndarray, "B L H"], dt_transform: str = "exp", output: str = "glu") -> Float[ndarray, "B L H"]:
+    """y = GLU(Linear(GELU(K * u + D u))) (output "glu") or Linear(GELU(K * u + D u)) (output
+    "linear"), channel by channel, sample by sample."""
     u = np.asarray(u, dtype=np.float64)
     Bsz, L, H = u.shape
-    K = s4_kernel(params, L)
+    K = s4_kernel(params, L, dt_transform)
     D = np.asarray(params["layer.D"], dtype=np.float64)[0]
     y = np.zeros_like(u)
     for b in range(Bsz):
@@ -80,4 +90,8 @@ def s4_layer(params: dict, u: Float[ndarray, "B L H"]) -> Float[ndarray, "B L H"
             y[b, :, h] = s4.causal_convolution(u[b, :, h], K[h]) + D[h] * u[b, :, h]
     W = np.asarray(params["output_linear.0.weight"], dtype=np.float64)
     bias = np.asarray(params["output_linear.0.bias"], dtype=np.float64)
-    return glu(linear(gelu(y), W, bias))
+    expected_rows = {"glu": 2 * H, "linear": H}[output]
+    if W.shape != (expected_rows, H):
+        raise ValueError(f"output_linear.0.weight is {W.shape}; output {output!r} needs ({expected_rows}, {H})")
+    z = linear(gelu(y), W, bias)
+    return glu(z) if output == "glu" else z

@@ -1,7 +1,9 @@
 """The whole SaShiMi forward in float64 NumPy, from a dictionary of parameter arrays.
 
 Parameter names are those of `sashimi.model.lm.SashimiLM.state_dict()` (Linear weights
-(out, in)); `config` holds d_model, n_layers, pool, expand, ff as in docs/DESIGN.md, "The backbone".
+(out, in)); `config` holds d_model, n_layers, pool, expand, ff as in docs/DESIGN.md, "The backbone",
+and optionally the published variants norm ("layer" | "scalar"), dt_transform ("exp" |
+"softplus") and s4_output ("glu" | "linear") (docs/DESIGN.md, "Pipeline variants").
 Slow and obvious: pooling by explicit index loops, one block at a time.
 """
 
@@ -18,6 +20,14 @@ def layer_norm(x: Float[ndarray, "*batch H"], weight: Float[ndarray, " H"], bias
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def scalar_norm(x: Float[ndarray, "*batch H"], m: float, s: float) -> Float[ndarray, "*batch H"]:
+    """The pipeline's transposed norm: (s / sigma) (x - mu + m), sigma the population standard
+    deviation over the last axis, no epsilon."""
+    mu = x.mean(-1, keepdims=True)
+    sigma = np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True))
+    return s / sigma * (x - mu + m)
 
 
 def down_pool(x: Float[ndarray, "B L H"], W: Float[ndarray, "O I"], b: Float[ndarray, " O"], P: int) -> Float[ndarray, "B Lc O"]:
@@ -49,11 +59,14 @@ def sub(params: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-def residual_block(params: dict, x: Float[ndarray, "B L H"]) -> Float[ndarray, "B L H"]:
-    """x + layer(LayerNorm(x)); the layer is S4 when it has a kernel, else feed-forward."""
-    z = layer_norm(x, params["norm.weight"], params["norm.bias"])
+def residual_block(params: dict, x: Float[ndarray, "B L H"], config: dict) -> Float[ndarray, "B L H"]:
+    """x + layer(norm(x)); the layer is S4 when it has a kernel, else feed-forward."""
+    if config.get("norm", "layer") == "layer":
+        z = layer_norm(x, params["norm.weight"], params["norm.bias"])
+    else:
+        z = scalar_norm(x, float(params["norm.m"][0]), float(params["norm.s"][0]))
     if "layer.layer.kernel.A_real" in params:
-        y = s4_layer_forward(sub(params, "layer."), z)
+        y = s4_layer_forward(sub(params, "layer."), z, config.get("dt_transform", "exp"), config.get("s4_output", "glu"))
     else:
         y = linear(gelu(linear(z, params["layer.ff.0.0.weight"], params["layer.ff.0.0.bias"])), params["layer.ff.2.weight"], params["layer.ff.2.bias"])
     return x + y
@@ -70,14 +83,14 @@ def backbone(params: dict, config: dict, x: Float[ndarray, "B L H"]) -> Float[nd
         x = down_pool(x, params[f"d_layers.{i}.linear.weight"], params[f"d_layers.{i}.linear.bias"], P)
         skips.append(x)
     for j in blocks_of(params, "c_layers."):
-        x = residual_block(sub(params, f"c_layers.{j}."), x)
+        x = residual_block(sub(params, f"c_layers.{j}."), x, config)
     x = x + skips.pop()
     for k, P in enumerate(pools[::-1]):
         x = up_pool(x, params[f"u_layers.{k}.0.linear.weight"], params[f"u_layers.{k}.0.linear.bias"], P) + skips.pop()
         stage_input = x
         for m in blocks_of(params, f"u_layers.{k}."):
             if m > 0:
-                x = residual_block(sub(params, f"u_layers.{k}.{m}."), x)
+                x = residual_block(sub(params, f"u_layers.{k}.{m}."), x, config)
         x = x + stage_input
     return layer_norm(x, params["norm.weight"], params["norm.bias"])
 

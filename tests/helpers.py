@@ -17,6 +17,7 @@ import torch
 from hypothesis import strategies as st
 
 from sashimi.audio.synthetic import write_synthetic_dataset
+from sashimi.core import config as config_module
 from sashimi.core.config import TrainConfig
 from sashimi.harness.helpers import (
     lm,
@@ -57,6 +58,9 @@ def ssm_sizes(draw, max_H: int = 4, max_N2: int = 6, max_L: int = 40):
 
 seeds = st.integers(0, 2**32 - 1)
 
+# the published S4 variants: (dt_transform, output)
+s4_variants = st.tuples(st.sampled_from(config_module.DT_TRANSFORMS), st.sampled_from(config_module.S4_OUTPUTS))
+
 # 0: C holds C (fresh); otherwise C holds C~ for this many samples (shorter, equal or longer than L)
 l_kernel_modes = st.sampled_from(["fresh", "equal", "shorter", "longer"])
 
@@ -68,8 +72,8 @@ def l_kernel_for(mode: str, L: int) -> int:
 @st.composite
 def small_model_configs(draw, bits=None, dropout: bool = False):
     """Small SaShiMi configurations: every layout feature (pools, odd lengths with [3, 3], expand, ff on/off,
-    n_ssm None or any divisor of d_model, which divides every stage's width) at toy sizes; with `dropout`,
-    a dropout rate > 0 as well."""
+    n_ssm None or any divisor of d_model, which divides every stage's width) at toy sizes, in every published
+    variant (norm, Delta transform, S4 output); with `dropout`, a dropout rate > 0 as well."""
     pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2], [3, 3]]))
     d_model = draw(st.sampled_from([2, 4, 6]))
     config = dict(
@@ -81,6 +85,9 @@ def small_model_configs(draw, bits=None, dropout: bool = False):
         ff=draw(st.sampled_from([0, 2])),
         n_ssm=draw(st.sampled_from([None, *(d for d in range(1, d_model + 1) if d_model % d == 0)])),
         d_state=2 * draw(st.integers(1, 3)),
+        norm=draw(st.sampled_from(config_module.NORMS)),
+        dt_transform=draw(st.sampled_from(config_module.DT_TRANSFORMS)),
+        s4_output=draw(st.sampled_from(config_module.S4_OUTPUTS)),
     )
     if dropout:
         config["dropout"] = draw(st.sampled_from([0.1, 0.25, 0.5]))

@@ -13,6 +13,10 @@ import specs
 
 DEFAULT_PRESET = "tiny"
 QUANTIZATIONS = ("mulaw", "linear")
+# the published variants (docs/DESIGN.md, "Pipeline variants"): the standalone model's choice first
+NORMS = ("layer", "scalar")
+DT_TRANSFORMS = ("exp", "softplus")
+S4_OUTPUTS = ("glu", "linear")
 
 
 def preset_names() -> list[str]:
@@ -40,6 +44,14 @@ class ModelConfig:
     n_ssm: int | None = 1
     dropout: float = 0.0
     d_state: int = 64
+    norm: str = "layer"
+    dt_transform: str = "exp"
+    s4_output: str = "glu"
+
+    def __post_init__(self):
+        for name, allowed in (("norm", NORMS), ("dt_transform", DT_TRANSFORMS), ("s4_output", S4_OUTPUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
     @property
     def n_classes(self) -> int:

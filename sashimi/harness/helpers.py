@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sashimi.core.config import ModelConfig
+from sashimi.model.blocks import ScalarNorm
 from sashimi.model.kernel import SSMKernel
 from sashimi.model.lm import SashimiLM
 from sashimi.model.s4 import S4Layer
@@ -51,10 +52,10 @@ def tokens(seed: int, batch: int, length: int, n_classes: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, n_classes, (batch, length)))
 
 
-def s4_layer(H: int, N2: int, n_ssm, seed: int, dtype=torch.float64, l_kernel: int = 0, device="cpu") -> S4Layer:
+def s4_layer(H: int, N2: int, n_ssm, seed: int, dtype=torch.float64, l_kernel: int = 0, device="cpu", dt_transform="exp", output="glu") -> S4Layer:
     """An S4 layer with every parameter drawn from `seed` (SSM parameters beyond the init ranges)."""
     torch.manual_seed(seed)
-    layer = S4Layer(H, N=2 * N2, n_ssm=n_ssm)
+    layer = S4Layer(H, N=2 * N2, n_ssm=n_ssm, dt_transform=dt_transform, output=output)
     randomize_ssm_(layer.layer.kernel, seed, l_kernel)
     return layer.to(device=device, dtype=dtype)
 
@@ -67,6 +68,12 @@ def lm(seed: int, dtype=torch.float64, randomize: bool = True, l_output=None, **
     if randomize:
         for i, module in enumerate(m for m in model.modules() if isinstance(m, SSMKernel)):
             randomize_ssm_(module, seed + i)
+        rng = np.random.default_rng(seed)
+        with torch.no_grad():  # the scalar norm's m and s away from their init 0 and 1
+            for module in model.modules():
+                if isinstance(module, ScalarNorm):
+                    module.m.fill_(rng.uniform(-0.5, 0.5))
+                    module.s.fill_(rng.uniform(0.5, 1.5))
     return model.to(dtype)
 
 

@@ -29,16 +29,21 @@ class Backbone(nn.Module):
         n_ssm: int | None = 1,
         dropout: float = 0.0,
         d_state: int = 64,
+        norm: str = "layer",
+        dt_transform: str = "exp",
+        s4_output: str = "glu",
     ):
+        """`norm`, `dt_transform`, `s4_output`: the published variants (docs/DESIGN.md, "Pipeline
+        variants"); the final norm is an `nn.LayerNorm` in every variant."""
         super().__init__()
         self.d_model, self.pool = d_model, tuple(pool)
 
         def stage_blocks(H: int) -> list[nn.Module]:
             blocks = []
             for _ in range(n_layers):
-                blocks.append(s4_block(H, n_ssm, dropout, d_state))
+                blocks.append(s4_block(H, n_ssm, dropout, d_state, norm, dt_transform, s4_output))
                 if ff > 0:
-                    blocks.append(ff_block(H, ff, dropout))
+                    blocks.append(ff_block(H, ff, dropout, norm))
             return blocks
 
         H = d_model

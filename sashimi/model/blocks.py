@@ -1,6 +1,7 @@
-"""Pre-norm residual blocks: x + dropout(layer(LayerNorm(x))), with an S4 or a feed-forward layer.
+"""Pre-norm residual blocks: x + dropout(layer(norm(x))), with an S4 or a feed-forward layer.
 
 Names mirror the published `ResidualBlock` / `FFBlock` (`layer`, `norm`, `layer.ff.0.0`, `layer.ff.2`).
+The norm is `nn.LayerNorm` (the standalone model) or the pipeline's `ScalarNorm`.
 """
 
 import torch
@@ -23,6 +24,31 @@ class ChannelDropout(nn.Module):
         if not self.training or self.p == 0:
             return x
         return F.dropout1d(x.transpose(1, 2), self.p, True).transpose(1, 2)
+
+
+class ScalarNorm(nn.Module):
+    """The pipeline's transposed LayerNorm: y = (s / sigma) (x - mu + m), with mu and sigma the
+    mean and population standard deviation over channels and scalar parameters m, s. No epsilon,
+    exactly as published (docs/DESIGN.md, "Pipeline variants"): an input constant over its
+    channels gives inf or nan there, as it does in the published model."""
+
+    def __init__(self):
+        super().__init__()
+        self.m = nn.Parameter(torch.zeros(1))
+        self.s = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: Float[Tensor, "*batch H"]) -> Float[Tensor, "*batch H"]:
+        mu = x.mean(-1, keepdim=True)
+        sigma = x.var(-1, unbiased=False, keepdim=True).sqrt()
+        return (self.s / sigma) * (x - mu + self.m)
+
+
+def make_norm(H: int, kind: str) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(H)
+    if kind == "scalar":
+        return ScalarNorm()
+    raise ValueError(f"norm must be 'layer' or 'scalar'; got {kind!r}")
 
 
 class FFLayer(nn.Module):
@@ -49,7 +75,7 @@ class FFLayer(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + dropout(layer(LayerNorm(x))).
+    """x + dropout(layer(norm(x))).
 
     When gradients are recorded and `checkpoint` is set (the default), the block keeps only its
     input (and the layer's `precompute` values, e.g. the S4 kernel spectrum) for backward and
@@ -57,10 +83,10 @@ class ResidualBlock(nn.Module):
     (docs/PERFORMANCE.md). Values and gradients are unchanged.
     """
 
-    def __init__(self, H: int, layer: nn.Module, dropout: float = 0.0):
+    def __init__(self, H: int, layer: nn.Module, dropout: float = 0.0, norm: str = "layer"):
         super().__init__()
         self.layer = layer
-        self.norm = nn.LayerNorm(H)
+        self.norm = make_norm(H, norm)
         self.dropout = ChannelDropout(dropout)
         self.checkpoint = True
 
@@ -84,9 +110,9 @@ class ResidualBlock(nn.Module):
         return x + y, state
 
 
-def s4_block(H: int, n_ssm: int | None, dropout: float, d_state: int = 64) -> ResidualBlock:
-    return ResidualBlock(H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout), dropout)
+def s4_block(H: int, n_ssm: int | None, dropout: float, d_state: int = 64, norm: str = "layer", dt_transform: str = "exp", output: str = "glu") -> ResidualBlock:
+    return ResidualBlock(H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform, output=output), dropout, norm)
 
 
-def ff_block(H: int, expand: int, dropout: float) -> ResidualBlock:
-    return ResidualBlock(H, FFLayer(H, expand, dropout), dropout)
+def ff_block(H: int, expand: int, dropout: float, norm: str = "layer") -> ResidualBlock:
+    return ResidualBlock(H, FFLayer(H, expand, dropout), dropout, norm)

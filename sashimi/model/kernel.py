@@ -8,6 +8,7 @@ import contextlib
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sashimi.core.shapes import Complex, Float, Tensor
@@ -42,7 +43,9 @@ def cache_allowed(module: nn.Module) -> bool:
 class SSMKernel(nn.Module):
     """The DPLR S4 kernel of H channels with n_ssm copies of (Lambda, P, B).
 
-    Parameters (published names and shapes): `inv_dt` (H, 1) with dt = exp(inv_dt);
+    Parameters (published names and shapes): `inv_dt` (H, 1) with dt = exp(inv_dt) (the
+    standalone model and the v3 pipeline) or softplus(inv_dt) (`dt_transform="softplus"`, the v4
+    pipeline's default);
     `A_real`, `A_imag` (S, N2) with Lambda = -exp(A_real) - i A_imag, so
     Re Lambda < 0 for every parameter value (Hurwitz); `B`, `P` (1, S, N2, 2)
     with Q = conj(P) tied; `C` (1, H, N2, 2); buffer `l_kernel` (). S = n_ssm,
@@ -57,16 +60,20 @@ class SSMKernel(nn.Module):
     truncated to the L asked for, exactly as published.
     """
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1):
+    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1, dt_transform: str = "exp"):
         super().__init__()
+        if dt_transform not in ("exp", "softplus"):
+            raise ValueError(f"dt_transform must be 'exp' or 'softplus'; got {dt_transform!r}")
         if N % 2:
             raise ValueError(f"state size N must be even (conjugate pairs); got N={N}")
         S = H if n_ssm is None else n_ssm
         if S < 1 or H % S:
             raise ValueError(f"n_ssm must divide H={H}; got n_ssm={n_ssm}")
-        self.H, self.N, self.N2, self.n_ssm = H, N, N // 2, S
+        self.H, self.N, self.N2, self.n_ssm, self.dt_transform = H, N, N // 2, S, dt_transform
         Lambda, P, B = hippo_legs_nplr(N)
         log_dt = torch.rand(H, 1) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        if dt_transform == "softplus":  # the inverse softplus, so that Delta starts in the same range
+            log_dt = log_dt.exp().expm1().log()
         C = torch.randn(1, H, N // 2, dtype=torch.complex64)
         self.inv_dt = nn.Parameter(log_dt)
         self.A_real = nn.Parameter(torch.log(-Lambda.real).float().repeat(S, 1))
@@ -82,7 +89,7 @@ class SSMKernel(nn.Module):
     ) -> tuple[Float[Tensor, "H 1"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"]]:
         """(dt, Lambda, P, B, C) broadcast to the H channels; C is C~ when l_kernel > 0."""
         copies = self.H // self.n_ssm
-        dt = torch.exp(self.inv_dt)
+        dt = torch.exp(self.inv_dt) if self.dt_transform == "exp" else F.softplus(self.inv_dt)
         Lambda = torch.complex(-torch.exp(self.A_real), -self.A_imag).repeat(copies, 1)
         P = as_complex(self.P)[0].repeat(copies, 1)
         B = as_complex(self.B)[0].repeat(copies, 1)

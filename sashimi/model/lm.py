@@ -67,7 +67,9 @@ class SashimiLM(nn.Module):
         self.config = config
         c = config
         self.encoder = Encoder(c.n_classes, c.d_model)
-        self.backbone = Backbone(c.d_model, c.n_layers, tuple(c.pool), c.expand, c.ff, c.n_ssm, c.dropout, c.d_state)
+        self.backbone = Backbone(
+            c.d_model, c.n_layers, tuple(c.pool), c.expand, c.ff, c.n_ssm, c.dropout, c.d_state, c.norm, c.dt_transform, c.s4_output
+        )
         self.decoder = Decoder(c.d_model, c.n_classes, l_output)
 
     def features(self, tokens: Int[Tensor, "B L"] | Int[Tensor, "B L 1"]) -> Float[Tensor, "B L H"]:

@@ -1,4 +1,5 @@
-"""The S4 layer: FFT convolution with the DPLR kernel, D skip, GELU, Linear H -> 2H, GLU.
+"""The S4 layer: FFT convolution with the DPLR kernel, D skip, GELU, Linear H -> 2H, GLU
+(or, in the pipeline variant `output="linear"`, Linear H -> H without GLU).
 
 Module names mirror the published S4 block (`layer.kernel.*`, `layer.D`,
 `output_linear.0.*`), so its state dict loads directly. Layout is (B, L, H).
@@ -33,9 +34,9 @@ def spectral_conv(u: Float[Tensor, "B L H"], K_f: Complex[Tensor, "F H"]) -> Flo
 class S4Conv(nn.Module):
     """y = dropout(GELU(K * u + D u)); the published FFTConv (holds `kernel` and `D`)."""
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0):
+    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0, dt_transform: str = "exp"):
         super().__init__()
-        self.kernel = SSMKernel(H, N=N, n_ssm=n_ssm)
+        self.kernel = SSMKernel(H, N=N, n_ssm=n_ssm, dt_transform=dt_transform)
         self.D = nn.Parameter(torch.randn(1, H))
         self.dropout = nn.Dropout(dropout)
         self._step: tuple[Tensor, ...] | None = None
@@ -81,13 +82,19 @@ class S4Layer(nn.Module):
     """The published S4 block: `layer` (S4Conv) then `output_linear` = Linear(H, 2H) + GLU.
 
     GLU(a) = a[:H] * sigmoid(a[H:]): the first H rows of the Linear are the value,
-    the last H the gate.
+    the last H the gate. `output="linear"` is the pipeline's `final_act: id`: Linear(H, H)
+    alone (the configuration of the official README's 4.1M-parameter SC09 model).
     """
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0):
+    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0, dt_transform: str = "exp", output: str = "glu"):
         super().__init__()
-        self.layer = S4Conv(H, N=N, n_ssm=n_ssm, dropout=dropout)
-        self.output_linear = nn.Sequential(nn.Linear(H, 2 * H), nn.GLU(dim=-1))
+        if output not in ("glu", "linear"):
+            raise ValueError(f"S4 output must be 'glu' or 'linear'; got {output!r}")
+        self.layer = S4Conv(H, N=N, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform)
+        if output == "glu":
+            self.output_linear = nn.Sequential(nn.Linear(H, 2 * H), nn.GLU(dim=-1))
+        else:
+            self.output_linear = nn.Sequential(nn.Linear(H, H))
 
     def forward(self, u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"] | None = None) -> Float[Tensor, "B L H"]:
         return self.output_linear(self.layer(u, K))

@@ -1,12 +1,13 @@
 """Residual blocks: activation checkpointing changes neither values nor gradients; channel dropout drops whole
-channels, rescaled, only in training."""
+channels, rescaled, only in training; the pipeline's scalar norm by hand."""
 
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sashimi.harness.verdict import assert_close
-from sashimi.model.blocks import ChannelDropout
+from sashimi.model.blocks import ChannelDropout, ScalarNorm
+from sashimi.model.kernel import SSMKernel
 from tests import helpers
 from tests.helpers import randn, seeds, tokens
 
@@ -41,3 +42,25 @@ def test_channel_dropout_drops_whole_channels_rescaled_in_training_only(seed, p,
     assert bool((y != 0).all(dim=1)[kept].all()), "a kept channel lost some positions"
     assert_close(y.transpose(1, 2)[kept], x.transpose(1, 2)[kept] / (1 - p), "layer_float64")
     assert torch.equal(dropout.eval()(x), x)
+
+
+def test_scalar_norm_by_hand():
+    """x = (1, 3, 5): mu = 3, population sigma = sqrt(8/3); y = (s / sigma) (x - mu + m), no epsilon."""
+    norm = ScalarNorm().double()
+    with torch.no_grad():
+        norm.m.fill_(0.5)
+        norm.s.fill_(2.0)
+    y = norm(torch.tensor([[1.0, 3.0, 5.0]], dtype=torch.float64))
+    sigma = (8 / 3) ** 0.5
+    expected = torch.tensor([[2 * (-2 + 0.5) / sigma, 2 * 0.5 / sigma, 2 * 2.5 / sigma]], dtype=torch.float64)
+    assert torch.allclose(y, expected, rtol=1e-15, atol=0)
+
+
+def test_softplus_kernel_starts_in_the_exp_kernels_delta_range():
+    """softplus(inv_dt) at init equals exp(inv_dt) of the same draw: both variants start with Delta in [1e-3, 1e-1]."""
+    torch.manual_seed(0)
+    a = SSMKernel(4, N=4, dt_transform="exp")
+    torch.manual_seed(0)
+    b = SSMKernel(4, N=4, dt_transform="softplus")
+    assert torch.allclose(a.ssm_parameters()[0], b.ssm_parameters()[0], rtol=1e-5)
+    assert float(a.ssm_parameters()[0].min()) >= 1e-3 and float(a.ssm_parameters()[0].max()) <= 1e-1

@@ -22,25 +22,28 @@ from tests.helpers import (
     l_kernel_modes,
     randn,
     rollout,
+    s4_variants,
     seeds,
     ssm_sizes,
 )
 
 
-@given(ssm_sizes(max_L=24), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)))
-def test_layer_matches_reference(sizes, seed, mode, dtype):
+@given(ssm_sizes(max_L=24), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)), s4_variants)
+def test_layer_matches_reference(sizes, seed, mode, dtype, variant):
     H, N2, n_ssm, L = sizes
-    s4_layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L))
+    dt_transform, output = variant
+    s4_layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output)
     params = helpers.numpy_state(s4_layer)
     u = np.random.default_rng(seed).standard_normal((2, L, H))
     y = s4_layer(torch.from_numpy(u).to(DTYPES[dtype]))
-    assert_close(y, ref_layer.s4_layer(params, u), f"layer_{dtype}")
+    assert_close(y, ref_layer.s4_layer(params, u, dt_transform, output), f"layer_{dtype}")
 
 
-@given(ssm_sizes(max_L=48), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)))
-def test_step_equals_convolution(sizes, seed, mode, dtype):
+@given(ssm_sizes(max_L=48), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)), s4_variants)
+def test_step_equals_convolution(sizes, seed, mode, dtype, variant):
     H, N2, n_ssm, L = sizes
-    layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L))
+    dt_transform, output = variant
+    layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output)
     u = randn(seed, 3, L, H, dtype=DTYPES[dtype])
     with torch.no_grad():
         y_conv = layer(u)  # first: a fresh layer converts C to C~ here, as published
