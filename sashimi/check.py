@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or ../shared/fixtures)")
+    parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or the checkout's tests/published)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.update_golden:

@@ -1,10 +1,13 @@
 """python -m sashimi.interop: load the published SaShiMi weights and check that we compute what it computes.
 
-  check FIXTURE.npz [--json]   load the fixture's state dict into our backbone and compare our
-                               float64 and float32 forward, float32 step mode and kernels with
-                               the published float64 results (sidecar FIXTURE.json alongside)
-  import STATE_DICT --config JSON --out CKPT
-                               turn a published standalone state dict (.pt or .npz) into our checkpoint
+  check FIXTURE.npz [--json]   compare our float64 and float32 forward and our teacher-forced step
+                               mode with the published outputs recorded in the fixture (a standalone
+                               fixture with its FIXTURE.json sidecar, or a pipeline v3/v4 fixture)
+  import FILE --out CKPT       turn a published state dict into our checkpoint: the official training
+                               pipeline's v3 or v4 layout (the released sashimi_*.pt files; a Lightning
+                               .ckpt holding one) as a complete language model, or a standalone backbone
+                               (fresh embedding and decoder). The layout is read off the keys and the whole
+                               configuration off the shapes; no code stored in the file is run.
 """
 
 import argparse
@@ -12,37 +15,65 @@ import json
 import sys
 from pathlib import Path
 
+from sashimi.core.config import QUANTIZATIONS, audio_settings
 from sashimi.harness.published import check
 from sashimi.harness.verdict import print_report
 from sashimi.io.checkpoint import CheckpointError
-from sashimi.io.interop import InteropError, import_state_dict
+from sashimi.io.interop import DT_DEFAULT_REASON, InteropError, import_file, save_imported
+
+
+def describe(config) -> str:
+    c = config
+    return (f"{c.bits}-bit, d_model {c.d_model}, n_layers {c.n_layers}, pool {c.pool}, expand {c.expand}, ff {c.ff}, "
+            f"n_ssm {c.n_ssm}, d_state {c.d_state}, norm {c.norm}, Delta {c.dt_transform}, S4 output {c.s4_output}")
+
+
+def run_import(args) -> int:
+    kwargs = None
+    if args.config is not None:
+        meta = json.loads(args.config.read_text())
+        kwargs = meta.get("constructor_kwargs", meta)
+    imported = import_file(args.file, kwargs, args.bits, args.dt_transform)
+    audio = audio_settings({"preset": "sc09"})
+    quantization = args.quantization or audio.quantization
+    sample_rate = args.sample_rate or audio.sample_rate
+    save_imported(imported, args.file, args.out, quantization, sample_rate)
+    model = imported.model
+    print(f"read {args.file}: {imported.layout} layout")
+    print(f"configuration: {describe(model.config)}")
+    print(f"parameters: {model.num_params():,} (encoder {model.num_params('encoder'):,}, backbone {model.num_params('backbone'):,}, decoder {model.num_params('decoder'):,})")
+    for note in imported.notes:
+        print(f"note: {note}")
+    print(f"audio: {quantization} quantization at {sample_rate} Hz" + ("" if args.quantization else " (the sc09 preset's; --quantization to change)"))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sashimi.interop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_check = sub.add_parser("check", help="compare against a published fixture (.npz + .json sidecar)")
+    p_check = sub.add_parser("check", help="compare against a published fixture (.npz; standalone ones with a .json sidecar)")
     p_check.add_argument("fixture", type=Path)
     p_check.add_argument("--json", action="store_true")
-    p_import = sub.add_parser("import", help="published state dict -> our checkpoint")
-    p_import.add_argument("state_dict", type=Path)
-    p_import.add_argument("--config", type=Path, required=True, help="JSON: the published constructor kwargs, or a sidecar holding them")
-    p_import.add_argument("--out", type=Path, required=True)
-    p_import.add_argument("--bits", type=int, choices=(8, 16), default=8, help="classes of the (freshly initialized) embedding and decoder")
+    p_import = sub.add_parser("import", help="published state dict (.pt, .ckpt or .npz) -> our checkpoint")
+    p_import.add_argument("file", type=Path, help="the state dict: pipeline v3/v4 (.pt, Lightning .ckpt) or standalone (.pt, .npz)")
+    p_import.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
+    p_import.add_argument("--config", type=Path, help="standalone only, optional: JSON of the published constructor kwargs (or a sidecar holding them); default: read off the shapes")
+    p_import.add_argument("--bits", type=int, choices=(8, 16), help="standalone: classes of the fresh embedding and decoder (default 8); pipeline: must match the file")
+    p_import.add_argument("--dt-transform", choices=("exp", "softplus"), help=f"v4 layout: Delta = exp or softplus of inv_dt ({DT_DEFAULT_REASON})")
+    p_import.add_argument("--quantization", choices=QUANTIZATIONS, help="how the model hears audio (default: the sc09 preset's, mulaw)")
+    p_import.add_argument("--sample-rate", type=int, help="Hz (default: the sc09 preset's, 16000)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "check":
-            results = check(args.fixture)
-            ok = not any(r.failed for r in results)
-            if args.json:
-                print(json.dumps({"fixture": str(args.fixture), "ok": ok, "checks": [r.as_dict() for r in results]}, indent=1))
-            else:
-                print_report(results)
-            return 0 if ok else 1
-        config = import_state_dict(args.state_dict, args.config, args.out, args.bits)
-        print(f"wrote {args.out}: backbone from {args.state_dict} ({config}); embedding and decoder are freshly initialized "
-              "(a published standalone state dict holds the backbone only)")
-        return 0
+        if args.command == "import":
+            return run_import(args)
+        results = check(args.fixture)
+        ok = not any(r.failed for r in results)
+        if args.json:
+            print(json.dumps({"fixture": str(args.fixture), "ok": ok, "checks": [r.as_dict() for r in results]}, indent=1))
+        else:
+            print_report(results)
+        return 0 if ok else 1
     except (InteropError, CheckpointError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="run only this mutant (repeatable)")
     parser.add_argument("--jobs", default="2", help="pytest-xdist workers per mutant (default 2)")
     parser.add_argument("--no-check", action="store_true", help="skip running sashimi.check on each mutant")
-    parser.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures", help="published fixtures folder")
+    parser.add_argument("--fixtures", type=Path, help="published fixtures folder (default: the mutated tree's own tests/published)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per mutant run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")

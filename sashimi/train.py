@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "max_minutes": "stop after this many minutes of training",
         "out": "runs are written to OUT/<timestamp>/",
         "resume": "a run folder or checkpoint to continue, bit for bit",
+        "init": "start from this checkpoint's weights (ours, or one written by `sashimi.interop import`): weights only, "
+                "fresh optimizer and schedule; its model configuration replaces the preset's",
         "device": "auto, cpu, cuda or cuda:N",
         "seed": "seed of initialization and data order",
         "eval_every": "validate and checkpoint every this many steps",

@@ -36,7 +36,9 @@ __all__ = ["lm", "numpy_state", "randn", "randomize_ssm_", "rollout", "s4_layer"
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-FIXTURES = Path(os.environ.get("SASHIMI_FIXTURES", SHARED / "fixtures"))
+# the published implementation's outputs, committed (tools/README.md says how they are made)
+PUBLISHED = ROOT / "tests" / "published"
+FIXTURES = Path(os.environ.get("SASHIMI_FIXTURES", PUBLISHED))
 SPOKEN_DIGITS = SHARED / "data" / "spoken-digits"
 
 
@@ -140,11 +142,8 @@ def device() -> torch.device:
 
 @pytest.fixture
 def fixture_a() -> dict:
-    """The published implementation's outputs (../shared/fixtures/official_sashimi_small_a.*)."""
-    path = FIXTURES / "official_sashimi_small_a.npz"
-    if not path.exists():
-        pytest.skip(f"published fixture not found at {path} (set SASHIMI_FIXTURES to its folder)")
-    return dict(np.load(path))
+    """The published standalone model's outputs (tests/published/standalone_small.*, in every clone)."""
+    return dict(np.load(PUBLISHED / "standalone_small.npz"))
 
 
 @pytest.fixture(scope="session")

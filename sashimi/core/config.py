@@ -112,6 +112,7 @@ class TrainConfig:
     max_minutes: float | None = 3.0
     out: str = "runs"
     resume: str | None = None
+    init: str | None = None
     device: str = "auto"
     seed: int = 0
     eval_every: int = 100
@@ -121,8 +122,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
 
-    def resolved(self) -> "TrainConfig":
-        """Fill every None from the preset (docs/DESIGN.md, "Presets") and check the values."""
+    def resolved(self, pool: list[int] | None = None) -> "TrainConfig":
+        """Fill every None from the preset (docs/DESIGN.md, "Presets") and check the values;
+        `pool`: the model's, when it is not the preset's (training from --init)."""
         defaults = preset(self.preset)["train"]
         c = dataclasses.replace(self)
         for name in ("bits", "quantization", "sample_rate", "seq_len", "batch_size", "lr"):
@@ -134,7 +136,7 @@ class TrainConfig:
             raise ValueError(f"--bits must be 8 or 16; got {c.bits}")
         if c.quantization not in QUANTIZATIONS:
             raise ValueError(f"--quantization must be mulaw or linear; got {c.quantization!r}")
-        multiple = math.prod(preset(self.preset)["model"]["pool"])
+        multiple = math.prod(pool or preset(self.preset)["model"]["pool"])
         if c.seq_len < 1 or c.seq_len % multiple:
             raise ValueError(f"--seq-len must be a positive multiple of prod(pool) = {multiple}; got {c.seq_len}")
         if c.dropout is not None and not 0.0 <= c.dropout < 1.0:

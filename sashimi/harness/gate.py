@@ -28,7 +28,7 @@ from sashimi.training.metrics import LossModel
 from sashimi.training.optimizer import make_optimizer, optimization_step
 
 SEED = golden.SEED
-DEFAULT_FIXTURES = golden.ROOT.parent / "shared" / "fixtures"
+DEFAULT_FIXTURES = golden.ROOT / "tests" / "published"  # committed with the checkout (tools/README.md)
 
 
 def spec_rows() -> list[Verdict]:
@@ -125,7 +125,7 @@ def clip_rows() -> list[Verdict]:
 
 
 def fixtures_folder(fixtures: Path | None) -> Path:
-    """--fixtures, else SASHIMI_FIXTURES, else ../shared/fixtures beside the checkout."""
+    """--fixtures, else SASHIMI_FIXTURES, else tests/published of the checkout."""
     if fixtures:
         return fixtures
     return Path(os.environ["SASHIMI_FIXTURES"]) if "SASHIMI_FIXTURES" in os.environ else DEFAULT_FIXTURES

@@ -1,5 +1,10 @@
-"""Agreement with the published implementation: its recorded outputs (a fixture .npz with its
-JSON sidecar) against ours from the same weights."""
+"""Agreement with the published implementation: its recorded outputs against ours from the same weights.
+
+Two fixture formats: the standalone one (backbone state dict, `x_input`, `y_conv_float64`,
+kernels; a JSON sidecar), and the pipeline one (docs/DESIGN.md, "Pipeline fixtures"): the
+pipeline's state dict under its own names plus `fixture/tokens`, `fixture/logits_f64`, optionally
+`fixture/logits_f32` and `fixture/step_dense_f64`, and an optional sidecar giving `dt_transform`.
+"""
 
 import json
 from pathlib import Path
@@ -9,7 +14,8 @@ import torch
 
 import specs
 from sashimi.harness.verdict import Verdict, within
-from sashimi.io.interop import InteropError, load_backbone, state_of
+from sashimi.io import pipeline, statefile
+from sashimi.io.interop import InteropError, fixture_state, load_backbone, pipeline_model, state_of
 from sashimi.model.backbone import Backbone
 from sashimi.model.rollout import rollout
 
@@ -17,6 +23,13 @@ from sashimi.model.rollout import rollout
 def read_fixture(path: Path) -> tuple[dict, dict]:
     if not path.is_file():
         raise InteropError(f"fixture not found: {path}")
+    try:
+        arrays = {k: v.numpy() for k, v in statefile.read_state_dict(path).items()}
+    except statefile.StateFileError as e:
+        raise InteropError(str(e)) from None
+    if "fixture/tokens" in arrays:
+        sidecar = path.with_suffix(".json")
+        return arrays, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         raise InteropError(f"sidecar {sidecar} not found (expected beside the fixture)")
@@ -24,7 +37,7 @@ def read_fixture(path: Path) -> tuple[dict, dict]:
     for key in ("constructor_kwargs", "batch", "length"):
         if key not in meta:
             raise InteropError(f"sidecar {sidecar} lacks {key!r}")
-    return dict(np.load(path)), meta
+    return arrays, meta
 
 
 def s4_kernels(model: Backbone, paths: dict) -> dict[str, torch.Tensor]:
@@ -38,10 +51,56 @@ def s4_kernels(model: Backbone, paths: dict) -> dict[str, torch.Tensor]:
 
 
 def check(path: Path) -> list[Verdict]:
+    """Every check of a fixture, in either format."""
+    arrays, meta = read_fixture(path)
+    if "fixture/tokens" in arrays:
+        return check_pipeline(path, arrays, meta)
+    return check_standalone(path, arrays, meta)
+
+
+def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
+    """Our full model (float64 and float32 forward, teacher-forced step mode) against the pipeline's
+    float64 logits (interop_float64; float32: twice the pipeline's own float32 error plus
+    interop_float32_slack's atol), and the pipeline's own step output against its forward and ours:
+    a published step mode that disagrees with the published forward fails here."""
+    for key in ("fixture/tokens", "fixture/logits_f64"):
+        if key not in arrays:
+            raise InteropError(f"{path}: pipeline fixture lacks {key!r}")
+    state = {k: torch.from_numpy(v) for k, v in fixture_state(arrays).items()}
+    layout = pipeline.detect_layout(state)
+    dt_transform = meta.get("dt_transform")
+    tokens = torch.from_numpy(arrays["fixture/tokens"])
+    expected = arrays["fixture/logits_f64"]
+    tol64 = specs.load("tolerances")["interop_float64"]["atol"]
+    slack = specs.load("tolerances")["interop_float32_slack"]
+    results = []
+
+    def compare(name, ours, theirs, bound):
+        results.append(within("published", f"{path.stem}: {name}", ours, theirs, bound))
+
+    model64 = pipeline_model(state, layout, dt_transform, torch.float64).model.eval()
+    with torch.no_grad():
+        compare("float64 forward vs published float64", model64(tokens), expected, tol64)
+    step64 = rollout(model64, tokens)
+    compare("float64 step (teacher-forced) vs published float64 forward", step64, expected, tol64)
+    if "fixture/logits_f32" in arrays:
+        bound32 = slack["rtol"] * float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()) + slack["atol"]
+        model32 = pipeline_model(state, layout, dt_transform, torch.float32).model.eval()
+        with torch.no_grad():
+            compare("float32 forward vs published float64", model32(tokens), expected, bound32)
+        compare("float32 step (teacher-forced) vs published float64", rollout(model32, tokens), expected, bound32)
+    if "fixture/step_dense_f64" in arrays:
+        published_step = arrays["fixture/step_dense_f64"]
+        T = published_step.shape[1]
+        compare(f"published step (dense, first {T}) vs published forward", published_step, expected[:, :T], tol64)
+        compare(f"published step (dense, first {T}) vs our step", published_step, step64[:, :T], tol64)
+    return results
+
+
+def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     """Our float64 forward and kernels (interop_float64) and our float32 forward, teacher-forced
     step mode and kernels (twice the published float32 error plus interop_float32_slack's atol)
     against the published pure-float64 results of the fixture."""
-    arrays, meta = read_fixture(path)
     state = state_of(arrays)
     kwargs = meta["constructor_kwargs"]
     x = torch.from_numpy(arrays["x_input"])

@@ -6,15 +6,15 @@ trailing axis of 1, which is the one difference in layout. Its S4 `C` holds C~ f
 (docs/DESIGN.md, "C~ and l_kernel"), which we honour as is.
 """
 
-import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sashimi.core.config import ModelConfig
-from sashimi.io import checkpoint
+from sashimi.io import checkpoint, pipeline, statefile
 from sashimi.model.backbone import Backbone
 from sashimi.model.lm import SashimiLM
 
@@ -93,31 +93,93 @@ def state_of(arrays: dict) -> dict:
     return {k: v for k, v in arrays.items() if not k.startswith(outputs)}
 
 
-def read_state_dict(path: Path) -> dict:
-    if path.suffix == ".npz":
-        return {k: torch.from_numpy(np.asarray(v)) for k, v in np.load(path).items()}
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InteropError(f"cannot read state dict {path}: {type(e).__name__}: {e}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InteropError(f"{path} does not hold a state dict")
-    return state
+def fixture_state(arrays: dict) -> dict:
+    """The state dict inside a file that may be a fixture: drops `fixture/*` (pipeline fixtures) and
+    the recorded inputs and outputs of a standalone fixture (`state_of`)."""
+    arrays = {k: v for k, v in arrays.items() if not k.startswith(("fixture/", "init."))}
+    if "x_input" in arrays or any(k.startswith(("y_", "kernel.", "kernel_")) for k in arrays):
+        arrays = state_of(arrays)
+    return arrays
 
 
-def import_state_dict(state_path: Path, config_path: Path, out: Path, bits: int) -> dict:
-    config = json.loads(config_path.read_text())
-    kwargs = config.get("constructor_kwargs", config)
-    state = read_state_dict(state_path)
-    state = {k: v for k, v in state.items() if not k.startswith("init.")}
-    if "x_input" in state or any(k.startswith(("y_", "kernel.", "kernel_")) for k in state):
-        state = state_of(state)
-    bk = backbone_kwargs(kwargs, state)
-    model_config = ModelConfig(bits=bits, d_model=bk["d_model"], n_layers=bk.get("n_layers", 8), pool=list(bk["pool"]), expand=bk.get("expand", 2),
-                               ff=bk.get("ff", 2), n_ssm=bk["n_ssm"], dropout=bk.get("dropout", 0.0), d_state=bk["d_state"])
-    lm = SashimiLM(model_config)
+DT_DEFAULT_REASON = ("default exp: the released *_v4.pt files were converted from v3-trained weights, which use exp; "
+                     "give --dt-transform softplus for a model trained by the v4 pipeline (its default)")
+
+
+@dataclass
+class Imported:
+    """What an import produced: the model, its configuration, and what the user should know."""
+
+    model: SashimiLM
+    layout: str
+    notes: list[str]
+
+
+def standalone_model(state: dict, constructor_kwargs: dict | None, bits: int) -> Imported:
+    """A standalone backbone state dict into a fresh-headed language model (the file has no embedding or decoder)."""
+    kwargs = backbone_kwargs(constructor_kwargs or {}, state)
+    if constructor_kwargs is None:  # every other size is in the shapes
+        norm = next(v for k, v in state.items() if k == "norm.weight")
+        kwargs["d_model"] = norm.shape[0]
+        kwargs["n_layers"] = len({k.split(".")[1] for k in state if k.startswith("c_layers.") and k.endswith("kernel.A_real")})
+        kwargs["pool"], H, i = [], kwargs["d_model"], 0
+        while f"d_layers.{i}.linear.weight" in state:
+            out_f, in_f = state[f"d_layers.{i}.linear.weight"].shape[:2]
+            kwargs["pool"].append(in_f // H)
+            kwargs["expand"], H, i = out_f // H, out_f, i + 1
+        ff = [v for k, v in state.items() if k.startswith("c_layers.") and k.endswith("layer.ff.0.0.weight")]
+        kwargs["ff"] = ff[0].shape[0] // H if ff else 0
+    config = ModelConfig(bits=bits, d_model=kwargs["d_model"], n_layers=kwargs.get("n_layers", 8), pool=list(kwargs["pool"]), expand=kwargs.get("expand", 2),
+                         ff=kwargs.get("ff", 2), n_ssm=kwargs["n_ssm"], dropout=kwargs.get("dropout", 0.0), d_state=kwargs["d_state"])
+    lm = SashimiLM(config)
     lm.backbone.load_state_dict(convert_state(state, lm.backbone), strict=True)
-    checkpoint.save({"config": {"model": model_config.to_dict()}, "model": lm.state_dict(), "source": str(state_path)}, out)
-    return model_config.to_dict()
+    return Imported(lm, "standalone", ["embedding and decoder are freshly initialized (a published standalone state dict holds the backbone only)"])
+
+
+def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: torch.dtype = torch.float32) -> Imported:
+    """A pipeline v3 / v4 state dict as a complete language model, its configuration read off the shapes."""
+    notes = []
+    if layout == "pipeline-v3":
+        if dt_transform not in (None, "exp"):
+            raise InteropError(f"--dt-transform {dt_transform}: a v3 state dict stores log_dt, whose Delta is exp(log_dt) by construction")
+        dt_transform = "exp"
+        notes.append("Delta = exp(log_dt) (v3 layout)")
+    elif dt_transform is None:
+        dt_transform = "exp"
+        notes.append(f"Delta = exp(inv_dt): {DT_DEFAULT_REASON}")
+    else:
+        notes.append(f"Delta = {dt_transform}(inv_dt) (--dt-transform)")
+    try:
+        ours = pipeline.convert(state, layout)
+        config = pipeline.infer_config(ours, dt_transform)
+    except pipeline.LayoutError as e:
+        raise InteropError(str(e)) from None
+    lm = SashimiLM(config).to(dtype)  # before loading: folded weights keep their float64 precision in a float64 model
+    lm.load_state_dict(convert_state(ours, lm), strict=True)
+    return Imported(lm, layout, notes)
+
+
+def import_file(path: Path, constructor_kwargs: dict | None = None, bits: int | None = None, dt_transform: str | None = None) -> Imported:
+    """Any published state dict (standalone, pipeline v3 or v4; .pt, .ckpt or .npz) as our language model."""
+    try:
+        state = fixture_state(statefile.read_state_dict(path))
+        layout = pipeline.detect_layout(state)
+    except (statefile.StateFileError, pipeline.LayoutError) as e:
+        raise InteropError(str(e)) from None
+    if layout == "standalone":
+        if dt_transform not in (None, "exp"):
+            raise InteropError(f"--dt-transform {dt_transform}: the standalone model's Delta is exp(inv_dt)")
+        return standalone_model(state, constructor_kwargs, bits or 8)
+    imported = pipeline_model(state, layout, dt_transform)
+    if bits is not None and bits != imported.model.config.bits:
+        raise InteropError(f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has {imported.model.config.n_classes} rows)")
+    return imported
+
+
+def save_imported(imported: Imported, source: Path, out: Path, quantization: str, sample_rate: int) -> Path:
+    """A checkpoint `generate`, `evaluate` and `train --init` read: the model and how it hears audio."""
+    config = imported.model.config
+    train = {"preset": "sc09", "bits": config.bits, "quantization": quantization, "sample_rate": sample_rate}
+    payload = {"config": {"model": config.to_dict(), "train": train}, "model": imported.model.state_dict(),
+               "imported": {"source": str(source), "layout": imported.layout, "notes": imported.notes}}
+    return checkpoint.save(payload, out)

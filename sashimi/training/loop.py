@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sashimi.audio.dataset import AudioDataset
 from sashimi.audio.synthetic import write_synthetic_dataset
-from sashimi.core.config import TrainConfig
+from sashimi.core.config import ModelConfig, TrainConfig
 from sashimi.io import checkpoint
 from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
@@ -94,10 +94,10 @@ def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, Aud
 class Run:
     """Everything a training run holds; `state()` and `load()` make it resumable bit for bit."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device):
+    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None = None):
         self.config, self.run_dir, self.device = config, run_dir, device
         torch.manual_seed(config.seed)
-        self.model = SashimiLM(config.model_config()).to(device)
+        self.model = SashimiLM(model_config or config.model_config()).to(device)
         self.optimizer, self.scheduler = make_optimizer(self.model, config.lr, config.ssm_lr)
         self.step = 0
         self.best_val = math.inf
@@ -148,6 +148,23 @@ def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
     return config, payload, resume_path.parent
 
 
+def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict]:
+    """--init CKPT: its model configuration and weights (ours or imported); --bits must agree, and
+    the audio settings it was made for fill what the command line leaves open."""
+    payload = checkpoint.load(config.init)
+    try:
+        model_config = ModelConfig(**payload["config"]["model"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise checkpoint.CheckpointError(f"--init {config.init}: its configuration is not a model configuration ({e})") from None
+    if config.bits is not None and config.bits != model_config.bits:
+        raise ValueError(f"--bits {config.bits} conflicts with --init {config.init}, a {model_config.bits}-bit model")
+    saved = payload["config"].get("train") or {}
+    fill = {"bits": model_config.bits, **{k: saved[k] for k in ("quantization", "sample_rate") if getattr(config, k) is None and saved.get(k)}}
+    if config.dropout is not None:
+        model_config = dataclasses.replace(model_config, dropout=config.dropout)
+    return dataclasses.replace(config, **fill), model_config, payload["model"]
+
+
 def start_processes(device: torch.device, procs: Processes) -> torch.device:
     """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
     if device.type == "cuda":
@@ -170,10 +187,15 @@ def new_run_dir(config: TrainConfig, procs: Processes) -> Path:
 def train(config: TrainConfig) -> Path:
     """Run training; returns the run directory."""
     procs = Processes.from_environment()
-    payload = None
+    payload, model_config, init_state = None, None, None
+    if config.resume and config.init:
+        raise ValueError("--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of them")
     if config.resume:
         config, payload, run_dir = resumed_config(config)
-    config = config.resolved()
+        model_config = ModelConfig(**payload["config"]["model"])
+    elif config.init:
+        config, model_config, init_state = initial_weights(config)
+    config = config.resolved(model_config.pool if model_config else None)
     device = pick_device(config.device)
     if procs.distributed:
         device = start_processes(device, procs)
@@ -184,13 +206,20 @@ def train(config: TrainConfig) -> Path:
     if procs.distributed:
         dist.barrier()
     train_set, val_set, folder = datasets(config, run_dir, procs.log)
-    run = Run(config, run_dir, device)
+    run = Run(config, run_dir, device, model_config)
+    if init_state is not None:
+        try:
+            run.model.load_state_dict(init_state, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
+        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
     if payload is not None:
         run.load(payload)
         procs.log(f"resumed {run_dir} at step {run.step}")
     if procs.is_main:
         (run_dir / "config.json").write_text(json.dumps({"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}, indent=1))
-        procs.log(f"run {run_dir}: {config.preset} {config.bits}-bit, {run.model.num_params():,} parameters, "
+        origin = f"the model of {config.init}" if config.init else config.preset
+        procs.log(f"run {run_dir}: {origin} {config.bits}-bit, {run.model.num_params():,} parameters, "
                   f"{len(train_set)} training clips of {config.seq_len} samples, device {device}, {procs.world} process(es)")
     start_step, start = run.step, time.monotonic()
     fit(run, train_set, val_set, procs)

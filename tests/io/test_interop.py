@@ -16,10 +16,10 @@ from sashimi.model.lm import SashimiLM
 from tests.helpers import numpy_state
 
 
-def test_published_fixture_passes(fixture_a, capsys):
-    from tests.helpers import FIXTURES
+def test_published_fixture_passes(capsys):
+    from tests.helpers import PUBLISHED
 
-    assert interop_cmd.main(["check", str(FIXTURES / "official_sashimi_small_a.npz")]) == 0
+    assert interop_cmd.main(["check", str(PUBLISHED / "standalone_small.npz")]) == 0
     out = capsys.readouterr().out
     assert "15 of 15 checks pass" in out and "float32 step (teacher-forced)" in out
 

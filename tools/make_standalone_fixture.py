@@ -1,0 +1,314 @@
+"""Build a small published-implementation fixture (tests/published/standalone_small.npz + .json).
+
+Runs the OFFICIAL standalone SaShiMi of state-spaces/s4 (``models/sashimi/sashimi.py`` +
+``models/s4/s4.py`` at commit e757cef57d89e448c413de7325ed5601aceaac13) on CPU and records, in the
+format of ../shared/fixtures/official_sashimi_small_a.npz (same construction, same key names, same
+sidecar fields), only the arrays our checker and tests read:
+
+  * the state dict after the first forward (C holding C~, l_kernel = stage length), Conv1d layout;
+  * ``init.<key>`` for the entries the first forward changed (every S4 ``C`` and ``l_kernel``);
+  * ``x_input``;
+  * ``y_conv_float64`` and ``kernel_float64.<path>`` (pure float64 from the saved weights);
+  * ``kernel_first_s4`` (float32 kernel of the first S4 layer at its l_kernel).
+
+Not saved (read by nothing in this repository; the first three are large): ``step_dense_first_s4.{dA,dB,dC}``,
+``y_step_diagonal``, ``y_step_linear``, the float32 ``kernel.<path>`` arrays, and (unless
+--keep-float32-outputs, +~30 KB) ``y_conv`` and ``y_step_dense``. They are all still computed here, so
+every measured error of the sidecar (``published_float32_error``, ``max_abs_diffs_step_vs_conv``, the
+dA/dB/dC kernel check in ``notes``) is this fixture's own.
+
+None of the official code is copied: it is imported from a work tree of the official repository.
+Its only foreign import, ``pytorch_lightning.utilities.rank_zero_only`` (used to wrap logger
+methods), is replaced by an identity function when pytorch_lightning is not installed.
+
+Environment (kept apart from /work/main/.venv; nothing is installed there):
+
+    mkdir -p /tmp/s4-standalone
+    git --git-dir=/work/.mirror/state-spaces+s4/repo archive e757cef models | tar -x -C /tmp/s4-standalone
+    python3.11 -m venv /tmp/standalone-venv
+    # either a full venv (CPU torch through the project's pin) ...
+    /tmp/standalone-venv/bin/pip install -c /work/main/constraints.txt torch==2.13.0 numpy scipy einops
+    # ... or reuse torch/numpy/scipy of the project venv read-only and add only einops:
+    #   echo /work/main/.venv/lib/python3.11/site-packages \
+    #       > /tmp/standalone-venv/lib/python3.11/site-packages/zz_main_venv.pth
+    #   /tmp/standalone-venv/bin/pip install -c /work/main/constraints.txt einops
+    # (the fixture in tests/published was made this second way: torch 2.13.0+cpu, numpy 2.4.6,
+    #  scipy 1.17.1, einops 0.8.2; `git archive e757cef` of the whole tree fails on a missing
+    #  notebook blob in the mirror, hence `archive ... models`.)
+
+Exact command (from /work/main):
+
+    /tmp/standalone-venv/bin/python tools/make_standalone_fixture.py \
+        --s4-root /tmp/s4-standalone --batch 2 --length 128 \
+        --out tests/published/standalone_small.npz
+
+If --s4-root does not exist, the script extracts ``models/`` of --commit from --git-dir itself.
+``--compare-to ../shared/fixtures/official_sashimi_small_a.npz --batch 2 --length 256 --out /tmp/x.npz``
+rebuilds the large fixture's configuration and prints the max difference per common array
+(a check that this script reproduces the documented construction).
+
+Then check it with our code:  .venv/bin/python -m sashimi.interop check tests/published/standalone_small.npz
+"""
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+COMMIT = "e757cef57d89e448c413de7325ed5601aceaac13"
+CONSTRUCTOR_KWARGS = {"d_model": 16, "n_layers": 2, "pool": [4, 4], "expand": 2, "ff": 2, "bidirectional": False, "unet": False, "dropout": 0.0}
+IMPLIED_S4_KWARGS = (
+    "S4Block(d_model=dim, d_state=64 (hard-coded in Sashimi.s4_block), bidirectional=False, dropout=0.0, transposed=True, **s4_args); "
+    "S4Block defaults: final_act=glu, activation=gelu (in FFTConv), mode=dplr, init=legs, rank=1, dt_min=1e-3, dt_max=1e-1, "
+    "dt_transform=exp, real_transform=exp, imag_transform=none, l_max=None"
+)
+
+
+def extract_official(s4_root: Path, git_dir: Path, commit: str) -> str:
+    full = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", commit], check=True, capture_output=True, text=True).stdout.strip()
+    if not (s4_root / "models" / "sashimi" / "sashimi.py").is_file():
+        s4_root.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "--git-dir", str(git_dir), "archive", full, "models"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(s4_root)], input=archive, check=True)
+    return full
+
+
+def verify_tree(s4_root: Path, git_dir: Path, commit: str) -> dict:
+    """sha256 of the two official files; raises if they differ from the blobs at `commit`."""
+    hashes = {}
+    for rel in ("models/sashimi/sashimi.py", "models/s4/s4.py"):
+        here = (s4_root / rel).read_bytes()
+        if git_dir.is_dir():
+            there = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{rel}"], check=True, capture_output=True).stdout
+            if here != there:
+                raise SystemExit(f"{s4_root / rel} differs from {rel} at {commit}")
+        hashes[rel] = hashlib.sha256(here).hexdigest()
+    return hashes
+
+
+def import_official(s4_root: Path):
+    try:
+        import pytorch_lightning.utilities  # noqa: F401
+    except ImportError:
+        pl = types.ModuleType("pytorch_lightning")
+        utilities = types.ModuleType("pytorch_lightning.utilities")
+        utilities.rank_zero_only = lambda fn: fn
+        pl.utilities = utilities
+        sys.modules["pytorch_lightning"] = pl
+        sys.modules["pytorch_lightning.utilities"] = utilities
+    sys.path.insert(0, str(s4_root))
+    from models.sashimi.sashimi import Sashimi  # noqa: E402
+
+    return Sashimi
+
+
+def s4_paths(model) -> list[str]:
+    """Paths of the S4 blocks (e.g. 'c_layers.0.layer'), in state-dict order."""
+    suffix = ".layer.kernel.l_kernel"
+    return [k[: -len(suffix)] for k in model.state_dict() if k.endswith(suffix)]
+
+
+def kernels(model, paths, l_kernels) -> dict:
+    with torch.no_grad():
+        return {p: model.get_submodule(p).layer.kernel(L=l_kernels[p])[0] for p in paths}
+
+
+def step_run(model, x, mode):
+    """deepcopy(model).setup_rnn(mode); teacher-forced step over x; (y (B, L, H), captured stdout)."""
+    m = copy.deepcopy(model)
+    out = io.StringIO()
+    with torch.no_grad(), contextlib.redirect_stdout(out):
+        m.setup_rnn(mode)
+        state = m.default_state(x.shape[0])
+        ys = []
+        for t in range(x.shape[1]):
+            y, state = m.step(x[:, t], state)
+            ys.append(y)
+    return torch.stack(ys, dim=1), out.getvalue().strip(), m
+
+
+def maxabs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def build(Sashimi, kwargs: dict, B: int, L: int, seed: int):
+    torch.manual_seed(seed)
+    model = Sashimi(**kwargs)
+    model.eval()
+    x = torch.randn(B, L, kwargs["d_model"])  # global RNG, immediately after construction
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        y_conv = model(x)[0]  # first forward: every S4 kernel runs _setup_C(L_stage)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    changed = [k for k in state if not torch.equal(state[k], before[k])]
+
+    paths = s4_paths(model)
+    l_kernels = {p: int(state[f"{p}.layer.kernel.l_kernel"]) for p in paths}
+    k32 = kernels(model, paths, l_kernels)
+
+    # float64: a fresh model, given the saved (post-forward, C~) float32 weights, cast to double
+    # before any forward, so no float32 FFT node is ever cached in it and every step runs in float64
+    model64 = Sashimi(**kwargs)
+    model64.load_state_dict(state, strict=True)
+    model64 = model64.double().eval()
+    with torch.no_grad():
+        y64 = model64(x.double())[0]
+    k64 = kernels(model64, paths, l_kernels)
+    assert all(int(model64.state_dict()[f"{p}.layer.kernel.l_kernel"]) == l_kernels[p] for p in paths)
+
+    # a float64 copy that keeps the float32 model's cached complex64 FFT nodes (omega, z)
+    mixed = copy.deepcopy(model).double()
+    with torch.no_grad():
+        y_mixed = mixed(x.double())[0]
+
+    steps, stdout, dense = {}, {}, None
+    for mode in ("dense", "diagonal", "linear"):
+        steps[mode], stdout[mode], m = step_run(model, x, mode)
+        if mode == "dense":
+            dense = m
+
+    # kernel check from the dense step matrices of the first S4 kernel (not saved: 2 MB)
+    first = paths[0]
+    kern = dense.get_submodule(first).layer.kernel
+    dA, dB, dC = kern.dA.detach(), kern.dB.detach(), kern.dC.detach()  # (H,2N,2N) (H,2N) (1,H,2N)
+    v, Ks = dB.clone(), []
+    for _ in range(l_kernels[first]):
+        Ks.append(torch.einsum("hn,hn->h", dC[0], v).real)
+        v = torch.einsum("hmn,hn->hm", dA, v)
+    kernel_check = maxabs(torch.stack(Ks, -1).numpy(), k32[first][0].numpy())
+
+    return dict(model=model, x=x, y_conv=y_conv, before=before, state=state, changed=changed, paths=paths, l_kernels=l_kernels,
+                k32=k32, y64=y64, k64=k64, y_mixed=y_mixed, steps=steps, stdout=stdout, kernel_check=kernel_check,
+                dense_shapes={"dA": list(dA.shape), "dB": list(dB.shape), "dC": list(dC.shape)})
+
+
+def arrays_of(r: dict, keep_float32_outputs: bool = False) -> dict:
+    a = {k: v.numpy() for k, v in r["state"].items()}
+    for k in r["changed"]:
+        a["init." + k] = r["before"][k].numpy()
+    a["x_input"] = r["x"].numpy()
+    if keep_float32_outputs:
+        a["y_conv"] = r["y_conv"].numpy()
+    a["kernel_first_s4"] = r["k32"][r["paths"][0]].numpy()
+    if keep_float32_outputs:
+        a["y_step_dense"] = r["steps"]["dense"].numpy()
+    a["y_conv_float64"] = r["y64"].numpy()
+    for p in r["paths"]:
+        a[f"kernel_float64.{p}"] = r["k64"][p].numpy()
+    return a
+
+
+def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes) -> dict:
+    y64 = r["y64"].numpy()
+    y32 = r["y_conv"].numpy()
+    conv_err = maxabs(y32, y64)
+    diffs = {}
+    for mode, y in r["steps"].items():
+        d = np.abs(y.numpy().astype(np.float64) - y32.astype(np.float64))
+        diffs[mode] = {"max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean()), "max_abs_y_conv": float(np.abs(y32).max()), "stdout": r["stdout"][mode]}
+    diffs["conv_float32_vs_float64"] = maxabs(y32, r["y_mixed"].numpy())
+    err = {p: maxabs(r["k32"][p].numpy(), r["k64"][p].numpy()) for p in r["paths"]}
+    err["y_step_dense_vs_float64"] = maxabs(r["steps"]["dense"].numpy(), y64)
+    err["y_step_linear_vs_float64"] = maxabs(r["steps"]["linear"].numpy(), y64)
+    err["y_conv_vs_float64"] = conv_err
+    diag64 = None
+    m64 = copy.deepcopy(r["model"]).double()
+    for mod in m64.modules():  # drop cached complex64 FFT nodes
+        for attr in ("omega", "z"):
+            if attr in mod.__dict__:
+                del mod.__dict__[attr]
+    diag64 = maxabs(step_run(m64, r["x"].double(), "diagonal")[0].numpy(), y64)
+    first = r["paths"][0]
+    return {
+        "file": out.name,
+        "source": "state-spaces/s4 (HazyResearch) standalone models/sashimi/sashimi.py + models/s4/s4.py",
+        "commit": commit,
+        "torch_version": torch.__version__,
+        "constructor": "Sashimi(**constructor_kwargs)  (models/sashimi/sashimi.py)",
+        "constructor_kwargs": kwargs,
+        "implied_s4_kwargs": IMPLIED_S4_KWARGS,
+        "seed": seed,
+        "procedure": [
+            "torch.manual_seed(seed); model = Sashimi(**constructor_kwargs); model.eval()",
+            "x_input = torch.randn(B, L, d_model)  (global RNG, immediately after construction)",
+            "with no_grad: y_conv = model(x_input)[0]  (saved only with --keep-float32-outputs) -- first forward: every S4 kernel runs _setup_C(L_stage), replacing C by C~=(I - dA^L)^T C (conj-pair form) and setting buffer l_kernel=L_stage",
+            "state_dict saved AFTER that forward under its own key names; entries that changed (the C params and l_kernel) are also saved BEFORE the forward under prefix \"init.\"",
+            "kernel_first_s4: kern(L=l_kernel)[0] of the first S4 layer, shape (channels=1, H, l_kernel) (the float32 kernel.<path> of the other layers are not saved; their errors are in published_float32_error)",
+            "y_step_<mode>: deepcopy(model).setup_rnn(mode); state=default_state(B); y_t,state=model.step(x_input[:,t],state) for t in range(L); stacked on dim 1; run for dense, diagonal and linear to measure max_abs_diffs_step_vs_conv and published_float32_error; y_step_dense is saved only with --keep-float32-outputs, the others never",
+            "step_dense_first_s4.{dA,dB,dC} (the discretized conj-expanded matrices of the first S4 kernel after setup_rnn(\"dense\"), shapes "
+            + json.dumps(r["dense_shapes"]) + ") are computed for notes.kernel_check but not saved",
+            "y_conv_float64: a fresh Sashimi(**constructor_kwargs) given the saved state dict (C holding C~, l_kernel=L_stage) by load_state_dict, cast with .double() BEFORE any forward (so no float32 FFT node (omega, z) is ever cached in it and every step runs in float64), applied to x_input cast to float64",
+            "kernel_float64.<path>: kern(L=l_kernel)[0] of every S4 layer of that float64 model, shape (1, H, l_kernel)",
+            "max_abs_diffs_step_vs_conv.conv_float32_vs_float64: y_conv vs deepcopy(model).double()(x_input.double()), i.e. a float64 copy that keeps the float32 model's cached complex64 FFT nodes; the top-level conv_float32_vs_float64 is y_conv vs y_conv_float64",
+            "official files used (sha256): " + json.dumps(hashes),
+            "made by tools/make_standalone_fixture.py (see its docstring for the environment and command)",
+        ],
+        "dtype": "float32 (parameters, x_input, kernel_first_s4, and y_conv, y_step_dense when saved); float64 for y_conv_float64 and kernel_float64.*",
+        "batch": B,
+        "length": L,
+        "first_s4_layer": first,
+        "s4_layers": {p: {"l_kernel": r["l_kernels"][p], "shape": list(r["k32"][p].shape)} for p in r["paths"]},
+        "max_abs_diffs_step_vs_conv": diffs,
+        "keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
+        "notes": {
+            "param_conventions": "Complex params are stored as real views with a trailing dim of size 2 = (real, imag). Per S4 kernel: Lambda = -exp(A_real) - 1j*A_imag, shape (n_ssm, N/2); dt = exp(inv_dt), shape (H,1); B (1, n_ssm, N/2, 2); P (rank=1, n_ssm, N/2, 2), Q = conj(P) (tied), state matrix A = diag(Lambda) - P P^*; C (channels=1, H, N/2, 2) holds C~ once l_kernel>0; D lives at <block>.layer.layer.D shape (1,H). Conv1d (k=1) weights of pool/FF linears have shape (out, in, 1). N = d_state = 64 (32 stored conjugate-pair modes).",
+            "kernel_check": f"K[h,k] = Re(dC[h] . dA[h]^k . dB[h]) from the dense step matrices of {first} (not saved) reproduces kernel_first_s4 to {r['kernel_check']:.2g}.",
+            "diagonal_mode_caveat": f"The diagonal step mode is NOT a valid reference (y_step_diagonal is not saved): torch.linalg.eig of the 64x64 complex64 dA (HiPPO-LegS, N=64) is ill-conditioned on CPU (see the diagonalization errors in max_abs_diffs_step_vs_conv.diagonal.stdout), so it deviates from y_conv by up to {diffs['diagonal']['max_abs_diff']:.2g}. In float64 the same path matches y_conv_float64 to {diag64:.2g}. Use the dense (or linear) mode.",
+        },
+        "conv_float32_vs_float64": conv_err,
+        "published_float32_error": err,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--s4-root", type=Path, default=Path("/tmp/s4-standalone"), help="work tree holding models/ of the official repository")
+    parser.add_argument("--git-dir", type=Path, default=Path("/work/.mirror/state-spaces+s4/repo"), help="official git dir (to extract and verify models/)")
+    parser.add_argument("--commit", default=COMMIT)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("tests/published/standalone_small.npz"))
+    parser.add_argument("--keep-float32-outputs", action="store_true", help="also save y_conv and y_step_dense (float32; read by nothing here)")
+    parser.add_argument("--compare-to", type=Path, help="a fixture of the same B, L, seed: print max|diff| per common array")
+    args = parser.parse_args(argv)
+
+    commit = extract_official(args.s4_root, args.git_dir, args.commit) if args.git_dir.is_dir() else args.commit
+    hashes = verify_tree(args.s4_root, args.git_dir, commit)
+    Sashimi = import_official(args.s4_root)
+    kwargs = dict(CONSTRUCTOR_KWARGS)
+    r = build(Sashimi, kwargs, args.batch, args.length, args.seed)
+    arrays = arrays_of(r, args.keep_float32_outputs)
+    meta = sidecar(r, arrays, args.out, kwargs, args.batch, args.length, args.seed, commit, hashes)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **arrays)
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(arrays)} arrays) and {args.out.with_suffix('.json')}")
+    print("l_kernel:", r["l_kernels"])
+    print("published_float32_error:", json.dumps(meta["published_float32_error"], indent=1))
+    if args.compare_to:
+        other = np.load(args.compare_to)
+        worst = 0.0
+        for k in sorted(set(other.files) & set(arrays)):
+            if other[k].shape != arrays[k].shape:
+                print(f"  {k}: shape {other[k].shape} vs {arrays[k].shape}")
+                continue
+            d = maxabs(other[k], arrays[k]) if other[k].size else 0.0
+            worst = max(worst, d)
+            if d:
+                print(f"  {k}: max|diff| {d:.3g}")
+        print(f"compared {len(set(other.files) & set(arrays))} common arrays with {args.compare_to}: worst max|diff| {worst:.3g}; "
+              f"only there: {sorted(set(other.files) - set(arrays))}")
+
+
+if __name__ == "__main__":
+    main()
