@@ -281,3 +281,74 @@ def assert_rollout_is_pure(module, inputs) -> None:
     for t in range(inputs.shape[1]):
         _, state = assert_step_is_pure(module, inputs[:, t], state)
     assert_same_state(module.state_dict(), weights)
+
+
+# --- the official pipeline's layout, written from our model (tests/io/test_pipeline.py) --------
+
+
+def pipeline_layout(state: dict, layout: str, seed: int = 0) -> dict:
+    """Our SashimiLM state dict written as the official pipeline's (v3 or v4) would hold it: the
+    inverse of `sashimi.io.pipeline.convert`, written out independently. Pool linears become
+    weight_g / weight_v with v = W times a random positive factor per row (g = ||W_row||), so
+    that folding them back is exercised beyond the identity."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, value in state.items():
+        value = torch.as_tensor(value)
+        if key == "encoder.embedding.weight":
+            out["encoder.0.weight"] = value
+            continue
+        if key.startswith("decoder."):
+            out["decoder.0." + key[len("decoder.") :]] = value
+            continue
+        name = "model." + key[len("backbone.") :]
+        name = name.replace(".norm.m", ".norm.norm.m").replace(".norm.s", ".norm.norm.s")
+        if name.endswith(".linear.weight") and (".d_layers." in name or ".0.linear." in name) and "output_linear" not in name:
+            scale = torch.from_numpy(rng.uniform(0.5, 2.0, (value.shape[0], 1))).to(value.dtype)
+            out[name[: -len("weight")] + "weight_v"] = value * scale
+            out[name[: -len("weight")] + "weight_g"] = value.norm(dim=1, keepdim=True)
+            continue
+        if layout == "pipeline-v3" and ".layer.layer." in name:
+            head, _, tail = name.partition(".layer.layer.")
+            if tail.startswith("kernel."):
+                param = tail[len("kernel.") :]
+                v3 = {"inv_dt": "log_dt", "A_real": "inv_w_real", "A_imag": "w_imag", "l_kernel": "L"}.get(param, param)
+                if param == "inv_dt":
+                    value = value.reshape(-1)
+                if param == "A_imag":
+                    value = -value
+                out[f"{head}.layer.kernel.kernel.{v3}"] = value
+            else:  # D
+                out[f"{head}.layer.{tail}"] = value
+            continue
+        out[name] = value
+    return out
+
+
+def random_pipeline_state(keys: dict, seed: int = 0) -> dict:
+    """Random values for a pipeline key set {key: [shape, dtype]} (tests/published/sc09_*_keys.json),
+    in plausible ranges: Delta in [1e-3, 1e-1] under exp, Re Lambda about -1/2, C~ for the
+    stage's full length (16000 / 4000 / 1000 at widths 64 / 128 / 256), norms near identity."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, (shape, _dtype) in keys.items():
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf in ("l_kernel", "L"):
+            width = keys[key.rsplit(".", 1)[0] + ".C"][0][1]
+            out[key] = torch.tensor({64: 16000, 128: 4000, 256: 1000}.get(width, 1000))
+            continue
+        if leaf in ("inv_dt", "log_dt"):
+            value = np.log(rng.uniform(1e-3, 1e-1, shape))
+        elif leaf in ("A_real", "inv_w_real"):
+            value = np.log(0.5) + 0.1 * rng.standard_normal(shape)
+        elif leaf in ("A_imag", "w_imag"):
+            value = np.pi * np.broadcast_to(np.arange(shape[-1]), shape) * (-1 if leaf == "w_imag" else 1)
+        elif leaf in ("s", "weight_g"):
+            value = rng.uniform(0.8, 1.2, shape)
+        elif leaf in ("m", "bias"):
+            value = 0.05 * rng.standard_normal(shape)
+        else:
+            fan_in = shape[-1] if len(shape) == 2 else 1
+            value = rng.standard_normal(shape) / np.sqrt(fan_in) * (0.5 if len(shape) != 2 else 1.0)
+        out[key] = torch.from_numpy(np.ascontiguousarray(value)).float()
+    return out

@@ -125,12 +125,10 @@ def infer_config(ours: dict, dt_transform: str) -> ModelConfig:
     S, N2 = shape(first)
     widths = {k: shape(k.replace("kernel.A_real", "kernel.C"))[1] for k in ours if k.endswith(".kernel.A_real")}
     copies = {shape(k)[0] for k in widths}
-    if copies == {1}:
-        n_ssm = 1
+    if len(copies) == 1:  # one count for every layer (when every layer is as wide, H and None mean the same)
+        n_ssm = S
     elif all(shape(k)[0] == H_k for k, H_k in widths.items()):
         n_ssm = None
-    elif len(copies) == 1:
-        n_ssm = S
     else:
         raise LayoutError(f"the S4 layers have different numbers of SSM copies {sorted(copies)}: not one n_ssm")
     prefix = first[: -len("layer.kernel.A_real")]
