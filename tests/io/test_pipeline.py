@@ -20,7 +20,15 @@ from sashimi.io import pipeline, statefile
 from sashimi.io.checkpoint import load_model
 from sashimi.io.interop import InteropError, import_file, pipeline_model
 from tests import helpers
-from tests.helpers import PUBLISHED, numpy_state, pipeline_layout, random_pipeline_state, seeds, small_model_configs, tokens
+from tests.helpers import (
+    PUBLISHED,
+    numpy_state,
+    pipeline_layout,
+    random_pipeline_state,
+    seeds,
+    small_model_configs,
+    tokens,
+)
 
 
 def written_model(config: dict, seed: int, first_length: int) -> torch.nn.Module:
