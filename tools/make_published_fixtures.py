@@ -27,9 +27,9 @@ Environment (kept separate from the project's .venv, which must not get these)::
   * No pykeops, no CUDA extension: on CPU the S4 kernels use the naive Cauchy /
     Vandermonde path.
 
-Official code checkouts (no work tree in the mirror; use git archive), e.g.::
+Official code checkouts (git archive of each tag into its own folder), e.g.::
 
-    G=/work/.mirror/state-spaces+s4/repo
+    git clone https://github.com/state-spaces/s4 /tmp/s4-src; G=/tmp/s4-src/.git
     for t in v3.0.0 v4.1.0 e757cef; do d=/tmp/s4-$t; mkdir -p $d
       git --git-dir=$G archive $t configs src train.py generate.py | tar -x -C $d; done
 

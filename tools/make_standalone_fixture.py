@@ -21,22 +21,23 @@ None of the official code is copied: it is imported from a work tree of the offi
 Its only foreign import, ``pytorch_lightning.utilities.rank_zero_only`` (used to wrap logger
 methods), is replaced by an identity function when pytorch_lightning is not installed.
 
-Environment (kept apart from /work/main/.venv; nothing is installed there):
+Environment (kept apart from the project .venv; nothing is installed there), with
+a clone of the official repository (git clone https://github.com/state-spaces/s4 /tmp/s4-src):
 
     mkdir -p /tmp/s4-standalone
-    git --git-dir=/work/.mirror/state-spaces+s4/repo archive e757cef models | tar -x -C /tmp/s4-standalone
+    git --git-dir=/tmp/s4-src/.git archive e757cef models | tar -x -C /tmp/s4-standalone
     python3.11 -m venv /tmp/standalone-venv
     # either a full venv (CPU torch through the project's pin) ...
-    /tmp/standalone-venv/bin/pip install -c /work/main/constraints.txt torch==2.13.0 numpy scipy einops
+    /tmp/standalone-venv/bin/pip install -c constraints.txt torch==2.13.0 numpy scipy einops
     # ... or reuse torch/numpy/scipy of the project venv read-only and add only einops:
-    #   echo /work/main/.venv/lib/python3.11/site-packages \
+    #   echo "$PWD/.venv/lib/python3.11/site-packages" \
     #       > /tmp/standalone-venv/lib/python3.11/site-packages/zz_main_venv.pth
-    #   /tmp/standalone-venv/bin/pip install -c /work/main/constraints.txt einops
+    #   /tmp/standalone-venv/bin/pip install -c constraints.txt einops
     # (the fixture in tests/published was made this second way: torch 2.13.0+cpu, numpy 2.4.6,
     #  scipy 1.17.1, einops 0.8.2; `git archive e757cef` of the whole tree fails on a missing
-    #  notebook blob in the mirror, hence `archive ... models`.)
+    #  notebook blob in some clones, hence `archive ... models`.)
 
-Exact command (from /work/main):
+Exact command (from the repository root):
 
     /tmp/standalone-venv/bin/python tools/make_standalone_fixture.py \
         --s4-root /tmp/s4-standalone --batch 2 --length 128 \
@@ -272,7 +273,7 @@ def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--s4-root", type=Path, default=Path("/tmp/s4-standalone"), help="work tree holding models/ of the official repository")
-    parser.add_argument("--git-dir", type=Path, default=Path("/work/.mirror/state-spaces+s4/repo"), help="official git dir (to extract and verify models/)")
+    parser.add_argument("--git-dir", type=Path, default=Path("/tmp/s4-src/.git"), help="official git dir (to extract and verify models/)")
     parser.add_argument("--commit", default=COMMIT)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--length", type=int, default=128)

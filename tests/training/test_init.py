@@ -1,0 +1,54 @@
+"""train --init: a new run from a checkpoint's weights (ours or imported), weights only, with the
+checkpoint's model configuration; conflicts are one-line errors."""
+
+import torch
+
+from sashimi import interop as interop_cmd
+from sashimi import train as train_cmd
+from sashimi.io import checkpoint
+from sashimi.training import loop
+from tests.helpers import PUBLISHED, assert_one_line_error, run_main, train_config
+
+
+def imported(tmp_path) -> str:
+    """The official v3 pipeline fixture's weights as our checkpoint (a model unlike any preset)."""
+    out = tmp_path / "imported.pt"
+    assert interop_cmd.main(["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--out", str(out)]) == 0
+    return str(out)
+
+
+def test_init_starts_from_the_weights_with_a_fresh_optimizer(audio_folder, tmp_path, capsys):
+    """With every learning rate 0, the weights after a step are the initial checkpoint's, bit for bit,
+    and the run holds the checkpoint's model configuration (scalar norm, d_state 16), not the preset's."""
+    init = imported(tmp_path)
+    run_dir = loop.train(train_config(audio_folder, tmp_path / "runs", init=init, lr=0.0, ssm_lr=0.0, max_steps=1, eval_every=1))
+    start, after = checkpoint.load(init), checkpoint.load(run_dir / "checkpoint.pt")
+    assert after["config"]["model"] == start["config"]["model"]
+    assert after["config"]["model"]["norm"] == "scalar" and after["config"]["model"]["d_state"] == 16
+    for key, value in start["model"].items():
+        assert torch.equal(after["model"][key], value), key
+    assert after["step"] == 1 and all(s["step"] == 1 for s in after["optimizer"]["state"].values())
+
+
+def test_init_weights_move_when_trained(audio_folder, tmp_path):
+    init = imported(tmp_path)
+    run_dir = loop.train(train_config(audio_folder, tmp_path / "runs", init=init, max_steps=2))
+    start, after = checkpoint.load(init)["model"], checkpoint.load(run_dir / "checkpoint.pt")["model"]
+    assert any(not torch.equal(after[k], v) for k, v in start.items() if v.is_floating_point())
+
+
+def test_init_with_other_bits_is_an_error(audio_folder, tmp_path, capsys):
+    init = imported(tmp_path)
+    code, err = run_main(train_cmd, ["--init", init, "--bits", "16", "--data", str(audio_folder), "--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(code, err, "--bits 16 conflicts with --init", "8-bit model")
+
+
+def test_init_and_resume_together_is_an_error(audio_folder, tmp_path, capsys):
+    init = imported(tmp_path)
+    code, err = run_main(train_cmd, ["--init", init, "--resume", init, "--data", str(audio_folder)], capsys)
+    assert_one_line_error(code, err, "--resume", "--init", "give one of them")
+
+
+def test_init_from_a_missing_file_is_an_error(tmp_path, capsys):
+    code, err = run_main(train_cmd, ["--init", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")], capsys)
+    assert_one_line_error(code, err, "checkpoint not found")
