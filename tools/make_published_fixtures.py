@@ -575,6 +575,8 @@ def main():
         },
         "files": {"npz": os.path.basename(npz)},
     }
+    if ref == "v4.1.0":  # what `sashimi.check` expects `interop check` to catch in this fixture
+        side["known_defect"] = {"fails": ["published step"], "why": "v4.1.0's S4Block.step skips the GELU (fixed in commit 35cc242)"}
     with open(os.path.join(args.out, f"pipeline_{ref}.json"), "w") as f:
         json.dump(side, f, indent=1)
 

@@ -272,3 +272,23 @@ def test_run_and_the_command_name_every_failing_family(monkeypatch, tmp_path, ca
     assert {name for group, name in wrong if group == "reference"} == {r.name for r in returned if r.name.startswith("whole model vs reference")}
     named = {line.split(": measured ")[0] for line in out.splitlines() if line.startswith("FAILED: ")}
     assert named == {f"FAILED: {group}: {name}" for group, name in wrong}
+
+
+def test_a_known_defect_row_passes_only_while_the_defect_is_caught(tmp_path):
+    """pipeline_v4.1.0 (its step skipped a GELU) is caught; the same sidecar on the correct v4
+    fixture (nothing to catch) fails the row, as does a defect named on rows that pass."""
+    from tests.helpers import PUBLISHED
+
+    [row] = gate.published_rows(_folder_with(tmp_path / "buggy", PUBLISHED / "pipeline_v4.1.0.npz"))
+    assert row.passed and "known defect caught" in row.name
+    defect = json.loads((PUBLISHED / "pipeline_v4.1.0.json").read_text())["known_defect"]
+    [row] = gate.published_rows(_folder_with(tmp_path / "fixed", PUBLISHED / "pipeline_v4.npz", known_defect=defect))
+    assert row.failed
+
+
+def _folder_with(folder: Path, fixture: Path, **sidecar_extra) -> Path:
+    folder.mkdir()
+    (folder / fixture.name).write_bytes(fixture.read_bytes())
+    meta = json.loads(fixture.with_suffix(".json").read_text())
+    (folder / fixture.name).with_suffix(".json").write_text(json.dumps({**meta, **sidecar_extra}))
+    return folder
