@@ -9,7 +9,8 @@ leading axes are independent examples) is encoded as
     linear:  u = (x - min x) / (max x - min x + 1e-6)                    in [0, 1)
     both:    k = floor(u (q - 0.01) + 0.005)                             in [0, q - 1]
 
-and a token k decodes to y = k / (q/2) - 1 (linear), or for mu-law to
+(an example spanning at most 2^-15, silence, maps to u = 1/2: the zero level), and a token k
+decodes to y = k / (q/2) - 1 (linear), or for mu-law to
 sign(y) ((1 + mu)^|y| - 1) / mu. The zero level is k = q/2 (y = 0).
 
 Every step is computed in float32, in the published operation order: the
@@ -54,12 +55,20 @@ def _float32_signal(x: Tensor) -> Tensor:
     return x
 
 
+# An example whose samples span at most this (one step of 16-bit PCM) is silence: min-max scaling
+# would stretch it to full scale (a constant at `low`, full-scale DC, for an all-zero file).
+SILENT_SPAN = 2.0**-15
+
+
 def minmax_scale(x: Float[Tensor, "*batch L"], low: int, high: int) -> Float[Tensor, "*batch L"]:
-    """low + (high - low) (x - min x) / (max x - min x + 1e-6), min and max over L, in float32."""
+    """low + (high - low) (x - min x) / (max x - min x + 1e-6), min and max over L, in float32;
+    a silent example (max x - min x <= SILENT_SPAN, e.g. all zeros or one sample) stays silent: the
+    middle of [low, high], which quantizes to the zero level."""
     x = _float32_signal(x)
     lo = torch.amin(x, dim=-1, keepdim=True)
     hi = torch.amax(x, dim=-1, keepdim=True)
-    return low + (high - low) * (x - lo) / (hi - lo + 1e-6)
+    silent = (hi - lo) <= SILENT_SPAN
+    return torch.where(silent, torch.full_like(x, (low + high) / 2), low + (high - low) * (x - lo) / (hi - lo + 1e-6))
 
 
 def quantize_unit(u: Float[Tensor, "*batch L"], bits: int) -> Int[Tensor, "*batch L"]:

@@ -19,6 +19,20 @@ DT_TRANSFORMS = ("exp", "softplus")
 S4_OUTPUTS = ("glu", "linear")
 
 
+def check_number(flag: str, value, low: int | float | None = None, high: int | float | None = None, low_open: bool = False, high_open: bool = False) -> None:
+    """A ValueError naming the flag and its range unless `value` is a finite number in range
+    (nan and inf would otherwise pass every comparison below or poison the run)."""
+    if value is None:
+        return
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+    where = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (low is not None or high is not None) else ""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        raise ValueError(f"{flag} must be a finite number{where}; got {value}")
+
+
 def preset_names() -> list[str]:
     """The presets of specs/presets.json (entries with a model)."""
     return [k for k, v in specs.load("presets").items() if not k.startswith("_") and isinstance(v, dict) and "model" in v]
@@ -139,10 +153,18 @@ class TrainConfig:
         multiple = math.prod(pool or preset(self.preset)["model"]["pool"])
         if c.seq_len < 1 or c.seq_len % multiple:
             raise ValueError(f"--seq-len must be a positive multiple of prod(pool) = {multiple}; got {c.seq_len}")
-        if c.dropout is not None and not 0.0 <= c.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1); got {c.dropout}")
-        if c.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1; got {c.batch_size}")
+        check_number("--dropout", c.dropout, 0.0, 1.0, high_open=True)
+        check_number("--batch-size", c.batch_size, 1)
+        check_number("--lr", c.lr, 0.0)
+        check_number("--ssm-lr", c.ssm_lr, 0.0)
+        check_number("--grad-clip", c.grad_clip, 0.0, low_open=True)
+        check_number("--max-steps", c.max_steps, 1)
+        check_number("--max-minutes", c.max_minutes, 0.0, low_open=True)
+        check_number("--eval-every", c.eval_every, 1)
+        check_number("--eval-batches", c.eval_batches, 1)
+        check_number("--sample-seconds", c.sample_seconds, 0.0)
+        check_number("--sample-rate", c.sample_rate, 1)
+        check_number("--seed", c.seed, 0, 2**63 - 1)
         if c.max_steps is None and c.max_minutes is None:
             raise ValueError("give --max-steps or --max-minutes (or both): training needs a stop")
         return c

@@ -14,8 +14,16 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be read or does not fit what it is used for."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save(payload: dict, path: str | os.PathLike) -> Path:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves a half-written checkpoint."""
+    """Write to a temporary file in the same folder, then rename: a crash (or a full disk) never
+    leaves a half-written checkpoint, and the previous one stays. The file gets the mode an
+    ordinary new file would (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,7 +32,11 @@ def save(payload: dict, path: str | os.PathLike) -> Path:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a failed write (e.g. a full disk) as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -60,4 +72,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", expe
         detail = " ".join(line.strip() for line in str(e).splitlines()[1:4])
         raise CheckpointError(f"{path}: weights do not fit its configuration ({config.bits}-bit, d_model {config.d_model}, "
                               f"n_layers {config.n_layers}): {detail}") from None
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite weights (nan or inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                              "it came from a diverged run; use an earlier checkpoint")
     return model.eval(), payload

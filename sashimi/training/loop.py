@@ -25,6 +25,7 @@ from sashimi.io import checkpoint
 from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
 from sashimi.sampling.write import generate_to_folder
+from sashimi.training import memory, runs
 from sashimi.training.metrics import LossModel, evaluate
 from sashimi.training.optimizer import make_optimizer, optimization_step
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
@@ -33,7 +34,10 @@ from sashimi.training.sampler import EpochBatches, collate, sequential_batches
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available here")
     return device
@@ -125,46 +129,6 @@ class Run:
         return checkpoint.save(self.state(), self.run_dir / name)
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def resolve_resume(path: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise checkpoint.CheckpointError(f"--resume: no checkpoint at {p}")
-    return p
-
-
-def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
-    """A resumed run keeps its saved configuration; only the stopping rule and the device may change."""
-    resume_path = resolve_resume(config.resume)
-    payload = checkpoint.load(resume_path)
-    saved = TrainConfig(**payload["config"]["train"])
-    config = dataclasses.replace(saved, max_steps=config.max_steps, max_minutes=config.max_minutes, device=config.device, resume=config.resume)
-    return config, payload, resume_path.parent
-
-
-def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict]:
-    """--init CKPT: its model configuration and weights (ours or imported); --bits must agree, and
-    the audio settings it was made for fill what the command line leaves open."""
-    payload = checkpoint.load(config.init)
-    try:
-        model_config = ModelConfig(**payload["config"]["model"])
-    except (TypeError, KeyError, ValueError) as e:
-        raise checkpoint.CheckpointError(f"--init {config.init}: its configuration is not a model configuration ({e})") from None
-    if config.bits is not None and config.bits != model_config.bits:
-        raise ValueError(f"--bits {config.bits} conflicts with --init {config.init}, a {model_config.bits}-bit model")
-    saved = payload["config"].get("train") or {}
-    fill = {"bits": model_config.bits, **{k: saved[k] for k in ("quantization", "sample_rate") if getattr(config, k) is None and saved.get(k)}}
-    if config.dropout is not None:
-        model_config = dataclasses.replace(model_config, dropout=config.dropout)
-    return dataclasses.replace(config, **fill), model_config, payload["model"]
-
-
 def start_processes(device: torch.device, procs: Processes) -> torch.device:
     """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
     if device.type == "cuda":
@@ -175,8 +139,8 @@ def start_processes(device: torch.device, procs: Processes) -> torch.device:
 
 
 def new_run_dir(config: TrainConfig, procs: Processes) -> Path:
-    """OUT/<timestamp>; every process agrees on rank 0's."""
-    run_dir = Path(config.out) / time.strftime("%Y%m%d-%H%M%S")
+    """Rank 0 creates the run folder exclusively (`runs.new_run_dir`); every process agrees on it."""
+    run_dir = runs.new_run_dir(config.out) if procs.is_main else Path()
     if procs.distributed:
         holder = [str(run_dir)]
         dist.broadcast_object_list(holder, src=0)
@@ -191,12 +155,14 @@ def train(config: TrainConfig) -> Path:
     if config.resume and config.init:
         raise ValueError("--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of them")
     if config.resume:
-        config, payload, run_dir = resumed_config(config)
+        config, payload, run_dir = runs.resumed_config(config)
         model_config = ModelConfig(**payload["config"]["model"])
     elif config.init:
-        config, model_config, init_state = initial_weights(config)
+        config, model_config, init_state = runs.initial_weights(config)
     config = config.resolved(model_config.pool if model_config else None)
     device = pick_device(config.device)
+    memory.check_fits(model_config or config.model_config(), max(1, config.batch_size // procs.world), config.seq_len, device,
+                      "a training step", "--seq-len or --batch-size")
     if procs.distributed:
         device = start_processes(device, procs)
     if payload is None:
@@ -215,7 +181,8 @@ def train(config: TrainConfig) -> Path:
         procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
     if payload is not None:
         run.load(payload)
-        procs.log(f"resumed {run_dir} at step {run.step}")
+        dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
+        procs.log(f"resumed {run_dir} at step {run.step}" + (f" (dropped {dropped} metrics records logged after that step)" if dropped else ""))
     if procs.is_main:
         (run_dir / "config.json").write_text(json.dumps({"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}, indent=1))
         origin = f"the model of {config.init}" if config.init else config.preset
@@ -226,7 +193,7 @@ def train(config: TrainConfig) -> Path:
     if procs.distributed:
         dist.barrier()
         dist.destroy_process_group()
-    if procs.is_main:
+    if procs.is_main and run.step > start_step:
         finish(run, start_step, start, procs.log)
     return run_dir
 
@@ -242,13 +209,19 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
     metrics_path = run.run_dir / "metrics.jsonl"
 
+    def kept() -> str:
+        path = run.run_dir / "checkpoint.pt"
+        return f"the last good checkpoint is kept: {path}" if path.is_file() else "no checkpoint was written"
+
     def validate(scheduled: bool = True) -> None:
         result = evaluate(run.model, sequential_batches(val_set, config.batch_size), config.bits, device, max_batches=config.eval_batches)
+        if not (math.isfinite(result["loss"]) and weights_finite(run.model)):
+            raise FloatingPointError(f"the model diverged by step {run.step} (validation loss {result['loss']}); {kept()}")
         if scheduled:
             run.scheduler.step(result["loss"])
             run.best_val = min(run.best_val, result["loss"])
         if procs.is_main:
-            append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
+            runs.append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
             run.save()
             procs.log(f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} bits/sample, accuracy {result['accuracy']:.3f}")
 
@@ -261,26 +234,35 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
             x, y = collate(train_set, sampler.indices(run.step))
             loss = optimization_step(loss_model, run.model, run.optimizer, x.to(device), y.to(device), config.grad_clip, procs.world)
             if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; the last good checkpoint is kept in {run.run_dir}")
+                raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; {kept()}")
             run.step += 1
             bar.update(1)
             rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
             if procs.is_main:
-                append_jsonl(metrics_path, {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]})
+                runs.append_jsonl(metrics_path, {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]})
             if run.step % config.eval_every == 0:
                 validate()
     except KeyboardInterrupt:
-        if procs.is_main:
+        if procs.is_main and weights_finite(run.model):
             run.save()
             procs.log(f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with --resume {run.run_dir}")
+        elif procs.is_main:
+            procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {kept()}")
         raise
     finally:
         bar.close()
+    if run.step == start_step and (run.run_dir / "checkpoint.pt").is_file():
+        procs.log(f"nothing to train: the run is at step {run.step} (--max-steps {config.max_steps}); nothing was added to it")
+        return
     if run.step % config.eval_every != 0 or run.step == start_step:
         # off the --eval-every cadence (or a repeat of its last validation): recorded and saved, but
         # not shown to the schedule, which a straight run through this step never does either
         validate(scheduled=False)
+
+
+def weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def finish(run: Run, start_step: int, start: float, log) -> None:

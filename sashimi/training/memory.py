@@ -1,0 +1,109 @@
+"""How much memory a training step or an evaluation will need, checked before anything is allocated.
+
+A run asked for more than the machine has would otherwise allocate until the operating system kills
+it (and other jobs with it). The estimate counts, per (batch element, position), float32 activations:
+the tokens, every residual block's checkpointed input at its stage's rate, one block's recomputed
+activations (the FFT convolution dominates), and the logits with their gradient (8-bit) or one
+chunk of them (16-bit, chunked loss). `MEASURED_FACTOR` scales it to peak resident memory measured
+on this code (docs/PERFORMANCE.md, "Memory estimate"), so the estimate errs high.
+"""
+
+import os
+
+import torch
+
+from sashimi.core.config import LossConfig, ModelConfig
+
+# measured peak RSS growth over the bare count below (`python -m sashimi.training.memory`, B = 2):
+# per added position 1.1x (tiny) and 1.75x (sc09); in total 1.8-3.5x, fixed overheads included
+MEASURED_FACTOR = 2.0
+
+
+def stage_widths(config: ModelConfig) -> list[tuple[int, int]]:
+    """(channels, rate divisor) of every stage: the outer one, then each coarser one."""
+    widths, H, rate = [(config.d_model, 1)], config.d_model, 1
+    for p in config.pool:
+        H, rate = H * config.expand, rate * p
+        widths.append((H, rate))
+    return widths
+
+
+def bytes_per_position(config: ModelConfig, training: bool) -> float:
+    """Float32 bytes per (batch element, position) before the measured factor."""
+    blocks = config.n_layers * (2 if config.ff > 0 else 1)
+    kept = sum(blocks * 2 * H / rate for H, rate in stage_widths(config))  # block inputs, stage skips, pool outputs
+    recompute = max(40 * H / rate for H, rate in stage_widths(config))  # rfft/irfft buffers, GELU, linears of one block
+    logits = 3 * config.n_classes if config.bits == 8 else 0  # logits, log-softmax, gradient
+    per_position = 4 * (kept + recompute + logits) + 16  # + the int64 tokens x and y
+    return per_position if training else 4 * (recompute + config.n_classes) + 16
+
+
+def estimate_bytes(config: ModelConfig, batch: int, seq_len: int, training: bool = True) -> int:
+    """Estimated peak memory of one step on `batch` clips of `seq_len` samples."""
+    fixed = 0
+    if config.bits == 16:
+        fixed = 3 * 4 * LossConfig.from_specs().batch_chunk_size * config.n_classes
+    weights = 4 * 4 * (config.n_classes * config.d_model * 2 + 100_000 * config.n_layers * config.expand**2)
+    return int(MEASURED_FACTOR * (batch * seq_len * bytes_per_position(config, training) + fixed) + weights)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on the device: CUDA's free memory, or MemAvailable of /proc/meminfo (None when unknown)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1024 or unit == "PB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PB"
+
+
+def check_fits(config: ModelConfig, batch: int, seq_len: int, device: torch.device, what: str, flags: str, training: bool = True) -> int:
+    """Raise MemoryError naming the estimate, the limit and the flags to change when the step cannot fit."""
+    need = estimate_bytes(config, batch, seq_len, training)
+    limit = available_bytes(device)
+    override = os.environ.get("SASHIMI_MEMORY_LIMIT")
+    if override:
+        limit = int(float(override))
+    if limit is not None and need > limit:
+        raise MemoryError(f"{what} needs about {human(need)} of memory ({batch} x {seq_len} samples; estimate), "
+                          f"more than the {human(limit)} available on {device}: lower {flags}")
+    return need
+
+
+def main() -> None:
+    """Measure peak resident memory of training steps against the estimate (the calibration above)."""
+    import subprocess
+    import sys
+
+    for preset, seq_len in (("tiny", 2048), ("tiny", 8192), ("sc09", 2048), ("sc09", 8192)):
+        code = (
+            "import resource, torch; torch.set_num_threads(1)\n"
+            "from sashimi.core.config import model_config\nfrom sashimi.model.lm import SashimiLM\n"
+            "from sashimi.training.metrics import LossModel\n"
+            f"m = SashimiLM(model_config('{preset}', 8)); x = torch.randint(0, 256, (2, {seq_len}))\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "for _ in range(2):\n    loss, n = LossModel(m)(x, x); loss.backward()\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n"
+        )
+        measured = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+        from sashimi.core.config import model_config
+
+        bare = estimate_bytes(model_config(preset, 8), 2, seq_len) / MEASURED_FACTOR
+        print(f"{preset} L={seq_len}: measured {human(measured)}, bare estimate {human(bare)}, ratio {measured / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Run folders: created exclusively, resumed only under the run's own configuration, and the metrics
+log kept consistent with the checkpoint (nothing logged after it survives a resume)."""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from sashimi.core.config import ModelConfig, TrainConfig
+from sashimi.io import checkpoint
+
+# what a resumed run may change: when and where it stops, and the device; everything else would
+# break "resume equals a straight run" (docs/DESIGN.md, "Optimizer and schedule")
+RESUMABLE = ("max_steps", "max_minutes", "device", "resume", "sample_seconds", "out")
+
+
+def new_run_dir(out: str | Path) -> Path:
+    """OUT/<timestamp>, or <timestamp>-2, -3, ...: created here, exclusively (mkdir fails on an
+    existing folder), so runs started in the same second never share one."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = out / time.strftime("%Y%m%d-%H%M%S")
+    stem, n = run_dir.name, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = run_dir.with_name(f"{stem}-{n}")
+
+
+def resolve_resume(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise checkpoint.CheckpointError(f"--resume: no checkpoint at {p}")
+    return p
+
+
+def conflicts(asked: TrainConfig, saved: TrainConfig) -> list[str]:
+    """Flags given (different from their defaults) that differ from the run's saved configuration."""
+    default = TrainConfig()
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        mine, theirs = getattr(asked, f.name), getattr(saved, f.name)
+        if f.name in RESUMABLE or mine == getattr(default, f.name) or mine == theirs:
+            continue
+        out.append(f"--{f.name.replace('_', '-')} {mine} (the run has {theirs})")
+    return out
+
+
+def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
+    """The saved configuration with the stopping rule and the device of `config`; any other flag
+    that differs from the run's is refused, naming it."""
+    resume_path = resolve_resume(config.resume)
+    payload = checkpoint.load(resume_path)
+    if "optimizer" not in payload or "step" not in payload:
+        raise checkpoint.CheckpointError(f"--resume {resume_path}: it holds weights only (an imported or final model), not a training run; "
+                                         "start a new run from it with --init")
+    saved_fields = payload["config"].get("train") or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved_fields) - known)
+    if unknown:
+        raise checkpoint.CheckpointError(f"--resume {resume_path}: its training configuration has settings this version does not know "
+                                         f"({', '.join(unknown)}); resume it with the version that wrote it")
+    saved = TrainConfig(**saved_fields)
+    clash = conflicts(config, saved)
+    if clash:
+        raise ValueError(f"--resume continues a run with its own configuration; these flags differ from it: {'; '.join(clash)} "
+                         "(start a new run, or one from its weights with --init)")
+    config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE})
+    return config, payload, resume_path.parent
+
+
+def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict]:
+    """--init CKPT: its model configuration and weights (ours or imported); --bits must agree, and
+    the audio settings it was made for fill what the command line leaves open."""
+    payload = checkpoint.load(config.init)
+    try:
+        model_config = ModelConfig(**payload["config"]["model"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise checkpoint.CheckpointError(f"--init {config.init}: its configuration is not a model configuration ({e})") from None
+    if config.bits is not None and config.bits != model_config.bits:
+        raise ValueError(f"--bits {config.bits} conflicts with --init {config.init}, a {model_config.bits}-bit model")
+    saved = payload["config"].get("train") or {}
+    fill = {"bits": model_config.bits, **{k: saved[k] for k in ("quantization", "sample_rate") if getattr(config, k) is None and saved.get(k)}}
+    if config.dropout is not None:
+        model_config = dataclasses.replace(model_config, dropout=config.dropout)
+    return dataclasses.replace(config, **fill), model_config, payload["model"]
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Keep the records of steps <= `step` (what the checkpoint saw) and drop the rest, including a
+    line cut short by a crash or a full disk; rewritten atomically. Returns the records dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
+    return dropped
