@@ -18,6 +18,7 @@ import math
 import sys
 import time
 
+from sashimi.core.cli import Parser
 from sashimi.core.config import preset
 from sashimi.harness.benchmark import CASES, PRESET, log, run_case, spawn, summarize, table
 
@@ -26,7 +27,7 @@ MULTIPLE = math.prod(preset(PRESET)["model"]["pool"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="reduced run (L = 800, 2 repeats, 100 generation steps, fewer cases' warm-up cost): about a minute")
     parser.add_argument("--length", type=int, default=None, help=f"sequence length, a multiple of {MULTIPLE}; default the preset's {PRESET_LENGTH} (800 with --quick)")
@@ -35,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    L = args.length or (800 if args.quick else PRESET_LENGTH)
-    repeats = args.repeats or (2 if args.quick else 3)
-    gen_steps = args.gen_steps or (100 if args.quick else 2000)
+    L = args.length if args.length is not None else (800 if args.quick else PRESET_LENGTH)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
+    gen_steps = args.gen_steps if args.gen_steps is not None else (100 if args.quick else 2000)
+    for flag, value in (("--length", L), ("--repeats", repeats), ("--gen-steps", gen_steps)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1; got {value}")
     if L % MULTIPLE:
         parser.error(f"--length must be a multiple of prod(pool) = {MULTIPLE}; got {L}")
     if args.child:

@@ -19,12 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from sashimi.core.cli import Parser
 from sashimi.harness import gate, golden
 from sashimi.harness.verdict import print_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or the checkout's tests/published)")

@@ -10,12 +10,14 @@ import argparse
 import json
 import sys
 
+from sashimi.core.cli import Parser, pick_device
+from sashimi.core.config import check_number
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.evaluation import evaluate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True, help="folder of .wav/.flac files (searched recursively)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -23,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_folder(args.checkpoint, args.data, args.batch_size, args.device)
-    except (ValueError, CheckpointError, OSError) as e:
+        check_number("--batch-size", args.batch_size, 1)
+        result = evaluate_folder(args.checkpoint, args.data, args.batch_size, pick_device(args.device))
+    except (ValueError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:

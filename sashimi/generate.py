@@ -13,13 +13,14 @@ import torch
 
 from sashimi.audio.dataset import load_audio
 from sashimi.audio.quantize import encode
-from sashimi.core.config import audio_settings
+from sashimi.core.cli import Parser, pick_device
+from sashimi.core.config import audio_settings, check_number
 from sashimi.io.checkpoint import CheckpointError, load_model
 from sashimi.sampling.write import generate_to_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by sashimi.train (or sashimi.interop import)")
     parser.add_argument("--n-samples", type=int, default=4)
     length = parser.add_mutually_exclusive_group()
@@ -35,13 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder for the WAVs and PNGs (default: samples/ beside the checkpoint)")
     args = parser.parse_args(argv)
     try:
-        if args.n_samples < 1 or args.batch_size < 1:
-            raise ValueError("--n-samples and --batch-size must be at least 1")
-        model, payload = load_model(args.checkpoint, args.device, args.bits)
+        check_number("--n-samples", args.n_samples, 1)
+        check_number("--batch-size", args.batch_size, 1)
+        check_number("--temperature", args.temperature, 0.0, low_open=True)
+        check_number("--top-p", args.top_p, 0.0, 1.0, low_open=True)
+        check_number("--seconds", args.seconds, 0.0, low_open=True)
+        check_number("--length", args.length, 1)
+        check_number("--seed", args.seed, 0, 2**63 - 1)
+        device = pick_device(args.device)
+        model, payload = load_model(args.checkpoint, device, args.bits)
         audio = audio_settings(payload["config"].get("train"))
-        n_steps = args.length if args.length is not None else int(round((args.seconds or 1.0) * audio.sample_rate))
+        seconds = 1.0 if args.seconds is None else args.seconds
+        n_steps = args.length if args.length is not None else int(round(seconds * audio.sample_rate))
         if n_steps < 1:
-            raise ValueError(f"the length to generate must be at least 1 sample; got {n_steps}")
+            raise ValueError(f"--seconds {seconds} is less than one sample at {audio.sample_rate} Hz")
         prefix = None
         if args.prefix:
             prefix = encode(torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization)
@@ -51,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(path)
         return 0
-    except (ValueError, CheckpointError, OSError) as e:
+    except (ValueError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from sashimi.core.cli import Parser
 from sashimi.core.config import QUANTIZATIONS, audio_settings
 from sashimi.harness.published import check
 from sashimi.harness.verdict import print_report
@@ -50,7 +51,7 @@ def run_import(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.interop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.interop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_check = sub.add_parser("check", help="compare against a published fixture (.npz; standalone ones with a .json sidecar)")
     p_check.add_argument("fixture", type=Path)

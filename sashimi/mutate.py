@@ -12,13 +12,14 @@ import json
 import sys
 from pathlib import Path
 
+from sashimi.core.cli import Parser
 from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.mutation import ROOT, markdown, run_mutant, verdict
 from sashimi.harness.verdict import print_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
     parser.add_argument("--only", action="append", help="run only this mutant (repeatable)")
     parser.add_argument("--jobs", default="2", help="pytest-xdist workers per mutant (default 2)")

@@ -1,11 +1,12 @@
 """python -m sashimi.selfcheck: build an S4 layer, run it as a convolution and as a recurrence, print their agreement."""
 
-import argparse
 import sys
 import time
 
 import torch
 
+from sashimi.core.cli import Parser
+from sashimi.core.config import check_number
 from sashimi.harness.verdict import Verdict, print_report
 from sashimi.model.rollout import rollout
 from sashimi.model.s4 import S4Layer
@@ -24,11 +25,18 @@ def agreement(H: int, L: int, dtype: torch.dtype, seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.selfcheck", description=__doc__)
+    parser = Parser(prog="python -m sashimi.selfcheck", description=__doc__)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--length", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:
+        check_number("--channels", args.channels, 1, 4096)
+        check_number("--length", args.length, 1, 10**6)
+        check_number("--seed", args.seed, 0, 2**32 - 1)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     verdicts = []
     for dtype, bound in BOUNDS.items():
         start = time.perf_counter()

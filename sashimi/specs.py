@@ -12,12 +12,13 @@ import sys
 
 import torch
 
+from sashimi.core.cli import Parser
 from sashimi.core.config import preset_names
 from sashimi.harness.contract import print_report, report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.specs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.specs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
     parser.add_argument("--preset", default="sc09", choices=preset_names())
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

@@ -12,13 +12,14 @@ import sys
 import typing
 import warnings
 
+from sashimi.core.cli import Parser
 from sashimi.core.config import TrainConfig, preset_names
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.loop import train
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m sashimi.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m sashimi.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     helps = {
         "preset": f"model and training preset: {', '.join(preset_names())} (specs/presets.json)",
         "data": "folder of .wav/.flac files, searched recursively (default: the embedded synthetic dataset)",
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FloatingPointError, CheckpointError, OSError) as e:
+    except (ValueError, FloatingPointError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

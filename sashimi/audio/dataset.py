@@ -35,6 +35,10 @@ class AudioFileError(ValueError):
     """An audio file that cannot be read, or holds no usable samples."""
 
 
+class EmptySplitError(ValueError):
+    """No audio file of the folder falls in the split asked for."""
+
+
 class AudioNotice(UserWarning):
     """A file was changed on loading (channels mixed down, resampled) or skipped."""
 
@@ -121,8 +125,9 @@ class AudioDataset(torch.utils.data.Dataset):
         self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = split, seq_len, bits, quantization, sample_rate
         self.zero = zero_level(bits)
         candidates = [p for p in list_audio_files(folder) if split is None or split_of(p) == split]
+        what = "audio" if split is None else f"{split!r} split"
         if not candidates:
-            raise ValueError(f"no files of the {split!r} split under {folder}")
+            raise EmptySplitError(f"no {what} files under {folder}")
         self.files: list[Path] = []
         self.tokens: list[np.ndarray] = []
         storage = np.int16 if bits == 8 else np.int32
@@ -135,7 +140,7 @@ class AudioDataset(torch.utils.data.Dataset):
             self.files.append(path)
             self.tokens.append(encode(torch.from_numpy(audio), bits, quantization).numpy().astype(storage))
         if not self.files:
-            raise ValueError(f"none of the {len(candidates)} {split!r} files under {folder} could be read")
+            raise ValueError(f"none of the {len(candidates)} {what} files under {folder} could be read")
         self.clips = [(f, start) for f, t in enumerate(self.tokens) for start in range(0, len(t), seq_len)]
 
     def __len__(self) -> int:

@@ -18,8 +18,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sashimi.audio.dataset import AudioDataset
+from sashimi.audio.dataset import AudioDataset, EmptySplitError
 from sashimi.audio.synthetic import write_synthetic_dataset
+from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
 from sashimi.io import checkpoint
 from sashimi.io.plots import plot_losses
@@ -29,18 +30,6 @@ from sashimi.training import memory, runs
 from sashimi.training.metrics import LossModel, evaluate
 from sashimi.training.optimizer import make_optimizer, optimization_step
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here")
-    return device
 
 
 def rng_state() -> dict:
@@ -81,14 +70,22 @@ class Processes:
 
 
 def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, AudioDataset, Path]:
-    """Training and validation splits of --data (or of the synthetic corpus, written into the run)."""
+    """Training and validation splits of --data (or of the synthetic corpus, written into the run).
+    The split is by file-name hash (README, "Data"); a folder too small to have a file in the
+    training split trains on all its files, and one with none in the validation split validates on
+    the training files, each with a notice."""
     folder = Path(config.data) if config.data else run_dir / "data"
     if not config.data and not folder.exists():
         log(f"no --data given: writing the embedded synthetic dataset to {folder}")
         write_synthetic_dataset(folder)
-    train = AudioDataset(folder, "train", config.seq_len, config.bits, config.quantization, config.sample_rate)
+    settings = (config.seq_len, config.bits, config.quantization, config.sample_rate)
     try:
-        validation = AudioDataset(folder, "validation", config.seq_len, config.bits, config.quantization, config.sample_rate)
+        train = AudioDataset(folder, "train", *settings)
+    except EmptySplitError:
+        train = AudioDataset(folder, None, *settings)
+        log(f"no file under {folder} falls in the training split (80% of names by hash): training on all {len(train.files)} files")
+    try:
+        validation = AudioDataset(folder, "validation", *settings)
     except ValueError:
         log(f"no validation files under {folder}: validating on the training files")
         validation = train

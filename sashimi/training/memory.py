@@ -62,7 +62,7 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def human(n: float) -> str:
+def human(n: int | float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1024 or unit == "PB":
             return f"{n:.1f} {unit}"

@@ -103,7 +103,7 @@ def test_split_is_a_deterministic_function_of_the_file_name():
 
 def test_a_split_without_files_is_an_error(tmp_path):
     write(tmp_path / name_in("train", "only"), ramp(20))
-    with pytest.raises(ValueError, match="no files of the 'test' split"):
+    with pytest.raises(ValueError, match="no 'test' split files"):
         data.AudioDataset(tmp_path, "test", 8, 8, "mulaw")
     with pytest.raises(ValueError, match="split must be one of"):
         data.AudioDataset(tmp_path, "val", 8, 8, "mulaw")
@@ -213,3 +213,26 @@ def test_clips_cover_a_file_in_order_at_every_tail_length(lengths, bits, method,
         # tail clip's x holds q_0 .. q_{m-2} and never its last token q_{m-1}
         y = y.numpy()
         assert np.array_equal(x.numpy(), np.where(y == -100, z, np.concatenate([[z], y[:-1]]))), "x = [z, y[:-1]], padded with z"
+
+
+def test_a_silent_file_is_silent_tokens(tmp_path):
+    folder = tmp_path / "quiet"
+    write(folder / "silence.wav", np.zeros(300, dtype=np.float32))
+    write(folder / "one_sample.wav", np.array([0.4], dtype=np.float32))
+    dataset = data.AudioDataset(folder, None, 64, 8, "mulaw")
+    for tokens in dataset.tokens:
+        assert (tokens == 128).all()
+
+
+def test_a_folder_with_no_file_in_the_training_split_trains_on_all(tmp_path):
+    """Split by file-name hash: a one-file folder whose name falls in validation still trains (on that file), with a notice."""
+    from sashimi.training import loop
+    from tests.helpers import train_config
+
+    folder = tmp_path / "one"
+    name = next(f"clip{i}.wav" for i in range(1000) if data.split_of(f"clip{i}.wav") == "validation")
+    write(folder / name, np.sin(np.arange(2000) / 7).astype(np.float32))
+    notes = []
+    train, validation, _ = loop.datasets(train_config(folder, tmp_path / "runs").resolved(), tmp_path, notes.append)
+    assert train.files == [folder / name] and validation.files == [folder / name]
+    assert any("training on all 1 files" in note for note in notes)

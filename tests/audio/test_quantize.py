@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 
 from sashimi.audio import quantize as Q
 from tests.helpers import bit_depths, quantization_methods, signals
@@ -36,14 +37,16 @@ f32 = np.float32
 
 def scaled_and_level(x: np.ndarray, bits: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(s, u, v) of docs/DESIGN.md, "Quantization", in numpy float32, written independently of sashimi.audio.quantize:
-    s the min-max-scaled signal, u in [0, 1] the value quantized, v = u (q - 0.01) + 0.005."""
+    s the min-max-scaled signal, u in [0, 1] the value quantized, v = u (q - 0.01) + 0.005.
+    Silence (a span of at most 2^-15) scales to the middle of the range."""
     q = 2**bits
     lo, hi = x.min(), x.max()
+    silent = hi - lo <= f32(2.0**-15)
     if method == "linear":
-        s = (x - lo) / (hi - lo + f32(1e-6))
+        s = np.full_like(x, 0.5) if silent else (x - lo) / (hi - lo + f32(1e-6))
         u = s
     else:
-        s = f32(-1) + f32(2) * (x - lo) / (hi - lo + f32(1e-6))
+        s = np.zeros_like(x) if silent else f32(-1) + f32(2) * (x - lo) / (hi - lo + f32(1e-6))
         mu = f32(q - 1)
         e = np.sign(s) * (np.log1p(mu * np.abs(s + f32(1e-8))) / np.log1p(mu))
         u = (e + f32(1)) / f32(2)
@@ -119,10 +122,11 @@ def test_mu_law_round_trip_bound_in_the_signal_domain(x, bits):
 
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("method", ["mulaw", "linear"])
-def test_minimum_maps_to_zero_and_constant_signal_to_all_zeros(bits, method):
-    """min -> s at the bottom (u = 0) -> k = floor(0.005) = 0; a constant has max - min = 0, so every sample is the min."""
+def test_minimum_maps_to_zero_and_constant_signal_to_the_zero_level(bits, method):
+    """min -> s at the bottom (u = 0) -> k = floor(0.005) = 0; a constant is silence: the zero level
+    q/2 (the published quantizer gives token 0, full-scale DC: the one place we differ on purpose)."""
     assert tokens_of(np.array([-2.0, 5.0, 3.0], f32), bits, method)[0] == 0
-    assert np.all(tokens_of(np.full(7, 0.25, f32), bits, method) == 0)
+    assert np.all(tokens_of(np.full(7, 0.25, f32), bits, method) == 2 ** (bits - 1))
 
 # [-1, 0, 1] in float32: 2 + 1e-6 rounds to 2 + 2^-20, so the mu-law scaling gives
 # s = [-1, -2^-21, 1 - 2^-20] and the linear one [0, 1/2 - 2^-22, 1 - 2^-21].
@@ -188,3 +192,21 @@ def test_leading_axes_are_independent_examples(x, bits, method):
 def test_bad_arguments_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@given(bit_depths, quantization_methods, st.sampled_from([0.0, 0.25, -0.7]), st.integers(1, 50), st.sampled_from([0.0, 2.0**-16, 2.0**-15]))
+def test_silence_encodes_to_the_zero_level(bits, method, level, n, jitter):
+    """A constant example (any level, one sample or many), or one spanning at most 2^-15, is silence:
+    every token is the zero level q/2, never full-scale DC at one end of the range."""
+    x = torch.full((n,), level, dtype=torch.float32)
+    x[::2] += jitter
+    tokens = Q.encode(x, bits, method)
+    assert torch.equal(tokens, torch.full_like(tokens, Q.zero_level(bits)))
+
+
+@given(bit_depths, quantization_methods)
+def test_just_above_silence_is_still_min_max_scaled(bits, method):
+    """Two levels 2^-14 apart are stretched to (nearly) the whole range, as the published per-file
+    min-max rule says (the + 1e-6 in its denominator keeps the top 1.6% short of it)."""
+    tokens = Q.encode(torch.tensor([0.0, 2.0**-14]), bits, method)
+    assert int(tokens[0]) == 0 and int(tokens[1]) >= 0.95 * (2**bits - 1)

@@ -1,0 +1,34 @@
+"""What every command shares: an argument parser whose errors are one `error:` line (exit 2), and
+the device flag checked before any work."""
+
+import argparse
+import sys
+
+import torch
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line `error: ...` (exit status 2) like every other
+    expected failure of the commands, pointing at --help instead of printing the usage."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def pick_device(name: str) -> torch.device:
+    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N; anything else, or CUDA where there
+    is none, is a ValueError naming the flag."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
