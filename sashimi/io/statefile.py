@@ -71,7 +71,7 @@ def _torch_load(path: Path):
         if "Unsupported global" not in str(e) and "weights_only" not in str(e):
             raise StateFileError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # truncated or foreign files raise several types
-        raise StateFileError(f"cannot read {path} (truncated or not a torch file): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise StateFileError(f"cannot read {path}: not a torch state dict, Lightning checkpoint or .npz, or cut short ({type(e).__name__})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_INERT)
     except Exception as e:
