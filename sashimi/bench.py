@@ -10,6 +10,11 @@ kernel recomputed (cache off); forward + backward (cross-entropy on random token
 in step mode at B = 1 and B = 16 (after setup_step, inference mode); the 16-bit model's
 forward + backward with the chunked F.linear_cross_entropy loss; forward + backward with
 runtime shape checks (SASHIMI_TYPECHECK=1) vs without.
+
+With --against PATH (a checkout of state-spaces/s4): ours and the official standalone model side by
+side, alternating in one run, each case at its best thread count, as ratios: forward, forward +
+backward, peak memory, generation at B = 1 and B = 16 through the sampling `generate` uses
+(sashimi/harness/against.py). The official code needs einops.
 """
 
 import argparse
@@ -17,9 +22,11 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from sashimi.core.cli import Parser
 from sashimi.core.config import preset
+from sashimi.harness import against
 from sashimi.harness.benchmark import CASES, PRESET, log, run_case, spawn, summarize, table
 
 PRESET_LENGTH = preset(PRESET)["train"]["seq_len"]
@@ -35,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-steps", type=int, default=None, help="generation steps per timed run; default 2000 (100 with --quick)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--against", type=Path, help="a checkout of state-spaces/s4: time its standalone SaShiMi beside ours and print ratios")
+    parser.add_argument("--child-against", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_against:
+        print(json.dumps(against.run_child(*json.loads(args.child_against))))
+        return 0
     L = args.length if args.length is not None else (800 if args.quick else PRESET_LENGTH)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
     gen_steps = args.gen_steps if args.gen_steps is not None else (100 if args.quick else 2000)
@@ -46,6 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--length must be a multiple of prod(pool) = {MULTIPLE}; got {L}")
     if args.child:
         print(json.dumps(run_case(args.child, L, repeats, gen_steps)))
+        return 0
+    if args.against is not None:
+        if not (args.against / "models" / "sashimi" / "sashimi.py").is_file():
+            parser.error(f"--against {args.against}: not a checkout of state-spaces/s4 (models/sashimi/sashimi.py not found)")
+        cases = [c for c in args.cases.split(",") if c in against.CASES] if args.cases != ",".join(CASES) else list(against.CASES)
+        try:
+            summary = against.compare(args.against, L, repeats, gen_steps, cases)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary, indent=1) if args.json else against.table(summary))
         return 0
     cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in cases if c not in CASES]

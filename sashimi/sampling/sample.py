@@ -33,9 +33,11 @@ def sample(
     prefix: Int[Tensor, " P"] | None = None,
     seed: int = 0,
     progress=None,
+    prepared: bool = False,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     """n sequences: the prefix (if any) then `length` sampled tokens; and the mean log-likelihood
-    per generated sample under the (tempered, filtered) sampling distribution."""
+    per generated sample under the (tempered, filtered) sampling distribution. `prepared`: the
+    caller ran `model.setup_step()` for the current parameters already (it is not repeated)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     if not 0 < top_p <= 1:
@@ -43,7 +45,8 @@ def sample(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device = next(model.parameters()).device
     model.eval()
-    model.setup_step()
+    if not prepared:
+        model.setup_step()
     state = model.default_state(n)
     token = torch.full((n,), 2 ** (model.config.bits - 1), dtype=torch.long, device=device)
     prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)

@@ -11,3 +11,49 @@ def test_bench_help_exits_cleanly(capsys):
         bench.main(["--help"])
     assert e.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+FAKE_OFFICIAL = '''
+"""Stands in for the official models/sashimi/sashimi.py: our backbone behind the official API."""
+import torch
+from sashimi.model.backbone import Backbone
+
+
+class Sashimi(Backbone):
+    def __init__(self, n_ssm=None, **kwargs):
+        super().__init__(**kwargs, n_ssm=n_ssm)
+
+    def setup_rnn(self, mode="dense"):
+        self.setup_step()
+
+    def default_state(self, batch):
+        return super().default_state(batch)
+
+    def forward(self, x):
+        return super().forward(x), None
+'''
+
+
+def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
+    """With a stand-in official checkout (our backbone behind its API), every case runs on both sides,
+    each in its own process at each thread count, and the table and JSON carry the ratios."""
+    import json
+
+    (tmp_path / "models" / "sashimi").mkdir(parents=True)
+    (tmp_path / "models" / "sashimi" / "sashimi.py").write_text(FAKE_OFFICIAL)
+    assert bench.main(["--against", str(tmp_path), "--length", "64", "--repeats", "1", "--gen-steps", "4", "--cases", "fwd,gen_b1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["cases"]) == {"fwd", "gen_b1"}
+    assert summary["cases"]["gen_b1"]["ours"]["threads"] in (1, 2) and summary["cases"]["fwd"]["official"]["threads"] == 2
+    for c in summary["cases"].values():
+        assert c["ours"]["side"] == "ours" and c["official"]["side"] == "official"
+        assert c["speedup"] == pytest.approx(c["official"]["median_s"] / c["ours"]["median_s"])
+        assert c["ours"]["peak_gib"] > 0 and c["official"]["peak_gib"] > 0
+    assert summary["cases"]["gen_b1"]["ours"]["samples_per_s"] > 0 and "setup_s" in summary["cases"]["gen_b1"]["official"]
+
+
+def test_against_refuses_a_folder_that_is_not_the_official_checkout(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--against", str(tmp_path)])
+    assert e.value.code == 2
+    assert "not a checkout of state-spaces/s4" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+"""Ours against the official standalone SaShiMi (a checkout of state-spaces/s4), side by side in one run.
+
+Both sides build the paper's 8-bit model (d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2,
+n_ssm 1, N 64; the official backbone wrapped in the same Embedding and Linear heads) and run the
+same shapes. Every (side, case, thread count) runs in its own subprocess, alternating ours and
+theirs, so neither inherits the other's caches or memory and drift on a shared machine hits both.
+Cases: `fwd` (kernel recomputed), `fwd_bwd` (cross-entropy backward, after a full-size warm-up),
+`gen_b1` and `gen_b16` (the step loop with the sampling `generate` uses: temperature, top-p,
+multinomial; ours is `sashimi.sampling.sample.sample` itself; setup of the recurrence timed apart).
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sashimi.harness.benchmark import log, peak_gib
+
+CASES = ("fwd", "fwd_bwd", "gen_b1", "gen_b16")
+THREADS = {"fwd": (2,), "fwd_bwd": (2,), "gen_b1": (1, 2), "gen_b16": (1, 2)}  # big ops want every core; step mode may not
+PAPER = dict(d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2)
+
+
+def official_model(checkout: Path):
+    """The official standalone backbone (imported from the checkout; never copied here) with our heads."""
+    import types
+
+    import torch
+    from torch import nn
+
+    try:
+        import pytorch_lightning.utilities  # noqa: F401
+    except ImportError:  # the standalone file imports one logging helper from it
+        utilities = types.ModuleType("pytorch_lightning.utilities")
+        utilities.rank_zero_only = lambda fn: fn
+        sys.modules.setdefault("pytorch_lightning", types.ModuleType("pytorch_lightning"))
+        sys.modules["pytorch_lightning.utilities"] = utilities
+    sys.path.insert(0, str(checkout))
+    try:
+        from models.sashimi.sashimi import Sashimi
+    except ImportError as e:
+        raise RuntimeError(f"cannot import models/sashimi/sashimi.py from {checkout}: {e} (the official code needs einops: pip install einops)") from None
+
+    class OfficialLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Embedding(256, 64)
+            self.backbone = Sashimi(**PAPER, n_ssm=1)
+            self.decoder = nn.Linear(64, 256)
+
+    torch.manual_seed(0)
+    return OfficialLM()
+
+
+def official_forward(model, tokens):
+    y = model.backbone(model.encoder(tokens))
+    y = y[0] if isinstance(y, tuple) else y
+    return model.decoder(y)
+
+
+def official_generate(model, batch: int, steps: int, temperature: float = 1.0, top_p: float = 1.0) -> float:
+    """The official step loop with our sampling; returns the setup time (setup_rnn)."""
+    import torch
+
+    from sashimi.sampling.sample import top_p_filter
+
+    start = time.perf_counter()
+    model.backbone.setup_rnn("dense")
+    setup = time.perf_counter() - start
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        state = model.backbone.default_state(batch)
+        token = torch.full((batch,), 128, dtype=torch.long)
+        for _ in range(steps):
+            y, state = model.backbone.step(model.encoder(token), state)
+            logp = top_p_filter(model.decoder(y).float() / temperature, top_p).log_softmax(-1)
+            token = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+    return setup
+
+
+def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None) -> dict:
+    """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    tokens = torch.randint(0, 256, (1, L), generator=torch.Generator().manual_seed(0))
+    if side == "official":
+        model = official_model(Path(checkout))
+
+        def forward(x):
+            return official_forward(model, x)
+    else:
+        from sashimi.core.config import model_config
+        from sashimi.model.lm import SashimiLM
+
+        torch.manual_seed(0)
+        model = SashimiLM(model_config("sc09", 8))
+
+        def forward(x):
+            return model(x)
+
+    setups = []
+    if case == "fwd":
+        model.eval()
+
+        def once():
+            from sashimi.model.kernel import kernel_cache
+
+            with torch.no_grad(), kernel_cache(False):
+                forward(tokens)
+    elif case == "fwd_bwd":
+        model.train()
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
+    else:
+        batch = 1 if case == "gen_b1" else 16
+        model.eval()
+        with torch.no_grad():
+            forward(tokens[:, :64])  # the first forward writes C~ on both sides
+
+        def once():
+            if side == "official":
+                setups.append(official_generate(model, batch, gen_steps))
+            else:
+                from sashimi.sampling.sample import sample
+
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    model.setup_step()
+                setups.append(time.perf_counter() - start)
+                sample(model, batch, gen_steps, prepared=True)
+
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        once()
+        if i:
+            times.append(time.perf_counter() - start)
+    out = {"side": side, "case": case, "threads": threads, "times": times, "median_s": statistics.median(times), "peak_gib": peak_gib()}
+    if setups:
+        out["setup_s"] = statistics.median(setups[1:] or setups)
+        out["median_s"] -= out["setup_s"]  # steady-state generation; setup reported apart
+        out["samples_per_s"] = (1 if case == "gen_b1" else 16) * gen_steps / out["median_s"]
+    return out
+
+
+def spawn(side, case, L, repeats, gen_steps, threads, checkout) -> dict:
+    cmd = [sys.executable, "-m", "sashimi.bench", "--child-against", json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout)])]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        raise RuntimeError(f"{side} {case} ({threads} threads) failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES) -> dict:
+    """Every case on both sides at each thread count, alternating; the best thread count per side."""
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[:3]
+    results = {}
+    for case in cases:
+        for threads in THREADS[case]:
+            for side in ("ours", "official"):
+                log(f"{case}: {side}, {threads} thread(s) ...")
+                r = spawn(side, case, L, repeats, gen_steps, threads, checkout)
+                log(f"{case}: {side}, {threads} thread(s): median {r['median_s']:.3f} s, peak {r['peak_gib']:.2f} GiB")
+                results.setdefault(case, {}).setdefault(side, []).append(r)
+    with open("/proc/loadavg") as f:
+        load_after = f.read().split()[:3]
+    summary = {"L": L, "repeats": repeats, "gen_steps": gen_steps, "load_before": load_before, "load_after": load_after, "cases": {}}
+    for case, sides in results.items():
+        best = {side: min(runs, key=lambda r: r["median_s"]) for side, runs in sides.items()}
+        summary["cases"][case] = {
+            "ours": best["ours"], "official": best["official"],
+            "speedup": best["official"]["median_s"] / best["ours"]["median_s"],
+            "memory_ratio": best["official"]["peak_gib"] / best["ours"]["peak_gib"],
+        }
+    return summary
+
+
+def table(summary: dict) -> str:
+    lines = [f"ours vs official standalone SaShiMi (paper 8-bit model, L = {summary['L']}, medians of {summary['repeats']}; "
+             f"generation: {summary['gen_steps']} steps, setup apart); load {summary['load_before']} -> {summary['load_after']}",
+             f"{'case':<10s} {'ours':>12s} {'official':>12s} {'speedup':>8s} {'peak ours':>10s} {'peak theirs':>12s}  threads (ours/theirs)"]
+    for case, c in summary["cases"].items():
+        o, t = c["ours"], c["official"]
+        if "samples_per_s" in o:
+            a, b = f"{o['samples_per_s']:,.0f}/s", f"{t['samples_per_s']:,.0f}/s"
+        else:
+            a, b = f"{o['median_s']:.3f} s", f"{t['median_s']:.3f} s"
+        lines.append(f"{case:<10s} {a:>12s} {b:>12s} {c['speedup']:>7.1f}x {o['peak_gib']:>8.2f} G {t['peak_gib']:>10.2f} G  {o['threads']}/{t['threads']}"
+                     + (f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s)" if "setup_s" in o else ""))
+    return "\n".join(lines)
