@@ -27,7 +27,9 @@ def generate_to_folder(
     out.mkdir(parents=True, exist_ok=True)
     tokens, scores = [], []
     start = time.perf_counter()
-    with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False) as bar:
+    # the remaining time is spelled out ("ETA"): generation is the longest quiet stretch of `make run`
+    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
+    with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False, bar_format=bar_format) as bar:
         for first in range(0, n_samples, batch_size):
             n = min(batch_size, n_samples - first)
             t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar)
