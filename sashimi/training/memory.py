@@ -83,10 +83,16 @@ def check_fits(config: ModelConfig, batch: int, seq_len: int, device: torch.devi
     return need
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure peak resident memory of training steps against the estimate (the calibration above)."""
     import subprocess
     import sys
+
+    from sashimi.core.cli import Parser
+
+    Parser(prog="python -m sashimi.training.memory", description="Calibrate the memory estimate: peak RSS of two training "
+           "steps (B = 2) of the tiny and sc09 presets at L = 2048 and 8192, each in a fresh process, against the bare count "
+           "(about 2 minutes).").parse_args(argv)
 
     for preset, seq_len in (("tiny", 2048), ("tiny", 8192), ("sc09", 2048), ("sc09", 8192)):
         code = (
