@@ -194,3 +194,14 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     assert f"parameters: {keys['params']['total_without_weight_g']:,}" in out
     assert generate_cmd.main(["--checkpoint", str(tmp_path / "m.pt"), "--length", "160", "--n-samples", "1", "--out", str(tmp_path / "gen")]) == 0
     assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
+
+
+def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):
+    """An imported pipeline model hears audio as the sc09 preset says (mu-law, 16 kHz, 16000-sample clips)."""
+    from sashimi import evaluate as evaluate_cmd
+
+    assert interop_cmd.main(["import", str(PUBLISHED / "pipeline_v4.npz"), "--dt-transform", "softplus", "--out", str(tmp_path / "m.pt")]) == 0
+    capsys.readouterr()
+    assert evaluate_cmd.main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(audio_folder), "--batch-size", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["files"] > 0 and 0 < result["bits_per_sample"] < 16 and result["unigram_bits_per_sample"] > 0
