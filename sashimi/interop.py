@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import QUANTIZATIONS, audio_settings
+from sashimi.core.config import QUANTIZATIONS, audio_settings, check_number
 from sashimi.harness.published import check
 from sashimi.harness.verdict import print_report
 from sashimi.io.checkpoint import CheckpointError
@@ -30,6 +30,7 @@ def describe(config) -> str:
 
 
 def run_import(args) -> int:
+    check_number("--sample-rate", args.sample_rate, 1)
     kwargs = None
     if args.config is not None:
         meta = json.loads(args.config.read_text())

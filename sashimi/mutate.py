@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
     args = parser.parse_args(argv)
+    if args.timeout < 1:
+        parser.error(f"--timeout must be at least 1 second; got {args.timeout}")
     if args.list:
         for m in CATALOGUE:
             print(f"{m.id:<26s} {m.file:<22s} {m.what}")

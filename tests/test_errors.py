@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sashimi import bench, evaluate, generate, interop, selfcheck, specs, train
+from sashimi import bench, evaluate, generate, interop, mutate, selfcheck, specs, train
 from sashimi.io import checkpoint
 from tests.helpers import PUBLISHED, write
 
@@ -127,6 +127,7 @@ def test_interop_refuses(tmp_path, capsys):
         (["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--dt-transform", "softplus", "--out", str(tmp_path / "m.pt")], "log_dt"),
         (["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--bits", "16", "--out", str(tmp_path / "m.pt")], "8-bit model"),
         (["check"], "the following arguments are required"),
+        (["import", str(PUBLISHED / "pipeline_v4.npz"), "--sample-rate", "-5", "--out", str(tmp_path / "m.pt")], "--sample-rate must be a finite number in [1"),
     ]
     for argv, needle in cases:
         code, err = call(interop, argv, capsys)
@@ -148,6 +149,7 @@ def test_small_commands_refuse(capsys):
         (bench, ["--length", "7"], "multiple of prod(pool)"),
         (bench, ["--repeats", "0"], "--repeats must be at least 1"),
         (bench, ["--cases", "nope"], "unknown case"),
+        (mutate, ["--timeout", "0"], "--timeout must be at least 1"),
     ]
     for module, argv, needle in cases:
         code, err = call(module, argv, capsys)
