@@ -1,6 +1,8 @@
 """Every command's bad inputs: exit status 2, exactly one `error:` line naming what is wrong, no
 traceback, and (for training) no run folder left behind. One table, so a new flag is one row."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -104,19 +106,14 @@ def test_evaluate_refuses(checkpoints, audio_folder, tmp_path, capsys):
         (["--checkpoint", checkpoints["nan"], "--data", str(audio_folder)], "non-finite weights"),
     ]
     for argv, needle in cases:
-        with pytest.warns(UserWarning) if "unreadable" in argv[-1] else _nothing():
+        with pytest.warns(UserWarning) if "unreadable" in argv[-1] else contextlib.nullcontext():
             code, err = call(evaluate, argv, capsys)
         assert_one_error_line(code, err, needle)
 
 
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
 def test_interop_refuses(tmp_path, capsys):
-    text = write_text(tmp_path / "notes.npz", "hello")
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
     cut = tmp_path / "cut.npz"
     cut.write_bytes((PUBLISHED / "pipeline_v4.npz").read_bytes()[:5000])
     cases = [
@@ -133,11 +130,6 @@ def test_interop_refuses(tmp_path, capsys):
         code, err = call(interop, argv, capsys)
         assert_one_error_line(code, err, needle)
     assert not (tmp_path / "m.pt").exists()
-
-
-def write_text(path, text):
-    path.write_text(text)
-    return path
 
 
 def test_small_commands_refuse(capsys):

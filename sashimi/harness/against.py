@@ -102,13 +102,15 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
         def forward(x):
             return model(x)
 
+    from sashimi.model.kernel import (
+        kernel_cache,  # ours caches the kernel in evaluation; the case asks for it recomputed
+    )
+
     setups = []
     if case == "fwd":
         model.eval()
 
         def once():
-            from sashimi.model.kernel import kernel_cache
-
             with torch.no_grad(), kernel_cache(False):
                 forward(tokens)
     elif case == "fwd_bwd":

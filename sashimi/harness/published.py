@@ -27,10 +27,9 @@ def read_fixture(path: Path) -> tuple[dict, dict]:
         arrays = {k: v.numpy() for k, v in statefile.read_state_dict(path).items()}
     except statefile.StateFileError as e:
         raise InteropError(str(e)) from None
-    if "fixture/tokens" in arrays:
-        sidecar = path.with_suffix(".json")
-        return arrays, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     sidecar = path.with_suffix(".json")
+    if "fixture/tokens" in arrays:  # a pipeline fixture: the sidecar (dt_transform) is optional
+        return arrays, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if not sidecar.is_file():
         raise InteropError(f"sidecar {sidecar} not found (expected beside the fixture)")
     meta = json.loads(sidecar.read_text())

@@ -116,21 +116,17 @@ class Imported:
 
 
 def standalone_model(state: dict, constructor_kwargs: dict | None, bits: int) -> Imported:
-    """A standalone backbone state dict into a fresh-headed language model (the file has no embedding or decoder)."""
-    kwargs = backbone_kwargs(constructor_kwargs or {}, state)
-    if constructor_kwargs is None:  # every other size is in the shapes
-        norm = next(v for k, v in state.items() if k == "norm.weight")
-        kwargs["d_model"] = norm.shape[0]
-        kwargs["n_layers"] = len({k.split(".")[1] for k in state if k.startswith("c_layers.") and k.endswith("kernel.A_real")})
-        kwargs["pool"], H, i = [], kwargs["d_model"], 0
-        while f"d_layers.{i}.linear.weight" in state:
-            out_f, in_f = state[f"d_layers.{i}.linear.weight"].shape[:2]
-            kwargs["pool"].append(in_f // H)
-            kwargs["expand"], H, i = out_f // H, out_f, i + 1
-        ff = [v for k, v in state.items() if k.startswith("c_layers.") and k.endswith("layer.ff.0.0.weight")]
-        kwargs["ff"] = ff[0].shape[0] // H if ff else 0
-    config = ModelConfig(bits=bits, d_model=kwargs["d_model"], n_layers=kwargs.get("n_layers", 8), pool=list(kwargs["pool"]), expand=kwargs.get("expand", 2),
-                         ff=kwargs.get("ff", 2), n_ssm=kwargs["n_ssm"], dropout=kwargs.get("dropout", 0.0), d_state=kwargs["d_state"])
+    """A standalone backbone state dict into a fresh-headed language model (the file has no embedding
+    or decoder); its configuration comes from the constructor kwargs when given, else off the shapes."""
+    if constructor_kwargs is None:
+        try:
+            config = pipeline.infer_config({"backbone." + k: v for k, v in state.items()}, "exp", bits=bits)
+        except pipeline.LayoutError as e:
+            raise InteropError(str(e)) from None
+    else:
+        kwargs = backbone_kwargs(constructor_kwargs, state)
+        config = ModelConfig(bits=bits, d_model=kwargs["d_model"], n_layers=kwargs.get("n_layers", 8), pool=list(kwargs["pool"]), expand=kwargs.get("expand", 2),
+                             ff=kwargs.get("ff", 2), n_ssm=kwargs["n_ssm"], dropout=kwargs.get("dropout", 0.0), d_state=kwargs["d_state"])
     lm = SashimiLM(config)
     lm.backbone.load_state_dict(convert_state(state, lm.backbone), strict=True)
     return Imported(lm, "standalone", ["embedding and decoder are freshly initialized (a published standalone state dict holds the backbone only)"])

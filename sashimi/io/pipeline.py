@@ -98,18 +98,22 @@ def convert(state: dict, layout: str) -> dict:
     return out
 
 
-def infer_config(ours: dict, dt_transform: str) -> ModelConfig:
-    """The whole ModelConfig from the shapes of a converted state dict."""
+def infer_config(ours: dict, dt_transform: str, bits: int | None = None) -> ModelConfig:
+    """The whole ModelConfig from the shapes of a state dict in our names; `bits` for a backbone
+    alone (the standalone layout, which holds no embedding)."""
 
     def shape(key):
         if key not in ours:
             raise LayoutError(f"cannot infer the configuration: {key} is missing")
         return tuple(ours[key].shape)
 
-    n_classes, d_model = shape("encoder.embedding.weight")
-    bits = int(round(math.log2(n_classes)))
-    if 2**bits != n_classes or bits not in (8, 16):
-        raise LayoutError(f"the embedding has {n_classes} classes; only 8-bit (256) and 16-bit (65536) models exist")
+    if bits is None:
+        n_classes, d_model = shape("encoder.embedding.weight")
+        bits = int(round(math.log2(n_classes)))
+        if 2**bits != n_classes or bits not in (8, 16):
+            raise LayoutError(f"the embedding has {n_classes} classes; only 8-bit (256) and 16-bit (65536) models exist")
+    else:
+        d_model = shape("backbone.norm.weight")[0]
     pool, H, expand = [], d_model, None
     while f"backbone.d_layers.{len(pool)}.linear.weight" in ours:
         out_features, in_features = shape(f"backbone.d_layers.{len(pool)}.linear.weight")[:2]

@@ -13,9 +13,10 @@ import os
 import torch
 
 from sashimi.core.config import LossConfig, ModelConfig
+from sashimi.model.lm import SashimiLM
 
 # measured peak RSS growth over the bare count below (`python -m sashimi.training.memory`, B = 2):
-# per added position 1.1x (tiny) and 1.75x (sc09); in total 1.8-3.5x, fixed overheads included
+# per added position 1.24x (tiny) and 1.77x (sc09); in total 1.8-3.5x, fixed overheads included
 MEASURED_FACTOR = 2.0
 
 
@@ -38,13 +39,17 @@ def bytes_per_position(config: ModelConfig, training: bool) -> float:
     return per_position if training else 4 * (recompute + config.n_classes) + 16
 
 
+def bare_bytes(config: ModelConfig, batch: int, seq_len: int, training: bool = True) -> int:
+    """The count above for one step on `batch` clips of `seq_len` samples, plus the weights (training:
+    weights, gradients and AdamW's two moments, 16 bytes a parameter; evaluation: 4)."""
+    fixed = 3 * 4 * LossConfig.from_specs().batch_chunk_size * config.n_classes if config.bits == 16 else 0
+    weights = (16 if training else 4) * SashimiLM(config).num_params()
+    return int(batch * seq_len * bytes_per_position(config, training) + fixed + weights)
+
+
 def estimate_bytes(config: ModelConfig, batch: int, seq_len: int, training: bool = True) -> int:
-    """Estimated peak memory of one step on `batch` clips of `seq_len` samples."""
-    fixed = 0
-    if config.bits == 16:
-        fixed = 3 * 4 * LossConfig.from_specs().batch_chunk_size * config.n_classes
-    weights = 4 * 4 * (config.n_classes * config.d_model * 2 + 100_000 * config.n_layers * config.expand**2)
-    return int(MEASURED_FACTOR * (batch * seq_len * bytes_per_position(config, training) + fixed) + weights)
+    """Estimated peak memory of one step: the bare count times the measured factor."""
+    return int(MEASURED_FACTOR * bare_bytes(config, batch, seq_len, training))
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         measured = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
         from sashimi.core.config import model_config
 
-        bare = estimate_bytes(model_config(preset, 8), 2, seq_len) / MEASURED_FACTOR
+        bare = bare_bytes(model_config(preset, 8), 2, seq_len)
         print(f"{preset} L={seq_len}: measured {human(measured)}, bare estimate {human(bare)}, ratio {measured / bare:.2f}")
 
 
