@@ -4,12 +4,22 @@ The recurrence is set up once (never recomputing the convolution per sample); a 
 the state by teacher forcing, exactly as a forward pass over it would.
 """
 
+import contextlib
 import math
 
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
+from sashimi.model.fused import FusedStep, compiler_available
 from sashimi.model.lm import SashimiLM
+
+# `compile="auto"` compiles the step functions from this many steps (prefix + generated) on: a
+# cold compile of the paper model costs about 25 s here (5 s from inductor's on-disk cache) and
+# saves about 0.7 ms per step at B = 1 (docs/PERFORMANCE.md, "Generation").
+COMPILE_MIN_STEPS = 32768
+# Step mode runs hundreds of tiny ops per sample: below this batch, extra threads only add
+# synchronisation (docs/PERFORMANCE.md, "Generation").
+ONE_THREAD_MAX_BATCH = 4
 
 
 def top_p_filter(logits: Float[Tensor, "B C"], top_p: float) -> Float[Tensor, "B C"]:
@@ -34,10 +44,17 @@ def sample(
     seed: int = 0,
     progress=None,
     prepared: bool = False,
+    compile: bool | str = "auto",
+    log=None,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     """n sequences: the prefix (if any) then `length` sampled tokens; and the mean log-likelihood
     per generated sample under the (tempered, filtered) sampling distribution. `prepared`: the
-    caller ran `model.setup_step()` for the current parameters already (it is not repeated)."""
+    caller ran `model.setup_step()` for the current parameters already (it is not repeated).
+
+    compile: True runs `FusedStep` with compiled step functions, False the modules' own
+    `SashimiLM.step` (the plain path), "auto" the former from COMPILE_MIN_STEPS steps on when a
+    C++ compiler is present (or on a GPU). Both give the same samples up to float rounding.
+    `log`: told when compiling starts (it takes seconds)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     if not 0 < top_p <= 1:
@@ -47,15 +64,51 @@ def sample(
     model.eval()
     if not prepared:
         model.setup_step()
-    state = model.default_state(n)
-    token = torch.full((n,), 2 ** (model.config.bits - 1), dtype=torch.long, device=device)
     prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)
+    if compile == "auto":
+        compile = prefix.shape[0] + length >= COMPILE_MIN_STEPS and (device.type == "cuda" or compiler_available())
+    step = model_step(model, n)
+    if compile:
+        if log is not None:
+            log("compiling the step functions (once per process; inductor caches them on disk)")
+        fused = FusedStep(model, n, compile=True)
+        fused.warm_up()
+        step = fused.step
+    with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
+        return sampling_loop(step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress)
+
+
+def model_step(model: SashimiLM, n: int):
+    """`model.step` with its state kept here: tokens -> logits, as `FusedStep.step`."""
+    state = model.default_state(n)
+
+    def step(tokens: Int[Tensor, " B"]) -> Float[Tensor, "B C"]:
+        nonlocal state
+        logits, state = model.step(tokens, state)
+        return logits
+
+    return step
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def sampling_loop(step, bits: int, n: int, length: int, temperature: float, top_p: float, prefix: Int[Tensor, " P"],
+                  generator: torch.Generator, device: torch.device, progress) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
+    token = torch.full((n,), 2 ** (bits - 1), dtype=torch.long, device=device)
     for t in range(prefix.shape[0]):
-        _, state = model.step(token, state)
+        step(token)
         token = prefix[t].expand(n).to(device)
     out, loglik = [], torch.zeros(n, dtype=torch.float64)
     for _ in range(length):
-        logits, state = model.step(token, state)
+        logits = step(token)
         logp = top_p_filter(logits.float() / temperature, top_p).log_softmax(-1).cpu()
         token_cpu = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
         loglik += logp.gather(1, token_cpu[:, None])[:, 0].double()

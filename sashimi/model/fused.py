@@ -1,0 +1,256 @@
+"""Step mode fused per stage: the generation path (docs/DESIGN.md, "Fused step").
+
+`SashimiLM.step` walks the modules one small op at a time: about 14 eager ops per residual block
+and some 300 per sample for the paper model, each costing more in dispatch than in arithmetic.
+`FusedStep` computes the same numbers with one plain function per depth of the U-Net (depth 0:
+the sample rate; depth d: every prod(pool[:d]) samples; the last depth is the centre), working
+on weights and states it holds as plain tensors, and can hand each of those functions to
+`torch.compile` (an unchecked inner function: jaxtyping checks stay on the eager wrapper).
+The module-by-module `SashimiLM.step` is its oracle (tests/model/test_fused.py).
+
+Per sample t, fine to coarse: depth 0 embeds the token, adds the pending UpPool output and runs
+its blocks, the final norm and the decoder; the embedding goes into DownPool 0's buffer. When a
+buffer fills, the next depth runs: DownPool linear, pending output (+ blocks), and its UpPool
+refills the finer depth's pending outputs, which that depth has just used up (the causal shift).
+"""
+
+import math
+import shutil
+import typing
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from sashimi.core.shapes import Float, Int, Tensor
+from sashimi.model.blocks import FFLayer, ResidualBlock, ScalarNorm
+from sashimi.model.lm import SashimiLM, check_tokens
+from sashimi.model.s4 import S4Layer
+
+
+class Pack:
+    """The weights of one depth laid end to end in one flat tensor, each named by a slot
+    (offset, shape): the compiled function then takes, and guards, one weight argument instead
+    of about a hundred (dynamo's per-call guard check grows with the number of tensors)."""
+
+    def __init__(self):
+        self.parts, self.size = [], 0
+
+    def slot(self, t: Tensor) -> tuple[int, tuple[int, ...]]:
+        self.parts.append(t.detach().reshape(-1))
+        slot = (self.size, tuple(t.shape))
+        self.size += t.numel()
+        return slot
+
+    def tensor(self) -> Float[Tensor, " W"]:
+        return torch.cat(self.parts)
+
+
+@typing.no_type_check  # compiled: jaxtyping checks would break torch.compile
+def take(flat: Float[Tensor, " W"], slot: tuple[int, tuple[int, ...]]) -> Tensor:
+    offset, shape = slot
+    return flat[offset : offset + math.prod(shape)].view(shape)
+
+
+def norm_spec(norm: torch.nn.Module, pack: Pack) -> tuple:
+    if isinstance(norm, ScalarNorm):
+        return ("scalar", pack.slot(norm.m), pack.slot(norm.s))
+    return ("layer", pack.slot(norm.weight), pack.slot(norm.bias), norm.eps)
+
+
+@typing.no_type_check  # compiled
+def apply_norm(x: Float[Tensor, "B H"], flat: Float[Tensor, " W"], spec: tuple) -> Float[Tensor, "B H"]:
+    if spec[0] == "layer":
+        return F.layer_norm(x, x.shape[-1:], take(flat, spec[1]), take(flat, spec[2]), spec[3])
+    mu = x.mean(-1, keepdim=True)
+    sigma = x.var(-1, unbiased=False, keepdim=True).sqrt()
+    return (take(flat, spec[2]) / sigma) * (x - mu + take(flat, spec[1]))
+
+
+def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
+    """One residual block in step mode: its kind, norm and weight slots."""
+    layer = block.layer
+    if isinstance(layer, S4Layer):
+        conv = layer.layer
+        if conv._step is None or conv._step_fn.__name__ != "dplr_step":
+            raise RuntimeError("FusedStep needs the model's linear recurrence: call model.setup_step() first")
+        a, b, g, m, c = conv._step
+        linear = layer.output_linear[0]
+        weights = (a.real, a.imag, b, g, m, c, conv.D[0], linear.weight, linear.bias)
+        return ("s4", norm_spec(block.norm, pack), *(pack.slot(w) for w in weights), len(layer.output_linear) > 1)
+    if isinstance(layer, FFLayer):
+        first, second = layer.ff[0][0], layer.ff[2]
+        return ("ff", norm_spec(block.norm, pack), *(pack.slot(w) for w in (first.weight, first.bias, second.weight, second.bias)))
+    raise TypeError(f"FusedStep: unknown block layer {type(layer).__name__}")
+
+
+@typing.no_type_check  # compiled
+def s4_recurrence(
+    u: Float[Tensor, "B H"],
+    state: Float[Tensor, "B H N"],
+    ar: Float[Tensor, "H N2"],
+    ai: Float[Tensor, "H N2"],
+    b: Float[Tensor, "H N"],
+    g: Float[Tensor, "H N"],
+    m: Float[Tensor, "H N"],
+    c: Float[Tensor, "H N"],
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
+    """`recurrence.dplr_step` in real arithmetic (state as interleaved (re, im) pairs), so that a
+    compiler can fuse it: x' = a x + b u - g (m . x), y = c . x'."""
+    mu = (state * m).sum(-1, keepdim=True)
+    pairs = state.unflatten(-1, (-1, 2))
+    re, im = pairs[..., 0], pairs[..., 1]
+    x = torch.stack([ar * re - ai * im, ar * im + ai * re], -1).flatten(-2)
+    x = x + b * u[..., None] - g * mu
+    return (x * c).sum(-1), x
+
+
+@typing.no_type_check  # compiled
+def run_blocks(x: Float[Tensor, "B H"], states: Float[Tensor, "B S H N"], flat: Float[Tensor, " W"], blocks: list[tuple]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S H N"]]:
+    """x through the residual blocks of one stage; one new recurrence state per S4 block."""
+    new_states = []
+    for kind, norm, *slots in blocks:
+        u = apply_norm(x, flat, norm)
+        if kind == "s4":
+            ar, ai, b, g, m, c, D, weight, bias = (take(flat, s) for s in slots[:-1])
+            y, state = s4_recurrence(u, states[:, len(new_states)], ar, ai, b, g, m, c)
+            new_states.append(state)
+            z = F.linear(F.gelu(y + D * u), weight, bias)
+            z = F.glu(z, -1) if slots[-1] else z
+        else:
+            w1, b1, w2, b2 = (take(flat, s) for s in slots)
+            z = F.linear(F.gelu(F.linear(u, w1, b1)), w2, b2)
+        x = x + z
+    return x, torch.stack(new_states, 1) if new_states else states
+
+
+@typing.no_type_check  # compiled
+def depth_step(
+    source: Int[Tensor, " B"] | Float[Tensor, "B H_fine P"],
+    pending: Float[Tensor, "B H"] | None,
+    states: Float[Tensor, "B S H N"],
+    flat: Float[Tensor, " W"],
+    spec: dict,
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B C"] | Float[Tensor, "B H_fine P"], Float[Tensor, "B S H N"]]:
+    """One step of one depth: (its input, its output, new states). Depth 0's source is the tokens
+    and its output the logits; a deeper one's source is the finer depth's full DownPool buffer
+    (B, H, P) and its output the finer depth's next P pending inputs (B, H_fine, P)."""
+    if spec["embedding"] is not None:
+        x = F.embedding(source, take(flat, spec["embedding"]))
+    else:
+        x = F.linear(source.flatten(1), *(take(flat, s) for s in spec["down"]))
+    z = x if pending is None else x + pending  # the centre has no UpPool: its skip is its own input
+    out, states = run_blocks(z, states, flat, spec["blocks"])
+    out = out + z
+    if spec["decoder"] is not None:
+        logits = F.linear(apply_norm(out, flat, spec["final_norm"]), *(take(flat, s) for s in spec["decoder"]))
+        return x, logits, states
+    return x, F.linear(out, *(take(flat, s) for s in spec["up"])).view(out.shape[0], -1, spec["up_pool"]), states
+
+
+def compiler_available() -> bool:
+    """torch.compile's CPU backend builds C++: it needs a compiler on PATH."""
+    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+
+
+class Depth(torch.nn.Module):
+    """`depth_step` of one depth with its layout fixed, traced by torch.fx into straight-line code
+    (no layout dictionary left to walk or to guard): what `torch.compile` is given."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.spec = spec
+
+    @typing.no_type_check  # traced by torch.fx: its arguments are proxies
+    def forward(self, source: Tensor, pending: Tensor | None, states: Tensor, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return depth_step(source, pending, states, flat, self.spec)
+
+
+def traced_depth(spec: dict, centre: bool) -> torch.fx.GraphModule:
+    return torch.fx.symbolic_trace(Depth(spec), concrete_args={"pending": None} if centre else None)
+
+
+class FusedStep:
+    """Generation state and step for `batch` sequences of one model (after `model.setup_step()`).
+
+    `step(tokens)` returns the logits for the next sample, as `model.step` does with its own
+    state; the weights are read when the object is built (build a new one after they change).
+    compile: hand each depth's function to torch.compile (CUDA graphs on a GPU, mode
+    "reduce-overhead"); compiling costs seconds per depth once per process (and less with
+    inductor's on-disk cache), so it pays off on long generations (docs/PERFORMANCE.md,
+    "Generation"). If compiling fails, the eager functions run, with a warning.
+    """
+
+    def __init__(self, model: SashimiLM, batch: int, compile: bool = False):
+        backbone = model.backbone
+        self.pool, self.n_classes = backbone.pool, model.config.n_classes
+        K = len(self.pool)
+        weight = model.encoder.embedding.weight
+        specs, packs = [], []
+        for d in range(K + 1):
+            pack = Pack()
+            blocks = backbone.c_layers if d == K else backbone.u_layers[K - 1 - d][1:]
+            spec = {"embedding": None, "decoder": None, "final_norm": None, "down": None, "up": None, "up_pool": None}
+            if d == 0:
+                spec["embedding"] = pack.slot(weight)
+                spec["final_norm"] = norm_spec(backbone.norm, pack)
+                spec["decoder"] = tuple(pack.slot(w) for w in (model.decoder.output_transform.weight, model.decoder.output_transform.bias))
+            else:
+                down, up = backbone.d_layers[d - 1].linear, backbone.u_layers[K - d][0]
+                spec["down"] = (pack.slot(down.weight), pack.slot(down.bias))
+                spec["up"], spec["up_pool"] = (pack.slot(up.linear.weight), pack.slot(up.linear.bias)), up.pool
+            spec["blocks"] = [block_spec(b, pack) for b in blocks]
+            specs.append(spec)
+            packs.append(pack.tensor())
+        self.specs, self.weights = specs, packs
+        widths = [backbone.d_model] + [down.d_output for down in backbone.d_layers]
+        new = weight.new_zeros
+        self.buffers = [new(batch, widths[d], self.pool[d]) for d in range(K)]
+        self.pending = [new(batch, widths[d], self.pool[d]) for d in range(K)]  # zeros: the UpPool shift
+        n_state = model.config.d_state
+        self.states = [new(batch, sum(b[0] == "s4" for b in spec["blocks"]), widths[d], n_state) for d, spec in enumerate(specs)]
+        self.batch, self.t = batch, 0
+        self.functions = [depth_step] * (K + 1)
+        if compile:
+            # CUDA graphs on a GPU; on a CPU the C++ wrapper, which calls the kernels without Python in between
+            how = {"mode": "reduce-overhead"} if weight.is_cuda else {"options": {"cpp_wrapper": True}}
+            self.functions = [torch.compile(traced_depth(spec, d == K), fullgraph=True, dynamic=False, **how) for d, spec in enumerate(specs)]
+
+    def run(self, d: int, source: Tensor, pending: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Depth d's function on its current states: (its input, its output, its new states)."""
+        function, args = self.functions[d], (source, pending, self.states[d], self.weights[d])
+        if function is depth_step:
+            return depth_step(*args, self.specs[d])
+        try:
+            return function(*args)
+        except Exception as e:  # a compiler that fails (missing headers, unsupported op): run eager
+            first_line = str(e).splitlines()[0] if str(e) else ""
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {first_line}); running the step functions without it", stacklevel=3)
+            self.functions = [depth_step] * len(self.functions)
+            return depth_step(*args, self.specs[d])
+
+    def warm_up(self) -> None:
+        """Run each depth's function once, discarding the results: compiling happens here rather
+        than at the first deep step, mid-generation."""
+        K = len(self.pool)
+        tokens = torch.zeros(self.batch, dtype=torch.long, device=self.weights[0].device)
+        for d in range(K + 1):
+            self.run(d, tokens if d == 0 else self.buffers[d - 1], self.pending[d][:, :, 0] if d < K else None)
+
+    def step(self, tokens: Int[Tensor, " B"]) -> Float[Tensor, "B C"]:
+        if tokens.shape != (self.batch,):
+            raise ValueError(f"FusedStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}")
+        check_tokens(tokens, self.n_classes)
+        t, K = self.t, len(self.pool)
+        self.t += 1
+        x, logits, self.states[0] = self.run(0, tokens, self.pending[0][:, :, t % self.pool[0]] if K else None)
+        period = 1
+        for d in range(1, K + 1):
+            n = (t + 1) // period - 1  # index of this sample at depth d - 1
+            self.buffers[d - 1][:, :, n % self.pool[d - 1]] = x
+            period *= self.pool[d - 1]
+            if (t + 1) % period:
+                break
+            pending = self.pending[d][:, :, ((t + 1) // period - 1) % self.pool[d]] if d < K else None
+            x, self.pending[d - 1], self.states[d] = self.run(d, self.buffers[d - 1], pending)
+        return logits

@@ -1,0 +1,147 @@
+"""The fused step (generation's fast path) against its oracles: the modules' own step and the
+convolution-mode forward, on random weights and configurations; compiled against eager; purity,
+errors and the fallback when compiling fails."""
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sashimi.harness.verdict import assert_close
+from sashimi.model import fused
+from sashimi.model.fused import FusedStep, compiler_available
+from sashimi.sampling.sample import sample
+from tests import helpers
+from tests.helpers import seeds, small_model_configs, tokens
+
+needs_compiler = pytest.mark.skipif(not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH")
+
+
+def randomized(seed: int, dtype: torch.dtype, **config):
+    """helpers.lm, with every norm weight and bias, D and bias also moved off their init (a swapped
+    LayerNorm weight and bias would otherwise go unseen: they start at 1 and 0)."""
+    model = helpers.lm(seed, dtype, **config)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1 or p.shape[0] == 1:
+                p.add_(torch.from_numpy(rng.normal(0, 0.3, p.shape)).to(dtype))
+    return model.eval()
+
+
+def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor:
+    model.setup_step()
+    step = FusedStep(model, x.shape[0], compile=compile)
+    with torch.no_grad():
+        return torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
+
+
+@settings(max_examples=40)
+@given(small_model_configs(), seeds, st.integers(1, 3))
+def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
+    """Teacher-forced logits of the fused step vs the modules' step and vs the parallel forward
+    (float64), over 3 coarse blocks so that every depth runs and refills its finer one more than once."""
+    model = randomized(seed, torch.float64, **config)
+    L = 3 * math.prod(config["pool"])
+    x = tokens(seed, batch, L, 2 ** config["bits"])
+    got = fused_rollout(model, x)
+    with torch.no_grad():
+        assert_close(got, helpers.rollout(model, x), "fused_vs_module_step_float64")
+        assert_close(got, model(x), "model_step_vs_conv_float64")
+
+
+def test_fused_step_equals_module_step_for_the_paper_layout_float32():
+    """The paper layout (d_model 64, N 64, pool [4, 4], 8 layers per stage) at init, float32."""
+    model = randomized(0, torch.float32, bits=8, d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=64)
+    x = tokens(0, 2, 40, 256)
+    assert_close(fused_rollout(model, x), helpers.rollout(model, x), "fused_vs_module_step_float32")
+
+
+@given(small_model_configs(bits=8), seeds)
+def test_fused_step_leaves_the_model_untouched(config, seed):
+    model = randomized(seed, torch.float64, **config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused_rollout(model, tokens(seed, 1, 2 * math.prod(config["pool"]), 256))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_warm_up_changes_nothing():
+    """warm_up runs every depth's function once and keeps none of it: the logits that follow are a fresh step's."""
+    model = randomized(1, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    x = tokens(1, 2, 12, 256)
+    model.setup_step()
+    warmed = FusedStep(model, 2)
+    warmed.warm_up()
+    with torch.no_grad():
+        got = torch.stack([warmed.step(x[:, t]) for t in range(12)], 1)
+    assert torch.equal(got, fused_rollout(model, x))
+
+
+def test_bad_tokens_and_missing_setup_are_named():
+    model = randomized(2, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    with pytest.raises(RuntimeError, match="setup_step"):
+        FusedStep(model, 1)
+    model.setup_step()
+    step = FusedStep(model, 2)
+    with pytest.raises(ValueError, match=r"one token per sequence, shape \(2,\); got \(3,\)"):
+        step.step(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="256"):
+        step.step(torch.tensor([0, 256]))
+
+
+@needs_compiler
+def test_compiled_step_equals_eager_step():
+    """The compiled depth functions vs the same functions run eagerly, float32, over 3 coarse blocks."""
+    model = randomized(3, torch.float32, bits=8, d_model=8, n_layers=1, pool=[2, 2], expand=2, ff=2, n_ssm=1, d_state=8)
+    x = tokens(3, 2, 12, 256)
+    assert_close(fused_rollout(model, x, compile=True), fused_rollout(model, x), "fused_compiled_vs_eager_float32")
+
+
+def test_a_failing_compile_warns_and_runs_eagerly(monkeypatch):
+    """Where torch.compile cannot build (no headers, an unsupported op), generation still runs, eagerly, and says so."""
+
+    def broken(module, **kwargs):
+        def call(*args):
+            raise RuntimeError("no compiler here\nsecond line")
+
+        return call
+
+    monkeypatch.setattr(fused.torch, "compile", broken)
+    model = randomized(4, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    x = tokens(4, 1, 8, 256)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = fused_rollout(model, x, compile=True)
+    assert any("torch.compile failed (RuntimeError: no compiler here)" in str(w.message) for w in caught)
+    assert torch.equal(got, fused_rollout(model, x))
+
+
+@pytest.mark.parametrize("compile", [False, "auto"])
+def test_sample_paths_choose_by_the_rule(compile, monkeypatch):
+    """sample(compile=...) uses the fused step exactly when asked to, or under "auto" from COMPILE_MIN_STEPS on."""
+    built = []
+    monkeypatch.setattr("sashimi.sampling.sample.FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a, compile=False))
+    monkeypatch.setattr("sashimi.sampling.sample.COMPILE_MIN_STEPS", 6)
+    model = randomized(5, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    sample(model, 1, 5, compile=compile)
+    assert built == []
+    sample(model, 1, 6, compile=compile)
+    assert built == ([{"compile": True}] if compile == "auto" and compiler_available() else [])
+
+
+def test_sample_through_the_fused_step_draws_what_the_module_step_draws(monkeypatch):
+    """The same seed gives the same tokens and log-likelihoods through either path (float64: no draw sits
+    within rounding of a boundary here)."""
+    monkeypatch.setattr("sashimi.sampling.sample.FusedStep", lambda *a, **k: FusedStep(*a, compile=False))
+    model = randomized(6, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    prefix = tokens(6, 1, 5, 256)[0]
+    fast = sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=True)
+    plain = sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=False)
+    assert torch.equal(fast[0], plain[0])
+    assert torch.allclose(fast[1], plain[1], rtol=0, atol=1e-12)
