@@ -74,3 +74,17 @@ def test_amp_training_step_stays_finite():
         optimizer.zero_grad()
         assert math.isfinite(float(loss))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_compiled_fused_step_with_cuda_graphs_matches_cpu_module_step():
+    """Generation's fast path on a GPU (torch.compile, mode "reduce-overhead": CUDA graphs) vs the
+    modules' step on the CPU, 3 coarse blocks, float32."""
+    from sashimi.model.fused import FusedStep
+
+    cpu, gpu = paired(d_model=16, n_layers=2, d_state=64)
+    x = tokens(0, 2, 48, 256)
+    gpu.eval().setup_step()
+    step = FusedStep(gpu, 2, compile=True)
+    with torch.no_grad():
+        got = torch.stack([step.step(x[:, t].cuda()).cpu() for t in range(x.shape[1])], 1)
+    assert_close(got, helpers.rollout(cpu.eval(), x), "cuda_vs_cpu_float32")

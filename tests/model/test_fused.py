@@ -113,6 +113,7 @@ def test_a_failing_compile_warns_and_runs_eagerly(monkeypatch):
         return call
 
     monkeypatch.setattr(fused.torch, "compile", broken)
+    monkeypatch.setattr(fused, "COMPILED", {})  # not a layout compiled by an earlier test
     model = randomized(4, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
     x = tokens(4, 1, 8, 256)
     with warnings.catch_warnings(record=True) as caught:
