@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--against", type=Path, help="a checkout of state-spaces/s4: time its standalone SaShiMi beside ours and print ratios")
+    parser.add_argument("--no-compile", action="store_true", help="with --against: generate through the modules' step, without torch.compile")
     parser.add_argument("--child-against", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_against:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--against {args.against}: not a checkout of state-spaces/s4 (models/sashimi/sashimi.py not found)")
         cases = [c for c in args.cases.split(",") if c in against.CASES] if args.cases != ",".join(CASES) else list(against.CASES)
         try:
-            summary = against.compare(args.against, L, repeats, gen_steps, cases)
+            summary = against.compare(args.against, L, repeats, gen_steps, cases, compile=not args.no_compile)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

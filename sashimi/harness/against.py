@@ -7,7 +7,9 @@ theirs, so neither inherits the other's caches or memory and drift on a shared m
 Cases: `fwd` (kernel recomputed), `fwd_bwd` (cross-entropy backward; the first call of the fresh
 process, a training run's first step, reported apart from the median of the later ones),
 `gen_b1` and `gen_b16` (the step loop with the sampling `generate` uses: temperature, top-p,
-multinomial; ours is `sashimi.sampling.sample.sample` itself; setup of the recurrence timed apart).
+multinomial; ours is `sashimi.sampling.sample.sample` itself, compiled once per process as
+`generate` does; setup of the recurrence timed apart), and `gen_b1_busy` (gen_b1 while another
+process keeps one core busy: the share of its quiet speed each side keeps).
 """
 
 import json
@@ -19,8 +21,9 @@ from pathlib import Path
 
 from sashimi.harness.benchmark import log, peak_gib
 
-CASES = ("fwd", "fwd_bwd", "gen_b1", "gen_b16")
-THREADS = {"fwd": (2,), "fwd_bwd": (2,), "gen_b1": (1, 2), "gen_b16": (1, 2)}  # big ops want every core; step mode may not
+CASES = ("fwd", "fwd_bwd", "gen_b1", "gen_b16", "gen_b1_busy")
+THREADS = {"fwd": (2,), "fwd_bwd": (2,), "gen_b1": (1, 2), "gen_b16": (1, 2), "gen_b1_busy": (1, 2)}  # big ops want every core; step mode may not
+BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
 PAPER = dict(d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2)
 
 
@@ -81,7 +84,7 @@ def official_generate(model, batch: int, steps: int, temperature: float = 1.0, t
     return setup
 
 
-def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None) -> dict:
+def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None, compile: bool = True) -> dict:
     """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory."""
     import torch
     import torch.nn.functional as F
@@ -121,7 +124,7 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
             model.zero_grad(set_to_none=True)
             F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
     else:
-        batch = 1 if case == "gen_b1" else 16
+        batch = BATCH[case]
         model.eval()
         with torch.no_grad():
             forward(tokens[:, :64])  # the first forward writes C~ on both sides
@@ -130,7 +133,7 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
             from sashimi.sampling.sample import sample
 
             start = time.perf_counter()
-            sample(model, batch, 16, compile=True)
+            sample(model, batch, 16, compile=compile)
             compile_s = time.perf_counter() - start
 
         def once():
@@ -141,7 +144,7 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
                 with torch.inference_mode():
                     model.setup_step()
                 setups.append(time.perf_counter() - start)
-                sample(model, batch, gen_steps, prepared=True, compile=True)
+                sample(model, batch, gen_steps, prepared=True, compile=compile)
 
     times = []
     for _ in range(repeats + 1):
@@ -153,14 +156,14 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
     if setups:
         out["setup_s"] = statistics.median(setups[1:] or setups)
         out["median_s"] -= out["setup_s"]  # steady-state generation; setup reported apart
-        out["samples_per_s"] = (1 if case == "gen_b1" else 16) * gen_steps / out["median_s"]
+        out["samples_per_s"] = BATCH[case] * gen_steps / out["median_s"]
         if side == "ours":
             out["compile_s"] = compile_s
     return out
 
 
-def spawn(side, case, L, repeats, gen_steps, threads, checkout) -> dict:
-    cmd = [sys.executable, "-m", "sashimi.bench", "--child-against", json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout)])]
+def spawn(side, case, L, repeats, gen_steps, threads, checkout, compile: bool = True) -> dict:
+    cmd = [sys.executable, "-m", "sashimi.bench", "--child-against", json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout), compile])]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
@@ -168,8 +171,9 @@ def spawn(side, case, L, repeats, gen_steps, threads, checkout) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES) -> dict:
-    """Every case on both sides at each thread count, alternating; the best thread count per side."""
+def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, compile: bool = True) -> dict:
+    """Every case on both sides at each thread count, alternating; the best thread count per side.
+    compile False: our generation through the modules' own step (no torch.compile)."""
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     results = {}
@@ -177,12 +181,19 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES) -
         for threads in THREADS[case]:
             for side in ("ours", "official"):
                 log(f"{case}: {side}, {threads} thread(s) ...")
-                r = spawn(side, case, L, repeats, gen_steps, threads, checkout)
+                # gen_b1_busy: another process keeps one core busy meanwhile (a shared machine)
+                busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if case == "gen_b1_busy" else None
+                try:
+                    r = spawn(side, case, L, repeats, gen_steps, threads, checkout, compile)
+                finally:
+                    if busy is not None:
+                        busy.kill()
+                        busy.wait()
                 log(f"{case}: {side}, {threads} thread(s): median {r['median_s']:.3f} s, peak {r['peak_gib']:.2f} GiB")
                 results.setdefault(case, {}).setdefault(side, []).append(r)
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
-    summary = {"L": L, "repeats": repeats, "gen_steps": gen_steps, "load_before": load_before, "load_after": load_after, "cases": {}}
+    summary = {"L": L, "repeats": repeats, "gen_steps": gen_steps, "compiled": compile, "load_before": load_before, "load_after": load_after, "cases": {}}
     for case, sides in results.items():
         best = {side: min(runs, key=lambda r: r["median_s"]) for side, runs in sides.items()}
         summary["cases"][case] = {
@@ -190,6 +201,10 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES) -
             "speedup": best["official"]["median_s"] / best["ours"]["median_s"],
             "memory_ratio": best["official"]["peak_gib"] / best["ours"]["peak_gib"],
         }
+    if "gen_b1" in summary["cases"] and "gen_b1_busy" in summary["cases"]:
+        for side in ("ours", "official"):  # the speed kept with one core taken, each side at its best
+            kept = summary["cases"]["gen_b1_busy"][side]["samples_per_s"] / summary["cases"]["gen_b1"][side]["samples_per_s"]
+            summary["cases"]["gen_b1_busy"][f"{side}_kept"] = kept
     return summary
 
 
@@ -204,6 +219,8 @@ def table(summary: dict) -> str:
         else:
             a, b = f"{o['median_s']:.3f} s", f"{t['median_s']:.3f} s"
         lines.append(f"{case:<10s} {a:>12s} {b:>12s} {c['speedup']:>7.1f}x {o['peak_gib']:>8.2f} G {t['peak_gib']:>10.2f} G  {o['threads']}/{t['threads']}"
-                     + (f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours compiled once in {o['compile_s']:.1f} s)" if "setup_s" in o else "")
+                     + (f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours compiled once in {o['compile_s']:.1f} s)" if "setup_s" in o and summary["compiled"]
+                        else f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours not compiled)" if "setup_s" in o else "")
+                     + (f"  (speed kept with one core busy: ours {c['ours_kept']:.0%}, official {c['official_kept']:.0%})" if "ours_kept" in c else "")
                      + (f"  (first call {o['first_s']:.2f} s / {t['first_s']:.2f} s: {o['first_s'] / o['median_s']:.1f}x / {t['first_s'] / t['median_s']:.1f}x a later one)" if case == "fwd_bwd" else ""))
     return "\n".join(lines)

@@ -68,6 +68,12 @@ def apply_norm(x: Float[Tensor, "B H"], flat: Float[Tensor, " W"], spec: tuple) 
     return (take(flat, spec[2]) / sigma) * (x - mu + take(flat, spec[1]))
 
 
+def planar(pairs: Float[Tensor, "H N"]) -> Float[Tensor, "H N"]:
+    """Interleaved (re, im) pairs -> all real parts, then all imaginary parts: the fused
+    recurrence's layout, whose halves are contiguous (vectorized loads, no stride 2)."""
+    return pairs.unflatten(-1, (-1, 2)).transpose(-1, -2).flatten(-2)
+
+
 def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
     """One residual block in step mode: its kind, norm and weight slots."""
     layer = block.layer
@@ -77,7 +83,7 @@ def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
             raise RuntimeError("FusedStep needs the model's linear recurrence: call model.setup_step() first")
         a, b, g, m, c = conv._step
         linear = layer.output_linear[0]
-        weights = (a.real, a.imag, b, g, m, c, conv.D[0], linear.weight, linear.bias)
+        weights = (a.real, a.imag, *(planar(v) for v in (b, g, m, c)), conv.D[0], linear.weight, linear.bias)
         return ("s4", norm_spec(block.norm, pack), *(pack.slot(w) for w in weights), len(layer.output_linear) > 1)
     if isinstance(layer, FFLayer):
         first, second = layer.ff[0][0], layer.ff[2]
@@ -96,12 +102,11 @@ def s4_recurrence(
     m: Float[Tensor, "H N"],
     c: Float[Tensor, "H N"],
 ) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
-    """`recurrence.dplr_step` in real arithmetic (state as interleaved (re, im) pairs), so that a
-    compiler can fuse it: x' = a x + b u - g (m . x), y = c . x'."""
+    """`recurrence.dplr_step` in real arithmetic, so that a compiler can fuse it: x' = a x + b u
+    - g (m . x), y = c . x', with the state and b, g, m, c in the `planar` layout."""
     mu = (state * m).sum(-1, keepdim=True)
-    pairs = state.unflatten(-1, (-1, 2))
-    re, im = pairs[..., 0], pairs[..., 1]
-    x = torch.stack([ar * re - ai * im, ar * im + ai * re], -1).flatten(-2)
+    re, im = state.chunk(2, -1)
+    x = torch.cat([ar * re - ai * im, ar * im + ai * re], -1)
     x = x + b * u[..., None] - g * mu
     return (x * c).sum(-1), x
 

@@ -17,9 +17,10 @@ from sashimi.model.lm import SashimiLM
 # cold compile of the paper model costs about 25 s here (5 s from inductor's on-disk cache) and
 # saves about 0.7 ms per step at B = 1 (docs/PERFORMANCE.md, "Generation").
 COMPILE_MIN_STEPS = 32768
-# Step mode runs hundreds of tiny ops per sample: below this batch, extra threads only add
-# synchronisation (docs/PERFORMANCE.md, "Generation").
-ONE_THREAD_MAX_BATCH = 4
+# Step mode runs many small ops per sample: up to this batch, extra threads add synchronisation
+# and collapse when another process holds a core (measured here: B = 16 at 2 threads beside a
+# busy process ran ~30x slower than at 1) (docs/PERFORMANCE.md, "Generation").
+ONE_THREAD_MAX_BATCH = 16
 
 
 def top_p_filter(logits: Float[Tensor, "B C"], top_p: float) -> Float[Tensor, "B C"]:

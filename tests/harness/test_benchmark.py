@@ -41,7 +41,8 @@ def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
 
     (tmp_path / "models" / "sashimi").mkdir(parents=True)
     (tmp_path / "models" / "sashimi" / "sashimi.py").write_text(FAKE_OFFICIAL)
-    assert bench.main(["--against", str(tmp_path), "--length", "64", "--repeats", "1", "--gen-steps", "4", "--cases", "fwd,gen_b1", "--json"]) == 0
+    assert bench.main(["--against", str(tmp_path), "--length", "64", "--repeats", "1", "--gen-steps", "4", "--cases", "fwd,gen_b1",
+                       "--no-compile", "--json"]) == 0  # compiling is tested in tests/model/test_fused.py
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["cases"]) == {"fwd", "gen_b1"}
     assert summary["cases"]["gen_b1"]["ours"]["threads"] in (1, 2) and summary["cases"]["fwd"]["official"]["threads"] == 2
