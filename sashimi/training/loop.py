@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sashimi.audio.dataset import AudioDataset, EmptySplitError
+from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, EmptySplitError
 from sashimi.audio.synthetic import write_synthetic_dataset
 from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
@@ -27,7 +27,7 @@ from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
 from sashimi.sampling.write import generate_to_folder
 from sashimi.training import memory, runs
-from sashimi.training.metrics import LossModel, evaluate
+from sashimi.training.metrics import LossModel, evaluate, unigram_bits
 from sashimi.training.optimizer import make_optimizer, optimization_step
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
 
@@ -102,6 +102,7 @@ class Run:
         self.optimizer, self.scheduler = make_optimizer(self.model, config.lr, config.ssm_lr)
         self.step = 0
         self.best_val = math.inf
+        self.last_validation: dict[str, float] | None = None  # the metrics of this process's last validation
 
     def state(self) -> dict:
         return {
@@ -191,7 +192,7 @@ def train(config: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     if procs.is_main and run.step > start_step:
-        finish(run, start_step, start, procs.log)
+        finish(run, val_set, start_step, start, procs.log)
     return run_dir
 
 
@@ -214,6 +215,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
         result = evaluate(run.model, sequential_batches(val_set, config.batch_size), config.bits, device, max_batches=config.eval_batches)
         if not (math.isfinite(result["loss"]) and weights_finite(run.model)):
             raise FloatingPointError(f"the model diverged by step {run.step} (validation loss {result['loss']}); {kept()}")
+        run.last_validation = result
         if scheduled:
             run.scheduler.step(result["loss"])
             run.best_val = min(run.best_val, result["loss"])
@@ -262,12 +264,26 @@ def weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def finish(run: Run, start_step: int, start: float, log) -> None:
-    """The loss plot and, with --sample-seconds, one generated sample."""
+def validation_unigram_bits(val_set: AudioDataset, batch_size: int, eval_batches: int) -> float:
+    """The unigram baseline of exactly the positions a validation reads (its first `eval_batches`
+    batches): the entropy of their token histogram, the bits per sample a model must beat."""
+    targets = [y[y != IGNORE_INDEX] for _, (_, y) in zip(range(eval_batches), sequential_batches(val_set, batch_size))]
+    return unigram_bits(torch.cat(targets), 2**val_set.bits)
+
+
+def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) -> None:
+    """The loss plot, the last validation against the unigram baseline of the validation split
+    (did it learn?) and, with --sample-seconds, one generated sample."""
     config = run.config
     plot = plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
     log(f"trained {run.step - start_step} steps in {time.monotonic() - start:.0f} s; checkpoint {run.run_dir / 'checkpoint.pt'}; loss plot {plot}")
+    if run.last_validation is not None:
+        bits = run.last_validation["bits_per_sample"]
+        baseline = validation_unigram_bits(val_set, config.batch_size, config.eval_batches)
+        log(f"validation {bits:.2f} bits/sample, unigram baseline of the validation split {baseline:.2f} "
+            f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})")
     if config.sample_seconds > 0:
         written = generate_to_folder(run.model, config.quantization, config.sample_rate, run.run_dir / "samples", n_samples=1,
                                      length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log)
-        log(f"generated sample: {', '.join(str(p) for p in written)}")
+        for path in written:
+            log(f"generated sample: {path}; waveform and spectrogram {path.with_suffix('.png')}")

@@ -4,13 +4,16 @@ fires), the schedule watches the validation loss, DDP equals one process, bad in
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from sashimi import train as train_cmd
+from sashimi.audio.dataset import AudioDataset
 from sashimi.core.config import OptimizerConfig, TrainConfig
 from sashimi.harness.verdict import assert_close
 from sashimi.io import checkpoint
@@ -36,6 +39,23 @@ def test_loss_decreases_over_30_steps(audio_folder, tmp_path):
     assert last < first - 0.1, (first, last)
     assert (run_dir / "loss.png").stat().st_size > 0 and (run_dir / "checkpoint.pt").is_file()
     assert len(losses(run_dir, "validation")) == 2
+
+
+def test_the_closing_report_sets_the_last_validation_beside_the_unigram_baseline(audio_folder, tmp_path, capsys):
+    """The line's numbers: the last validation record's bits, and the entropy of the validation
+    split's token histogram (every position: --eval-batches covers the split), counted here with numpy."""
+    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=2, eval_every=2, eval_batches=1000))
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("validation "))
+    match = re.fullmatch(r"validation (\S+) bits/sample, unigram baseline of the validation split (\S+) \((\S+) (below|above)\)", line)
+    assert match, line
+    bits, baseline, gap = (float(match[k]) for k in (1, 2, 3))
+    last = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["kind"] == "validation" and last["step"] == 2 and bits == round(last["bits_per_sample"], 2)
+    val = AudioDataset(audio_folder, "validation", 256, 8, "mulaw")
+    _, counts = np.unique(np.concatenate(val.tokens), return_counts=True)
+    p = counts / counts.sum()
+    assert baseline == round(float(-(p * np.log2(p)).sum()), 2)
+    assert match[4] == ("below" if last["bits_per_sample"] <= baseline else "above") and abs(gap - abs(baseline - bits)) <= 0.011
 
 
 def test_resume_is_bit_exact(audio_folder, tmp_path):
