@@ -1,11 +1,9 @@
 """Generated samples on disk: sampled in batches, sorted by log-likelihood (best first), decoded
 with the checkpoint's quantization, written as 16-bit WAV with a waveform + spectrogram PNG."""
 
-import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +18,6 @@ from sashimi.model.lm import SashimiLM
 from sashimi.sampling.sample import sample
 
 
-@contextlib.contextmanager
-def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """One intra-op thread while sampling on the CPU: a step is many ops on a few hundred numbers,
-    too small to share out, and with the cores busy elsewhere the waits between threads cost far more
-    than the ops (the tiny model sampled 13 samples/s on 2 threads and 662 on 1 on 2 loaded cores)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def generate_to_folder(
     model: SashimiLM, quantization: str, sample_rate: int, out: Path, n_samples: int, length: int, temperature: float = 1.0,
     top_p: float = 1.0, prefix: Int[Tensor, " P"] | None = None, batch_size: int = 16, seed: int = 0, log=print,
@@ -47,12 +29,10 @@ def generate_to_folder(
     start = time.perf_counter()
     # the remaining time is spelled out ("ETA"): generation is the longest quiet stretch of `make run`
     bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
-    device = next(model.parameters()).device
-    with one_thread_on_cpu(device), tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr,
-                                         leave=False, bar_format=bar_format) as bar:
+    with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False, bar_format=bar_format) as bar:
         for first in range(0, n_samples, batch_size):
             n = min(batch_size, n_samples - first)
-            t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar)
+            t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar, log=bar.write)
             tokens.append(t)
             scores.append(s)
     elapsed = time.perf_counter() - start

@@ -42,3 +42,22 @@ def test_sampling_is_seeded_and_respects_top_p(trained):
     assert torch.isfinite(sampling.top_p_filter(logits, 0.5)).tolist() == [[False, False, False, True]]
     assert torch.isfinite(sampling.top_p_filter(logits, 0.7)).tolist() == [[False, False, True, True]]
     assert torch.isfinite(sampling.top_p_filter(logits, 1.0)).all()
+
+
+def test_small_batches_sample_on_one_thread_and_restore_the_count(monkeypatch):
+    """Step mode up to ONE_THREAD_MAX_BATCH sequences runs on one CPU thread (extra threads collapse when
+    another process holds a core); larger batches keep the process's threads; the count is restored."""
+    from tests.helpers import lm, tiny_config
+
+    seen = []
+    loop = sampling.sampling_loop
+    monkeypatch.setattr(sampling, "sampling_loop", lambda *a: seen.append(torch.get_num_threads()) or loop(*a))
+    model = lm(3, torch.float32, **tiny_config(8).to_dict())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n in (1, sampling.ONE_THREAD_MAX_BATCH, sampling.ONE_THREAD_MAX_BATCH + 1):
+            sampling.sample(model, n, 3, compile=False)
+        assert seen == [1, 1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -128,19 +128,3 @@ def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(quantiz
         assert np.array_equal(rows[:, :8], np.broadcast_to(prefix_tokens, (3, 8)))
     assert np.all(np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 8, 0.8, 1.0)) <= 5e-4 + 1e-6)
 
-
-def test_sampling_on_the_cpu_uses_one_thread_and_restores_the_count(tmp_path, monkeypatch, plots_touched):
-    seen = []
-
-    def recording_sample(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return sample(*args, **kwargs)
-
-    monkeypatch.setattr(write, "sample", recording_sample)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        generate_to_folder(lm(3, torch.float32, **tiny_config(8).to_dict()), "mulaw", 8000, tmp_path, 3, 9, batch_size=2, log=lambda *_: None)
-        assert seen == [1, 1] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
