@@ -16,6 +16,7 @@ from sashimi.audio.quantize import encode
 from sashimi.core.cli import Parser, pick_device
 from sashimi.core.config import audio_settings, check_number
 from sashimi.io.checkpoint import CheckpointError, load_model
+from sashimi.sampling.sample import COMPILE_MIN_STEPS
 from sashimi.sampling.write import generate_to_folder
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bits", type=int, choices=(8, 16), help="refuse a checkpoint of other bits")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help=f"compile the step functions (torch.compile; needs a C++ compiler on a CPU): auto = from {COMPILE_MIN_STEPS} steps on")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="folder for the WAVs and PNGs (default: samples/ beside the checkpoint)")
     args = parser.parse_args(argv)
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             prefix = encode(torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization)
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / "samples"
         written = generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature,
-                                     args.top_p, prefix, args.batch_size, args.seed, log=print)
+                                     args.top_p, prefix, args.batch_size, args.seed, log=print,
+                                     compile={"auto": "auto", "on": True, "off": False}[args.compile])
         for path in written:
             print(path)
         return 0

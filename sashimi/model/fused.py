@@ -68,10 +68,9 @@ def apply_norm(x: Float[Tensor, "B H"], flat: Float[Tensor, " W"], spec: tuple) 
     return (take(flat, spec[2]) / sigma) * (x - mu + take(flat, spec[1]))
 
 
-def planar(pairs: Float[Tensor, "H N"]) -> Float[Tensor, "H N"]:
-    """Interleaved (re, im) pairs -> all real parts, then all imaginary parts: the fused
-    recurrence's layout, whose halves are contiguous (vectorized loads, no stride 2)."""
-    return pairs.unflatten(-1, (-1, 2)).transpose(-1, -2).flatten(-2)
+def halves(pairs: Float[Tensor, "H N"]) -> tuple[Float[Tensor, "H N2"], Float[Tensor, "H N2"]]:
+    """Interleaved (re, im) pairs -> the real parts and the imaginary parts, each contiguous."""
+    return pairs[..., 0::2], pairs[..., 1::2]
 
 
 def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
@@ -83,7 +82,7 @@ def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
             raise RuntimeError("FusedStep needs the model's linear recurrence: call model.setup_step() first")
         a, b, g, m, c = conv._step
         linear = layer.output_linear[0]
-        weights = (a.real, a.imag, *(planar(v) for v in (b, g, m, c)), conv.D[0], linear.weight, linear.bias)
+        weights = (a.real, a.imag, *halves(b), *halves(g), *halves(m), *halves(c), conv.D[0], linear.weight, linear.bias)
         return ("s4", norm_spec(block.norm, pack), *(pack.slot(w) for w in weights), len(layer.output_linear) > 1)
     if isinstance(layer, FFLayer):
         first, second = layer.ff[0][0], layer.ff[2]
@@ -92,34 +91,29 @@ def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
 
 
 @typing.no_type_check  # compiled
-def s4_recurrence(
-    u: Float[Tensor, "B H"],
-    state: Float[Tensor, "B H N"],
-    ar: Float[Tensor, "H N2"],
-    ai: Float[Tensor, "H N2"],
-    b: Float[Tensor, "H N"],
-    g: Float[Tensor, "H N"],
-    m: Float[Tensor, "H N"],
-    c: Float[Tensor, "H N"],
-) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
-    """`recurrence.dplr_step` in real arithmetic, so that a compiler can fuse it: x' = a x + b u
-    - g (m . x), y = c . x', with the state and b, g, m, c in the `planar` layout."""
-    mu = (state * m).sum(-1, keepdim=True)
-    re, im = state.chunk(2, -1)
-    x = torch.cat([ar * re - ai * im, ar * im + ai * re], -1)
-    x = x + b * u[..., None] - g * mu
-    return (x * c).sum(-1), x
+def s4_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
+    """`recurrence.dplr_step` in real arithmetic, so that a compiler fuses it into one pass over the
+    state: x' = a x + b u - g (m . x), y = c . x', the state held as its real and imaginary parts
+    (B, 2, H, N2), each coefficient as (real, imaginary) parts (m and c as `dplr_step` takes them:
+    m . x = Re(m) . Re(x) + Im(m) . Im(x) for the stored vectors)."""
+    ar, ai, br, bi, gr, gi, mr, mi, cr, ci = coefficients
+    re, im = state[:, 0], state[:, 1]
+    mu = (re * mr + im * mi).sum(-1, keepdim=True)
+    u = u[..., None]
+    xr = ar * re - ai * im + br * u - gr * mu
+    xi = ar * im + ai * re + bi * u - gi * mu
+    return (xr * cr + xi * ci).sum(-1), torch.stack([xr, xi], 1)
 
 
 @typing.no_type_check  # compiled
-def run_blocks(x: Float[Tensor, "B H"], states: Float[Tensor, "B S H N"], flat: Float[Tensor, " W"], blocks: list[tuple]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S H N"]]:
+def run_blocks(x: Float[Tensor, "B H"], states: Float[Tensor, "B S 2 H N2"], flat: Float[Tensor, " W"], blocks: list[tuple]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S 2 H N2"]]:
     """x through the residual blocks of one stage; one new recurrence state per S4 block."""
     new_states = []
     for kind, norm, *slots in blocks:
         u = apply_norm(x, flat, norm)
         if kind == "s4":
-            ar, ai, b, g, m, c, D, weight, bias = (take(flat, s) for s in slots[:-1])
-            y, state = s4_recurrence(u, states[:, len(new_states)], ar, ai, b, g, m, c)
+            *coefficients, D, weight, bias = (take(flat, s) for s in slots[:-1])
+            y, state = s4_recurrence(u, states[:, len(new_states)], *coefficients)
             new_states.append(state)
             z = F.linear(F.gelu(y + D * u), weight, bias)
             z = F.glu(z, -1) if slots[-1] else z
@@ -134,10 +128,10 @@ def run_blocks(x: Float[Tensor, "B H"], states: Float[Tensor, "B S H N"], flat: 
 def depth_step(
     source: Int[Tensor, " B"] | Float[Tensor, "B H_fine P"],
     pending: Float[Tensor, "B H"] | None,
-    states: Float[Tensor, "B S H N"],
+    states: Float[Tensor, "B S 2 H N2"],
     flat: Float[Tensor, " W"],
     spec: dict,
-) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B C"] | Float[Tensor, "B H_fine P"], Float[Tensor, "B S H N"]]:
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B C"] | Float[Tensor, "B H_fine P"], Float[Tensor, "B S 2 H N2"]]:
     """One step of one depth: (its input, its output, new states). Depth 0's source is the tokens
     and its output the logits; a deeper one's source is the finer depth's full DownPool buffer
     (B, H, P) and its output the finer depth's next P pending inputs (B, H_fine, P)."""
@@ -229,7 +223,7 @@ class FusedStep:
         self.buffers = [new(batch, widths[d], self.pool[d]) for d in range(K)]
         self.pending = [new(batch, widths[d], self.pool[d]) for d in range(K)]  # zeros: the UpPool shift
         n_state = model.config.d_state
-        self.states = [new(batch, sum(b[0] == "s4" for b in spec["blocks"]), widths[d], n_state) for d, spec in enumerate(specs)]
+        self.states = [new(batch, sum(b[0] == "s4" for b in spec["blocks"]), 2, widths[d], n_state // 2) for d, spec in enumerate(specs)]
         self.batch, self.t = batch, 0
         self.cuda_graphs = compile and weight.is_cuda
         self.functions = [depth_step] * (K + 1)

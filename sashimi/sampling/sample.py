@@ -17,10 +17,11 @@ from sashimi.model.lm import SashimiLM
 # cold compile of the paper model costs about 25 s here (5 s from inductor's on-disk cache) and
 # saves about 0.7 ms per step at B = 1 (docs/PERFORMANCE.md, "Generation").
 COMPILE_MIN_STEPS = 32768
-# Step mode runs many small ops per sample: up to this batch, extra threads add synchronisation
-# and collapse when another process holds a core (measured here: B = 16 at 2 threads beside a
-# busy process ran ~30x slower than at 1) (docs/PERFORMANCE.md, "Generation").
-ONE_THREAD_MAX_BATCH = 16
+# Step mode runs many small ops per sample: up to this batch, extra threads only add
+# synchronisation, which collapses when another process holds a core (the tiny model sampled 13
+# samples/s on 2 busy cores, 662 on one thread). Larger batches have GEMMs worth sharing: B = 16
+# steps 1.36x faster on 2 threads than on 1 on a quiet machine (docs/PERFORMANCE.md, "Generation").
+ONE_THREAD_MAX_BATCH = 8
 
 
 def top_p_filter(logits: Float[Tensor, "B C"], top_p: float) -> Float[Tensor, "B C"]:

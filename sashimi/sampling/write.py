@@ -21,8 +21,10 @@ from sashimi.sampling.sample import sample
 def generate_to_folder(
     model: SashimiLM, quantization: str, sample_rate: int, out: Path, n_samples: int, length: int, temperature: float = 1.0,
     top_p: float = 1.0, prefix: Int[Tensor, " P"] | None = None, batch_size: int = 16, seed: int = 0, log=print,
+    compile: bool | str = "auto",
 ) -> list[Path]:
-    """Sample, sort by log-likelihood, decode, write WAV + PNG per sample; returns the WAV paths."""
+    """Sample, sort by log-likelihood, decode, write WAV + PNG per sample; returns the WAV paths.
+    `compile`: as `sample`'s (the compiled step functions are reused by every batch)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tokens, scores = [], []
@@ -32,7 +34,7 @@ def generate_to_folder(
     with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False, bar_format=bar_format) as bar:
         for first in range(0, n_samples, batch_size):
             n = min(batch_size, n_samples - first)
-            t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar, log=bar.write)
+            t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar, log=bar.write, compile=compile)
             tokens.append(t)
             scores.append(s)
     elapsed = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """Generation from a trained checkpoint: WAVs of the requested length, prefix, seeds and top-p."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -61,3 +62,16 @@ def test_small_batches_sample_on_one_thread_and_restore_the_count(monkeypatch):
         assert seen == [1, 1, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("flag, fused", [("on", True), ("off", False), ("auto", False)])
+def test_generate_compile_flag_chooses_the_step(flag, fused, trained, tmp_path, monkeypatch):
+    """--compile on goes through the fused step (compiled; here its eager twin, to stay fast), off and a
+    short auto run through the modules' step."""
+    from sashimi.model.fused import FusedStep
+
+    built = []
+    monkeypatch.setattr(sampling, "FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a))
+    code = generate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n-samples", "1", "--length", "20", "--out", str(tmp_path),
+                              "--compile", flag])
+    assert code == 0 and built == ([{"compile": True}] if fused else [])
