@@ -7,7 +7,7 @@ theirs, so neither inherits the other's caches or memory and drift on a shared m
 Cases: `fwd` (kernel recomputed), `fwd_bwd` (cross-entropy backward; the first call of the fresh
 process, a training run's first step, reported apart from the median of the later ones),
 `gen_b1` and `gen_b16` (the step loop with the sampling `generate` uses: temperature, top-p,
-multinomial; ours is `sashimi.sampling.sample.sample` itself, compiled once per process as
+the inverse-CDF draw; ours is `sashimi.sampling.sample.sample` itself, compiled once per process as
 `generate` does; setup of the recurrence timed apart), and `gen_b1_busy` (gen_b1 while another
 process keeps one core busy: the share of its quiet speed each side keeps).
 """
@@ -68,7 +68,7 @@ def official_generate(model, batch: int, steps: int, temperature: float = 1.0, t
     """The official step loop with our sampling; returns the setup time (setup_rnn)."""
     import torch
 
-    from sashimi.sampling.sample import top_p_filter
+    from sashimi.sampling.sample import draw, top_p_filter
 
     start = time.perf_counter()
     model.backbone.setup_rnn("dense")
@@ -80,7 +80,7 @@ def official_generate(model, batch: int, steps: int, temperature: float = 1.0, t
         for _ in range(steps):
             y, state = model.backbone.step(model.encoder(token), state)
             logp = top_p_filter(model.decoder(y).float() / temperature, top_p).log_softmax(-1)
-            token = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+            token = draw(logp, generator)[:, 0]
     return setup
 
 

@@ -255,10 +255,13 @@ class FusedStep:
         for d in range(K + 1):
             self.run(d, tokens if d == 0 else self.buffers[d - 1], self.pending[d][:, :, 0] if d < K else None)
 
-    def step(self, tokens: Int[Tensor, " B"]) -> Float[Tensor, "B C"]:
+    def step(self, tokens: Int[Tensor, " B"], check: bool = True) -> Float[Tensor, "B C"]:
+        """Logits for the next sample. `check` False skips the token range check, for callers whose
+        tokens come from sampling these logits (always in range)."""
         if tokens.shape != (self.batch,):
             raise ValueError(f"FusedStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}")
-        check_tokens(tokens, self.n_classes)
+        if check:
+            check_tokens(tokens, self.n_classes)
         t, K = self.t, len(self.pool)
         self.t += 1
         x, logits, self.states[0] = self.run(0, tokens, self.pending[0][:, :, t % self.pool[0]] if K else None)

@@ -1,17 +1,18 @@
-"""Sampling from the model in step mode: tempered, nucleus-filtered multinomial draws, one sample at a time.
+"""Sampling from the model in step mode: tempered, nucleus-filtered draws, one sample at a time.
 
 The recurrence is set up once (never recomputing the convolution per sample); a prefix primes
 the state by teacher forcing, exactly as a forward pass over it would.
 """
 
 import contextlib
+import functools
 import math
 
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.model.fused import FusedStep, compiler_available
-from sashimi.model.lm import SashimiLM
+from sashimi.model.lm import SashimiLM, check_tokens
 
 # `compile="auto"` compiles the step functions from this many steps (prefix + generated) on: a
 # cold compile of the paper model costs about 25 s here (5 s from inductor's on-disk cache) and
@@ -75,7 +76,7 @@ def sample(
             log("compiling the step functions (once per process; inductor caches them on disk)")
         fused = FusedStep(model, n, compile=True)
         fused.warm_up()
-        step = fused.step
+        step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
     with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
         return sampling_loop(step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress)
 
@@ -102,21 +103,36 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
+def draw(logp: Float[Tensor, "B C"], generator: torch.Generator) -> Int[Tensor, "B 1"]:
+    """One class per row with probability exp(logp), by inverse CDF: the first class whose cumulative
+    probability exceeds u times the row's total, u ~ U[0, 1) from `generator`. A class of probability
+    0 is never drawn (the CDF does not rise there; scaling by the total absorbs its rounding).
+    torch.multinomial does the same in 160 us for 16 rows of 256 on one thread here, this in ~10."""
+    cdf = logp.exp().cumsum(-1)
+    u = torch.rand(logp.shape[0], 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=logp.shape[-1] - 1)
+
+
 def sampling_loop(step, bits: int, n: int, length: int, temperature: float, top_p: float, prefix: Int[Tensor, " P"],
                   generator: torch.Generator, device: torch.device, progress) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     token = torch.full((n,), 2 ** (bits - 1), dtype=torch.long, device=device)
+    if prefix.numel():
+        check_tokens(prefix, 2**bits)
     for t in range(prefix.shape[0]):
         step(token)
         token = prefix[t].expand(n).to(device)
-    out, loglik = [], torch.zeros(n, dtype=torch.float64)
+    out, picked = [], []
     for _ in range(length):
         logits = step(token)
-        logp = top_p_filter(logits.float() / temperature, top_p).log_softmax(-1).cpu()
-        token_cpu = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
-        loglik += logp.gather(1, token_cpu[:, None])[:, 0].double()
+        logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # a step costs ~0.2 ms: each op counts
+        logp = top_p_filter(logits, top_p).log_softmax(-1).cpu()
+        token_cpu = draw(logp, generator)
+        picked.append(logp.gather(1, token_cpu))
+        token_cpu = token_cpu[:, 0]
         token = token_cpu.to(device)
         out.append(token_cpu)
         if progress is not None:
             progress.update(1)
     generated = torch.stack(out, 1) if out else torch.zeros(n, 0, dtype=torch.long)
+    loglik = torch.cat(picked, 1).double().sum(1) if picked else torch.zeros(n, dtype=torch.float64)
     return torch.cat([prefix.expand(n, -1).cpu(), generated], 1), loglik / max(length, 1)
