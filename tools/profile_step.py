@@ -49,7 +49,7 @@ def main() -> None:
         for d in range(K + 1):
             source = tokens if d == 0 else fused.buffers[d - 1]
             pending = fused.pending[d][:, :, 0] if d < K else None
-            print(f"depth {d}: {per_call_us(lambda: fused.run(d, source, pending), max(1, n // 4 ** d)):8.1f} us per call")
+            print(f"depth {d}: {per_call_us(lambda d=d, s=source, p=pending: fused.run(d, s, p), max(1, n // 4 ** d)):8.1f} us per call")
         print(f"fused step: {per_call_us(lambda: fused.step(tokens), n):8.1f} us per sample step")
         state = model.default_state(B)
 
