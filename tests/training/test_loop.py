@@ -19,7 +19,7 @@ from sashimi.harness.verdict import assert_close
 from sashimi.io import checkpoint
 from sashimi.model.lm import SashimiLM
 from sashimi.training import loop
-from sashimi.training.optimizer import is_ssm, make_optimizer, is_ssm
+from sashimi.training.optimizer import is_ssm, make_optimizer
 from tests.helpers import (
     ROOT,
     SPOKEN_DIGITS,
