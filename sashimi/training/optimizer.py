@@ -15,16 +15,11 @@ from sashimi.core.shapes import Int, Tensor
 SSM_PARAMETERS = ("inv_dt", "A_real", "A_imag", "B", "P")
 
 
-def is_ssm(name: str) -> bool:
-    """A parameter of an S4 kernel's state matrices and step (Delta, A, B, P), by its name."""
-    return name.rsplit(".", 1)[-1] in SSM_PARAMETERS and ".kernel." in name
-
-
 def param_groups(model: nn.Module, lr: float, ssm_lr: float, spec: OptimizerConfig) -> list[dict]:
     """The SSM parameters (Delta, A, B, P) get their own learning rate and weight decay."""
     ssm, rest = [], []
     for name, p in model.named_parameters():
-        (ssm if is_ssm(name) else rest).append(p)
+        (ssm if name.rsplit(".", 1)[-1] in SSM_PARAMETERS and ".kernel." in name else rest).append(p)
     return [{"params": rest, "lr": lr, "weight_decay": spec.weight_decay}, {"params": ssm, "lr": ssm_lr, "weight_decay": spec.ssm_weight_decay}]
 
 

@@ -19,7 +19,7 @@ from sashimi.harness.verdict import assert_close
 from sashimi.io import checkpoint
 from sashimi.model.lm import SashimiLM
 from sashimi.training import loop
-from sashimi.training.optimizer import is_ssm, make_optimizer
+from sashimi.training.optimizer import make_optimizer, param_groups
 from tests.helpers import (
     ROOT,
     SPOKEN_DIGITS,
@@ -104,8 +104,8 @@ def test_distributed_equals_one_process(audio_folder, tmp_path):
     # another). There the moments below compare the gradient itself; the parameters are compared
     # where the first gradient was far above eps (steps after the first divide by the running RMS).
     model, _ = checkpoint.load_model(one / "checkpoint.pt")
-    names = [n for n, _ in model.named_parameters()]
-    order = [n for n in names if not is_ssm(n)] + [n for n in names if is_ssm(n)]  # param_groups' order
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in param_groups(model, 0.0, 0.0, OptimizerConfig.from_specs()) for p in group["params"]]  # the optimizer's indices
     group = b["optimizer"]["param_groups"][0]
     compared = total = 0
     for i, name in enumerate(order):
