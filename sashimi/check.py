@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", action="append", choices=list(gate.FAMILIES), metavar="FAMILY",
+                        help=f"run only this family of checks (repeatable; one of {', '.join(gate.FAMILIES)})")
     parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or the checkout's tests/published)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not golden.GOLDEN.is_file():
         print(f"error: golden file {golden.GOLDEN} not found; create it with --update-golden", file=sys.stderr)
         return 2
-    verdicts = gate.run(args.fixtures)
+    verdicts = gate.run(args.fixtures, args.only)
     failed = [v for v in verdicts if v.failed]
     if args.json:
         print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [v.as_dict() for v in verdicts]}, indent=1))

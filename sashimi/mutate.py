@@ -1,64 +1,136 @@
-"""python -m sashimi.mutate: does the harness catch real bugs? A catalogue of realistic mutants.
+"""python -m sashimi.mutate: would the tests notice if this code were wrong?
 
-Each mutant replaces one exact piece of `sashimi/` source (it must occur exactly once, or the
-mutant is reported stale). It is applied alone, in a temporary copy of this checkout; there
-the fast suite runs with `-x` (`pytest -x -m "not slow"`), and `python -m sashimi.check`
-runs too. A mutant is killed when the suite fails; the report names the first failing test
-and the first failing check. Run from a source checkout (tests/ beside sashimi/).
+Two modes:
+  python -m sashimi.mutate               the catalogue: realistic, hand-written bugs in this
+                                         code (sashimi/harness/catalogue.py), each anchored to a
+                                         function and a syntax-tree pattern
+  python -m sashimi.mutate --diff REV    mutants generated on the lines of sashimi/ and
+                                         reference/ changed since git revision REV (committed or
+                                         not): generic operators (arithmetic, comparison,
+                                         constants, booleans, removed statements and calls,
+                                         argument order) and numerical ones (conjugate, float64
+                                         -> float32, slice shifted by one, axis moved, exp /
+                                         softplus / log swapped, mask or clamp dropped)
+First the fast suite runs once under coverage (per-test contexts) and the gate once per family;
+then each mutant is applied alone to a temporary copy of the checkout, the tests that execute
+its lines run fastest first and stop at the first failure (`killed by <test>`, or SURVIVED),
+and the gate families that execute them run apart (reported beside, never deciding the kill).
+A changed line marked `# mutate: skip <reason>` is reported as skipped (an equivalent mutant).
+Exit status: 0 when every mutant run was killed, 1 when one survived or a catalogue entry is
+stale, 2 on a usage error. Run from a source checkout (tests/ beside sashimi/).
 """
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from sashimi.core.cli import Parser
+from sashimi.harness import plan, selection
 from sashimi.harness.catalogue import CATALOGUE
-from sashimi.harness.mutation import ROOT, markdown, run_mutant, verdict
-from sashimi.harness.verdict import print_report
+from sashimi.harness.markdown import markdown
+from sashimi.harness.mutation import ROOT, environment, line_of, run_all, source_files
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--diff", metavar="REV", help="mutate the lines changed since git revision REV instead of running the catalogue")
+    parser.add_argument("--list", action="store_true", help="print the catalogue with each entry's place or why it is stale, and exit")
+    parser.add_argument("--only", action="append", metavar="ID", help="run only this catalogue entry (repeatable)")
+    parser.add_argument("--budget", type=float, metavar="MINUTES",
+                        help="start no mutant after this many minutes, coverage included (default 10 with --diff, none for the catalogue)")
+    parser.add_argument("--per-line", type=int, default=3, help="at most this many generated mutants per changed line (default 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side, one core each (default 2)")
+    parser.add_argument("--no-gate", action="store_true", help="do not run the gate (sashimi.check) against each mutant")
+    parser.add_argument("--fixtures", type=Path, help="published fixtures folder (default: the copy's own tests/published)")
+    parser.add_argument("--timeout", type=int, default=600, help="most seconds for one mutant's tests (default 600)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with a `mutants` list")
+    parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
+    args = parser.parse_args(argv)
+    if args.timeout < 1 or args.jobs < 1 or args.per_line < 1:
+        parser.error(f"--timeout, --jobs and --per-line must be at least 1; got {args.timeout}, {args.jobs}, {args.per_line}")
+    if args.diff and args.only:
+        parser.error("--only names catalogue entries; it cannot be combined with --diff")
+    if args.budget is None and args.diff:
+        args.budget = 10.0
+    if args.budget is not None and args.budget <= 0:
+        parser.error(f"--budget must be positive; got {args.budget}")
+    unknown = set(args.only or []) - {m.id for m in CATALOGUE}
+    if unknown:
+        parser.error(f"unknown catalogue entries {sorted(unknown)}; see --list")
+    return args
+
+
+def list_catalogue() -> int:
+    jobs, stale = plan.catalogue_jobs(ROOT)
+    where = {j.id: f"{j.file}:{j.line}" for j in jobs}
+    for m in CATALOGUE:
+        place = where.get(m.id, f"STALE: {stale.get(m.id)}")
+        print(f"{m.id:<36s} {place:<34s} {m.what}")
+    print(f"{len(jobs)} entries anchored, {len(stale)} stale", file=sys.stderr)
+    return 1 if stale else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
-    parser.add_argument("--only", action="append", help="run only this mutant (repeatable)")
-    parser.add_argument("--jobs", default="2", help="pytest-xdist workers per mutant (default 2)")
-    parser.add_argument("--no-check", action="store_true", help="skip running sashimi.check on each mutant")
-    parser.add_argument("--fixtures", type=Path, help="published fixtures folder (default: the mutated tree's own tests/published)")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds per mutant run")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
-    args = parser.parse_args(argv)
-    if args.timeout < 1:
-        parser.error(f"--timeout must be at least 1 second; got {args.timeout}")
+    args = parse(argv)
     if args.list:
-        for m in CATALOGUE:
-            print(f"{m.id:<26s} {m.file:<22s} {m.what}")
-        return 0
+        return list_catalogue()
     if not (ROOT / "tests").is_dir():
         print("error: run from a source checkout: tests/ not found beside sashimi/", file=sys.stderr)
         return 2
-    chosen = [m for m in CATALOGUE if not args.only or m.id in args.only]
-    unknown = set(args.only or []) - {m.id for m in CATALOGUE}
-    if unknown:
-        print(f"error: unknown mutant(s) {sorted(unknown)}; see --list", file=sys.stderr)
-        return 2
-    fixtures = args.fixtures if args.fixtures and args.fixtures.is_dir() else None
-    results = []
-    for i, mutant in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {mutant.id}: {mutant.what} ...", file=sys.stderr, flush=True)
-        r = run_mutant(mutant, fixtures, args.jobs, not args.no_check, args.timeout)
-        print(f"    {r['status']} by {r['killed_by']}; check: {r['check']} ({r['seconds']} s)", file=sys.stderr, flush=True)
-        results.append(r)
-    command = "python -m sashimi.mutate" + "".join(f" --only {m}" for m in (args.only or [])) + (" --no-check" if args.no_check else "")
-    if args.markdown:
-        args.markdown.write_text(markdown(results, command + f" --markdown {args.markdown}"))
-    if args.json:
-        print(json.dumps(results, indent=1))
+    start = time.monotonic()
+    skipped: list[plan.Skipped] = []
+    stale: dict[str, str] = {}
+    if args.diff:
+        try:
+            jobs, skipped = plan.diff_jobs(ROOT, args.diff, args.per_line)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        log(f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; {len(skipped)} lines marked skip")
     else:
-        print_report([verdict(r) for r in results], what="mutants")
-    survivors = [r for r in results if r["status"] != "killed"]
-    return 1 if survivors else 0
+        jobs, stale = plan.catalogue_jobs(ROOT, args.only)
+        for mutant_id, why in stale.items():
+            log(f"STALE {mutant_id}: {why}")
+    coverage = selection.Coverage()
+    if jobs:
+        include = sorted({j.file for j in jobs}) if args.diff else None
+        try:
+            coverage = selection.cached(ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files())
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        log(f"coverage collected in {time.monotonic() - start:.0f} s ({len(coverage.tests)} tests)")
+    deadline = None if args.budget is None else start + 60 * args.budget
+    results, unrun = run_all(jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log)
+    minutes = (time.monotonic() - start) / 60
+    killed = sum(r["killed"] for r in results)
+    what = f"on the change since {args.diff}" if args.diff else "of the catalogue"
+    summary = f"{killed} of {len(results)} mutants {what} killed"
+    if unrun:
+        summary += f"; {len(unrun)} not run: the budget of {args.budget:g} min was spent (cut short)"
+    summary += f"; {len(skipped)} lines skipped; {len(stale)} stale entries; {minutes:.1f} min"
+    if args.markdown:
+        command = "python -m sashimi.mutate" + (f" --diff {args.diff}" if args.diff else "") + "".join(f" --only {m}" for m in (args.only or []))
+        args.markdown.write_text(markdown(results, stale, command, minutes))
+    if args.json:
+        print(json.dumps({"summary": summary, "minutes": round(minutes, 2), "mutants": results,
+                          "not_run": [{"file": j.file, "line": j.line, "operator": j.operator} for j in unrun],
+                          "skipped": [vars(s) for s in skipped], "stale": stale}, indent=1))
+    else:
+        for r in results:
+            print(line_of(r))
+        for s in skipped:
+            print(f"{s.file}:{s.line} skipped: {s.reason}")
+        for mutant_id, why in stale.items():
+            print(f"{mutant_id}: STALE: {why}")
+        print(summary)
+    return 1 if killed < len(results) or stale else 0
 
 
 if __name__ == "__main__":

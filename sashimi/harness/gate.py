@@ -162,9 +162,25 @@ def guarded(group: str, make_rows) -> list[Verdict]:
         return [Verdict(group, f"{group} checks", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "computed without error", False)]
 
 
-def run(fixtures: Path | None = None) -> list[Verdict]:
-    """Every verdict of the gate against the committed golden file."""
+def golden_family() -> list[Verdict]:
     errors: dict[str, str] = {}
     measured = golden.golden_outputs(errors)
-    return (guarded("specs", spec_rows) + golden.golden_rows(measured, golden.read(), errors) + guarded("identity", identity_rows)
-            + guarded("specs", optimizer_rows) + guarded("reference", reference_rows) + guarded("published", lambda: published_rows(fixtures)))
+    return golden.golden_rows(measured, golden.read(), errors)
+
+
+# each family by name, in the order the gate prints them (`python -m sashimi.check --only NAME`)
+FAMILIES = {
+    "specs": lambda fixtures: guarded("specs", spec_rows) + guarded("specs", optimizer_rows),
+    "golden": lambda fixtures: golden_family(),
+    "identity": lambda fixtures: guarded("identity", identity_rows),
+    "reference": lambda fixtures: guarded("reference", reference_rows),
+    "published": lambda fixtures: guarded("published", lambda: published_rows(fixtures)),
+}
+
+
+def run(fixtures: Path | None = None, only: list[str] | None = None) -> list[Verdict]:
+    """Every verdict of the gate against the committed golden file (or of the families in `only`)."""
+    unknown = set(only or []) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown gate families {sorted(unknown)}; expected some of {list(FAMILIES)}")
+    return [row for name, family in FAMILIES.items() if only is None or name in only for row in family(fixtures)]

@@ -1,12 +1,19 @@
-"""The mutation catalogue survives refactors: every entry still applies, exactly once, and changes its file."""
+"""The mutation engine: anchors survive refactors, operators change what they say, the runner
+tells a killed mutant from a survivor. Stale catalogue entries are `sashimi.mutate`'s to report,
+not the suite's: nothing here fails because an entry's target was changed."""
 
+import ast
 import os
+import subprocess
 import sys
+import textwrap
 
+import numpy as np
 import pytest
 
+from sashimi.harness import anchor, operators, plan, selection
 from sashimi.harness.catalogue import CATALOGUE
-from sashimi.harness.mutation import ROOT, apply, ordered_tests, run_tests, staleness
+from sashimi.harness.mutation import ROOT, Job, make_copy, run_job, run_tests
 
 
 def test_ids_are_unique():
@@ -14,42 +21,183 @@ def test_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("mutant", CATALOGUE, ids=lambda m: m.id)
-def test_every_mutant_applies_exactly_once(mutant):
-    assert staleness(mutant, ROOT) is None
-    assert mutant.find != mutant.replace
+def mutated_trees(tree):
+    """Each anchored entry's change as normalized source (what it replaces and by what)."""
+    jobs, stale = plan.catalogue_jobs(tree)
+    return {j.id: j.change for j in jobs}, stale
 
 
-def test_apply_changes_only_the_mutated_file(tmp_path):
-    mutant = CATALOGUE[0]
-    target = tmp_path / mutant.file
-    target.parent.mkdir(parents=True)
-    original = (ROOT / mutant.file).read_text()
-    target.write_text(original)
-    assert apply(mutant, tmp_path) is None
-    assert target.read_text() == original.replace(mutant.find, mutant.replace)
-    assert apply(mutant, tmp_path).startswith("stale: the text to replace occurs 0 times")
+def test_every_mutated_file_parses_and_differs_where_the_entry_says():
+    jobs, _ = plan.catalogue_jobs(ROOT)
+    for job in jobs:
+        original = (ROOT / job.file).read_text().splitlines()
+        mutated = job.text.splitlines()
+        ast.parse(job.text)
+        assert mutated[: job.lines.start - 1] == original[: job.lines.start - 1], job.id  # nothing before the span moves
 
 
-def test_every_test_file_is_run_against_a_mutant():
-    ran = set(ordered_tests(ROOT))
-    assert ran == {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("test_*.py")}
-    assert "tests/harness/test_gate.py" in ran
+def test_catalogue_survives_reformatting_renamed_locals_and_a_moved_function(tmp_path):
+    """Every entry that anchors in today's code anchors, and mutates the same syntax, after the
+    whole tree is reformatted (ast.unparse: other layout, no comments), a local variable of
+    pool.py is renamed and model/pool.py's `fold` is moved to another module."""
+    make_copy(tmp_path)
+    for path in [*(tmp_path / "sashimi").rglob("*.py"), *(tmp_path / "reference").rglob("*.py")]:
+        path.write_text(ast.unparse(ast.parse(path.read_text())) + "\n")
+    before, stale_before = mutated_trees(tmp_path)
+    original, _ = mutated_trees(ROOT)
+    assert before == original  # formatting alone changes nothing in any mutant's change
+
+    pool = tmp_path / "sashimi" / "model" / "pool.py"
+    tree = ast.parse(pool.read_text())
+    for node in ast.walk(tree):  # rename the local `x` of UpPool.forward
+        if isinstance(node, ast.FunctionDef) and node.name == "forward" and "x" in {a.arg for a in node.args.args}:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Name) and inner.id == "x":
+                    inner.id = "signal"
+                if isinstance(inner, ast.arg) and inner.arg == "x":
+                    inner.arg = "signal"
+    fold = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fold")
+    tree.body.remove(fold)
+    tree.body.insert(0, ast.ImportFrom("sashimi.model.folding", [ast.alias("fold")], 0))
+    pool.write_text(ast.unparse(tree))
+    (pool.parent / "folding.py").write_text(ast.unparse(ast.Module([fold], [])))
+    after, stale_after = mutated_trees(tmp_path)
+    assert set(after) == set(before) and stale_after == stale_before
+    moved = next(j for j in plan.catalogue_jobs(tmp_path, ["downpool-reshape-order"])[0])
+    assert moved.file == "sashimi/model/folding.py"
 
 
-def test_the_expected_killer_runs_first_and_exists():
-    for mutant in CATALOGUE:
-        if mutant.kills:
-            assert (ROOT / mutant.kills).is_file(), f"{mutant.id}: {mutant.kills} does not exist"
-            assert ordered_tests(ROOT, mutant.kills)[0] == mutant.kills
-    assert ordered_tests(ROOT, "")[0] == "tests/harness/test_gate.py"
+def test_a_target_that_is_gone_is_stale_not_an_error(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x + 1\n\n\ndef g(x):\n    return x + 1\n")
+    assert anchor.locate(tmp_path, "sashimi/m.py", "f", "y + 1").line == 2  # y renamed to the code's x
+    with pytest.raises(anchor.Stale, match="defined in 0 files"):
+        anchor.locate(tmp_path, "sashimi/m.py", "h", "x + 1")
+    with pytest.raises(anchor.Stale, match="matches 2 times"):
+        anchor.locate(tmp_path, "sashimi/m.py", "", "x + 1")
+    with pytest.raises(anchor.Stale, match="matches 0 times"):
+        anchor.locate(tmp_path, "sashimi/m.py", "f", "x - 1")
+
+
+def test_splice_replaces_only_the_matched_span():
+    text = "def f(a, b):\n    # keep me\n    y = a[:, :-1] * 2  # and me\n    return y\n"
+    place = anchor.Place("m.py", tuple(ast.parse(text).body[0].body[0].value.left.slice.elts[1:]), {})
+    assert anchor.splice(text, place, "1:") == text.replace(":-1]", "1:]")
+    stmt = anchor.Place("m.py", (ast.parse(text).body[0].body[0],), {})
+    assert anchor.splice(text, stmt, "") == text.replace("y = a[:, :-1] * 2", "pass")
+
+
+def run(source: str, expression: str, mutant: operators.Candidate, **values):
+    """The expression's value before and after the mutant, computed by executing both texts."""
+    scope = dict(np=np, **values)
+    exec(source, scope)
+    mutated = anchor.splice(source, anchor.Place("m.py", (mutant.node,), {}), "" if mutant.new is None else ast.unparse(mutant.new))
+    after = dict(np=np, **values)
+    exec(mutated, after)
+    return eval(expression, scope), eval(expression, after)
+
+
+def test_generic_operators_on_a_small_function():
+    source = "def f(x):\n    return 2 * x + 1 if x > 0 else -x\n"
+    found, _ = operators.candidates(source, {2}, per_line=20)
+    assert {c.operator for c in found} >= {"arithmetic: * -> /", "arithmetic: + -> -", "constant: 2 -> 3", "constant: 1 -> 2",
+                                           "comparison: > -> >="}
+    expected = {"arithmetic: * -> /": 2 / 3 + 1, "arithmetic: + -> -": 5, "constant: 2 -> 3": 10, "constant: 1 -> 2": 8}
+    for c in found:
+        if c.operator in expected:
+            assert run(source, "f(3)", c) == (7, expected[c.operator]), c.operator
+    boundary = next(c for c in found if c.operator == "comparison: > -> >=")
+    assert run(source, "f(0)", boundary) == (0, 1)
+
+
+def test_numerical_operators_compute_what_they_name():
+    source = textwrap.dedent("""\
+        def f(x, z):
+            a = np.exp(x[1:-1]).sum(axis=0)
+            b = np.conj(z).clip(0, 1)
+            return a, b, a.astype(np.float64)
+        """)
+    x, z = np.arange(12.0).reshape(4, 3) / 10, np.array([0.5 + 2j, 3 - 1j])
+    found, _ = operators.candidates(source, {2, 3, 4}, per_line=20)
+    by = {c.operator: c for c in found}
+    _, (a, _, _) = run(source, "f(x, z)", by["slice: index 0 [1:-1] shifted by one"], x=x, z=z)
+    np.testing.assert_array_equal(a, np.exp(x[2:]).sum(axis=0))
+    _, (a, _, _) = run(source, "f(x, z)", by["axis: axis=0 -> 1"], x=x, z=z)
+    np.testing.assert_array_equal(a, np.exp(x[1:-1]).sum(axis=1))
+    _, (a, _, _) = run(source, "f(x, z)", by["function: exp -> softplus"], x=x, z=z)
+    np.testing.assert_allclose(a, np.log1p(np.exp(x[1:-1])).sum(axis=0))
+    _, (_, b, _) = run(source, "f(x, z)", by["conjugate: dropped"], x=x, z=z)
+    np.testing.assert_array_equal(b, z.clip(0, 1))
+    _, (_, b, _) = run(source, "f(x, z)", by["mask: .clip(...) dropped"], x=x, z=z)
+    np.testing.assert_array_equal(b, np.conj(z))
+    _, (_, _, c) = run(source, "f(x, z)", by["dtype: float64 -> float32"], x=x, z=z)
+    assert c.dtype == np.float32
+
+
+def test_skip_comments_and_the_per_line_cap():
+    source = "def f(x):\n    y = x * 2  # mutate: skip the factor cancels below\n    return y / 2 + x - 1\n"
+    found, skipped = operators.candidates(source, {2, 3}, per_line=2)
+    assert skipped == {2: "the factor cancels below"}
+    assert {c.line for c in found} == {3} and len(found) == 2
+
+
+def git(tree, *args):
+    subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+def test_changed_lines_are_the_added_and_modified_lines_of_the_package(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "sashimi" / "m.py").write_text("a = 1\nb = 2\nc = 3\n")
+    (tmp_path / "tests" / "test_m.py").write_text("x = 1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "one")
+    (tmp_path / "sashimi" / "m.py").write_text("a = 1\nb = 20\nc = 3\nd = 4\n")
+    (tmp_path / "tests" / "test_m.py").write_text("x = 2\n")
+    assert plan.changed_lines(tmp_path, "HEAD") == {"sashimi/m.py": {2, 4}}
+    with pytest.raises(ValueError, match="no-such-rev"):
+        plan.changed_lines(tmp_path, "no-such-rev")
+
+
+TINY = "def area(w, h):\n    return w * h + 0\n"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A checkout with one module and a test that pins it, plus a test that asserts too little."""
+    (tmp_path / "pkg.py").write_text(TINY)
+    (tmp_path / "test_pkg.py").write_text("from pkg import area\n\n\ndef test_weak():\n    assert area(2, 2) > 0\n\n\n"
+                                          "def test_exact():\n    assert area(2, 3) == 6\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    return tmp_path
+
+
+def test_the_runner_tells_killed_from_survived(tiny):
+    coverage = selection.Coverage(tests={"test_pkg.py::test_weak": 0.1, "test_pkg.py::test_exact": 0.1},
+                                  lines={"pkg.py": {2: {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}}})
+    weak = selection.Coverage(tests=coverage.tests, lines={"pkg.py": {2: {"test_pkg.py::test_weak"}}})
+    plus = Job("plus", "pkg.py", 2, range(2, 3), "arithmetic: * -> +", TINY.replace("w * h", "w + h"))
+    assert run_job(plus, coverage, None, False, 60, tiny)["killed_by"] == "test_pkg.py::test_exact"
+    result = run_job(plus, weak, None, False, 60, tiny)
+    assert not result["killed"] and result["tests_run"] == 1
+
+
+def test_coverage_names_the_tests_that_execute_each_line(tiny):
+    (tiny / "pkg.py").write_text(TINY + "\n\ndef unused():\n    return 1\n")
+    found = selection.collect(tiny, None, "0", {**os.environ, "PYTHONPATH": str(tiny)}, lambda m: None, sources=("pkg",), with_gate=False)
+    assert found.lines["pkg.py"][2] == {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}
+    assert 6 not in found.lines["pkg.py"] and found.tests_for("pkg.py", range(6, 7)) is None
+    assert set(found.tests) == {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}
 
 
 def test_run_tests_names_the_first_failure_and_counts_no_tests_as_no_kill(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("def test_ok():\n    pass\n\n\ndef test_bad():\n    assert False\n")
-    pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    pytest_cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    assert run_tests([*pytest, "tests/test_x.py"], tmp_path, env, 60) == (True, "tests/test_x.py::test_bad")
-    assert run_tests([*pytest, "tests/test_x.py", "-k", "ok"], tmp_path, env, 60) == (False, None)
-    assert run_tests([*pytest, "tests/test_x.py", "-k", "nothing"], tmp_path, env, 60) == (False, None)  # exit 5
+    assert run_tests([*pytest_cmd, "tests/test_x.py"], tmp_path, env, 60) == (True, "tests/test_x.py::test_bad")
+    assert run_tests([*pytest_cmd, "tests/test_x.py", "-k", "ok"], tmp_path, env, 60) == (False, None)
+    assert run_tests([*pytest_cmd, "tests/test_x.py", "-k", "nothing"], tmp_path, env, 60) == (False, None)  # exit 5

@@ -1,0 +1,91 @@
+"""Which mutants to run: the catalogue's entries where they still anchor, or generated mutants on
+the lines a change touched since a git revision."""
+
+import ast
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sashimi.harness import anchor, operators
+from sashimi.harness.catalogue import CATALOGUE, Mutant
+from sashimi.harness.mutation import Job
+
+HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    line: int
+    reason: str
+
+
+def catalogue_job(mutant: Mutant, root: Path) -> Job:
+    """The entry applied to today's code; raises anchor.Stale when its target or pattern is gone."""
+    statements = mutant.replace == "" or not _is_expression(mutant.find)
+    place = anchor.locate(root, mutant.file, mutant.target, mutant.find, statements)
+    before = "\n".join(ast.unparse(n) for n in place.nodes)
+    after = "\n".join(ast.unparse(n) for n in anchor.render(mutant.replace, place.renaming, statements))
+    if before == after:
+        raise anchor.Stale("the replacement leaves the code unchanged")
+    text = anchor.splice((root / place.file).read_text(), place, mutant.replace) + mutant.append
+    span = range(place.nodes[0].lineno, place.nodes[-1].end_lineno + 1)
+    return Job(mutant.id, place.file, place.line, span, mutant.what, text, mutant.kills, f"{before} -> {after}")
+
+
+def catalogue_jobs(root: Path, only: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+    """Jobs for the catalogue (or the entries in `only`), and the stale entries with why."""
+    jobs, stale = [], {}
+    for mutant in CATALOGUE:
+        if only and mutant.id not in only:
+            continue
+        try:
+            jobs.append(catalogue_job(mutant, root))
+        except (anchor.Stale, SyntaxError) as e:
+            stale[mutant.id] = str(e)
+    return jobs, stale
+
+
+def _is_expression(source: str) -> bool:
+    try:
+        ast.parse(source.strip(), mode="eval")
+        return True
+    except SyntaxError:
+        return False
+
+
+def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
+    """Lines added or modified since `rev` (committed or not) in the Python files of sashimi/ and
+    reference/; tests and docs are not mutated."""
+    diff = subprocess.run(["git", "diff", "--unified=0", "--no-color", "--no-ext-diff", rev, "--", *anchor.ROOTS],
+                          cwd=root, capture_output=True, text=True)
+    if diff.returncode != 0:
+        raise ValueError(f"git diff against {rev!r} failed: {diff.stderr.strip() or 'unknown revision'}")
+    changed: dict[str, set[int]] = {}
+    for block in re.split(r"^diff --git ", diff.stdout, flags=re.MULTILINE)[1:]:
+        target = re.search(r"^\+\+\+ (?:b/)?(.+)$", block, re.MULTILINE)
+        if not target or target.group(1) == "/dev/null" or not target.group(1).endswith(".py"):
+            continue
+        lines = set()
+        for start, count in HUNK.findall(block):
+            lines.update(range(int(start), int(start) + (int(count) if count else 1)))
+        if lines:
+            changed[target.group(1)] = lines
+    return changed
+
+
+def diff_jobs(root: Path, rev: str, per_line: int) -> tuple[list[Job], list[Skipped]]:
+    """Generated mutants on the lines changed since `rev`, and the lines marked `# mutate: skip`."""
+    jobs, skipped = [], []
+    for file, lines in sorted(changed_lines(root, rev).items()):
+        text = (root / file).read_text()
+        candidates, marked = operators.candidates(text, lines, per_line)
+        skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
+        for i, c in enumerate(candidates):
+            place = anchor.Place(file, (c.node,), {})
+            new = "" if c.new is None else ast.unparse(c.new)
+            mutated = anchor.splice(text, place, new)
+            span = range(c.node.lineno, c.node.end_lineno + 1)
+            jobs.append(Job(f"{file}:{c.line}:{i}", file, c.line, span, c.operator, mutated))
+    return jobs, skipped
