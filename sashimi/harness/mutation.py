@@ -78,6 +78,8 @@ def selected_tests(job: Job, coverage: Coverage) -> tuple[list[str], str]:
     """The tests to run against `job`, in order, and how they were chosen."""
     chosen = coverage.tests_for(job.file, job.lines)
     how = "the tests executing its lines"
+    if not coverage.tests:
+        return [], "none: no test imports this code"
     if chosen is None:
         chosen = sorted(coverage.tests, key=lambda t: (coverage.tests[t], t))
         how = "every test (its lines run at import time, or in no test's process)"
@@ -111,7 +113,7 @@ def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool
         env = environment(tree, fixtures)
         limit = min(timeout, 60 + 3 * sum(coverage.tests.get(t, 1.0) for t in tests))
         pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "not slow", *tests]
-        killed, killer = run_tests(pytest, tree, env, limit)
+        killed, killer = run_tests(pytest, tree, env, limit) if tests else (False, None)
         families = coverage.families_for(job.file, job.lines, FAMILIES) if with_gate else []
         gate = run_gate(tree, env, families, fixtures, timeout) if with_gate else None
     return {"id": job.id, "file": job.file, "line": job.line, "operator": job.operator, "killed": killed, "killed_by": killer,

@@ -7,6 +7,7 @@ first. Lines executed only while modules are imported (context "")
 select everything: a change there reaches every test.
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -74,18 +75,60 @@ def _test_context(context: str) -> str:
     return context.rsplit("|", 1)[0] if context else EVERYTHING
 
 
+def _module(path: str) -> str:
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an import statement of `path` names, with each parent package."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
+
+
+def test_files_importing(root: Path, files: list[str]) -> list[str] | None:
+    """The test files that import any of `files` directly or through other modules, or None when
+    every test does (conftest.py or tests/helpers.py imports one of them)."""
+    modules = {p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")}
+    if (root / "conftest.py").is_file():
+        modules["conftest.py"] = root / "conftest.py"
+    importers: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules.items():
+        for imported in _imports(path):
+            importers[imported].add(name)
+    reached, todo = set(files), list(files)
+    while todo:
+        for importer in importers[_module(todo.pop())] - reached:
+            reached.add(importer)
+            todo.append(importer)
+    if {"conftest.py", "tests/helpers.py"} & reached:
+        return None
+    return sorted(f for f in reached if f.startswith("tests/") and Path(f).name.startswith("test_"))
+
+
 def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, sources: tuple[str, ...] = ("sashimi", "reference"),
             with_gate: bool = True) -> Coverage:
-    """Run the fast suite and the gate under coverage in `root`; `include` limits the files measured."""
+    """Run the fast suite and the gate under coverage in `root`; `include` limits the files measured
+    and the tests run to those that import them."""
+    targets = test_files_importing(root, include) if include else None
+    if targets == []:
+        log("coverage: no test imports the changed files")
+        return Coverage()
     with tempfile.TemporaryDirectory(prefix="sashimi-coverage-") as tmp:
         tmp = Path(tmp)
         rc = tmp / "coveragerc"
         rc.write_text("[run]\nsource =\n" + "".join(f"    {s}\n" for s in sources) + "relative_files = True\n"
                       + ("include =\n" + "".join(f"    {f}\n" for f in include) if include else ""))
         env = {**env, "COVERAGE_FILE": str(tmp / "tests.coverage")}
-        log(f"coverage: the fast suite once with per-test contexts (pytest -n {jobs}) ...")
+        what = "the fast suite" if targets is None else f"the {len(targets)} test files that import the changed code"
+        log(f"coverage: {what} once with per-test contexts (pytest -n {jobs}) ...")
         suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-n", jobs, "--durations=0", "--durations-min=0",
-                                f"--cov-config={rc}", *[f"--cov={s}" for s in sources], "--cov-context=test", "--cov-report="],
+                                f"--cov-config={rc}", *[f"--cov={s}" for s in sources], "--cov-context=test", "--cov-report=", *(targets or [])],
                                cwd=root, env=env, capture_output=True, text=True)
         if suite.returncode != 0:
             tail = "\n".join((suite.stdout + suite.stderr).splitlines()[-15:])
