@@ -13,6 +13,21 @@ def commit() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
+ENGINE = """## Why this engine
+
+mutmut and cosmic-ray were evaluated first. mutmut 3 rewrites every function of the package into a
+trampoline that dispatches to mutated copies, so the code under test is not the code users run:
+the runtime shape checks and `torch.compile` of the fused step would see the trampolines; its
+operators are generic and it has no mode for the lines of a change. cosmic-ray keeps its work in a session database and runs one fixed
+test command per mutant: no per-mutant test selection from coverage, and restricting it to a
+diff is an open request upstream (sixty-north/cosmic-ray#484). Neither knows numerical code: no
+dropped conjugate, float64 downcast, slice shifted by one sample or swapped reduction axis.
+So the engine here is small and built on well-kept parts: the standard library's `ast` finds and
+writes mutants (only the matched span of the file changes), coverage.py's per-test contexts
+(through pytest-cov) choose the tests of each mutant, and pytest runs them.
+"""
+
+
 def markdown(results: list[dict], stale: dict[str, str], command: str, minutes: float) -> str:
     lines = ["# Mutation testing", "",
              "Each mutant is one bug applied alone to a temporary copy of the checkout. The tests that execute its",
@@ -30,5 +45,5 @@ def markdown(results: list[dict], stale: dict[str, str], command: str, minutes: 
     killed = sum(r["killed"] for r in results)
     caught = sum(r["gate"] not in (None, "passed", "not reached") for r in results)
     lines += ["", f"{killed} of {len(results)} mutants killed by the tests alone; {caught} of {len(results)} make the gate fail alone;"
-              f" {len(stale)} stale entries.", ""]
+              f" {len(stale)} stale entries.", "", ENGINE]
     return "\n".join(lines)

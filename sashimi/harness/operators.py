@@ -33,7 +33,8 @@ REDUCTIONS = AXIS_FIRST | {"norm", "flip", "roll", "chunk", "cat", "stack", "dif
 # builtins whose removal can only raise a TypeError: no realistic bug
 PLUMBING = {"range", "len", "enumerate", "zip", "print", "isinstance", "str", "repr", "sorted", "list", "tuple",
             "dict", "set", "type", "iter", "next", "open", "super", "reversed", "Path"}
-CLAMPS = {"clamp", "clamp_", "clip", "clip_", "masked_fill", "masked_fill_", "nan_to_num"}
+CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_max", "clip", "clip_", "masked_fill", "masked_fill_", "nan_to_num"}
+EPSILON = 1e-6  # a float constant this small is a guard against 0: doubling it is no realistic bug
 # families first: a line keeps its first `per_line` mutants, so the numerical ones come first
 ORDER = ["conjugate", "dtype", "slice", "axis", "function", "mask", "comparison", "arithmetic", "constant", "boolean",
          "statement", "argument", "call"]
@@ -139,7 +140,10 @@ def _function(node: ast.Call, name: str, receiver: ast.AST) -> Iterator[tuple[st
     if module and not node.args:
         return
     x = node.args[0] if module else receiver
-    call = lambda n, arg: ast.Call(ast.Attribute(copy.deepcopy(arg), n, ast.Load()), [], [])
+
+    def call(method: str, arg: ast.AST) -> ast.AST:
+        return ast.Call(ast.Attribute(copy.deepcopy(arg), method, ast.Load()), [], [])
+
     if name == "exp":  # softplus(x) = log1p(exp(x)), written with what x already has
         yield "function: exp -> softplus", ast.Call(ast.Attribute(receiver, "log1p", ast.Load()), [node], []) if module else call("log1p", node)
     elif name == "softplus":
@@ -165,7 +169,7 @@ def _generic(node: ast.AST) -> Iterator[tuple[str, ast.AST | None]]:
         yield f"boolean: {node.value} -> {not node.value}", ast.Constant(not node.value)
     elif isinstance(node, ast.Constant) and isinstance(node.value, int):
         yield f"constant: {node.value} -> {node.value + 1}", ast.Constant(node.value + 1)
-    elif isinstance(node, ast.Constant) and isinstance(node.value, float):
+    elif isinstance(node, ast.Constant) and isinstance(node.value, float) and not 0 < abs(node.value) < EPSILON:
         new = node.value * 2 if node.value else 1.0
         yield f"constant: {node.value!r} -> {new!r}", ast.Constant(new)
     if isinstance(node, ast.Call):

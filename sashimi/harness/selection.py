@@ -155,15 +155,21 @@ def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, fil
     if path.is_file():
         raw = json.loads(path.read_text())
         log(f"coverage: reusing {path.relative_to(root)} (the tree is unchanged since it was collected)")
-        table = lambda t: {f: {int(n): set(v) for n, v in lines.items()} for f, lines in t.items()}
-        return Coverage(raw["tests"], table(raw["lines"]), table(raw["gate"]))
+        return Coverage(raw["tests"], _sets(raw["lines"]), _sets(raw["gate"]))
     coverage = collect(root, include, jobs, env, log)
     path.parent.mkdir(exist_ok=True)
-    plain = lambda t: {f: {n: sorted(v) for n, v in lines.items()} for f, lines in t.items()}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tests": coverage.tests, "lines": plain(coverage.lines), "gate": plain(coverage.gate)}))
+    tmp.write_text(json.dumps({"tests": coverage.tests, "lines": _lists(coverage.lines), "gate": _lists(coverage.gate)}))
     tmp.replace(path)
     return coverage
+
+
+def _sets(table: dict) -> dict[str, dict[int, set[str]]]:
+    return {f: {int(n): set(v) for n, v in lines.items()} for f, lines in table.items()}
+
+
+def _lists(table: dict[str, dict[int, set[str]]]) -> dict:
+    return {f: {n: sorted(v) for n, v in lines.items()} for f, lines in table.items()}
 
 
 def gate_under_coverage(rc: str) -> None:
