@@ -101,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     if jobs:
         include = sorted({j.file for j in jobs}) if args.diff else None
         try:
-            coverage = selection.cached(ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files())
+            coverage = selection.cached(ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files(), not args.no_gate)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         log(f"coverage collected in {time.monotonic() - start:.0f} s ({len(coverage.tests)} tests)")
+    startup = selection.startup_seconds(ROOT, environment(ROOT, args.fixtures), coverage)
     deadline = None if args.budget is None else start + 60 * args.budget
-    results, unrun = run_all(jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log)
+    results, unrun = run_all(jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log, startup)
     minutes = (time.monotonic() - start) / 60
     killed = sum(r["killed"] for r in results)
     what = f"on the change since {args.diff}" if args.diff else "of the catalogue"

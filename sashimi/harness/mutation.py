@@ -103,7 +103,10 @@ def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, 
     return first(r"^FAILED: (.+?):\s*measured", output) or first(r"^(error: .+)$", output) or first(r"(\w+Error: .+)$", output) or f"exit {check.returncode}"
 
 
-def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool, timeout: int | float, root: Path = ROOT) -> dict:
+def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool, timeout: int | float, root: Path = ROOT,
+            startup: float = 10.0) -> dict:
+    """One mutant. Its tests may take ten times what they took before mutation, pytest's startup
+    (`startup`, measured under the current load) included, before a timeout counts as a kill."""
     start = time.perf_counter()
     tests, how = selected_tests(job, coverage)
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
@@ -111,7 +114,7 @@ def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool
         make_copy(tree, root)
         (tree / job.file).write_text(job.text)
         env = environment(tree, fixtures)
-        limit = min(timeout, 60 + 3 * sum(coverage.tests.get(t, 1.0) for t in tests))
+        limit = min(timeout, 30 + 10 * (startup + sum(coverage.tests.get(t, 1.0) for t in tests)))
         pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "not slow", *tests]
         killed, killer = run_tests(pytest, tree, env, limit) if tests else (False, None)
         families = coverage.families_for(job.file, job.lines, FAMILIES) if with_gate else []
@@ -121,7 +124,7 @@ def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool
 
 
 def run_all(jobs: list[Job], coverage: Coverage, fixtures: Path | None, with_gate: bool, timeout: float, parallel: int,
-            deadline: float | None, log) -> tuple[list[dict], list[Job]]:
+            deadline: float | None, log, startup: float = 10.0) -> tuple[list[dict], list[Job]]:
     """Every job, `parallel` at a time, none started after `deadline` (time.monotonic()); returns the
     results in the jobs' order and the jobs left unrun."""
     results: dict[str, dict] = {}
@@ -131,7 +134,7 @@ def run_all(jobs: list[Job], coverage: Coverage, fixtures: Path | None, with_gat
         while pending or running:
             while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
                 job = pending.pop(0)
-                running[pool.submit(run_job, job, coverage, fixtures, with_gate, timeout)] = job
+                running[pool.submit(run_job, job, coverage, fixtures, with_gate, timeout, ROOT, startup)] = job
             if not running:
                 break
             done = next(as_completed(running))

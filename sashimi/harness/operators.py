@@ -217,9 +217,9 @@ def _mutable_nodes(tree: ast.AST) -> Iterator[ast.AST]:
     yield from visit(tree)
 
 
-def candidates(source: str, lines: set[int], per_line: int) -> tuple[list[Candidate], dict[int, str]]:
-    """Mutants of the nodes that start on `lines`, at most `per_line` a line (numerical operators
-    first), and the lines marked `# mutate: skip <reason>` with their reasons."""
+def candidates(source: str, lines: set[int]) -> tuple[dict[int, list[Candidate]], dict[int, str]]:
+    """Mutants of the nodes that start on `lines`, per line with the numerical operators first,
+    and the lines marked `# mutate: skip <reason>` with their reasons."""
     tree = ast.parse(source)
     text_lines = source.splitlines()
     skipped = {n: (m.group(1).strip() or "no reason given") for n in lines
@@ -231,8 +231,4 @@ def candidates(source: str, lines: set[int], per_line: int) -> tuple[list[Candid
             continue
         ops = _statement(node) if isinstance(node, ast.stmt) else [(op, node, new) for op, new in [*_numerical(node), *_generic(node)]]
         found.setdefault(line, []).extend(Candidate(line, op, target, new) for op, target, new in ops)
-    chosen = []
-    for line in sorted(found):
-        ranked = sorted(found[line], key=lambda c: ORDER.index(c.family))
-        chosen += ranked[:per_line]
-    return chosen, skipped
+    return {line: sorted(found[line], key=lambda c: ORDER.index(c.family)) for line in sorted(found)}, skipped

@@ -76,16 +76,21 @@ def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
 
 
 def diff_jobs(root: Path, rev: str, per_line: int) -> tuple[list[Job], list[Skipped]]:
-    """Generated mutants on the lines changed since `rev`, and the lines marked `# mutate: skip`."""
+    """Generated mutants on the lines changed since `rev`, at most `per_line` distinct ones a line,
+    and the lines marked `# mutate: skip`."""
     jobs, skipped = [], []
     for file, lines in sorted(changed_lines(root, rev).items()):
         text = (root / file).read_text()
-        candidates, marked = operators.candidates(text, lines, per_line)
+        by_line, marked = operators.candidates(text, lines)
         skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
-        for i, c in enumerate(candidates):
-            place = anchor.Place(file, (c.node,), {})
-            new = "" if c.new is None else ast.unparse(c.new)
-            mutated = anchor.splice(text, place, new)
-            span = range(c.node.lineno, c.node.end_lineno + 1)
-            jobs.append(Job(f"{file}:{c.line}:{i}", file, c.line, span, c.operator, mutated))
+        for line, found in by_line.items():
+            seen: set[str] = set()
+            for c in found:
+                mutated = anchor.splice(text, anchor.Place(file, (c.node,), {}), "" if c.new is None else ast.unparse(c.new))
+                normal = ast.unparse(ast.parse(mutated))  # `dim=-1 -> -2` and `1 -> 2` there are one mutant
+                if normal in seen or len(seen) == per_line:
+                    continue
+                seen.add(normal)
+                span = range(c.node.lineno, c.node.end_lineno + 1)
+                jobs.append(Job(f"{file}:{line}:{len(seen)}", file, line, span, c.operator, mutated))
     return jobs, skipped

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,9 @@ def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, so
                       + ("include =\n" + "".join(f"    {f}\n" for f in include) if include else ""))
         env = {**env, "COVERAGE_FILE": str(tmp / "tests.coverage")}
         what = "the fast suite" if targets is None else f"the {len(targets)} test files that import the changed code"
-        log(f"coverage: {what} once with per-test contexts (pytest -n {jobs}) ...")
-        suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-n", jobs, "--durations=0", "--durations-min=0",
+        log(f"coverage: {what} once with per-test contexts ...")
+        workers = "0" if targets and len(targets) <= 2 else jobs  # starting workers costs more than a file or two
+        suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-n", workers, "--durations=0", "--durations-min=0",
                                 f"--cov-config={rc}", *[f"--cov={s}" for s in sources], "--cov-context=test", "--cov-report=", *(targets or [])],
                                cwd=root, env=env, capture_output=True, text=True)
         if suite.returncode != 0:
@@ -145,10 +147,21 @@ def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, so
         return Coverage(tests, lines, _read(tmp / "gate.coverage", root, lambda c: c or EVERYTHING))
 
 
-def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, files: list[str]) -> Coverage:
+def startup_seconds(root: Path, env: dict, coverage: Coverage) -> float:
+    """Seconds pytest takes to start and collect one test file here, now (load included): the
+    part of every mutant's run that is not its tests."""
+    if not coverage.tests:
+        return 0.0
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "--co", "-p", "no:cacheprovider", min(coverage.tests).split("::")[0]],
+                   cwd=root, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, files: list[str], with_gate: bool = True) -> Coverage:
     """`collect`, kept in .mutate-cache/ under a hash of every source file (`files`) and `include`:
     a second run on the same tree reuses it; any change to the code or the tests collects anew."""
-    digest = hashlib.sha256(json.dumps(include).encode())
+    digest = hashlib.sha256(json.dumps([include, with_gate]).encode())
     for name in files:
         digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     path = root / ".mutate-cache" / f"coverage-{digest.hexdigest()[:20]}.json"
@@ -156,7 +169,7 @@ def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, fil
         raw = json.loads(path.read_text())
         log(f"coverage: reusing {path.relative_to(root)} (the tree is unchanged since it was collected)")
         return Coverage(raw["tests"], _sets(raw["lines"]), _sets(raw["gate"]))
-    coverage = collect(root, include, jobs, env, log)
+    coverage = collect(root, include, jobs, env, log, with_gate=with_gate)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"tests": coverage.tests, "lines": _lists(coverage.lines), "gate": _lists(coverage.gate)}))

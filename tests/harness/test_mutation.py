@@ -99,7 +99,7 @@ def run(source: str, expression: str, mutant: operators.Candidate, **values):
 
 def test_generic_operators_on_a_small_function():
     source = "def f(x):\n    return 2 * x + 1 if x > 0 else -x\n"
-    found, _ = operators.candidates(source, {2}, per_line=20)
+    found = operators.candidates(source, {2})[0][2]
     assert {c.operator for c in found} >= {"arithmetic: * -> /", "arithmetic: + -> -", "constant: 2 -> 3", "constant: 1 -> 2",
                                            "comparison: > -> >="}
     expected = {"arithmetic: * -> /": 2 / 3 + 1, "arithmetic: + -> -": 5, "constant: 2 -> 3": 10, "constant: 1 -> 2": 8}
@@ -118,7 +118,7 @@ def test_numerical_operators_compute_what_they_name():
             return a, b, a.astype(np.float64)
         """)
     x, z = np.arange(12.0).reshape(4, 3) / 10, np.array([0.5 + 2j, 3 - 1j])
-    found, _ = operators.candidates(source, {2, 3, 4}, per_line=20)
+    found = [c for line in operators.candidates(source, {2, 3, 4})[0].values() for c in line]
     by = {c.operator: c for c in found}
     _, (a, _, _) = run(source, "f(x, z)", by["slice: index 0 [1:-1] shifted by one"], x=x, z=z)
     np.testing.assert_array_equal(a, np.exp(x[2:]).sum(axis=0))
@@ -134,11 +134,22 @@ def test_numerical_operators_compute_what_they_name():
     assert c.dtype == np.float32
 
 
-def test_skip_comments_and_the_per_line_cap():
+def test_skip_comments_and_the_per_line_cap(tmp_path):
     source = "def f(x):\n    y = x * 2  # mutate: skip the factor cancels below\n    return y / 2 + x - 1\n"
-    found, skipped = operators.candidates(source, {2, 3}, per_line=2)
-    assert skipped == {2: "the factor cancels below"}
-    assert {c.line for c in found} == {3} and len(found) == 2
+    by_line, skipped = operators.candidates(source, {2, 3})
+    assert skipped == {2: "the factor cancels below"} and set(by_line) == {3}
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x.sum(dim=-1)\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "one")
+    (tmp_path / "sashimi" / "m.py").write_text(source)
+    jobs, skips = plan.diff_jobs(tmp_path, "HEAD", per_line=2)
+    assert [(j.line, j.operator) for j in jobs] == [(3, "arithmetic: - -> +"), (3, "arithmetic: + -> -")]  # outermost first
+    assert [(s.line, s.reason) for s in skips] == [(2, "the factor cancels below")]
+    (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x.sum(dim=-2)\n")
+    jobs, _ = plan.diff_jobs(tmp_path, "HEAD", per_line=5)  # dim=-2 -> -3 and the constant 2 -> 3 are one mutant
+    assert [j.operator for j in jobs].count("axis: dim=-2 -> -3") == 1 and "constant: 2 -> 3" not in [j.operator for j in jobs]
 
 
 def git(tree, *args):
