@@ -183,6 +183,7 @@ def test_seq_len_not_a_multiple_of_the_pools(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"spoken-digits data not found at {SPOKEN_DIGITS}")
 def test_trains_briefly_on_spoken_digits(tmp_path):
     run_dir = loop.train(train_config(SPOKEN_DIGITS, tmp_path, max_steps=3, eval_every=3, eval_batches=1, seq_len=512))
