@@ -4,11 +4,13 @@ a metrics log written past the checkpoint, a no-op resume, foreign checkpoints, 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,9 +95,15 @@ def test_diverged_weights_are_never_checkpointed(audio_folder, tmp_path, monkeyp
     assert not list(tmp_path.glob("*/checkpoint.pt"))
 
 
+@pytest.fixture(scope="module")
+def trained_four_steps(audio_folder, tmp_path_factory):
+    return loop.train(train_config(audio_folder, tmp_path_factory.mktemp("four_steps") / "runs", max_steps=4, eval_every=2))
+
+
 @pytest.fixture
-def four_steps(audio_folder, tmp_path):
-    return loop.train(train_config(audio_folder, tmp_path / "runs", max_steps=4, eval_every=2))
+def four_steps(trained_four_steps, tmp_path):
+    """A run folder at step 4 (checkpoints at 2 and 4): a copy per test, which may change it; trained once."""
+    return Path(shutil.copytree(trained_four_steps, tmp_path / "runs" / trained_four_steps.name))
 
 
 @pytest.mark.parametrize("flag,value", [("--lr", "0.01"), ("--seed", "7"), ("--bits", "16"), ("--seq-len", "512"), ("--preset", "sc09"), ("--eval-every", "3")])
