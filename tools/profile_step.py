@@ -2,7 +2,9 @@
 
     python tools/profile_step.py [--batch 1] [--threads 1] [--no-compile] [--steps 1600]
 
-Builds the paper's 8-bit model (preset sc09) at its init, then prints microseconds per call of each
+Builds the paper's 8-bit model (preset sc09) at its init (C~ written by one forward of 16,000
+samples, as training leaves it), prints the time `setup_step` takes to build the recurrence, cold
+and again on unchanged weights, then microseconds per call of each
 depth's function (`FusedStep.run`: depth 0 every sample, depth d every prod(pool[:d]) samples),
 per whole `FusedStep.step` (all depths and the bookkeeping), and per step of the modules' own
 `SashimiLM.step`, for comparison. Absolute times drift with the machine's load.
@@ -38,8 +40,15 @@ def main() -> None:
     torch.manual_seed(0)
     model = SashimiLM(model_config("sc09", 8)).eval()
     B, n = args.batch, args.steps
+    with torch.no_grad():
+        model(torch.zeros(1, 16000, dtype=torch.long))  # C -> C~ at the training length, as in a trained checkpoint
     with torch.inference_mode():
+        start = time.perf_counter()
         model.setup_step()
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        model.setup_step()
+        print(f"setup_step: {cold:.2f} s; again on unchanged weights {1e3 * (time.perf_counter() - start):.1f} ms")
         start = time.perf_counter()
         fused = FusedStep(model, B, compile=not args.no_compile)
         fused.warm_up()

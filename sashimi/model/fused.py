@@ -16,6 +16,7 @@ refills the finer depth's pending outputs, which that depth has just used up (th
 
 import math
 import shutil
+import time
 import typing
 import warnings
 from collections.abc import Callable
@@ -247,12 +248,22 @@ class FusedStep:
             self.functions = [depth_step] * len(self.functions)
             return depth_step(*args, self.specs[d])
 
-    def warm_up(self) -> None:
+    def warm_up(self, time_limit: float = math.inf, log: Callable[[str], None] | None = None) -> None:
         """Run each depth's function once, discarding the results: compiling happens here rather
-        than at the first deep step, mid-generation."""
+        than at the first deep step, mid-generation. Once compiling has taken more than `time_limit`
+        seconds, the depths not reached yet run without it (a loaded machine can take minutes per
+        depth), and `log` (else a warning) says so."""
         K = len(self.pool)
         tokens = torch.zeros(self.batch, dtype=torch.long, device=self.weights[0].device)
+        start = time.perf_counter()
         for d in range(K + 1):
+            elapsed = time.perf_counter() - start
+            if elapsed > time_limit and self.functions[d] is not depth_step:
+                self.functions[d:] = [depth_step] * (K + 1 - d)
+                notice = (f"compiling the step functions took {elapsed:.1f} s, over the limit of {time_limit:g} s: "
+                          f"depths {d} to {K} (of 0 to {K}) run uncompiled")
+                log(notice) if log is not None else warnings.warn(notice, stacklevel=2)
+                return
             self.run(d, tokens if d == 0 else self.buffers[d - 1], self.pending[d][:, :, 0] if d < K else None)
 
     def step(self, tokens: Int[Tensor, " B"], check: bool = True) -> Float[Tensor, "B C"]:

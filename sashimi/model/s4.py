@@ -41,6 +41,7 @@ class S4Conv(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self._step: tuple[Tensor, ...] | None = None
         self._step_fn = dplr_step
+        self._step_key: tuple | None = None  # (mode and the kernel parameters' versions, those tensors)
         self._spectrum: tuple[Tensor, Tensor] | None = None
 
     def spectrum(self, L: int) -> Complex[Tensor, "F H"]:
@@ -58,15 +59,22 @@ class S4Conv(nn.Module):
         return self.dropout(F.gelu(spectral_conv(u, K_f) + self.D * u))
 
     def setup_step(self, mode: str = "linear") -> None:
-        """Build the recurrence (in float64, cast to the parameter dtype); call again after parameters change.
+        """Build the recurrence (in float64, cast to the parameter dtype); call again after parameters
+        change (a call with the same parameters, unchanged, returns at once).
 
         mode "linear": the O(N) DPLR recurrence (`dplr_step`), default; "dense": the real
         (H, N, N) matrix form (`ssm_step`), the plain version kept as its oracle.
         """
         if mode not in ("linear", "dense"):
             raise ValueError(f"step mode must be 'linear' or 'dense'; got {mode!r}")
+        # the warm path: unchanged parameters (same tensors, same in-place versions; see
+        # `SSMKernel._cache_key`) keep the recurrence built before, which costs about 1 s for the paper model
+        key, tensors = self.kernel._cache_key(0)
+        if self._step_key is not None and self._step_key[0] == (mode, key):
+            return
         self._step_fn = dplr_step if mode == "linear" else ssm_step
         self._step = linear_step_coefficients(self.kernel) if mode == "linear" else step_matrices(self.kernel)
+        self._step_key = ((mode, key), tensors)  # holding the tensors keeps their ids from being reused
 
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.D.new_zeros(batch, self.kernel.H, self.kernel.N)

@@ -23,6 +23,9 @@ COMPILE_MIN_STEPS = 32768
 # samples/s on 2 busy cores, 662 on one thread). Larger batches have GEMMs worth sharing: B = 16
 # steps 1.36x faster on 2 threads than on 1 on a quiet machine (docs/PERFORMANCE.md, "Generation").
 ONE_THREAD_MAX_BATCH = 8
+# Compiling the paper model's step functions takes 8 s on 2 quiet cores and took 320 s beside two
+# other busy processes: past this many seconds, the depths not compiled yet run uncompiled.
+COMPILE_TIME_LIMIT = 60.0
 
 
 def top_p_filter(logits: Float[Tensor, "B C"], top_p: float) -> Float[Tensor, "B C"]:
@@ -49,6 +52,7 @@ def sample(
     prepared: bool = False,
     compile: bool | str = "auto",
     log=None,
+    compile_time_limit: float = COMPILE_TIME_LIMIT,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     """n sequences: the prefix (if any) then `length` sampled tokens; and the mean log-likelihood
     per generated sample under the (tempered, filtered) sampling distribution. `prepared`: the
@@ -57,7 +61,8 @@ def sample(
     compile: True runs `FusedStep` with compiled step functions, False the modules' own
     `SashimiLM.step` (the plain path), "auto" the former from COMPILE_MIN_STEPS steps on when a
     C++ compiler is present (or on a GPU). Both give the same samples up to float rounding.
-    `log`: told when compiling starts (it takes seconds)."""
+    `log`: told when compiling starts (it takes seconds) and when it ran past `compile_time_limit`
+    seconds, from where on the step functions not compiled yet run without it (`FusedStep.warm_up`)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     if not 0 < top_p <= 1:
@@ -75,7 +80,7 @@ def sample(
         if log is not None:
             log("compiling the step functions (once per process; inductor caches them on disk)")
         fused = FusedStep(model, n, compile=True)
-        fused.warm_up()
+        fused.warm_up(compile_time_limit, log)
         step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
     with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
         return sampling_loop(step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress)

@@ -2,16 +2,15 @@
 with the checkpoint's quantization, written as 16-bit WAV with a waveform + spectrogram PNG."""
 
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm import tqdm
 
 from sashimi.audio.quantize import decode
+from sashimi.core.progress import progress_bar
 from sashimi.core.shapes import Int, Tensor
 from sashimi.io.plots import plot_sample
 from sashimi.model.lm import SashimiLM
@@ -31,7 +30,7 @@ def generate_to_folder(
     start = time.perf_counter()
     # the remaining time is spelled out ("ETA"): generation is the longest quiet stretch of `make run`
     bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
-    with tqdm(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", file=sys.stderr, leave=False, bar_format=bar_format) as bar:
+    with progress_bar(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", leave=False, bar_format=bar_format) as bar:
         for first in range(0, n_samples, batch_size):
             n = min(batch_size, n_samples - first)
             t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar, log=bar.write, compile=compile)

@@ -22,6 +22,7 @@ from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, EmptySplitError
 from sashimi.audio.synthetic import write_synthetic_dataset
 from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
+from sashimi.core.progress import progress_bar
 from sashimi.io import checkpoint
 from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
@@ -226,7 +227,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
 
     start, start_step = time.monotonic(), run.step
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
-    bar = tqdm(total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True)
     run.model.train()
     try:
         while (config.max_steps is None or run.step < config.max_steps) and time.monotonic() < deadline:

@@ -162,6 +162,7 @@ def test_bad_dataset_arguments(tmp_path):
         data.AudioDataset(tmp_path, "train", 0, 8, "mulaw")
 
 
+@pytest.mark.external
 @pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"shared corpus not found at {SPOKEN_DIGITS}")
 def test_spoken_digits_validation_split():
     files = data.list_audio_files(SPOKEN_DIGITS)

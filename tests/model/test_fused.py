@@ -4,6 +4,7 @@ errors and the fallback when compiling fails."""
 
 import dataclasses
 import math
+import time
 import warnings
 
 import numpy as np
@@ -146,3 +147,42 @@ def test_sample_through_the_fused_step_draws_what_the_module_step_draws(monkeypa
     plain = sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=False)
     assert torch.equal(fast[0], plain[0])
     assert torch.allclose(fast[1], plain[1], rtol=0, atol=1e-12)
+
+
+def test_compiling_past_the_time_limit_leaves_the_other_depths_uncompiled(monkeypatch):
+    """A compile that runs past the limit (a loaded machine): warm_up stops compiling, the depths not
+    reached yet run uncompiled, it says so, and the logits are the uncompiled ones."""
+    compiled_calls = []
+
+    def slow(module, **kwargs):
+        def call(*args):
+            compiled_calls.append(module)
+            time.sleep(0.3)  # as if compiling
+            return module(*args)
+
+        return call
+
+    monkeypatch.setattr(fused.torch, "compile", slow)
+    monkeypatch.setattr(fused, "COMPILED", {})  # not a layout compiled by an earlier test
+    model = randomized(7, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    K = len(model.config.pool)
+    model.setup_step()
+    step = FusedStep(model, 2, compile=True)
+    notices = []
+    step.warm_up(time_limit=0.2, log=notices.append)
+    assert len(compiled_calls) == 1  # depth 0 "compiled" in 0.3 s; past 0.2 s the rest is not
+    assert step.functions[1:] == [fused.depth_step] * K and step.functions[0] is not fused.depth_step
+    assert len(notices) == 1 and f"over the limit of 0.2 s: depths 1 to {K} (of 0 to {K}) run uncompiled" in notices[0], notices
+    x = tokens(7, 2, 12, 256)
+    with torch.no_grad():
+        got = torch.stack([step.step(x[:, t]) for t in range(12)], 1)
+    assert torch.equal(got, fused_rollout(model, x))
+
+
+def test_sample_with_a_tiny_compile_limit_runs_uncompiled_and_says_so():
+    model = randomized(8, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    notices = []
+    fast = sample(model, 2, 20, seed=2, compile=True, compile_time_limit=0.0, log=notices.append)
+    assert any("over the limit of 0 s: depths 0 to" in n for n in notices), notices
+    plain = sample(model, 2, 20, seed=2, compile=False)
+    assert torch.equal(fast[0], plain[0])

@@ -75,3 +75,29 @@ def test_generate_compile_flag_chooses_the_step(flag, fused, trained, tmp_path, 
     code = generate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n-samples", "1", "--length", "20", "--out", str(tmp_path),
                               "--compile", flag])
     assert code == 0 and built == ([{"compile": True}] if fused else [])
+
+
+def test_repeated_sampling_reuses_the_recurrence_until_a_parameter_changes(monkeypatch):
+    """sample() on unchanged weights builds no recurrence again; an in-place edit of one layer's
+    parameter rebuilds that layer's, and only it, from the edited value."""
+    from sashimi.model import s4
+    from tests.helpers import lm, tiny_config
+
+    built = []
+    build = s4.linear_step_coefficients
+    monkeypatch.setattr(s4, "linear_step_coefficients", lambda kernel: built.append(kernel) or build(kernel))
+    model = lm(3, torch.float64, **tiny_config(8).to_dict())
+    convs = [m for m in model.modules() if isinstance(m, s4.S4Conv)]
+    first, _ = sampling.sample(model, 2, 30, seed=1, compile=False)
+    assert len(built) == len(convs)
+    again, _ = sampling.sample(model, 2, 30, seed=1, compile=False)
+    assert len(built) == len(convs) and torch.equal(again, first)
+    edited = convs[-1]
+    before = edited._step
+    with torch.no_grad():
+        edited.kernel.inv_dt.add_(0.5)  # in place: the same tensor, a new version
+    sampling.sample(model, 2, 30, seed=1, compile=False)
+    assert built[len(convs):] == [edited.kernel]
+    rebuilt = build(edited.kernel)
+    assert all(torch.equal(a, b) for a, b in zip(edited._step, rebuilt))
+    assert not torch.equal(before[1], rebuilt[1])

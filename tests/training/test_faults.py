@@ -4,11 +4,13 @@ a metrics log written past the checkpoint, a no-op resume, foreign checkpoints, 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,9 +95,15 @@ def test_diverged_weights_are_never_checkpointed(audio_folder, tmp_path, monkeyp
     assert not list(tmp_path.glob("*/checkpoint.pt"))
 
 
+@pytest.fixture(scope="module")
+def trained_four_steps(audio_folder, tmp_path_factory):
+    return loop.train(train_config(audio_folder, tmp_path_factory.mktemp("four_steps") / "runs", max_steps=4, eval_every=2))
+
+
 @pytest.fixture
-def four_steps(audio_folder, tmp_path):
-    return loop.train(train_config(audio_folder, tmp_path / "runs", max_steps=4, eval_every=2))
+def four_steps(trained_four_steps, tmp_path):
+    """A run folder at step 4 (checkpoints at 2 and 4): a copy per test, which may change it; trained once."""
+    return Path(shutil.copytree(trained_four_steps, tmp_path / "runs" / trained_four_steps.name))
 
 
 @pytest.mark.parametrize("flag,value", [("--lr", "0.01"), ("--seed", "7"), ("--bits", "16"), ("--seq-len", "512"), ("--preset", "sc09"), ("--eval-every", "3")])
@@ -106,7 +114,7 @@ def test_resume_refuses_a_flag_that_conflicts_with_the_run(four_steps, flag, val
 
 
 def test_resume_keeps_flags_that_agree_and_applies_the_stopping_rule(four_steps, audio_folder):
-    run_dir = loop.train(TrainConfig(resume=str(four_steps), data=str(audio_folder), lr=0.004, max_steps=6, max_minutes=None, device="cpu"))
+    run_dir = loop.train(TrainConfig(resume=str(four_steps), data=str(audio_folder), lr=0.004, max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
     assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 6
 
 
@@ -115,7 +123,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(four_steps):
     log has each step once."""
     with open(four_steps / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"kind": "train", "step": 5, "loss": 9.0}) + "\n" + json.dumps({"kind": "train", "step": 6, "loss": 9.0}) + "\n{\"kind\": \"tr")
-    loop.train(TrainConfig(resume=str(four_steps), max_steps=6, max_minutes=None, device="cpu"))
+    loop.train(TrainConfig(resume=str(four_steps), max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
     train_steps = [r["step"] for r in records(four_steps) if r["kind"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5, 6]
     assert 9.0 not in losses(four_steps).values()
@@ -172,7 +180,7 @@ def test_kill_9_then_resume_equals_a_straight_run(audio_folder, tmp_path):
     assert ckpts, "no checkpoint appeared within 2 minutes"
     run_dir = ckpts[0].parent
     step = checkpoint.load(run_dir / "checkpoint.pt")["step"]
-    loop.train(TrainConfig(resume=str(run_dir), max_steps=step + 2, max_minutes=None, device="cpu"))
+    loop.train(TrainConfig(resume=str(run_dir), max_steps=step + 2, max_minutes=None, device="cpu", sample_seconds=0.0))
     straight = loop.train(train_config(audio_folder, tmp_path / "straight", max_steps=step + 2, eval_every=2, eval_batches=2))
     a, b = losses(straight), losses(run_dir)
     assert sorted(b) == list(range(1, step + 3))

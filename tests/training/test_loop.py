@@ -61,7 +61,7 @@ def test_the_closing_report_sets_the_last_validation_beside_the_unigram_baseline
 def test_resume_is_bit_exact(audio_folder, tmp_path):
     straight = loop.train(train_config(audio_folder, tmp_path / "a", max_steps=8))
     interrupted = loop.train(train_config(audio_folder, tmp_path / "b", max_steps=4))
-    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=8, max_minutes=None, device="cpu"))
+    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=8, max_minutes=None, device="cpu", sample_seconds=0.0))
     assert resumed == interrupted
     a, b = losses(straight), losses(resumed)
     assert sorted(b) == list(range(1, 9))
@@ -183,6 +183,7 @@ def test_seq_len_not_a_multiple_of_the_pools(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.external
 @pytest.mark.skipif(not SPOKEN_DIGITS.is_dir(), reason=f"spoken-digits data not found at {SPOKEN_DIGITS}")
 def test_trains_briefly_on_spoken_digits(tmp_path):
     run_dir = loop.train(train_config(SPOKEN_DIGITS, tmp_path, max_steps=3, eval_every=3, eval_batches=1, seq_len=512))
@@ -240,7 +241,7 @@ def test_resume_with_dropout_and_a_firing_plateau_equals_a_straight_run(straight
     monkeypatch.setattr(OptimizerConfig, "from_specs", spec_with_patience(0))
     straight = straight_plateau_run
     interrupted = loop.train(train_config(audio_folder, tmp_path, max_steps=stop, **RESUME_RUN))
-    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=6, max_minutes=None, device="cpu"))
+    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
     assert resumed == interrupted
     a, b = records(straight, "train"), records(resumed, "train")
     assert sorted(b) == list(range(1, 7))
