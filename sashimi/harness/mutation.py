@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from sashimi.harness.selection import Coverage
+from sashimi.harness.selection import FAST, Coverage
 from sashimi.harness.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool
         make_copy(tree, root)
         (tree / job.file).write_text(job.text)
         env = environment(tree, fixtures)
-        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", "not slow"]
+        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", FAST]
         killed, killer = False, None
         for stage in stages(tests, job.kills):
             limit = min(timeout, 30 + 10 * (startup + sum(coverage.tests.get(t, 1.0) for t in stage)))

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+FAST = "not slow and not external"  # the fast suite: a -m given here replaces pyproject's own
 EVERYTHING = "*"  # a line executed at import time: every test and every family may see it
 
 
@@ -129,7 +130,7 @@ def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, so
         what = "the fast suite" if targets is None else f"the {len(targets)} test files that import the changed code"
         log(f"coverage: {what} once with per-test contexts ...")
         workers = "0" if targets and len(targets) <= 2 else jobs  # starting workers costs more than a file or two
-        suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-n", workers, "--durations=0", "--durations-min=0",
+        suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", FAST, "-n", workers, "--durations=0", "--durations-min=0",
                                 f"--cov-config={rc}", *[f"--cov={s}" for s in sources], "--cov-context=test", "--cov-report=", *(targets or [])],
                                cwd=root, env=env, capture_output=True, text=True)
         if suite.returncode != 0:

@@ -34,6 +34,7 @@ class Sashimi(Backbone):
 '''
 
 
+@pytest.mark.slow  # six child processes each build the paper model
 def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
     """With a stand-in official checkout (our backbone behind its API), every case runs on both sides,
     each in its own process at each thread count, and the table and JSON carry the ratios."""
