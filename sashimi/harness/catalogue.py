@@ -607,4 +607,17 @@ CATALOGUE = [
            'prefix.shape[0] + length >= COMPILE_MIN_STEPS',
            'prefix.shape[0] + length > 10 * COMPILE_MIN_STEPS',
            "sample(compile='auto') stops compiling long generations", kills='tests/model/test_fused.py'),
+    # --- setup, compiling and logs ---
+    Mutant('step-recurrence-reused-after-edit', 'sashimi/model/s4.py', 'S4Conv.setup_step',
+           'self._step_key is not None and self._step_key[0] == (mode, key)',
+           'self._step_key is not None',
+           'the recurrence is reused after its parameters changed', kills='tests/sampling/test_sample.py'),
+    Mutant('compile-limit-ignored', 'sashimi/model/fused.py', 'FusedStep.warm_up',
+           'elapsed > time_limit',
+           'elapsed > 10 * time_limit',
+           'compiling runs past its time limit', kills='tests/model/test_fused.py'),
+    Mutant('progress-default-rate-in-logs', 'sashimi/core/progress.py', 'progress_bar',
+           "kwargs.setdefault('mininterval', LOG_INTERVAL)",
+           "kwargs.setdefault('mininterval', 0.1)",
+           "bars into a log redraw at tqdm's default rate", kills='tests/core/test_progress.py'),
 ]
