@@ -5,6 +5,8 @@
     params      exact parameter counts of the published implementation
     shapes      per-stage output shapes, symbolic in B and L
     claims      the original design note's claims, with the verdicts measured
+    official_recipes  the official sashimi experiments' training recipes, resolved (tools/)
+    recipes     why each of our presets' differences from them is kept
 
 This folder is the package `specs` (installed beside `sashimi` and `reference`), so the
 same files are read from a checkout and from an installed copy.

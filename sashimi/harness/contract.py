@@ -11,6 +11,7 @@ import torch
 
 import specs
 from sashimi.core.config import ModelConfig, model_config, preset_names
+from sashimi.harness.recipe import recipe_lines
 from sashimi.harness.verdict import Verdict
 from sashimi.harness.verdict import print_report as print_verdicts
 from sashimi.model.lm import Decoder, SashimiLM
@@ -198,6 +199,7 @@ def report(preset: str, bits: int) -> dict:
     model = SashimiLM(model_config(preset, bits))
     shapes, table = shape_lines(model)
     lines = shapes + param_lines() + claim_lines()
+    recipe = recipe_lines(preset)
     breakdown = param_breakdown(model)
     return {
         "preset": preset,
@@ -212,7 +214,8 @@ def report(preset: str, bits: int) -> dict:
         },
         "shape_table": [{"stage": s, "shape": list(shape) if shape else None, "params": p} for s, shape, p in table],
         "specs": [line.as_dict() for line in lines],
-        "ok": not any(line.failed for line in lines),
+        "recipe": [line.as_dict() for line in recipe],
+        "ok": not any(line.failed for line in lines + recipe),
     }
 
 
@@ -226,4 +229,7 @@ def print_report(r: dict) -> None:
         print(f"  {name:<44s} {n:>12,d}")
     print(f"  {'total':<44s} {r['params']['total']:>12,d}")
     print("\nSpecs (measured vs documented; claims of the design note are reported as notes, never enforced)")
-    print_verdicts(Verdict(**line) for line in r["specs"])
+    if r["recipe"]:
+        print(f"  (then the training recipe: preset {r['preset']}'s value beside the official experiment's, specs/official_recipes.json; "
+              "a difference passes only with its reason in specs/recipes.json)")
+    print_verdicts(Verdict(**line) for line in r["specs"] + r["recipe"])

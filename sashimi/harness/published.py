@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import specs
+from sashimi.harness.published_training import check_training
 from sashimi.harness.verdict import Verdict, within
 from sashimi.io import pipeline, statefile
 from sashimi.io.interop import InteropError, fixture_state, load_backbone, pipeline_model, state_of
@@ -28,6 +29,10 @@ def read_fixture(path: Path) -> tuple[dict, dict]:
     except statefile.StateFileError as e:
         raise InteropError(str(e)) from None
     sidecar = path.with_suffix(".json")
+    if "train/tokens" in arrays:  # a training fixture (published_training): its sidecar holds the optimizer groups
+        if not sidecar.is_file():
+            raise InteropError(f"sidecar {sidecar} not found (expected beside the training fixture)")
+        return arrays, json.loads(sidecar.read_text())
     if "fixture/tokens" in arrays:  # a pipeline fixture: the sidecar (dt_transform) is optional
         return arrays, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if not sidecar.is_file():
@@ -52,6 +57,8 @@ def s4_kernels(model: Backbone, paths: dict) -> dict[str, torch.Tensor]:
 def check(path: Path) -> list[Verdict]:
     """Every check of a fixture, in either format."""
     arrays, meta = read_fixture(path)
+    if "train/tokens" in arrays:
+        return check_training(path, arrays, meta)
     if "fixture/tokens" in arrays:
         return check_pipeline(path, arrays, meta)
     return check_standalone(path, arrays, meta)

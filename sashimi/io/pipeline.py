@@ -68,6 +68,16 @@ def _rename(key: str, layout: str) -> str | None:
     return key
 
 
+def our_parameter(key: str, layout: str) -> str:
+    """Our SashimiLM parameter that a pipeline parameter feeds (both halves of a weight-normed pool
+    linear feed its folded weight)."""
+    if key.startswith("model.") and key.endswith((".weight_g", ".weight_v")):
+        return "backbone." + key[len("model.") : -len("_g")]
+    name = _rename(key, layout)
+    assert name is not None, key
+    return name
+
+
 def fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """W = g v / ||v||, the norm per output row (torch's weight_norm with dim=0), in float64."""
     v64 = v.double().reshape(v.shape[0], -1)

@@ -11,23 +11,42 @@ from torch import nn
 
 from sashimi.core.config import OptimizerConfig
 from sashimi.core.shapes import Int, Tensor
+from sashimi.model.blocks import ScalarNorm
 
 SSM_PARAMETERS = ("inv_dt", "A_real", "A_imag", "B", "P")
 
 
+def decays(name: str, owner: nn.Module) -> bool:
+    """Whether weight decay applies to a non-SSM parameter. As the official pipeline's
+    `add_optimizer_hooks` (run on its backbone only): not on the backbone's biases nor on its
+    LayerNorms (nn.LayerNorm, and ScalarNorm's m and s, which it marks itself); the embedding and
+    the decoder's bias do decay."""
+    return not (name.startswith("backbone.") and (name.endswith("bias") or isinstance(owner, (nn.LayerNorm, ScalarNorm))))
+
+
 def param_groups(model: nn.Module, lr: float, ssm_lr: float, spec: OptimizerConfig) -> list[dict]:
-    """The SSM parameters (Delta, A, B, P) get their own learning rate and weight decay."""
-    ssm, rest = [], []
+    """The SSM parameters (Delta, A, B, P) get their own learning rate and weight decay; with a
+    weight decay, the backbone's biases and LayerNorm parameters go to a third group without it."""
+    owners = {id(p): m for m in model.modules() for p in m.parameters(recurse=False)}
+    ssm, rest, undecayed = [], [], []
     for name, p in model.named_parameters():
-        (ssm if name.rsplit(".", 1)[-1] in SSM_PARAMETERS and ".kernel." in name else rest).append(p)
-    return [{"params": rest, "lr": lr, "weight_decay": spec.weight_decay}, {"params": ssm, "lr": ssm_lr, "weight_decay": spec.ssm_weight_decay}]
+        if name.rsplit(".", 1)[-1] in SSM_PARAMETERS and ".kernel." in name:
+            ssm.append(p)
+        else:
+            (rest if spec.weight_decay == 0 or decays(name, owners[id(p)]) else undecayed).append(p)
+    groups = [{"params": rest, "lr": lr, "weight_decay": spec.weight_decay}, {"params": ssm, "lr": ssm_lr, "weight_decay": spec.ssm_weight_decay}]
+    return groups + ([{"params": undecayed, "lr": lr, "weight_decay": 0.0}] if undecayed else [])
+
+
+def adamw(groups: list[dict], spec: OptimizerConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, betas=spec.betas, weight_decay=spec.weight_decay)
 
 
 def make_optimizer(model: nn.Module, lr: float, ssm_lr: float | None = None, spec: OptimizerConfig | None = None):
     """AdamW over `param_groups` and ReduceLROnPlateau on the validation loss; ssm_lr defaults to the spec's."""
     spec = spec or OptimizerConfig.from_specs()
     ssm_lr = spec.ssm_lr if ssm_lr is None else ssm_lr
-    optimizer = torch.optim.AdamW(param_groups(model, lr, ssm_lr, spec), betas=spec.betas, weight_decay=spec.weight_decay)
+    optimizer = adamw(param_groups(model, lr, ssm_lr, spec), spec)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=spec.plateau_factor, patience=spec.plateau_patience)
     return optimizer, scheduler
 

@@ -2,6 +2,7 @@
 (mean loss over non-padding positions, gradient clip, AdamW) written out here."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -25,6 +26,23 @@ def test_ssm_parameters_get_their_own_group():
     assert ssm_names and all(n.rsplit(".", 1)[-1] in ("inv_dt", "A_real", "A_imag", "B", "P") for n in ssm_names)
     assert len(ssm_names) == 5 * sum(1 for n, _ in model.named_parameters() if n.endswith("kernel.inv_dt"))
     assert not any(n.endswith(("kernel.C", "layer.D")) for n in ssm_names)
+
+
+@pytest.mark.parametrize("norm", ["layer", "scalar"])
+def test_weight_decay_spares_the_backbone_biases_and_norms(norm):
+    """As the official pipeline groups them: with a weight decay, the backbone's biases and norm
+    parameters go without it; the embedding, the decoder (bias too) and the other weights decay."""
+    model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4, norm=norm))
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
+    groups = optimizer.param_groups(model, lr=0.004, ssm_lr=0.001, spec=spec)
+    decay = {n: g["weight_decay"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+    assert len(decay) == len(list(model.parameters())) and len(groups) == 3
+    spared = {n for n, d in decay.items() if d == 0.0 and ".kernel." not in n}
+    norms = {n for n in decay if n.startswith("backbone.") and (".norm." in n or n.startswith("backbone.norm."))}
+    biases = {n for n in decay if n.startswith("backbone.") and n.endswith("bias")}
+    assert norms and biases and spared == norms | biases
+    assert decay["encoder.embedding.weight"] == decay["decoder.output_transform.bias"] == 0.1
+    assert [g["weight_decay"] for g in optimizer.param_groups(model, 0.004, 0.001, OptimizerConfig.from_specs())] == [0.0, 0.0]
 
 
 class TableLM(nn.Module):
