@@ -52,8 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object with a `mutants` list")
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
     args = parser.parse_args(argv)
-    if args.timeout < 1 or args.jobs < 1 or args.per_line < 1:
-        parser.error(f"--timeout, --jobs and --per-line must be at least 1; got {args.timeout}, {args.jobs}, {args.per_line}")
+    for flag, value in (("--timeout", args.timeout), ("--jobs", args.jobs), ("--per-line", args.per_line)):
+        if value < 1:
+            parser.error(f"{flag} must be at least 1{' second' if flag == '--timeout' else ''}; got {value}")
     if args.diff and args.only:
         parser.error("--only names catalogue entries; it cannot be combined with --diff")
     if args.budget is None and args.diff:
