@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import QUANTIZATIONS, audio_settings, check_number
+from sashimi.core.config import QUANTIZATIONS, SAMPLE_RATE_RANGE, audio_settings, check_number
 from sashimi.harness.published import check
 from sashimi.harness.verdict import print_report
 from sashimi.io.checkpoint import CheckpointError
@@ -30,7 +30,7 @@ def describe(config) -> str:
 
 
 def run_import(args) -> int:
-    check_number("--sample-rate", args.sample_rate, 1)
+    check_number("--sample-rate", args.sample_rate, *SAMPLE_RATE_RANGE)
     kwargs = None
     if args.config is not None:
         meta = json.loads(args.config.read_text())

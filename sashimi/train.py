@@ -10,9 +10,8 @@ import argparse
 import dataclasses
 import sys
 import typing
-import warnings
 
-from sashimi.core.cli import Parser
+from sashimi.core.cli import Parser, notices
 from sashimi.core.config import TrainConfig, preset_names
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.loop import train
@@ -53,8 +52,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
+        with notices():
             train(config)
         return 0
     except KeyboardInterrupt:

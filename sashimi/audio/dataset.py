@@ -23,7 +23,7 @@ import torch
 from scipy import signal
 
 from sashimi.audio.quantize import check_bits, check_method, encode, zero_level
-from sashimi.core.config import default_sample_rate
+from sashimi.core.config import SAMPLE_RATE_RANGE, default_sample_rate
 from sashimi.core.shapes import Float, Int, Tensor
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -61,6 +61,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, "
         audio, rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError, EOFError) as err:
         raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= rate <= high:
+        raise AudioFileError(f"audio file {path}: its header says {rate:,} Hz, outside {low:,}-{high:,} Hz (a corrupt header, or not audio)")
     if audio.shape[0] == 0:
         raise AudioFileError(f"audio file {path} holds no samples")
     if not np.isfinite(audio).all():

@@ -284,6 +284,7 @@ def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) 
             f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})")
     if config.sample_seconds > 0:
         written = generate_to_folder(run.model, config.quantization, config.sample_rate, run.run_dir / "samples", n_samples=1,
-                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log)
+                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log,
+                                     overwrite=True)  # the run's sample at its latest step replaces the one of an earlier stop
         for path in written:
             log(f"generated sample: {path}; waveform and spectrogram {path.with_suffix('.png')}")
