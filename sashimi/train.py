@@ -42,8 +42,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "dropout": "dropout probability of every block (default: the preset's)",
         "grad_clip": "gradient norm clip",
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
+        "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint (no longer bit for bit)",
     }
     for f in dataclasses.fields(TrainConfig):
+        if f.type is bool:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=helps.get(f.name))
+            continue
         kind = f.type if f.type in (int, float, str) else next(t for t in typing.get_args(f.type) if t is not type(None))
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default, help=helps.get(f.name))
     return TrainConfig(**vars(parser.parse_args(argv)))

@@ -54,6 +54,17 @@ def list_audio_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def folder_fingerprint(folder: str | os.PathLike) -> dict:
+    """The audio files under `folder` as {"files": count, "sha256": of their relative paths and
+    sizes}: what a resumed run checks to be reading the files it was trained on."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    files = list_audio_files(folder)
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\n".encode())
+    return {"files": len(files), "sha256": digest.hexdigest()}
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, " L"]:
     """Mono float32 samples of `path` at `sample_rate`: channels averaged, other rates resampled
     (scipy.signal.resample_poly). Each change is reported by one AudioNotice warning naming the file."""

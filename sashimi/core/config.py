@@ -139,6 +139,7 @@ class TrainConfig:
     dropout: float | None = None
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
+    allow_changed_data: bool = False
 
     def resolved(self, pool: list[int] | None = None) -> "TrainConfig":
         """Fill every None from the preset (docs/DESIGN.md, "Presets") and check the values;

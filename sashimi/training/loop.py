@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, EmptySplitError
+from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, EmptySplitError, folder_fingerprint
 from sashimi.audio.synthetic import write_synthetic_dataset
 from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
@@ -74,10 +75,7 @@ def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, Aud
     The split is by file-name hash (README, "Data"); a folder too small to have a file in the
     training split trains on all its files, and one with none in the validation split validates on
     the training files, each with a notice."""
-    folder = Path(config.data) if config.data else run_dir / "data"
-    if not config.data and not folder.exists():
-        log(f"no --data given: writing the embedded synthetic dataset to {folder}")
-        write_synthetic_dataset(folder)
+    folder = data_folder(config, run_dir)
     settings = (config.seq_len, config.bits, config.quantization, config.sample_rate)
     try:
         train = AudioDataset(folder, "train", *settings)
@@ -92,6 +90,42 @@ def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, Aud
     return train, validation, folder
 
 
+def data_folder(config: TrainConfig, run_dir: Path) -> Path:
+    """--data, or the run's own copy of the embedded synthetic dataset."""
+    return Path(config.data) if config.data else run_dir / "data"
+
+
+def write_embedded_data(config: TrainConfig, run_dir: Path, procs: "Processes") -> None:
+    """Without --data, the main process writes the synthetic dataset into the run (under a hidden
+    name, then renamed: a folder that exists is complete); the others wait at a barrier until it
+    has, so none lists a folder still being written."""
+    folder = data_folder(config, run_dir)
+    if not config.data and procs.is_main and not folder.exists():
+        procs.log(f"no --data given: writing the embedded synthetic dataset to {folder}")
+        partial = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_synthetic_dataset(partial)
+        partial.rename(folder)
+    if procs.distributed:
+        dist.barrier()
+
+
+def check_data_unchanged(config: TrainConfig, payload: dict, folder: Path, procs: "Processes") -> None:
+    """A resumed run reads the data folder it was trained on: its file list (names and sizes) must
+    match the fingerprint in the checkpoint, unless --allow-changed-data says to continue anyway."""
+    saved = payload.get("data")
+    if saved is None:  # written before checkpoints recorded their data
+        return
+    now = folder_fingerprint(folder)
+    if now["sha256"] == saved["sha256"]:
+        return
+    change = f"{saved['files']} files when checkpointed, {now['files']} now" if now["files"] != saved["files"] else f"{now['files']} files, changed names or sizes"
+    if not config.allow_changed_data:
+        raise ValueError(f"--resume: the data folder {folder} changed since the checkpoint ({change}): the run would not continue "
+                         "bit for bit; restore the folder, or continue on it anyway with --allow-changed-data")
+    procs.log(f"--allow-changed-data: continuing on the changed data folder {folder} ({change}); the run is no longer what a straight run would be")
+
+
 class Run:
     """Everything a training run holds; `state()` and `load()` make it resumable bit for bit."""
 
@@ -103,6 +137,7 @@ class Run:
         self.step = 0
         self.best_val = math.inf
         self.last_validation: dict[str, float] | None = None  # the metrics of this process's last validation
+        self.data: dict | None = None  # the fingerprint of the data folder's file list (checked on resume)
 
     def state(self) -> dict:
         return {
@@ -113,6 +148,7 @@ class Run:
             "rng": rng_state(),
             "step": self.step,
             "best_val": self.best_val,
+            "data": self.data,
         }
 
     def load(self, payload: dict) -> None:
@@ -169,16 +205,13 @@ def train(config: TrainConfig) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     if procs.distributed:
         dist.barrier()
-    train_set, val_set, folder = datasets(config, run_dir, procs.log)
-    run = Run(config, run_dir, device, model_config)
-    if init_state is not None:
-        try:
-            run.model.load_state_dict(init_state, strict=True)
-        except RuntimeError as e:
-            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
-        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
+    try:
+        run, train_set, val_set, folder = prepare_run(config, run_dir, device, model_config, init_state, payload, procs)
+    except BaseException:
+        if payload is None and procs.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves no folder
+        raise
     if payload is not None:
-        run.load(payload)
         dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
         procs.log(f"resumed {run_dir} at step {run.step}" + (f" (dropped {dropped} metrics records logged after that step)" if dropped else ""))
     if procs.is_main:
@@ -194,6 +227,28 @@ def train(config: TrainConfig) -> Path:
     if procs.is_main and run.step > start_step:
         finish(run, val_set, start_step, start, procs.log)
     return run_dir
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None, init_state: dict | None,
+                payload: dict | None, procs: Processes) -> tuple[Run, AudioDataset, AudioDataset, Path]:
+    """The data and the run's state before its first step: everything that can refuse a run."""
+    write_embedded_data(config, run_dir, procs)
+    folder = data_folder(config, run_dir)
+    if payload is not None:
+        check_data_unchanged(config, payload, folder, procs)
+    train_set, val_set, folder = datasets(config, run_dir, procs.log)
+    run = Run(config, run_dir, device, model_config)
+    run.data = folder_fingerprint(folder)
+    if init_state is not None:
+        try:
+            run.model.load_state_dict(init_state, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
+        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
+    if payload is not None:
+        run.load(payload)
+        run.data = folder_fingerprint(folder)  # what the run continues on (changed only under --allow-changed-data)
+    return run, train_set, val_set, folder
 
 
 def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Processes) -> None:
