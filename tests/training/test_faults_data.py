@@ -11,7 +11,8 @@ import soundfile as sf
 
 from sashimi import train as train_cmd
 from sashimi.audio.dataset import folder_fingerprint
-from sashimi.training import loop
+from sashimi.io import checkpoint
+from sashimi.training import data, loop
 from tests.helpers import assert_one_line_error, run_main, write
 
 QUICK = ["--max-steps", "1", "--seq-len", "64", "--batch-size", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu"]
@@ -63,29 +64,27 @@ def test_a_run_refused_after_its_embedded_data_was_written_leaves_no_folder(tmp_
     def refuse(*args, **kwargs):
         raise ValueError("refused while loading")
 
-    monkeypatch.setattr(loop, "AudioDataset", refuse)
+    monkeypatch.setattr(data, "AudioDataset", refuse)
     code, err = run_main(train_cmd, ["--out", str(tmp_path / "runs"), *QUICK], capsys)
     assert_one_line_error(code, err, "refused while loading")
     assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_a_resume_refuses_a_changed_data_folder_unless_told(tmp_path, capsys):
-    data = tmp_path / "data"
+    folder = tmp_path / "data"
     for i in range(10):
-        write(data / f"clip{i:02d}.wav", np.sin(np.arange(300) * (i + 1) / 50).astype(np.float32))
-    run_dir = loop.train(train_cmd.parse_args(["--data", str(data), "--out", str(tmp_path / "runs"), *QUICK]))
-    saved = folder_fingerprint(data)
+        write(folder / f"clip{i:02d}.wav", np.sin(np.arange(300) * (i + 1) / 50).astype(np.float32))
+    run_dir = loop.train(train_cmd.parse_args(["--data", str(folder), "--out", str(tmp_path / "runs"), *QUICK]))
+    saved = folder_fingerprint(folder)
     for i in range(10, 60):
-        write(data / f"clip{i:02d}.wav", np.zeros(300, dtype=np.float32))
+        write(folder / f"clip{i:02d}.wav", np.zeros(300, dtype=np.float32))
     code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0"], capsys)
-    assert_one_line_error(code, err, f"the data folder {data} changed since the checkpoint (10 files when checkpointed, 60 now)",
+    assert_one_line_error(code, err, f"the data folder {folder} changed since the checkpoint (10 files when checkpointed, 60 now)",
                           "--allow-changed-data")
     code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0", "--allow-changed-data"], capsys)
     assert code == 0, err
-    assert f"--allow-changed-data: continuing on the changed data folder {data} (10 files when checkpointed, 60 now)" in err
-    from sashimi.io import checkpoint
-
-    assert checkpoint.load(run_dir / "checkpoint.pt")["data"] == folder_fingerprint(data) != saved
+    assert f"--allow-changed-data: continuing on the changed data folder {folder} (10 files when checkpointed, 60 now)" in err
+    assert checkpoint.load(run_dir / "checkpoint.pt")["data"] == folder_fingerprint(folder) != saved
 
 
 def test_a_file_of_another_size_changes_the_fingerprint(tmp_path):
@@ -101,19 +100,19 @@ def test_only_the_main_process_writes_the_embedded_dataset_and_the_others_wait(t
     only after rank 0 has written all of it."""
     barrier = threading.Barrier(2, timeout=60)
     written, seen = [], {}
-    real = loop.write_synthetic_dataset
+    real = data.write_synthetic_dataset
 
     def slow_write(folder):
         paths = real(folder, n_clips=6)
         written.append(folder)
         return paths
 
-    monkeypatch.setattr(loop, "write_synthetic_dataset", slow_write)
-    monkeypatch.setattr(loop.dist, "barrier", lambda: barrier.wait())
+    monkeypatch.setattr(data, "write_synthetic_dataset", slow_write)
+    monkeypatch.setattr(data.dist, "barrier", lambda: barrier.wait())
     config = train_cmd.parse_args(["--out", str(tmp_path)])
 
     def rank(r):
-        loop.write_embedded_data(config, tmp_path, loop.Processes(rank=r, world=2))
+        data.write_embedded_data(config, tmp_path, loop.Processes(rank=r, world=2))
         seen[r] = sorted(p.name for p in (tmp_path / "data").iterdir())
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in (1, 0)]
