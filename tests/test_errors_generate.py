@@ -139,7 +139,7 @@ def test_the_prefix_is_in_each_wav_and_the_log_says_so(ckpt, tmp_path, capsys, p
     assert generate.main(["--checkpoint", str(ckpt), "--n-samples", "1", "--length", "16", "--prefix", str(prefix), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert f"prefix {prefix}: 20 samples at 8000 Hz; each WAV holds them, then 16 generated samples" in out
-    assert "(20-sample prefix + 16 generated = 36 samples each)" in out
+    assert "generated 1 x 16 samples after the 20-sample prefix (each WAV holds 36)" in out
     (wav,) = (tmp_path / "o").glob("*.wav")
     assert sf.info(wav).frames == 36
 

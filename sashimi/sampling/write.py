@@ -79,7 +79,7 @@ def check_generation_fits(model: SashimiLM, n_samples: int, length: int, prefix_
     """MemoryError naming the estimate and the flags to lower when generation cannot fit."""
     device = next(model.parameters()).device
     need = generation_bytes(model, n_samples, length, prefix_length, batch_size)
-    return memory.refuse_over_limit(need, device, f"generating {n_samples} x {prefix_length + length} samples (batches of {batch_size})",
+    return memory.refuse_over_limit(need, device, f"generating {n_samples} x {prefix_length + length:,} samples (batches of {batch_size})",
                                     "--n-samples, --seconds/--length or --batch-size")
 
 
@@ -161,6 +161,6 @@ def generate_to_folder(
             log(f"interrupted before the first batch of {min(batch_size, n_samples)} samples finished: nothing written to {out}")
         raise
     elapsed = time.perf_counter() - start
-    what = f"{n_prefix}-sample prefix + {length} generated = {n_prefix + length} samples each" if n_prefix else f"{length} samples each"
-    log(f"generated {n_samples} samples ({what}) in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} samples/s")
+    after = f" after the {n_prefix}-sample prefix (each WAV holds {n_prefix + length})" if n_prefix else ""
+    log(f"generated {n_samples} x {length} samples{after} in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} samples/s")
     return write_samples(torch.cat(tokens), torch.cat(scores), model.config.bits, quantization, sample_rate, out, overwrite)
