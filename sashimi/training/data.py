@@ -42,7 +42,7 @@ def write_embedded_data(config: TrainConfig, run_dir: Path, procs) -> None:
     name, then renamed: a folder that exists is complete); the others wait at a barrier until it
     has, so none lists a folder still being written."""
     folder = data_folder(config, run_dir)
-    if not config.data and not folder.exists():
+    if not config.data and procs.is_main and not folder.exists():
         procs.log(f"no --data given: writing the embedded synthetic dataset to {folder}")
         partial = folder.with_name(f".{folder.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
