@@ -67,9 +67,9 @@ def test_an_out_that_is_a_file_or_not_writable_is_one_error_with_advice(ckpt, tm
     assert_one_line_error(code, err, f"cannot write into the output folder {tmp_path / 'ro'}: Read-only file system", "writable folder with --out")
 
 
-@pytest.mark.parametrize("failing", ["wav", "png"])
+@pytest.mark.parametrize("failing", ["wav", "png", "png rename"])
 def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(failing, ckpt, tmp_path, capsys, monkeypatch, plots_touched):
-    calls = {"wav": 0, "png": 0}
+    calls = {"wav": 0, "png": 0, "png rename": 0}
 
     def full(kind, real):
         def writer(*args, **kwargs):
@@ -82,11 +82,14 @@ def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(failing, c
 
     if failing == "wav":
         monkeypatch.setattr(write.sf, "write", full("wav", sf.write))
-    else:
+    elif failing == "png":
         monkeypatch.setattr(write, "plot_sample", full("png", write.plot_sample))
+    else:  # both files written, the PNG's rename fails: the WAV must not stand alone
+        rename, real = full("png rename", write.os.replace), write.os.replace
+        monkeypatch.setattr(write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(".png") else real(src, dst))
     out = tmp_path / "out"
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--n-samples", "3", "--length", "8", "--out", str(out)], capsys)
-    assert_one_line_error(code, err, f"cannot write {out}/sample_01_loglik_", f".{failing}: No space left on device")
+    assert_one_line_error(code, err, f"cannot write {out}/sample_01_loglik_", f".{failing[:3]}: No space left on device")
     assert names(out, ".wav") == names(out, ".png") and len(names(out, ".wav")) == 1
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no partial file left
 

@@ -98,7 +98,7 @@ def test_a_file_of_another_size_changes_the_fingerprint(tmp_path):
 def test_only_the_main_process_writes_the_embedded_dataset_and_the_others_wait(tmp_path, monkeypatch):
     """Two processes (threads here) with a real barrier: rank 1 never writes, and lists the folder
     only after rank 0 has written all of it."""
-    barrier = threading.Barrier(2, timeout=60)
+    barrier = threading.Barrier(2, timeout=20)  # a rank that fails never arrives: the other stops waiting
     written, seen = [], {}
     real = data.write_synthetic_dataset
 
