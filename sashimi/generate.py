@@ -72,7 +72,7 @@ def run(args) -> int:
         out = Path(args.out) if args.out else runs.new_run_dir(Path(args.checkpoint).parent / "generated")
         try:
             written = generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature,
-                                         args.top_p, prefix, args.batch_size, args.seed, log=print,
+                                     args.top_p, prefix, args.batch_size, args.seed, log=print,
                                          compile={"auto": "auto", "on": True, "off": False}[args.compile], overwrite=args.overwrite)
         except BaseException:
             if not args.out and out.is_dir() and not any(out.iterdir()):

@@ -166,17 +166,17 @@ def run(fixtures: Path | None = None, log=None) -> list[Verdict]:
     """Every verdict of the gate against the committed golden file; `log` is told each family as it
     starts (the gate takes a minute or more on a busy CPU)."""
     errors: dict[str, str] = {}
-    families = [
-        ("specs", lambda: guarded("specs", spec_rows)),
-        ("golden", lambda: golden.golden_rows(golden.golden_outputs(errors), golden.read(), errors)),
-        ("identity", lambda: guarded("identity", identity_rows)),
-        ("optimizer", lambda: guarded("specs", optimizer_rows)),
-        ("reference", lambda: guarded("reference", reference_rows)),
-        ("published", lambda: guarded("published", lambda: published_rows(fixtures))),
-    ]
-    rows = []
-    for i, (name, make_rows) in enumerate(families, 1):
-        if log is not None:
-            log(f"[{i}/{len(families)}] {name}")
-        rows += make_rows()
+    say = log or (lambda stage: None)
+    say("[1/6] specs")
+    rows = guarded("specs", spec_rows)
+    say("[2/6] golden")
+    rows += golden.golden_rows(golden.golden_outputs(errors), golden.read(), errors)
+    say("[3/6] identity")
+    rows += guarded("identity", identity_rows)
+    say("[4/6] optimizer")
+    rows += guarded("specs", optimizer_rows)
+    say("[5/6] reference")
+    rows = rows + guarded("reference", reference_rows)
+    say("[6/6] published")
+    rows += guarded("published", lambda: published_rows(fixtures))
     return rows

@@ -87,10 +87,11 @@ def write_pair(audio: Float[np.ndarray, " L"], sample_rate: int, wav: Path, titl
     """The WAV and its PNG, both or neither: each written under a hidden name, then renamed (PNG
     first, so a WAV never stands without its picture); an error names the file being written."""
     png = wav.with_suffix(".png")
-    tmp_wav, tmp_png = wav.with_name(f".{wav.stem}.partial.wav"), wav.with_name(f".{wav.stem}.partial.png")
+    path, tmp_png = wav.with_name(f".{wav.stem}.partial.wav"), wav.with_name(f".{wav.stem}.partial.png")
+    tmp_wav = path
     current = wav
     try:
-        sf.write(tmp_wav, audio, sample_rate, subtype="PCM_16")
+        sf.write(path, audio, sample_rate, subtype="PCM_16")
         current = png
         plot_sample(audio, sample_rate, tmp_png, title)
         os.replace(tmp_png, png)
@@ -112,7 +113,7 @@ def _discard(*paths: Path | None) -> None:
             path.unlink(missing_ok=True)
 
 
-def write_samples(tokens: Int[Tensor, "B T"], scores: Float[Tensor, " B"], bits: int, quantization: str, sample_rate: int, out: Path,
+def write_samples(tokens: Int[Tensor, "B T"], scores: Float[Tensor, " B"], model: SashimiLM, quantization: str, sample_rate: int, out: Path,
                   overwrite: bool) -> list[Path]:
     """Every sample as WAV + PNG, named by rank and mean log-likelihood, best first; with
     `overwrite`, the folder's earlier samples are removed first (never mixed with these)."""
@@ -120,7 +121,7 @@ def write_samples(tokens: Int[Tensor, "B T"], scores: Float[Tensor, " B"], bits:
         _discard(*out.glob(SAMPLE_GLOB + ".wav"), *out.glob(SAMPLE_GLOB + ".png"))
     written = []
     for rank, i in enumerate(scores.argsort(descending=True).tolist()):
-        audio = decode(tokens[i], bits, quantization).numpy().astype(np.float32)
+        audio = decode(tokens[i], model.config.bits, quantization).numpy().astype(np.float32)
         path = out / f"sample_{rank:02d}_loglik_{scores[i]:.3f}.wav"
         written.append(write_pair(audio, sample_rate, path, f"{path.name}: mean log-likelihood {scores[i]:.3f} nats"))
     return written
@@ -155,7 +156,7 @@ def generate_to_folder(
     except KeyboardInterrupt:
         done = sum(len(s) for s in scores)
         if done:
-            written = write_samples(torch.cat(tokens), torch.cat(scores), model.config.bits, quantization, sample_rate, out, overwrite)
+            written = write_samples(torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite)
             log(f"interrupted: kept the {done} of {n_samples} samples finished so far in {out} ({written[0].name}, ...)")
         else:
             log(f"interrupted before the first batch of {min(batch_size, n_samples)} samples finished: nothing written to {out}")
@@ -163,4 +164,4 @@ def generate_to_folder(
     elapsed = time.perf_counter() - start
     after = f" after the {n_prefix}-sample prefix (each WAV holds {n_prefix + length})" if n_prefix else ""
     log(f"generated {n_samples} x {length} samples{after} in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} samples/s")
-    return write_samples(torch.cat(tokens), torch.cat(scores), model.config.bits, quantization, sample_rate, out, overwrite)
+    return write_samples(torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite)
