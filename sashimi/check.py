@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not golden.GOLDEN.is_file():
         print(f"error: golden file {golden.GOLDEN} not found; create it with --update-golden", file=sys.stderr)
         return 2
-    verdicts = gate.run(args.fixtures, args.only)
+    verdicts = gate.run(args.fixtures, args.only, log=lambda stage: print(f"check {stage} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True))
     failed = [v for v in verdicts if v.failed]
     if args.json:
         print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [v.as_dict() for v in verdicts]}, indent=1))

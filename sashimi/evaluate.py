@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from sashimi.core.cli import Parser, pick_device
+from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import check_number
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.evaluation import evaluate_folder
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_number("--batch-size", args.batch_size, 1)
-        result = evaluate_folder(args.checkpoint, args.data, args.batch_size, pick_device(args.device))
+        with notices():
+            result = evaluate_folder(args.checkpoint, args.data, args.batch_size, pick_device(args.device),
+                                     log=lambda message: print(message, file=sys.stderr), progress=True)
     except (ValueError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,7 +2,11 @@
 
 The recurrence is set up once (never recomputing the convolution per sample); an optional
 prefix WAV primes the state; samples are sorted by log-likelihood (best first) and written as
-WAV with the checkpoint's quantization decoded, each with a waveform + spectrogram PNG.
+WAV with the checkpoint's quantization decoded, each with a waveform + spectrogram PNG. With a
+prefix, each WAV holds the prefix followed by the generated samples.
+
+Each run writes into a fresh folder (default: generated/<timestamp>/ beside the checkpoint); an
+--out already holding samples is refused unless --overwrite. Ctrl-C keeps the samples finished so far.
 """
 
 import argparse
@@ -13,11 +17,12 @@ import torch
 
 from sashimi.audio.dataset import load_audio
 from sashimi.audio.quantize import encode
-from sashimi.core.cli import Parser, pick_device
+from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import audio_settings, check_number
 from sashimi.io.checkpoint import CheckpointError, load_model
 from sashimi.sampling.sample import COMPILE_MIN_STEPS
-from sashimi.sampling.write import generate_to_folder
+from sashimi.sampling.write import check_generation_fits, generate_to_folder
+from sashimi.training import runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help=f"compile the step functions (torch.compile; needs a C++ compiler on a CPU): auto = from {COMPILE_MIN_STEPS} steps on")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="folder for the WAVs and PNGs (default: samples/ beside the checkpoint)")
+    parser.add_argument("--out", default=None, help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the samples an --out folder already holds (default: refuse)")
     args = parser.parse_args(argv)
+    with notices():
+        return run(args)
+
+
+def run(args) -> int:
     try:
         check_number("--n-samples", args.n_samples, 1)
         check_number("--batch-size", args.batch_size, 1)
@@ -56,13 +67,22 @@ def main(argv: list[str] | None = None) -> int:
         prefix = None
         if args.prefix:
             prefix = encode(torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization)
-        out = Path(args.out) if args.out else Path(args.checkpoint).parent / "samples"
-        written = generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature,
+            print(f"prefix {args.prefix}: {prefix.shape[0]:,} samples at {audio.sample_rate} Hz; each WAV holds them, then {n_steps:,} generated samples")
+        check_generation_fits(model, args.n_samples, n_steps, 0 if prefix is None else prefix.shape[0], args.batch_size)
+        out = Path(args.out) if args.out else runs.new_run_dir(Path(args.checkpoint).parent / "generated")
+        try:
+            written = generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature,
                                      args.top_p, prefix, args.batch_size, args.seed, log=print,
-                                     compile={"auto": "auto", "on": True, "off": False}[args.compile])
+                                         compile={"auto": "auto", "on": True, "off": False}[args.compile], overwrite=args.overwrite)
+        except BaseException:
+            if not args.out and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # the fresh folder of a run that wrote nothing
+            raise
         for path in written:
             print(path)
         return 0
+    except KeyboardInterrupt:  # generation said what it kept; this exit status is the shell's for Ctrl-C
+        return 130
     except (ValueError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import QUANTIZATIONS, audio_settings, check_number
-from sashimi.harness.published import check
+from sashimi.core.config import QUANTIZATIONS, SAMPLE_RATE_RANGE, audio_settings, check_number
+from sashimi.harness.published import check, other_transform_passes
 from sashimi.harness.verdict import print_report
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.io.interop import DT_DEFAULT_REASON, InteropError, import_file, save_imported
@@ -30,12 +30,17 @@ def describe(config) -> str:
 
 
 def run_import(args) -> int:
-    check_number("--sample-rate", args.sample_rate, 1)
-    kwargs = None
+    check_number("--sample-rate", args.sample_rate, *SAMPLE_RATE_RANGE)
+    kwargs, dt_transform, sidecar = None, args.dt_transform, args.file.with_suffix(".json")
     if args.config is not None:
         meta = json.loads(args.config.read_text())
         kwargs = meta.get("constructor_kwargs", meta)
-    imported = import_file(args.file, kwargs, args.bits, args.dt_transform)
+    elif args.file.suffix == ".npz" and sidecar.is_file():  # a fixture's sidecar says how it was made
+        meta = json.loads(sidecar.read_text())
+        kwargs = meta.get("constructor_kwargs")
+        dt_transform = dt_transform or meta.get("dt_transform")
+        print(f"read {sidecar} beside it" + (f": dt_transform {meta['dt_transform']}" if meta.get("dt_transform") else ""))
+    imported = import_file(args.file, kwargs, args.bits, dt_transform)
     audio = audio_settings({"preset": "sc09"})
     quantization = args.quantization or audio.quantization
     sample_rate = args.sample_rate or audio.sample_rate
@@ -57,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check", help="compare against a published fixture (.npz; standalone ones with a .json sidecar)")
     p_check.add_argument("fixture", type=Path)
     p_check.add_argument("--json", action="store_true")
+    p_check.add_argument("--dt-transform", choices=("exp", "softplus"), help="pipeline v4 fixture: Delta = exp or softplus of inv_dt (default: its sidecar's, else exp)")
     p_import = sub.add_parser("import", help="published state dict (.pt, .ckpt or .npz) -> our checkpoint")
     p_import.add_argument("file", type=Path, help="the state dict: pipeline v3/v4 (.pt, Lightning .ckpt) or standalone (.pt, .npz)")
     p_import.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
@@ -69,12 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "import":
             return run_import(args)
-        results = check(args.fixture)
+        results = check(args.fixture, args.dt_transform)
         ok = not any(r.failed for r in results)
+        other = None if ok or args.dt_transform else other_transform_passes(args.fixture, results)
+        hint = (f"every check passes with Delta = {other}(inv_dt): rerun with --dt-transform {other}, or write "
+                f"{{\"dt_transform\": \"{other}\"}} into {args.fixture.with_suffix('.json')}") if other else None
         if args.json:
-            print(json.dumps({"fixture": str(args.fixture), "ok": ok, "checks": [r.as_dict() for r in results]}, indent=1))
+            print(json.dumps({"fixture": str(args.fixture), "ok": ok, "checks": [r.as_dict() for r in results], **({"hint": hint} if hint else {})}, indent=1))
         else:
             print_report(results)
+            if hint:
+                print(f"note: {hint}")
         return 0 if ok else 1
     except (InteropError, CheckpointError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,9 +10,8 @@ import argparse
 import dataclasses
 import sys
 import typing
-import warnings
 
-from sashimi.core.cli import Parser
+from sashimi.core.cli import Parser, notices
 from sashimi.core.config import TrainConfig, preset_names
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.loop import train
@@ -43,8 +42,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "dropout": "dropout probability of every block (default: the preset's)",
         "grad_clip": "gradient norm clip",
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
+        "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint (no longer bit for bit)",
     }
     for f in dataclasses.fields(TrainConfig):
+        if f.type is bool:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=helps.get(f.name))
+            continue
         kind = f.type if f.type in (int, float, str) else next(t for t in typing.get_args(f.type) if t is not type(None))
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default, help=helps.get(f.name))
     return TrainConfig(**vars(parser.parse_args(argv)))
@@ -53,8 +56,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
+        with notices():
             train(config)
         return 0
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ import torch
 from scipy import signal
 
 from sashimi.audio.quantize import check_bits, check_method, encode, zero_level
-from sashimi.core.config import default_sample_rate
+from sashimi.core.config import SAMPLE_RATE_RANGE, default_sample_rate
 from sashimi.core.shapes import Float, Int, Tensor
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -54,6 +54,17 @@ def list_audio_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def folder_fingerprint(folder: str | os.PathLike) -> dict:
+    """The audio files under `folder` as {"files": count, "sha256": of their relative paths and
+    sizes}: what a resumed run checks to be reading the files it was trained on."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    files = list_audio_files(folder)
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\n".encode())
+    return {"files": len(files), "sha256": digest.hexdigest()}
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, " L"]:
     """Mono float32 samples of `path` at `sample_rate`: channels averaged, other rates resampled
     (scipy.signal.resample_poly). Each change is reported by one AudioNotice warning naming the file."""
@@ -61,6 +72,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, "
         audio, rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError, EOFError) as err:
         raise AudioFileError(f"cannot read audio file {path}: {err}") from err
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= rate <= high:
+        raise AudioFileError(f"audio file {path}: its header says {rate:,} Hz, outside {low:,}-{high:,} Hz (a corrupt header, or not audio)")
     if audio.shape[0] == 0:
         raise AudioFileError(f"audio file {path} holds no samples")
     if not np.isfinite(audio).all():

@@ -2,7 +2,9 @@
 the device flag checked before any work."""
 
 import argparse
+import contextlib
 import sys
+import warnings
 
 import torch
 
@@ -32,3 +34,17 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
     return device
+
+
+@contextlib.contextmanager
+def notices():
+    """Warnings shown as one `notice: ...` line each on stderr (no source line, no category): what a
+    command tells its user about files it changed or skipped, not a message to a programmer."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"notice: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield

@@ -17,6 +17,10 @@ QUANTIZATIONS = ("mulaw", "linear")
 NORMS = ("layer", "scalar")
 DT_TRANSFORMS = ("exp", "softplus")
 S4_OUTPUTS = ("glu", "linear")
+# audio rates we read or train at, in Hz: below 1 kHz nothing audible survives; above 384 kHz (the
+# highest rate audio interfaces record) a header is corrupt (a 2 GHz header would be resampled to
+# about one sample and "learned" perfectly)
+SAMPLE_RATE_RANGE = (1000, 384000)
 
 
 def check_number(flag: str, value, low: int | float | None = None, high: int | float | None = None, low_open: bool = False, high_open: bool = False) -> None:
@@ -135,6 +139,7 @@ class TrainConfig:
     dropout: float | None = None
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
+    allow_changed_data: bool = False
 
     def resolved(self, pool: list[int] | None = None) -> "TrainConfig":
         """Fill every None from the preset (docs/DESIGN.md, "Presets") and check the values;
@@ -163,7 +168,7 @@ class TrainConfig:
         check_number("--eval-every", c.eval_every, 1)
         check_number("--eval-batches", c.eval_batches, 1)
         check_number("--sample-seconds", c.sample_seconds, 0.0)
-        check_number("--sample-rate", c.sample_rate, 1)
+        check_number("--sample-rate", c.sample_rate, *SAMPLE_RATE_RANGE)
         check_number("--seed", c.seed, 0, 2**63 - 1)
         if c.max_steps is None and c.max_minutes is None:
             raise ValueError("give --max-steps or --max-minutes (or both): training needs a stop")

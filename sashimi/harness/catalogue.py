@@ -148,8 +148,9 @@ CATALOGUE = [
            'inputs not shifted by one against the targets', kills='tests/harness/test_gate.py'),
 ]
 
-# the rest of the catalogue (data, sampling, training, model properties): one list, two files by size
+# the rest of the catalogue (data, sampling, training, model properties, faults): one list, files by size
 from sashimi.harness.catalogue_more import MORE  # noqa: E402
 from sashimi.harness.catalogue_training import TRAINING  # noqa: E402
+from sashimi.harness.catalogue_faults import FAULTS  # noqa: E402
 
-CATALOGUE += MORE + TRAINING
+CATALOGUE += MORE + TRAINING + FAULTS

@@ -186,7 +186,7 @@ TRAINING = [
            'v64.norm(dim=0, keepdim=True)',
            'weight norm folded per input column instead of per output row', kills='tests/io/test_pipeline.py'),
     Mutant('unpickler-runs-code', 'sashimi/io/statefile.py', '_InertUnpickler.find_class',
-           'def build(*args, **kwargs):\n    return Opaque(full, *args, **kwargs)\nreturn build',
+           'return opaque_class(f"{module}.{name}")',
            'return super().find_class(module, name)',
            'a .ckpt read with a plain unpickler: stored code runs', kills='tests/io/test_pipeline.py'),
     Mutant('known-defect-always-caught', 'sashimi/harness/gate.py', 'caught',

@@ -195,10 +195,16 @@ def fmt_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")" if shape is not None else "missing"
 
 
-def report(preset: str, bits: int) -> dict:
+def report(preset: str, bits: int, log=None) -> dict:
+    """The contract report; `log` is told each part as it starts (every preset is built: seconds)."""
+    log = log or (lambda message: None)
+    log(f"[1/3] shapes of the {preset} {bits}-bit model")
     model = SashimiLM(model_config(preset, bits))
     shapes, table = shape_lines(model)
-    lines = shapes + param_lines() + claim_lines()
+    log("[2/3] parameter counts of every preset")
+    params = param_lines()
+    log("[3/3] the design note's claims")
+    lines = shapes + params + claim_lines()
     recipe = recipe_lines(preset)
     breakdown = param_breakdown(model)
     return {

@@ -178,9 +178,16 @@ FAMILIES = {
 }
 
 
-def run(fixtures: Path | None = None, only: list[str] | None = None) -> list[Verdict]:
-    """Every verdict of the gate against the committed golden file (or of the families in `only`)."""
+def run(fixtures: Path | None = None, only: list[str] | None = None, log=None) -> list[Verdict]:
+    """Every verdict of the gate against the committed golden file (or of the families in `only`);
+    `log` is told each family as it starts (the gate takes a minute or more on a busy CPU)."""
     unknown = set(only or []) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown gate families {sorted(unknown)}; expected some of {list(FAMILIES)}")
-    return [row for name, family in FAMILIES.items() if only is None or name in only for row in family(fixtures)]
+    chosen = [name for name in FAMILIES if only is None or name in only]
+    say = log or (lambda stage: None)
+    rows: list[Verdict] = []
+    for i, name in enumerate(chosen, 1):
+        say(f"[{i}/{len(chosen)}] {name}")
+        rows += FAMILIES[name](fixtures)
+    return rows

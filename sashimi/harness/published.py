@@ -54,14 +54,30 @@ def s4_kernels(model: Backbone, paths: dict) -> dict[str, torch.Tensor]:
     return out
 
 
-def check(path: Path) -> list[Verdict]:
-    """Every check of a fixture, in either format."""
+def check(path: Path, dt_transform: str | None = None) -> list[Verdict]:
+    """Every check of a fixture, in either format; `dt_transform` (pipeline v4) replaces the sidecar's."""
     arrays, meta = read_fixture(path)
     if "train/tokens" in arrays:
         return check_training(path, arrays, meta)
     if "fixture/tokens" in arrays:
+        if dt_transform is not None:
+            meta = {**meta, "dt_transform": dt_transform}
         return check_pipeline(path, arrays, meta)
+    if dt_transform not in (None, "exp"):
+        raise InteropError(f"--dt-transform {dt_transform}: the standalone model's Delta is exp(inv_dt)")
     return check_standalone(path, arrays, meta)
+
+
+def other_transform_passes(path: Path, results: list[Verdict]) -> str | None:
+    """When a v4 pipeline fixture fails under the transform it was checked with, the other Delta
+    transform if every check passes under it (the layout's keys cannot tell which one trained it)."""
+    if not any(r.failed for r in results):
+        return None
+    arrays, meta = read_fixture(path)
+    if "fixture/tokens" not in arrays or pipeline.detect_layout(fixture_state(arrays)) != "pipeline-v4":
+        return None
+    other = "softplus" if meta.get("dt_transform", "exp") == "exp" else "exp"
+    return other if not any(r.failed for r in check_pipeline(path, arrays, {**meta, "dt_transform": other})) else None
 
 
 def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:

@@ -144,7 +144,7 @@ def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: to
         dt_transform = "exp"
         notes.append(f"Delta = exp(inv_dt): {DT_DEFAULT_REASON}")
     else:
-        notes.append(f"Delta = {dt_transform}(inv_dt) (--dt-transform)")
+        notes.append(f"Delta = {dt_transform}(inv_dt) (as given: --dt-transform, or the fixture's sidecar)")
     try:
         ours = pipeline.convert(state, layout)
         config = pipeline.infer_config(ours, dt_transform)
@@ -158,17 +158,20 @@ def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: to
 def import_file(path: Path, constructor_kwargs: dict | None = None, bits: int | None = None, dt_transform: str | None = None) -> Imported:
     """Any published state dict (standalone, pipeline v3 or v4; .pt, .ckpt or .npz) as our language model."""
     try:
-        state = fixture_state(statefile.read_state_dict(path))
+        state, prefix = pipeline.strip_prefix(fixture_state(statefile.read_state_dict(path)))
         layout = pipeline.detect_layout(state)
     except (statefile.StateFileError, pipeline.LayoutError) as e:
         raise InteropError(str(e)) from None
     if layout == "standalone":
         if dt_transform not in (None, "exp"):
             raise InteropError(f"--dt-transform {dt_transform}: the standalone model's Delta is exp(inv_dt)")
-        return standalone_model(state, constructor_kwargs, bits or 8)
-    imported = pipeline_model(state, layout, dt_transform)
+        imported = standalone_model(state, constructor_kwargs, bits or 8)
+    else:
+        imported = pipeline_model(state, layout, dt_transform)
     if bits is not None and bits != imported.model.config.bits:
         raise InteropError(f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has {imported.model.config.n_classes} rows)")
+    if prefix:
+        imported.notes.insert(0, f"every key carried the prefix {prefix!r} (the name of a wrapper it was saved from); read without it")
     return imported
 
 

@@ -41,6 +41,36 @@ def detect_layout(keys) -> str:
     raise LayoutError(f"not a SaShiMi state dict of a known layout (standalone, pipeline v3 or v4): no S4 kernel keys found (first keys: {sample})")
 
 
+# keys that exist once, at the top of each layout: the pipeline's embedding, the standalone backbone's final norm
+_ANCHORS = ("encoder.0.weight", "norm.weight")
+
+
+def key_prefix(keys) -> str:
+    """The extra leading name every key carries when the state dict was saved from a wrapper
+    (`module.` of DistributedDataParallel, `_orig_mod.` of torch.compile, a Lightning module's
+    attribute such as `model.`), found from the layout's top-level anchor key; "" when there is none.
+    A prefix that only some keys carry is a LayoutError naming it and a key without it."""
+    keys = list(keys)
+    for anchor in _ANCHORS:
+        hits = [k for k in keys if k == anchor or k.endswith("." + anchor)]
+        if hits:
+            prefix = min(hits, key=len)[: -len(anchor)]
+            if not prefix:
+                return ""
+            lacking = [k for k in keys if not k.startswith(prefix)]
+            if lacking:
+                raise LayoutError(f"the keys carry the prefix {prefix!r} (e.g. {prefix}{anchor}) but not all of them ({lacking[0]!r} does not): "
+                                  "not one model's state dict")
+            return prefix
+    return ""
+
+
+def strip_prefix(state: dict) -> tuple[dict, str]:
+    """`state` without the prefix `key_prefix` finds, and that prefix."""
+    prefix = key_prefix(state)
+    return ({k[len(prefix) :]: v for k, v in state.items()} if prefix else state), prefix
+
+
 _V3_KERNEL = {"log_dt": "inv_dt", "inv_w_real": "A_real", "log_w_real": "A_real", "w_imag": "A_imag", "B": "B", "P": "P", "C": "C", "L": "l_kernel"}
 
 

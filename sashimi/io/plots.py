@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,15 @@ def plot_sample(audio: np.ndarray, sample_rate: int, path: Path, title: str) -> 
     a.set_ylabel("amplitude")
     a.set_title(title)
     nfft = int(min(512, 2 ** max(4, int(math.log2(max(len(audio), 16))) - 1)))
-    b.specgram(audio, NFFT=nfft, Fs=sample_rate, noverlap=3 * nfft // 4, cmap="magma")
+    with warnings.catch_warnings():  # a sample shorter than a few windows, or silent, makes matplotlib warn about its own choices
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        b.specgram(audio, NFFT=nfft, Fs=sample_rate, noverlap=3 * nfft // 4, cmap="magma")
     b.set_xlabel("time (s)")
     b.set_ylabel("frequency (Hz)")
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

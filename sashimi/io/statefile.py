@@ -8,6 +8,7 @@ inert `Opaque` record, so no pickled callable ever runs. The state dict itself m
 tensors; one that does not is refused.
 """
 
+import functools
 import pickle
 import types
 from pathlib import Path
@@ -24,10 +25,18 @@ class StateFileError(ValueError):
 
 
 class Opaque:
-    """A pickled object of a class we do not build: it keeps its arguments and state, runs nothing."""
+    """A pickled object of a class we do not build (a subclass per pickled class name): it keeps its
+    arguments, state and items, and runs nothing: neither the class's code nor its __setstate__."""
 
-    def __init__(self, name: str, *args, **kwargs):
-        self.name, self.args, self.state, self.items = name, args, None, []
+    name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        self.args, self.kwargs, self.state, self.items = args, kwargs, None, []
+        return self
+
+    def __init__(self, *args, **kwargs):
+        pass
 
     def __setstate__(self, state) -> None:
         self.state = state
@@ -41,6 +50,16 @@ class Opaque:
     def extend(self, values) -> None:
         self.items.extend(values)
 
+    def __repr__(self) -> str:
+        return f"Opaque({self.name})"
+
+
+@functools.cache
+def opaque_class(full_name: str) -> type:
+    """The inert stand-in of the pickled class (or function) `full_name`. A class, so that pickle's
+    NEWOBJ (`cls.__new__(cls, ...)`, what most classes pickle as) builds it as it does a call."""
+    return type("Opaque", (Opaque,), {"name": full_name})
+
 
 def _allowed_globals() -> dict:
     from torch import _weights_only_unpickler
@@ -53,12 +72,7 @@ class _InertUnpickler(pickle.Unpickler):
         allowed = _allowed_globals().get(f"{module}.{name}")
         if allowed is not None:
             return allowed
-        full = f"{module}.{name}"
-
-        def build(*args, **kwargs):
-            return Opaque(full, *args, **kwargs)
-
-        return build
+        return opaque_class(f"{module}.{name}")
 
 
 _INERT = types.SimpleNamespace(Unpickler=_InertUnpickler, load=lambda f, **kw: _InertUnpickler(f, **kw).load(), __name__="inert_pickle")

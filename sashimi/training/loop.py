@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -18,8 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, EmptySplitError
-from sashimi.audio.synthetic import write_synthetic_dataset
+from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, folder_fingerprint
 from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
 from sashimi.core.progress import progress_bar
@@ -28,6 +28,7 @@ from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
 from sashimi.sampling.write import generate_to_folder
 from sashimi.training import memory, runs
+from sashimi.training.data import check_data_unchanged, data_folder, datasets, write_embedded_data
 from sashimi.training.metrics import LossModel, evaluate, unigram_bits
 from sashimi.training.optimizer import make_optimizer, optimization_step
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
@@ -70,29 +71,6 @@ class Processes:
             tqdm.write(message, file=sys.stderr)
 
 
-def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, AudioDataset, Path]:
-    """Training and validation splits of --data (or of the synthetic corpus, written into the run).
-    The split is by file-name hash (README, "Data"); a folder too small to have a file in the
-    training split trains on all its files, and one with none in the validation split validates on
-    the training files, each with a notice."""
-    folder = Path(config.data) if config.data else run_dir / "data"
-    if not config.data and not folder.exists():
-        log(f"no --data given: writing the embedded synthetic dataset to {folder}")
-        write_synthetic_dataset(folder)
-    settings = (config.seq_len, config.bits, config.quantization, config.sample_rate)
-    try:
-        train = AudioDataset(folder, "train", *settings)
-    except EmptySplitError:
-        train = AudioDataset(folder, None, *settings)
-        log(f"no file under {folder} falls in the training split (80% of names by hash): training on all {len(train.files)} files")
-    try:
-        validation = AudioDataset(folder, "validation", *settings)
-    except ValueError:
-        log(f"no validation files under {folder}: validating on the training files")
-        validation = train
-    return train, validation, folder
-
-
 class Run:
     """Everything a training run holds; `state()` and `load()` make it resumable bit for bit."""
 
@@ -104,6 +82,7 @@ class Run:
         self.step = 0
         self.best_val = math.inf
         self.last_validation: dict[str, float] | None = None  # the metrics of this process's last validation
+        self.data: dict | None = None  # the fingerprint of the data folder's file list (checked on resume)
 
     def state(self) -> dict:
         return {
@@ -114,6 +93,7 @@ class Run:
             "rng": rng_state(),
             "step": self.step,
             "best_val": self.best_val,
+            "data": self.data,
         }
 
     def load(self, payload: dict) -> None:
@@ -170,16 +150,13 @@ def train(config: TrainConfig) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     if procs.distributed:
         dist.barrier()
-    train_set, val_set, folder = datasets(config, run_dir, procs.log)
-    run = Run(config, run_dir, device, model_config)
-    if init_state is not None:
-        try:
-            run.model.load_state_dict(init_state, strict=True)
-        except RuntimeError as e:
-            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
-        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
+    try:
+        run, train_set, val_set, folder = prepare_run(config, run_dir, device, model_config, init_state, payload, procs)
+    except BaseException:
+        if payload is None and procs.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves no folder
+        raise
     if payload is not None:
-        run.load(payload)
         dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
         procs.log(f"resumed {run_dir} at step {run.step}" + (f" (dropped {dropped} metrics records logged after that step)" if dropped else ""))
     if procs.is_main:
@@ -195,6 +172,28 @@ def train(config: TrainConfig) -> Path:
     if procs.is_main and run.step > start_step:
         finish(run, val_set, start_step, start, procs.log)
     return run_dir
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None, init_state: dict | None,
+                payload: dict | None, procs: Processes) -> tuple[Run, AudioDataset, AudioDataset, Path]:
+    """The data and the run's state before its first step: everything that can refuse a run."""
+    write_embedded_data(config, run_dir, procs)
+    folder = data_folder(config, run_dir)
+    if payload is not None:
+        check_data_unchanged(config, payload, folder, procs)
+    train_set, val_set, folder = datasets(config, run_dir, procs.log)
+    run = Run(config, run_dir, device, model_config)
+    run.data = folder_fingerprint(folder)
+    if init_state is not None:
+        try:
+            run.model.load_state_dict(init_state, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
+        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
+    if payload is not None:
+        run.load(payload)
+        run.data = folder_fingerprint(folder)  # what the run continues on (changed only under --allow-changed-data)
+    return run, train_set, val_set, folder
 
 
 def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Processes) -> None:
@@ -285,6 +284,7 @@ def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) 
             f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})")
     if config.sample_seconds > 0:
         written = generate_to_folder(run.model, config.quantization, config.sample_rate, run.run_dir / "samples", n_samples=1,
-                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log)
+                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log,
+                                     overwrite=True)  # the run's sample at its latest step replaces the one of an earlier stop
         for path in written:
             log(f"generated sample: {path}; waveform and spectrogram {path.with_suffix('.png')}")

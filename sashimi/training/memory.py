@@ -77,14 +77,18 @@ def human(n: int | float) -> str:
 
 def check_fits(config: ModelConfig, batch: int, seq_len: int, device: torch.device, what: str, flags: str, training: bool = True) -> int:
     """Raise MemoryError naming the estimate, the limit and the flags to change when the step cannot fit."""
-    need = estimate_bytes(config, batch, seq_len, training)
+    return refuse_over_limit(estimate_bytes(config, batch, seq_len, training), device, f"{what} ({batch} x {seq_len} samples)", flags)
+
+
+def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) -> int:
+    """Raise MemoryError naming the estimate `need`, the memory available (SASHIMI_MEMORY_LIMIT, in
+    bytes, replaces it) and the flags to lower; returns `need` when it fits."""
     limit = available_bytes(device)
     override = os.environ.get("SASHIMI_MEMORY_LIMIT")
     if override:
         limit = int(float(override))
     if limit is not None and need > limit:
-        raise MemoryError(f"{what} needs about {human(need)} of memory ({batch} x {seq_len} samples; estimate), "
-                          f"more than the {human(limit)} available on {device}: lower {flags}")
+        raise MemoryError(f"{what} needs about {human(need)} of memory (estimate), more than the {human(limit)} available on {device}: lower {flags}")
     return need
 
 

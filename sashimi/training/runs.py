@@ -11,7 +11,7 @@ from sashimi.io import checkpoint
 
 # what a resumed run may change: when and where it stops, and the device; everything else would
 # break "resume equals a straight run" (docs/DESIGN.md, "Optimizer and schedule")
-RESUMABLE = ("max_steps", "max_minutes", "device", "resume", "sample_seconds", "out")
+RESUMABLE = ("max_steps", "max_minutes", "device", "resume", "sample_seconds", "out", "allow_changed_data")
 
 
 def new_run_dir(out: str | Path) -> Path:

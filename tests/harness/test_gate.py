@@ -262,7 +262,7 @@ def test_run_and_the_command_name_every_failing_family(monkeypatch, tmp_path, ca
     monkeypatch.setattr(golden, "read", lambda: {k: v for k, v in stored().items() if not k.startswith("model16/")})
     returned = []
     run = gate.run
-    monkeypatch.setattr(gate, "run", lambda fixtures=None, only=None: returned.extend(run(fixtures, only)) or returned)
+    monkeypatch.setattr(gate, "run", lambda fixtures=None, only=None, log=None: returned.extend(run(fixtures, only, log)) or returned)
     assert check_cmd.main(["--fixtures", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     wrong = failed(returned)

@@ -122,7 +122,8 @@ def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(quantiz
     code = generate_cmd.main(["--checkpoint", str(path), "--n-samples", "3", *length, "--prefix", str(prefix),
                               "--temperature", "0.8", "--seed", "4"])
     assert code == 0, capsys.readouterr().err
-    ranks, named, rows, _ = read_folder(path.parent / "samples", 8, quantization, rate)
+    (folder,) = (path.parent / "generated").iterdir()  # each run's own fresh folder
+    ranks, named, rows, _ = read_folder(folder, 8, quantization, rate)
     assert ranks == [0, 1, 2] and rows.shape == (3, 20)
     if quantization == "linear":  # the prefix is on the linear grid with its extremes: it encodes to its own tokens
         assert np.array_equal(rows[:, :8], np.broadcast_to(prefix_tokens, (3, 8)))

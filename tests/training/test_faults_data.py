@@ -1,0 +1,124 @@
+"""Training's data under faults: files that cannot be read leave no run folder and print one-line
+notices, impossible sample rates are refused naming the file, a resume refuses a changed data
+folder, and without --data only the main process writes the embedded dataset (the others wait)."""
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sashimi import train as train_cmd
+from sashimi.audio.dataset import folder_fingerprint
+from sashimi.io import checkpoint
+from sashimi.training import data, loop
+from tests.helpers import assert_one_line_error, run_main, write
+
+QUICK = ["--max-steps", "1", "--seq-len", "64", "--batch-size", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu"]
+
+
+def wav_with_rate(path, rate: int):
+    """A valid 16-bit WAV whose header claims `rate` Hz (soundfile refuses to write such rates)."""
+    sf.write(path, np.sin(np.arange(400) / 5), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[24:28] == struct.pack("<I", 16000)
+    data[24:28] = struct.pack("<I", rate)
+    data[28:32] = struct.pack("<I", (2 * rate) % 2**32)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def bad_folder(tmp_path, kind: str):
+    folder = tmp_path / kind
+    folder.mkdir()
+    for i in range(3):
+        path = folder / f"{kind}{i}.wav"
+        if kind == "nan":
+            write(path, np.full(100, np.nan, dtype=np.float32))
+        elif kind == "inf":
+            write(path, np.full(100, np.inf, dtype=np.float32))
+        elif kind == "empty":
+            write(path, np.zeros(0, dtype=np.float32))
+        elif kind == "text":
+            path.write_text("not audio at all")
+        else:
+            wav_with_rate(path, int(kind.split("-")[1]))
+    return folder
+
+
+@pytest.mark.parametrize("kind, reason", [("nan", "non-finite samples"), ("inf", "non-finite samples"), ("empty", "holds no samples"),
+                                          ("text", "cannot read audio file"), ("rate-2000000000", "its header says 2,000,000,000 Hz, outside 1,000-384,000 Hz"),
+                                          ("rate-10", "its header says 10 Hz")])
+def test_unreadable_files_leave_no_run_folder_and_notices_are_one_line(kind, reason, tmp_path, capsys):
+    folder = bad_folder(tmp_path, kind)
+    code, err = run_main(train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), *QUICK], capsys)
+    assert_one_line_error(code, err, "could be read")
+    notes = [line for line in err.splitlines() if line.startswith("notice:")]
+    assert notes and all(line.startswith(f"notice: skipping {folder}/{kind}") and reason in line for line in notes), err
+    assert len(err.splitlines()) == len(notes) + 1, err  # nothing else: no warning category, no source line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_refused_after_its_embedded_data_was_written_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("refused while loading")
+
+    monkeypatch.setattr(data, "AudioDataset", refuse)
+    code, err = run_main(train_cmd, ["--out", str(tmp_path / "runs"), *QUICK], capsys)
+    assert_one_line_error(code, err, "refused while loading")
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_resume_refuses_a_changed_data_folder_unless_told(tmp_path, capsys):
+    folder = tmp_path / "data"
+    for i in range(10):
+        write(folder / f"clip{i:02d}.wav", np.sin(np.arange(300) * (i + 1) / 50).astype(np.float32))
+    run_dir = loop.train(train_cmd.parse_args(["--data", str(folder), "--out", str(tmp_path / "runs"), *QUICK]))
+    saved = folder_fingerprint(folder)
+    for i in range(10, 60):
+        write(folder / f"clip{i:02d}.wav", np.zeros(300, dtype=np.float32))
+    code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0"], capsys)
+    assert_one_line_error(code, err, f"the data folder {folder} changed since the checkpoint (10 files when checkpointed, 60 now)",
+                          "--allow-changed-data")
+    code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0", "--allow-changed-data"], capsys)
+    assert code == 0, err
+    assert f"--allow-changed-data: continuing on the changed data folder {folder} (10 files when checkpointed, 60 now)" in err
+    assert checkpoint.load(run_dir / "checkpoint.pt")["data"] == folder_fingerprint(folder) != saved
+
+
+def test_a_file_of_another_size_changes_the_fingerprint(tmp_path):
+    write(tmp_path / "a.wav", np.zeros(100, dtype=np.float32))
+    before = folder_fingerprint(tmp_path)
+    write(tmp_path / "a.wav", np.zeros(101, dtype=np.float32))
+    assert folder_fingerprint(tmp_path)["files"] == before["files"] == 1
+    assert folder_fingerprint(tmp_path)["sha256"] != before["sha256"]
+
+
+def test_only_the_main_process_writes_the_embedded_dataset_and_the_others_wait(tmp_path, monkeypatch):
+    """Two processes (threads here) with a real barrier: rank 1 never writes, and lists the folder
+    only after rank 0 has written all of it."""
+    barrier = threading.Barrier(2, timeout=20)  # a rank that fails never arrives: the other stops waiting
+    written, seen = [], {}
+    real = data.write_synthetic_dataset
+
+    def slow_write(folder):
+        paths = real(folder, n_clips=6)
+        written.append(folder)
+        return paths
+
+    monkeypatch.setattr(data, "write_synthetic_dataset", slow_write)
+    monkeypatch.setattr(data.dist, "barrier", lambda: barrier.wait())
+    config = train_cmd.parse_args(["--out", str(tmp_path)])
+
+    def rank(r):
+        data.write_embedded_data(config, tmp_path, loop.Processes(rank=r, world=2))
+        seen[r] = sorted(p.name for p in (tmp_path / "data").iterdir())
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(written) == 1 and len(seen[0]) == 6 and seen[1] == seen[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # the partial folder was renamed, not left
