@@ -2,16 +2,21 @@
 convolution-mode forward, on random weights and configurations; compiled against eager; purity,
 errors and the fallback when compiling fails."""
 
+import contextlib
 import dataclasses
 import math
+import types
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jaxtyping import TypeCheckError, jaxtyped
 
+from sashimi.core.shapes import Float, Tensor
 from sashimi.harness.verdict import assert_close
 from sashimi.model import fused
 from sashimi.model.fused import FusedStep, compiler_available
@@ -34,6 +39,27 @@ def randomized(seed: int, dtype: torch.dtype, **config):
     return model.eval()
 
 
+CHECKED = ("apply_norm", "s4_recurrence", "run_blocks", "depth_step")
+
+
+def shape_checked(fn):
+    """A copy of a compiled-path function without its `no_type_check` mark, checked by jaxtyping +
+    beartype as the import hook checks the rest of the package."""
+    from beartype import beartype
+
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__annotations__, copy.__doc__ = fn.__annotations__, fn.__doc__
+    return jaxtyped(typechecker=beartype)(copy)
+
+
+@contextlib.contextmanager
+def eager_checks():
+    """The fused step's functions (kept unchecked for torch.compile) with their shape annotations
+    enforced, for eager runs in the tests: a function that returns or takes a wrong shape fails here."""
+    with mock.patch.multiple(fused, **{name: shape_checked(getattr(fused, name)) for name in CHECKED}):
+        yield
+
+
 def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor:
     model.setup_step()
     step = FusedStep(model, x.shape[0], compile=compile)
@@ -49,10 +75,30 @@ def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
     model = randomized(seed, torch.float64, **config)
     L = 3 * math.prod(config["pool"])
     x = tokens(seed, batch, L, 2 ** config["bits"])
-    got = fused_rollout(model, x)
+    with eager_checks():
+        got = fused_rollout(model, x)
     with torch.no_grad():
         assert_close(got, helpers.rollout(model, x), "fused_vs_module_step_float64")
         assert_close(got, model(x), "model_step_vs_conv_float64")
+
+
+def bad_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
+    """A wrong s4_recurrence: y left unsummed over the state, (B, H, N2) where (B, H) is declared."""
+    return state[:, 0], state
+
+
+def test_the_eager_checks_see_the_fused_functions():
+    """The checked copies refuse a state whose H disagrees with u's, and FusedStep runs them: a
+    recurrence returning the wrong shape fails at its own return, named."""
+    u, coefficients = torch.randn(2, 3), [torch.randn(3, 4) for _ in range(10)]
+    with eager_checks():
+        fused.s4_recurrence(u, torch.randn(2, 2, 3, 4), *coefficients)
+        with pytest.raises(TypeCheckError, match="state"):
+            fused.s4_recurrence(u, torch.randn(2, 2, 4, 4), *coefficients)
+    model = randomized(0, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    with eager_checks(), mock.patch.object(fused, "s4_recurrence", shape_checked(bad_recurrence)):
+        with pytest.raises(TypeCheckError, match="bad_recurrence"):
+            fused_rollout(model, tokens(0, 1, 4, 256))
 
 
 def test_fused_step_equals_module_step_for_the_paper_layout_float32():

@@ -10,8 +10,8 @@ import torch
 
 from sashimi import evaluate as evaluate_cmd
 from sashimi.audio import dataset as data
-from sashimi.harness.verdict import assert_close
 from sashimi.audio.dataset import IGNORE_INDEX
+from sashimi.harness.verdict import assert_close
 from sashimi.io.checkpoint import load_model
 from sashimi.training import evaluation
 
