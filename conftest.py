@@ -16,7 +16,14 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", derandomize=True, max_examples=20, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=20, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=200, print_blob=True, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+# HYPOTHESIS_PROFILE names one; otherwise CI (set by CI services, passed through by tox) means `ci`
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_configure(config):
+    # a run asked to test CUDA (tox -e gpu) on a machine without it is broken, not a run of skips
+    if os.environ.get("SASHIMI_TEST_DEVICE", "cpu").startswith("cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError("SASHIMI_TEST_DEVICE asks for CUDA but no CUDA device is available; set SASHIMI_TEST_DEVICE=cpu to run on CPU")
 
 
 def pytest_collection_modifyitems(config, items):
