@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from jaxtyping import TypeCheckError, jaxtyped
 
@@ -22,7 +22,7 @@ from sashimi.model import fused
 from sashimi.model.fused import FusedStep, compiler_available
 from sashimi.sampling.sample import sample
 from tests import helpers
-from tests.helpers import seeds, small_model_configs, tokens
+from tests.helpers import model_properties, seeds, small_model_configs, tokens
 
 needs_compiler = pytest.mark.skipif(not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH")
 
@@ -67,7 +67,7 @@ def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor
         return torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
 
 
-@settings(max_examples=40)
+@model_properties()
 @given(small_model_configs(), seeds, st.integers(1, 3))
 def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
     """Teacher-forced logits of the fused step vs the modules' step and vs the parallel forward
@@ -108,6 +108,7 @@ def test_fused_step_equals_module_step_for_the_paper_layout_float32():
     assert_close(fused_rollout(model, x), helpers.rollout(model, x), "fused_vs_module_step_float32")
 
 
+@model_properties()
 @given(small_model_configs(bits=8), seeds)
 def test_fused_step_leaves_the_model_untouched(config, seed):
     model = randomized(seed, torch.float64, **config)
