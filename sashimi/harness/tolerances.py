@@ -240,11 +240,8 @@ MORE = {"cauchy_response_float32": 50, "reference_identities_float64": 10, "chun
 NOT_MEASURED = {
     "gradcheck": "torch.autograd.gradcheck's own finite-difference tolerances, not a bound on our error",
     "stability_margin": "strict inequalities (no slack by design), not an error bound",
-    "cuda_vs_cpu_float32": "needs a CUDA device",
-    "cuda_vs_cpu_tf32": "needs a CUDA device",
-    "cuda_vs_cpu_bf16": "needs a CUDA device",
-    "ddp_vs_single_process": "needs two training processes (tests/training: the DDP test)",
-    "ddp_vs_single_process_moments": "needs two training processes (tests/training: the DDP test)",
+    **dict.fromkeys(("cuda_vs_cpu_float32", "cuda_vs_cpu_tf32", "cuda_vs_cpu_bf16"), "needs a CUDA device"),
+    **dict.fromkeys(("ddp_vs_single_process", "ddp_vs_single_process_moments"), "needs two training processes (the DDP test)"),
     "interop_float32_slack": "multiplies the published float32 error (the 2x rule), not an error of ours",
     "fused_compiled_vs_eager_float32": "needs torch.compile builds (tests/model/test_fused.py)",
     "golden_float64": "rounding across machines and BLAS builds: one machine measures 0",
