@@ -75,11 +75,20 @@ def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
     model = randomized(seed, torch.float64, **config)
     L = 3 * math.prod(config["pool"])
     x = tokens(seed, batch, L, 2 ** config["bits"])
-    with eager_checks():
-        got = fused_rollout(model, x)
+    got = fused_rollout(model, x)
     with torch.no_grad():
         assert_close(got, helpers.rollout(model, x), "fused_vs_module_step_float64")
         assert_close(got, model(x), "model_step_vs_conv_float64")
+
+
+@given(small_model_configs(), seeds, st.integers(1, 3))
+def test_fused_functions_keep_their_shapes_in_eager_mode(config, seed, batch):
+    """The fused step's functions with their shape annotations enforced (eager_checks) over random
+    configurations: every depth's inputs, states and outputs have the declared shapes."""
+    model = randomized(seed, torch.float64, **config)
+    x = tokens(seed, batch, 2 * math.prod(config["pool"]), 2 ** config["bits"])
+    with eager_checks():
+        assert fused_rollout(model, x).shape == (batch, x.shape[1], 2 ** config["bits"])
 
 
 def bad_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
