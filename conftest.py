@@ -7,16 +7,25 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+pytest.register_assert_rewrite("tests.helpers")  # imported here first, before pytest_plugins loads it
+from tests.helpers import hypothesis_profile  # noqa: E402
+
 pytest_plugins = ("tests.helpers",)
 
 # Under `pytest -n auto` every worker is its own process: more than one torch thread each oversubscribes the cores.
 torch.set_num_threads(1)
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, max_examples=20, print_blob=True, **_common)
+settings.register_profile("ci", derandomize=True, max_examples=20, print_blob=True, **_common)  # the model properties: MODEL_EXAMPLES (tests/helpers.py)
 settings.register_profile("dev", max_examples=20, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=200, print_blob=True, **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(hypothesis_profile())  # HYPOTHESIS_PROFILE, else `ci` where CI is set, else `dev`
+
+
+def pytest_configure(config):
+    # a run asked to test CUDA (tox -e gpu) on a machine without it is broken, not a run of skips
+    if os.environ.get("SASHIMI_TEST_DEVICE", "cpu").startswith("cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError("SASHIMI_TEST_DEVICE asks for CUDA but no CUDA device is available; set SASHIMI_TEST_DEVICE=cpu to run on CPU")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from sashimi.audio.synthetic import write_synthetic_dataset
@@ -94,6 +95,26 @@ def small_model_configs(draw, bits=None, dropout: bool = False):
     if dropout:
         config["dropout"] = draw(st.sampled_from([0.1, 0.25, 0.5]))
     return config
+
+
+# --- how many examples the model properties draw (step == convolution, fast == reference, purity,
+# cache, fused == module step): more than the other properties, at the toy sizes above ---------
+
+MODEL_EXAMPLES = {"ci": 100, "thorough": 1000, "dev": 20}
+
+
+def hypothesis_profile() -> str:
+    """HYPOTHESIS_PROFILE, else `ci` where CI is set (CI services set it; tox passes it), else `dev`."""
+    return os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+
+
+def model_properties() -> settings:
+    """The loaded profile with MODEL_EXAMPLES[profile] examples (call it in the decorator: the
+    profile is loaded by then)."""
+    return settings(settings.default, max_examples=MODEL_EXAMPLES.get(hypothesis_profile(), 20))
+
+
+# --- end of the model-property examples -------------------------------------------------------
 
 # Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)
 bit_depths = st.sampled_from([8, 16])

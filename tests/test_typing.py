@@ -83,3 +83,37 @@ def test_environment_variable_switches_checks_on(flag, expect_error):
     else:
         assert "TypeCheckError" not in result.stderr  # unchecked: torch's own broadcasting error instead
         assert result.returncode != 0
+
+
+def width_cases():
+    """(module, its call, a good input, the same input one channel wider): widths bind across calls."""
+    from sashimi.model.backbone import Backbone
+    from sashimi.model.blocks import FFLayer, ff_block, s4_block
+    from sashimi.model.pool import DownPool, UpPool
+
+    # S4Layer.step needs no case: its state (B, H, N) binds H within the call, so jaxtyping names it
+    return {
+        "DownPool": (DownPool(4, 2, 2), "forward", torch.randn(2, 8, 4)),
+        "DownPool.step": (DownPool(4, 2, 2), "step", torch.randn(2, 4)),
+        "UpPool": (UpPool(4, 2, 2), "forward", torch.randn(2, 8, 4)),
+        "S4Layer": (S4Layer(4, N=4), "forward", torch.randn(2, 8, 4)),
+        "FFLayer": (FFLayer(4), "forward", torch.randn(2, 8, 4)),
+        "ResidualBlock": (s4_block(4, 1, 0.0, 4), "forward", torch.randn(2, 8, 4)),
+        "ResidualBlock.step": (ff_block(4, 2, 0.0), "step", torch.randn(2, 4)),
+        "Backbone": (Backbone(4, 1, [2], 2, 0, 1, 0.0, 4), "forward", torch.randn(2, 8, 4)),
+    }
+
+
+@pytest.mark.parametrize("name", list(width_cases()))
+def test_a_module_fed_the_wrong_width_names_the_dimension(name):
+    """DownPool(4, 2, 2) fed (2, 8, 5): jaxtyping alone sees a consistent call (H = 5) and torch
+    fails deep inside with a RuntimeError; the module's own check names H and the width it was built with."""
+    from sashimi.core.shapes import ShapeError
+
+    module, method, x = width_cases()[name]
+    call = getattr(module, method)
+    state = [module.default_state(x.shape[0])] if method == "step" else []
+    call(x, *state)  # the good width passes
+    wide = torch.cat([x, x[..., :1]], -1)
+    with pytest.raises(ShapeError, match=rf"^{name}: dimension H \(channels, the last axis\) must be 4, .* got 5"):
+        call(wide, *state)

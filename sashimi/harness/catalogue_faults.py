@@ -28,7 +28,7 @@ FAULTS = [
            "the data fingerprint ignores the files' sizes (a rewritten clip resumes silently)", kills='tests/training/test_faults_data.py'),
     Mutant('refused-run-leaves-folder', 'sashimi/training/loop.py', 'train',
            'shutil.rmtree(run_dir, ignore_errors=True)',
-           'pass',
+           'None',
            'a run refused before its first step leaves its folder behind', kills='tests/training/test_faults_data.py'),
     Mutant('every-rank-writes-data', 'sashimi/training/data.py', 'write_embedded_data',
            'not config.data and procs.is_main and not folder.exists()',

@@ -12,7 +12,7 @@ import math
 
 from torch import nn
 
-from sashimi.core.shapes import Float, Tensor
+from sashimi.core.shapes import Float, Tensor, check_width
 from sashimi.model.blocks import ff_block, s4_block
 from sashimi.model.pool import DownPool, UpPool
 from sashimi.model.s4 import S4Layer
@@ -72,6 +72,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
         self.check_length(x.shape[1])
+        check_width(x, self.d_model, "Backbone")
         skips = [x]
         for pool in self.d_layers:
             x = pool(x)
@@ -105,6 +106,7 @@ class Backbone(nn.Module):
     def step(self, x: Float[Tensor, "B H"], state: dict) -> tuple[Float[Tensor, "B H"], dict]:
         """One fine-rate sample. A stage runs only when its DownPool has emitted: the centre
         every prod(pool) samples, each up stage every prod(its coarser pools) samples."""
+        check_width(x, self.d_model, "Backbone.step")
         state = {"down": list(state["down"]), "center": list(state["center"]), "up": [list(s) for s in state["up"]]}
         skips = []
         for i, pool in enumerate(self.d_layers):

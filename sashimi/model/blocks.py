@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sashimi.core.shapes import Float, Tensor
+from sashimi.core.shapes import Float, Tensor, check_width
 from sashimi.model.s4 import S4Layer
 
 
@@ -59,6 +59,7 @@ class FFLayer(nn.Module):
         self.ff = nn.Sequential(nn.Sequential(nn.Linear(H, H * expand), nn.GELU()), nn.Dropout(dropout), nn.Linear(H * expand, H))
 
     def forward(self, x: Float[Tensor, "*batch H"]) -> Float[Tensor, "*batch H"]:
+        check_width(x, self.ff[0][0].in_features, "FFLayer")
         return self.ff(x)
 
     def precompute(self, L: int) -> tuple:
@@ -71,7 +72,7 @@ class FFLayer(nn.Module):
         pass
 
     def step(self, x: Float[Tensor, "B H"], state: None) -> tuple[Float[Tensor, "B H"], None]:
-        return self.ff(x), None
+        return self.forward(x), None
 
 
 class ResidualBlock(nn.Module):
@@ -85,7 +86,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, H: int, layer: nn.Module, dropout: float = 0.0, norm: str = "layer"):
         super().__init__()
-        self.layer = layer
+        self.H, self.layer = H, layer
         self.norm = make_norm(H, norm)
         self.dropout = ChannelDropout(dropout)
         self.checkpoint = True
@@ -94,6 +95,7 @@ class ResidualBlock(nn.Module):
         return self.dropout(self.layer(self.norm(x), *extra))
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
+        check_width(x, self.H, "ResidualBlock")
         if self.checkpoint and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             extra = self.layer.precompute(x.shape[1])
             return x + checkpoint(self._body, x, *extra, use_reentrant=False)
@@ -106,6 +108,7 @@ class ResidualBlock(nn.Module):
         self.layer.setup_step()
 
     def step(self, x: Float[Tensor, "B H"], state) -> tuple[Float[Tensor, "B H"], object]:
+        check_width(x, self.H, "ResidualBlock.step")
         y, state = self.layer.step(self.norm(x), state)
         return x + y, state
 

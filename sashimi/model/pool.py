@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sashimi.core.shapes import Float, Tensor
+from sashimi.core.shapes import Float, Tensor, check_width
 
 
 def fold(x: Float[Tensor, "B L H"], pool: int) -> Float[Tensor, "B L_coarse HP"]:
@@ -33,12 +33,14 @@ class DownPool(nn.Module):
         self.linear = nn.Linear(H * pool, H * expand)
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L_coarse H_out"]:
+        check_width(x, self.linear.in_features // self.pool, "DownPool")
         return self.linear(fold(x, self.pool))
 
     def default_state(self, batch: int) -> list:
         return []
 
     def step(self, x: Float[Tensor, "B H"], state: list) -> tuple[Float[Tensor, "B H_out"] | None, list]:
+        check_width(x, self.linear.in_features // self.pool, "DownPool.step")
         state = [*state, x]
         if len(state) < self.pool:
             return None, state
@@ -58,6 +60,7 @@ class UpPool(nn.Module):
         self.linear = nn.Linear(H, self.d_output * pool)
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L_fine H_out"]:
+        check_width(x, self.linear.in_features, "UpPool")
         x = self.linear(x)
         x = F.pad(x[:, :-1], (0, 0, 1, 0))
         return unfold(x, self.pool)
@@ -71,6 +74,7 @@ class UpPool(nn.Module):
         if not state:
             if x is None:
                 raise RuntimeError("UpPool.step: buffer ran out but no coarse input arrived (steps out of phase)")
+            check_width(x, self.linear.in_features, "UpPool.step")
             z = self.linear(x).reshape(x.shape[0], self.d_output, self.pool)
             state = list(z.unbind(-1))
         elif x is not None:

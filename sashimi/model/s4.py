@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sashimi.core.shapes import Complex, Float, Tensor
+from sashimi.core.shapes import Complex, Float, Tensor, check_width
 from sashimi.model.kernel import SSMKernel
 from sashimi.model.recurrence import dplr_step, linear_step_coefficients, ssm_step, step_matrices
 
@@ -105,6 +105,7 @@ class S4Layer(nn.Module):
             self.output_linear = nn.Sequential(nn.Linear(H, H))
 
     def forward(self, u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"] | None = None) -> Float[Tensor, "B L H"]:
+        check_width(u, self.output_linear[0].in_features, "S4Layer")
         return self.output_linear(self.layer(u, K))
 
     def precompute(self, L: int) -> tuple[Tensor, ...]:
@@ -119,5 +120,6 @@ class S4Layer(nn.Module):
         return self.layer.default_state(batch)
 
     def step(self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
+        check_width(u, self.output_linear[0].in_features, "S4Layer.step")
         y, state = self.layer.step(u, state)
         return self.output_linear(y), state

@@ -2,15 +2,14 @@
 
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sashimi.audio.dataset import AudioDataset
 from sashimi.core.config import audio_settings
+from sashimi.core.progress import progress_bar
 from sashimi.io.checkpoint import load_model
 from sashimi.training import memory
 from sashimi.training.metrics import evaluate, unigram_bits
@@ -28,8 +27,8 @@ def evaluate_folder(checkpoint_path: str | os.PathLike, folder: str | os.PathLik
     log(f"reading the audio files under {folder}")
     dataset = AudioDataset(folder, None, audio.seq_len, model.config.bits, audio.quantization, audio.sample_rate)
     start = time.perf_counter()
-    batches = tqdm(sequential_batches(dataset, batch_size), total=math.ceil(len(dataset) / batch_size), desc="evaluating", unit="batch",
-                   file=sys.stderr, leave=False, disable=not progress)
+    batches = progress_bar(iterable=sequential_batches(dataset, batch_size), total=math.ceil(len(dataset) / batch_size), desc="evaluating", unit="batch",
+                           leave=False, disable=not progress)
     result = evaluate(model, batches, model.config.bits, torch.device(device))
     result["unigram_bits_per_sample"] = unigram_bits(np.concatenate(dataset.tokens), model.config.n_classes)
     result.update(files=len(dataset.files), clips=len(dataset), seconds=time.perf_counter() - start, checkpoint=str(checkpoint_path), data=str(folder))

@@ -229,12 +229,35 @@ def test_published_rows_fail_for_a_perturbed_published_weight(tmp_path):
     assert ("published", "small: float32 forward vs published float64") in wrong
 
 
-def test_an_absent_fixture_folder_is_a_skip_and_a_broken_fixture_a_named_failure(tmp_path):
+def test_absent_fixtures_fail_naming_the_folder_and_a_broken_fixture_is_a_named_failure(tmp_path, monkeypatch):
     [row] = gate.published_rows(tmp_path / "nowhere")
-    assert row.passed is None and not row.failed
+    assert row.failed and str(tmp_path / "nowhere") in row.name and row.measured == "folder not found"
+    # allowed only for the checkout's own folder: a folder named on purpose still fails
+    [row] = gate.published_rows(tmp_path / "nowhere", allow_missing=True)
+    assert row.failed
+    monkeypatch.setattr(gate, "DEFAULT_FIXTURES", tmp_path / "nowhere")
+    monkeypatch.delenv("SASHIMI_FIXTURES", raising=False)
+    [row] = gate.published_rows(None, allow_missing=True)
+    assert row.passed is None and not row.failed and "(from the checkout)" in row.name
+    [row] = gate.published_rows(None)
+    assert row.failed
+    monkeypatch.setenv("SASHIMI_FIXTURES", str(tmp_path / "env-nowhere"))
+    [row] = gate.published_rows(None, allow_missing=True)
+    assert row.failed and str(tmp_path / "env-nowhere") in row.name and "SASHIMI_FIXTURES" in row.name
     write_fixture(tmp_path).with_suffix(".json").unlink()
     [row] = gate.guarded("published", lambda: gate.published_rows(tmp_path))
     assert (row.group, row.name, row.failed) == ("published", "published checks", True) and "sidecar" in row.measured
+
+
+def test_the_command_exits_1_for_a_missing_fixtures_folder(monkeypatch, tmp_path, capsys):
+    """SASHIMI_FIXTURES naming a missing folder: exit 1, the failing row names the folder (the
+    other families are replaced by nothing: only the published row decides here)."""
+    monkeypatch.setenv("SASHIMI_FIXTURES", str(tmp_path / "nonexistent"))
+    published = gate.published_rows
+    monkeypatch.setattr(gate, "run", lambda fixtures, only, log=None, allow_missing_fixtures=False: published(fixtures, allow_missing_fixtures))
+    assert check_cmd.main([]) == 1
+    assert f"FAILED: published: published fixtures in {tmp_path / 'nonexistent'} (from SASHIMI_FIXTURES)" in capsys.readouterr().out
+    assert check_cmd.main(["--allow-missing-fixtures"]) == 1
 
 
 def test_a_family_that_raises_is_one_named_failure(monkeypatch):
@@ -262,7 +285,7 @@ def test_run_and_the_command_name_every_failing_family(monkeypatch, tmp_path, ca
     monkeypatch.setattr(golden, "read", lambda: {k: v for k, v in stored().items() if not k.startswith("model16/")})
     returned = []
     run = gate.run
-    monkeypatch.setattr(gate, "run", lambda fixtures=None, only=None, log=None: returned.extend(run(fixtures, only, log)) or returned)
+    monkeypatch.setattr(gate, "run", lambda *a, **k: returned.extend(run(*a, **k)) or returned)
     assert check_cmd.main(["--fixtures", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     wrong = failed(returned)

@@ -2,23 +2,28 @@
 convolution-mode forward, on random weights and configurations; compiled against eager; purity,
 errors and the fallback when compiling fails."""
 
+import contextlib
 import dataclasses
 import math
 import time
+import types
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from jaxtyping import TypeCheckError, jaxtyped
 
+from sashimi.core.shapes import Float, Tensor
 from sashimi.harness.verdict import assert_close
 from sashimi.model import fused
 from sashimi.model.fused import FusedStep, compiler_available
 from sashimi.sampling.sample import sample
 from tests import helpers
-from tests.helpers import seeds, small_model_configs, tokens
+from tests.helpers import model_properties, seeds, small_model_configs, tokens
 
 needs_compiler = pytest.mark.skipif(not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH")
 
@@ -35,6 +40,27 @@ def randomized(seed: int, dtype: torch.dtype, **config):
     return model.eval()
 
 
+CHECKED = ("apply_norm", "s4_recurrence", "run_blocks", "depth_step")
+
+
+def shape_checked(fn):
+    """A copy of a compiled-path function without its `no_type_check` mark, checked by jaxtyping +
+    beartype as the import hook checks the rest of the package."""
+    from beartype import beartype
+
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__annotations__, copy.__doc__ = fn.__annotations__, fn.__doc__
+    return jaxtyped(typechecker=beartype)(copy)
+
+
+@contextlib.contextmanager
+def eager_checks():
+    """The fused step's functions (kept unchecked for torch.compile) with their shape annotations
+    enforced, for eager runs in the tests: a function that returns or takes a wrong shape fails here."""
+    with mock.patch.multiple(fused, **{name: shape_checked(getattr(fused, name)) for name in CHECKED}):
+        yield
+
+
 def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor:
     model.setup_step()
     step = FusedStep(model, x.shape[0], compile=compile)
@@ -42,7 +68,7 @@ def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor
         return torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
 
 
-@settings(max_examples=40)
+@model_properties()
 @given(small_model_configs(), seeds, st.integers(1, 3))
 def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
     """Teacher-forced logits of the fused step vs the modules' step and vs the parallel forward
@@ -56,6 +82,35 @@ def test_fused_step_equals_module_step_and_convolution(config, seed, batch):
         assert_close(got, model(x), "model_step_vs_conv_float64")
 
 
+@given(small_model_configs(), seeds, st.integers(1, 3))
+def test_fused_functions_keep_their_shapes_in_eager_mode(config, seed, batch):
+    """The fused step's functions with their shape annotations enforced (eager_checks) over random
+    configurations: every depth's inputs, states and outputs have the declared shapes."""
+    model = randomized(seed, torch.float64, **config)
+    x = tokens(seed, batch, 2 * math.prod(config["pool"]), 2 ** config["bits"])
+    with eager_checks():
+        assert fused_rollout(model, x).shape == (batch, x.shape[1], 2 ** config["bits"])
+
+
+def bad_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
+    """A wrong s4_recurrence: y left unsummed over the state, (B, H, N2) where (B, H) is declared."""
+    return state[:, 0], state
+
+
+def test_the_eager_checks_see_the_fused_functions():
+    """The checked copies refuse a state whose H disagrees with u's, and FusedStep runs them: a
+    recurrence returning the wrong shape fails at its own return, named."""
+    u, coefficients = torch.randn(2, 3), [torch.randn(3, 4) for _ in range(10)]
+    with eager_checks():
+        fused.s4_recurrence(u, torch.randn(2, 2, 3, 4), *coefficients)
+        with pytest.raises(TypeCheckError, match="state"):
+            fused.s4_recurrence(u, torch.randn(2, 2, 4, 4), *coefficients)
+    model = randomized(0, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    with eager_checks(), mock.patch.object(fused, "s4_recurrence", shape_checked(bad_recurrence)):
+        with pytest.raises(TypeCheckError, match="bad_recurrence"):
+            fused_rollout(model, tokens(0, 1, 4, 256))
+
+
 def test_fused_step_equals_module_step_for_the_paper_layout_float32():
     """The paper layout (d_model 64, N 64, pool [4, 4], 8 layers per stage) at init, float32."""
     model = randomized(0, torch.float32, bits=8, d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=64)
@@ -63,6 +118,7 @@ def test_fused_step_equals_module_step_for_the_paper_layout_float32():
     assert_close(fused_rollout(model, x), helpers.rollout(model, x), "fused_vs_module_step_float32")
 
 
+@model_properties()
 @given(small_model_configs(bits=8), seeds)
 def test_fused_step_leaves_the_model_untouched(config, seed):
     model = randomized(seed, torch.float64, **config)

@@ -15,7 +15,15 @@ from sashimi.harness.verdict import assert_close, compare
 from sashimi.model import cauchy
 from sashimi.model.kernel import SSMKernel, kernel_cache
 from tests import helpers
-from tests.helpers import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
+from tests.helpers import (
+    DTYPES,
+    l_kernel_for,
+    l_kernel_modes,
+    model_properties,
+    randn,
+    seeds,
+    ssm_sizes,
+)
 
 
 @given(ssm_sizes(), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)))
@@ -124,6 +132,7 @@ def test_cached_layer_output_equals_uncached():
     assert torch.equal(cached, uncached)
 
 
+@model_properties()
 @given(ssm_sizes(max_L=20), seeds, l_kernel_modes, st.lists(st.integers(1, 50), min_size=2, max_size=6),
        st.one_of(st.none(), st.integers(1, 5)), st.sampled_from(list(DTYPES)))
 def test_cached_kernel_equals_uncached_as_lengths_change(sizes, seed, mode, Ls, chunk, dtype):

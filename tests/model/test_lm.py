@@ -1,21 +1,30 @@
 """The whole SaShiMi language model: shapes, exact parameter counts, causality, step == convolution,
 fast vs reference, bad input, a pure step, and dropout (eval: none, in both modes; train: random)."""
 
+import itertools
 import math
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jaxtyping import TypeCheckError
 
 import specs
 from reference import sashimi as ref
 from sashimi.core import config
+from sashimi.core.config import DT_TRANSFORMS, NORMS, S4_OUTPUTS
 from sashimi.harness.verdict import assert_close
 from sashimi.model.lm import SashimiLM
 from tests import helpers
-from tests.helpers import rollout, seeds, small_model_configs, tokens
+from tests.helpers import (
+    MODEL_EXAMPLES,
+    model_properties,
+    rollout,
+    seeds,
+    small_model_configs,
+    tokens,
+)
 
 
 @given(small_model_configs(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([None, 0, 1, 2]), seeds)
@@ -57,6 +66,7 @@ def test_whole_model_causality(config, seed, data):
     assert float(diff[:, t:].max()) > 1e-9
 
 
+@model_properties()
 @given(small_model_configs(bits=8), seeds, st.sampled_from(["float64", "float32"]))
 def test_whole_model_step_equals_convolution(config, seed, dtype):
     """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure).
@@ -83,6 +93,7 @@ def test_paper_model_step_equals_convolution_float32():
     assert_close(rollout(model, x), conv, "model_step_vs_conv_float32")
 
 
+@model_properties()
 @given(small_model_configs(), seeds)
 def test_whole_model_matches_reference(config, seed):
     model = helpers.lm(seed, torch.float64, **config)
@@ -143,6 +154,7 @@ def test_l_output_keeps_the_last_positions(config, seed, k):
         assert_close(model(x), full[:, -1], "model_float64")
 
 
+@model_properties()
 @given(small_model_configs(bits=8, dropout=True), seeds)
 def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     """SashimiLM.step at every position of one coarsest block and one more step: the caller's state is unchanged, a second step
@@ -185,3 +197,22 @@ def test_train_with_dropout_is_random_and_follows_the_torch_generator(config, se
         again = model(x)
     assert not torch.equal(first, second)
     assert torch.equal(first, again)
+
+
+def test_the_model_properties_draw_every_variant():
+    """The configurations the model properties draw in CI (the derandomized `ci` profile, MODEL_EXAMPLES
+    of them) reach every variant the model supports: each norm x Delta transform x S4 output, n_ssm
+    None, 1 and another divisor, every pool layout, bits x expand x ff, dropout rates, depths."""
+    seen = []
+
+    @settings(settings.get_profile("ci"), max_examples=MODEL_EXAMPLES["ci"], database=None)
+    @given(small_model_configs(dropout=True))
+    def collect(config):
+        seen.append(config)
+
+    collect()
+    assert {(c["norm"], c["dt_transform"], c["s4_output"]) for c in seen} == set(itertools.product(NORMS, DT_TRANSFORMS, S4_OUTPUTS))
+    assert {"none" if c["n_ssm"] is None else "one" if c["n_ssm"] == 1 else "divisor" for c in seen} == {"none", "one", "divisor"}
+    assert {str(c["pool"]) for c in seen} == {"[2, 2]", "[4, 4]", "[2, 3]", "[3, 2]", "[3, 3]"}
+    assert {(c["bits"], c["expand"], c["ff"]) for c in seen} == set(itertools.product((8, 16), (1, 2), (0, 2)))
+    assert {c["dropout"] for c in seen} == {0.1, 0.25, 0.5} and {c["n_layers"] for c in seen} == {1, 2}

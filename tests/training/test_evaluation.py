@@ -1,15 +1,53 @@
-"""Evaluation of a checkpoint on a folder: equal to training's validation metrics; JSON output."""
+"""Evaluation of a checkpoint on a folder: equal to NumPy over the same clips and to training's
+validation metrics; JSON output."""
 
 import json
 import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from sashimi import evaluate as evaluate_cmd
 from sashimi.audio import dataset as data
+from sashimi.audio.dataset import IGNORE_INDEX
 from sashimi.harness.verdict import assert_close
+from sashimi.io.checkpoint import load_model
 from sashimi.training import evaluation
+
+
+def numpy_metrics(logits: np.ndarray, targets: np.ndarray, bits: int) -> dict:
+    """The metrics written out in float64 NumPy: mean NLL over non-padding positions of the
+    log-softmax, its bits, bpb, perplexity, and top-k hits (the target's rank: how many logits beat it)."""
+    keep = targets != IGNORE_INDEX
+    z, y = logits[keep].astype(np.float64), targets[keep]
+    z = z - z.max(-1, keepdims=True)
+    nll = np.log(np.exp(z).sum(-1)) - z[np.arange(len(y)), y]
+    rank = (z > z[np.arange(len(y)), y][:, None]).sum(-1)
+    loss = nll.mean()
+    out = {"loss": loss, "bits_per_sample": loss / np.log(2), "bpb": loss / np.log(2) / (bits / 8), "perplexity": np.exp(loss), "positions": len(y)}
+    out.update({"accuracy": (rank < 1).mean(), **{f"accuracy@{k}": (rank < k).mean() for k in (3, 5, 10)}})
+    return out
+
+
+def test_evaluate_matches_numpy_over_the_same_clips(trained, audio_folder):
+    """evaluate_folder against an independent computation: the checkpoint's logits on every clip of
+    the folder, reduced by numpy_metrics (no code of sashimi.training.metrics), and the unigram
+    entropy of the folder's tokens from np.bincount."""
+    model, _ = load_model(trained / "checkpoint.pt")
+    dataset = data.AudioDataset(audio_folder, None, 256, 8, "mulaw")
+    x, y = (torch.stack(t) for t in zip(*(dataset[i] for i in range(len(dataset)))))
+    with torch.no_grad():
+        logits = model(x).numpy()
+    want = numpy_metrics(logits, y.numpy(), 8)
+    got = evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
+    assert got["positions"] == want["positions"] > 256
+    for key in ("loss", "bits_per_sample", "bpb", "perplexity"):
+        assert_close(got[key], want[key], "metrics_float32_logits")
+    for key in ("accuracy", "accuracy@3", "accuracy@5", "accuracy@10"):
+        assert got[key] == want[key], (key, got[key], want[key])
+    counts = np.bincount(np.concatenate(dataset.tokens).astype(np.int64), minlength=256) / sum(len(t) for t in dataset.tokens)
+    assert got["unigram_bits_per_sample"] == pytest.approx(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum(), rel=1e-12)
 
 
 def test_evaluate_matches_training_metrics(trained, tmp_path):
