@@ -6,7 +6,6 @@ which must lie within [2, 100]: under 2x correct code fails by chance, over 100x
 Rows that cannot be measured here are a skip saying why (e.g. the CUDA rows without a GPU)."""
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -19,21 +18,19 @@ from reference import layer as ref_layer
 from reference import s4 as ref_s4
 from reference import sashimi as ref_model
 from sashimi.core.cli import Parser
-from sashimi.harness import gate, published
 from sashimi.harness.helpers import lm, numpy_state, s4_layer, tokens
-from sashimi.harness.verdict import Verdict, as_numpy, print_report
+from sashimi.harness.tolerance_fixtures import (
+    first_published_kernel,
+    published_float64,
+    published_training,
+)
+from sashimi.harness.verdict import Verdict, error_and_scale, print_report
 from sashimi.model.cauchy import dplr_response, dplr_response_plain, half_angle_tables
 from sashimi.model.fused import FusedStep
-from sashimi.model.kernel import SSMKernel
 from sashimi.model.rollout import rollout
 from sashimi.training.metrics import MetricSums, evaluate, loss_sum_and_count
 
 LOW, HIGH = 2.0, 100.0  # a bound must lie within [LOW, HIGH] times the worst measured error
-
-
-def error_and_scale(actual, expected) -> tuple[float, float]:
-    a, e = as_numpy(actual), as_numpy(expected)
-    return float(np.max(np.abs(a - e))), float(np.max(np.abs(e)))
 
 
 def ssm_case(rng) -> tuple[int, int, int | None, int, int]:
@@ -179,47 +176,6 @@ def evaluate_batching(rng, seed):
     one = evaluate(model, [(x, x)], 8, torch.device("cpu"))
     split = evaluate(model, [(x[i : i + 1], x[i : i + 1]) for i in range(6)], 8, torch.device("cpu"))
     return max(error_and_scale(split[k], one[k]) for k in ("loss", "bits_per_sample", "perplexity"))
-
-
-def published_float64(rng, seed) -> list[tuple[float, float]]:
-    """Every float64 row of `interop check` on the checkout's fixtures (not random: the fixtures are
-    fixed), leaving out the rows a fixture kept for its known defect must fail."""
-    tol64 = specs.load("tolerances")["interop_float64"]["atol"]
-    cases = []
-    for path in sorted(gate.DEFAULT_FIXTURES.glob("*.npz")):
-        sidecar = path.with_suffix(".json")
-        defect = json.loads(sidecar.read_text()).get("known_defect", {}) if sidecar.is_file() else {}
-        cases += [(v.error, 0.0) for v in published.check(path) if v.bound == tol64 and not any(word in v.name for word in defect.get("fails", []))]
-    return cases
-
-
-def first_published_kernel(C_from_init: bool):
-    """The first S4 kernel of the published standalone fixture, as tests/model/test_kernel.py loads
-    it: (our float32 kernel vs the published float32 kernel, and vs the float64 one) or, with
-    `C_from_init`, our C~ written from the fixture's initial C vs the published C~."""
-    def case(rng, seed) -> list[tuple[float, float]]:
-        arrays = dict(np.load(gate.DEFAULT_FIXTURES / "standalone_small.npz"))
-        prefix = "c_layers.0.layer.layer.kernel."
-        state = {k[len(prefix) :]: torch.from_numpy(np.asarray(v)) for k, v in arrays.items() if k.startswith(prefix)}
-        L = int(state["l_kernel"])
-        if C_from_init:
-            state["C"], state["l_kernel"] = (torch.from_numpy(np.asarray(arrays["init." + prefix + k])) for k in ("C", "l_kernel"))
-        kernel = SSMKernel(state["C"].shape[1], N=2 * state["C"].shape[2], n_ssm=None)
-        kernel.load_state_dict(state, strict=True)
-        with torch.no_grad():
-            K = kernel(L)
-        if C_from_init:
-            return [error_and_scale(kernel.C, arrays[prefix + "C"])]
-        return [error_and_scale(K, arrays["kernel_first_s4"][0]), error_and_scale(K, arrays["kernel_float64.c_layers.0.layer"][0])]
-    return case
-
-
-def published_training(rng, seed) -> list[tuple[float, float]]:
-    """Every loss, gradient and parameter row of the committed training fixtures (fixed, like the
-    fixtures), with its scale: the largest entry of the official tensor (the row's bound / rtol)."""
-    rtol = specs.load("tolerances")["training_float64"]["rtol"]
-    return [(v.error, v.bound / rtol) for path in sorted(gate.DEFAULT_FIXTURES.glob("training_*.npz")) for v in published.check(path)
-            if v.error is not None and v.bound is not None]
 
 
 FIXED = {"interop_float64": published_float64, "training_float64": published_training, "published_kernel": first_published_kernel(False), "published_C_tilde": first_published_kernel(True)}

@@ -79,6 +79,12 @@ def as_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def error_and_scale(actual, expected) -> tuple[float, float]:
+    """(max |actual - expected|, max |expected|): the error and the scale a row's rtol multiplies."""
+    a, e = as_numpy(actual), as_numpy(expected)
+    return float(np.max(np.abs(a - e))), float(np.max(np.abs(e)))
+
+
 def within(group: str, name: str, actual, expected, bound: float) -> Verdict:
     """max |actual - expected| <= bound (a shape mismatch or a non-finite value fails)."""
     a, e = as_numpy(actual), as_numpy(expected)
