@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import specs
 from sashimi.audio.dataset import IGNORE_INDEX, clip_pair
 from sashimi.audio.quantize import decode, encode
 from sashimi.audio.synthetic import synthetic_dataset
 from sashimi.core.config import TrainConfig
 from sashimi.harness.helpers import tiny_config
-from sashimi.harness.verdict import Verdict
+from sashimi.harness.verdict import Verdict, tolerance_bound
 from sashimi.model.lm import SashimiLM
 from sashimi.model.rollout import rollout
 from sashimi.training.metrics import LossModel, MetricSums
@@ -114,7 +113,6 @@ def part_of(key: str) -> str:
 
 
 def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], errors: dict[str, str] | None = None) -> list[Verdict]:
-    tol = specs.load("tolerances")["golden_float64"]
     errors = errors or {}
     rows = [Verdict("golden", f"{part} outputs", message, "computed without error", False) for part, message in errors.items()]
     for key in sorted(set(measured) | set(golden)):
@@ -128,7 +126,7 @@ def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], 
             continue
         a, b = measured[key], golden[key]
         exact = not np.issubdtype(b.dtype, np.floating)
-        bound = 0.0 if exact else tol["atol"] + tol["rtol"] * float(np.max(np.abs(b))) if b.size else 0.0
+        bound = 0.0 if exact else tolerance_bound("golden_float64", b)
         d = max_diff(a, b)
         rows.append(Verdict("golden", key, f"max diff {d:.2e}" if a.shape == b.shape else f"shape {a.shape}", f"<= {bound:.1e}" + (" (exact)" if exact else ""), d <= bound))
     return rows

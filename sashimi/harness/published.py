@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import specs
 from sashimi.harness.published_training import check_training
-from sashimi.harness.verdict import Verdict, within
+from sashimi.harness.verdict import Verdict, tolerance_bound, within
 from sashimi.io import pipeline, statefile
 from sashimi.io.interop import InteropError, fixture_state, load_backbone, pipeline_model, state_of
 from sashimi.model.backbone import Backbone
@@ -93,8 +92,7 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     dt_transform = meta.get("dt_transform")
     tokens = torch.from_numpy(arrays["fixture/tokens"])
     expected = arrays["fixture/logits_f64"]
-    tol64 = specs.load("tolerances")["interop_float64"]["atol"]
-    slack = specs.load("tolerances")["interop_float32_slack"]
+    tol64 = tolerance_bound("interop_float64", expected)
     results = []
 
     def compare(name, ours, theirs, bound):
@@ -106,7 +104,7 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     step64 = rollout(model64, tokens)
     compare("float64 step (teacher-forced) vs published float64 forward", step64, expected, tol64)
     if "fixture/logits_f32" in arrays:
-        bound32 = slack["rtol"] * float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()) + slack["atol"]
+        bound32 = tolerance_bound("interop_float32_slack", published_error=float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()))
         model32 = pipeline_model(state, layout, dt_transform, torch.float32).model.eval()
         with torch.no_grad():
             compare("float32 forward vs published float64", model32(tokens), expected, bound32)
@@ -129,8 +127,7 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     expected_y = arrays["y_conv_float64"]
     published_err = meta.get("published_float32_error", {})
     paths = meta.get("s4_layers") or {k[len("kernel_float64.") :]: {} for k in arrays if k.startswith("kernel_float64.")}
-    tol64 = specs.load("tolerances")["interop_float64"]["atol"]
-    slack = specs.load("tolerances")["interop_float32_slack"]
+    tol64 = tolerance_bound("interop_float64")  # rtol 0: one bound for every tensor
     results = []
 
     def compare(name, ours, theirs, bound):
@@ -145,7 +142,7 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     model32 = load_backbone(state, kwargs, torch.float32)
 
     def bound32(key):
-        return slack["rtol"] * published_err.get(key, 0.0) + slack["atol"]
+        return tolerance_bound("interop_float32_slack", published_error=published_err.get(key, 0.0))
 
     with torch.no_grad():
         compare("float32 forward vs published float64", model32(x), expected_y, bound32("y_conv_vs_float64"))

@@ -13,14 +13,13 @@ import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 import specs
 from sashimi.core.config import OptimizerConfig
 from sashimi.core.shapes import Float, Int, Tensor
-from sashimi.harness.verdict import Verdict, within
+from sashimi.harness.verdict import Verdict, tolerance_bound, within
 from sashimi.io import pipeline
 from sashimi.io.interop import InteropError, convert_state, pipeline_model
 from sashimi.training.metrics import LossModel
@@ -104,13 +103,11 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
             raise InteropError(f"{path}: training fixture's sidecar {path.with_suffix('.json')} lacks {key!r}")
     state = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith(RECORDS)}
     layout = pipeline.detect_layout(state)
-    tol = specs.load("tolerances")["training_float64"]
     x, y = (torch.from_numpy(arrays[k]) for k in ("train/tokens", "train/targets"))
     stem, results = path.stem, []
 
     def compare(name, ours, theirs):
-        bound = tol["atol"] + tol["rtol"] * float(np.max(np.abs(theirs))) if np.size(theirs) else tol["atol"]
-        results.append(within("published", f"{stem}: {name}", ours, theirs, bound))
+        results.append(within("published", f"{stem}: {name}", ours, theirs, tolerance_bound("training_float64", theirs)))
 
     model = PipelineParameters(state, layout, meta.get("dt_transform"))
     model.lm.train()

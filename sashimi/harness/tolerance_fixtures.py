@@ -8,14 +8,14 @@ import torch
 
 import specs
 from sashimi.harness import gate, published
-from sashimi.harness.verdict import error_and_scale
+from sashimi.harness.verdict import error_and_scale, tolerance_bound
 from sashimi.model.kernel import SSMKernel
 
 
 def published_float64(rng, seed) -> list[tuple[float, float]]:
     """Every float64 row of `interop check` on the checkout's fixtures (not random: the fixtures are
     fixed), leaving out the rows a fixture kept for its known defect must fail."""
-    tol64 = specs.load("tolerances")["interop_float64"]["atol"]
+    tol64 = tolerance_bound("interop_float64")
     cases = []
     for path in sorted(gate.DEFAULT_FIXTURES.glob("*.npz")):
         sidecar = path.with_suffix(".json")

@@ -24,7 +24,7 @@ from sashimi.harness.tolerance_fixtures import (
     published_float64,
     published_training,
 )
-from sashimi.harness.verdict import Verdict, error_and_scale, print_report
+from sashimi.harness.verdict import Verdict, error_and_scale, print_report, tolerance_bound
 from sashimi.model.cauchy import dplr_response, dplr_response_plain, half_angle_tables
 from sashimi.model.fused import FusedStep
 from sashimi.model.rollout import rollout
@@ -216,9 +216,8 @@ NOT_MEASURED = {
 
 def headroom(row: str, cases: list[tuple[float, float]]) -> tuple[float, float, float]:
     """(headroom, error, bound) of the worst case: the smallest bound / error."""
-    tol = specs.load("tolerances")[row]
-    bounds = [(tol["atol"] + tol["rtol"] * scale, error) for error, scale in cases]
-    return min([(b / e if e > 0 else math.inf, e, b) for b, e in bounds], default=(math.inf, 0.0, tol["atol"]))
+    bounds = [(tolerance_bound(row, scale=scale), error) for error, scale in cases]
+    return min([(b / e if e > 0 else math.inf, e, b) for b, e in bounds], default=(math.inf, 0.0, tolerance_bound(row, scale=0.0)))
 
 
 def measure(rows: list[str], n_cases: int, seed: int) -> list[Verdict]:

@@ -202,7 +202,7 @@ def test_sample_through_the_fused_step_draws_what_the_module_step_draws(monkeypa
     fast = sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=True)
     plain = sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=False)
     assert torch.equal(fast[0], plain[0])
-    assert torch.allclose(fast[1], plain[1], rtol=0, atol=1e-12)
+    assert_close(fast[1], plain[1], "fused_vs_module_step_float64")
 
 
 def test_compiling_past_the_time_limit_leaves_the_other_depths_uncompiled(monkeypatch):

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import specs
 from reference import layer as ref_layer
 from sashimi.harness.verdict import assert_close
 from sashimi.model import cauchy
@@ -87,7 +88,8 @@ def test_gradcheck_all_parameters_and_input():
     def f(u, *ps):
         return torch.func.functional_call(layer, dict(zip(names, ps)), (u,))
 
-    assert torch.autograd.gradcheck(f, (u, *params), eps=1e-6, atol=1e-5, rtol=1e-3)
+    tol = specs.load("tolerances")["gradcheck"]
+    assert torch.autograd.gradcheck(f, (u, *params), eps=1e-6, atol=tol["atol"], rtol=tol["rtol"])
     assert int(layer.layer.kernel.l_kernel) == 6  # no C~ rewrite happened inside the check
 
 
