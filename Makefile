@@ -21,7 +21,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt ruff
-	$(BIN)/ruff check sashimi reference tests
+	$(BIN)/ruff check sashimi reference tests tools specs
+	$(BIN)/ruff format --check sashimi reference tests tools specs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

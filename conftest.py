@@ -16,7 +16,9 @@ pytest_plugins = ("tests.helpers",)
 torch.set_num_threads(1)
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, max_examples=20, print_blob=True, **_common)  # the model properties: MODEL_EXAMPLES (tests/helpers.py)
+settings.register_profile(
+    "ci", derandomize=True, max_examples=20, print_blob=True, **_common
+)  # the model properties: MODEL_EXAMPLES (tests/helpers.py)
 settings.register_profile("dev", max_examples=20, print_blob=True, **_common)
 settings.register_profile("thorough", max_examples=200, print_blob=True, **_common)
 settings.load_profile(hypothesis_profile())  # HYPOTHESIS_PROFILE, else `ci` where CI is set, else `dev`
@@ -25,7 +27,10 @@ settings.load_profile(hypothesis_profile())  # HYPOTHESIS_PROFILE, else `ci` whe
 def pytest_configure(config):
     # a run asked to test CUDA (tox -e gpu) on a machine without it is broken, not a run of skips
     if os.environ.get("SASHIMI_TEST_DEVICE", "cpu").startswith("cuda") and not torch.cuda.is_available():
-        raise pytest.UsageError("SASHIMI_TEST_DEVICE asks for CUDA but no CUDA device is available; set SASHIMI_TEST_DEVICE=cpu to run on CPU")
+        raise pytest.UsageError(
+            "SASHIMI_TEST_DEVICE asks for CUDA but no CUDA device is available; set SASHIMI_TEST_DEVICE=cpu to run on "
+            "CPU"
+        )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,7 +35,9 @@ def glu(a: Float[ndarray, "*batch twoH"]) -> Float[ndarray, "*batch H"]:
     return a[..., :H] * sigmoid(a[..., H:])
 
 
-def linear(x: Float[ndarray, "*batch I"], W: Float[ndarray, "O I"], b: Float[ndarray, " O"]) -> Float[ndarray, "*batch O"]:
+def linear(
+    x: Float[ndarray, "*batch I"], W: Float[ndarray, "O I"], b: Float[ndarray, " O"]
+) -> Float[ndarray, "*batch O"]:
     return x @ W.T + b
 
 
@@ -77,7 +79,9 @@ def s4_kernel(params: dict, L: int, dt_transform: str = "exp") -> Float[ndarray,
     return K
 
 
-def s4_layer(params: dict, u: Float[ndarray, "B L H"], dt_transform: str = "exp", output: str = "glu") -> Float[ndarray, "B L H"]:
+def s4_layer(
+    params: dict, u: Float[ndarray, "B L H"], dt_transform: str = "exp", output: str = "glu"
+) -> Float[ndarray, "B L H"]:
     """y = GLU(Linear(GELU(K * u + D u))) (output "glu") or Linear(GELU(K * u + D u)) (output
     "linear"), channel by channel, sample by sample."""
     u = np.asarray(u, dtype=np.float64)

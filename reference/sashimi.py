@@ -15,7 +15,9 @@ from reference.layer import gelu, linear
 from reference.layer import s4_layer as s4_layer_forward
 
 
-def layer_norm(x: Float[ndarray, "*batch H"], weight: Float[ndarray, " H"], bias: Float[ndarray, " H"], eps: float = 1e-5) -> Float[ndarray, "*batch H"]:
+def layer_norm(
+    x: Float[ndarray, "*batch H"], weight: Float[ndarray, " H"], bias: Float[ndarray, " H"], eps: float = 1e-5
+) -> Float[ndarray, "*batch H"]:
     """(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance)."""
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
@@ -30,7 +32,9 @@ def scalar_norm(x: Float[ndarray, "*batch H"], m: float, s: float) -> Float[ndar
     return s / sigma * (x - mu + m)
 
 
-def down_pool(x: Float[ndarray, "B L H"], W: Float[ndarray, "O I"], b: Float[ndarray, " O"], P: int) -> Float[ndarray, "B Lc O"]:
+def down_pool(
+    x: Float[ndarray, "B L H"], W: Float[ndarray, "O I"], b: Float[ndarray, " O"], P: int
+) -> Float[ndarray, "B Lc O"]:
     """Fine time t = l P + s of channel h -> channel h P + s at coarse step l, then Linear."""
     Bsz, L, H = x.shape
     z = np.zeros((Bsz, L // P, H * P))
@@ -41,7 +45,9 @@ def down_pool(x: Float[ndarray, "B L H"], W: Float[ndarray, "O I"], b: Float[nda
     return linear(z, W, b)
 
 
-def up_pool(x: Float[ndarray, "B Lc H"], W: Float[ndarray, "O H"], b: Float[ndarray, " O"], P: int) -> Float[ndarray, "B L Hout"]:
+def up_pool(
+    x: Float[ndarray, "B Lc H"], W: Float[ndarray, "O H"], b: Float[ndarray, " O"], P: int
+) -> Float[ndarray, "B L Hout"]:
     """Linear, shift right one coarse step (zero first), then channel h P + s at step l -> time l P + s of channel h."""
     y = linear(x, W, b)
     y = np.concatenate([np.zeros_like(y[:, :1]), y[:, :-1]], axis=1)
@@ -66,9 +72,15 @@ def residual_block(params: dict, x: Float[ndarray, "B L H"], config: dict) -> Fl
     else:
         z = scalar_norm(x, float(params["norm.m"][0]), float(params["norm.s"][0]))
     if "layer.layer.kernel.A_real" in params:
-        y = s4_layer_forward(sub(params, "layer."), z, config.get("dt_transform", "exp"), config.get("s4_output", "glu"))
+        y = s4_layer_forward(
+            sub(params, "layer."), z, config.get("dt_transform", "exp"), config.get("s4_output", "glu")
+        )
     else:
-        y = linear(gelu(linear(z, params["layer.ff.0.0.weight"], params["layer.ff.0.0.bias"])), params["layer.ff.2.weight"], params["layer.ff.2.bias"])
+        y = linear(
+            gelu(linear(z, params["layer.ff.0.0.weight"], params["layer.ff.0.0.bias"])),
+            params["layer.ff.2.weight"],
+            params["layer.ff.2.bias"],
+        )
     return x + y
 
 

@@ -34,16 +34,39 @@ MULTIPLE = math.prod(preset(PRESET)["model"]["pool"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--quick", action="store_true", help="reduced run (L = 800, 2 repeats, 100 generation steps, fewer cases' warm-up cost): about a minute")
-    parser.add_argument("--length", type=int, default=None, help=f"sequence length, a multiple of {MULTIPLE}; default the preset's {PRESET_LENGTH} (800 with --quick)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case after the warm-up; default 3 (2 with --quick)")
-    parser.add_argument("--gen-steps", type=int, default=None, help="generation steps per timed run; default 2000 (100 with --quick)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced run (L = 800, 2 repeats, 100 generation steps, fewer cases' warm-up cost): about a minute",
+    )
+    parser.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        help=f"sequence length, a multiple of {MULTIPLE}; default the preset's {PRESET_LENGTH} (800 with --quick)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per case after the warm-up; default 3 (2 with --quick)"
+    )
+    parser.add_argument(
+        "--gen-steps", type=int, default=None, help="generation steps per timed run; default 2000 (100 with --quick)"
+    )
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
-    parser.add_argument("--against", type=Path, help="a checkout of state-spaces/s4: time its standalone SaShiMi beside ours and print ratios")
-    parser.add_argument("--no-compile", action="store_true", help="with --against: generate through the modules' step, without torch.compile")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a checkout of state-spaces/s4: time its standalone SaShiMi beside ours and print ratios",
+    )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="with --against: generate through the modules' step, without torch.compile",
+    )
     parser.add_argument("--child-against", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_against:
@@ -62,8 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.against is not None:
         if not (args.against / "models" / "sashimi" / "sashimi.py").is_file():
-            parser.error(f"--against {args.against}: not a checkout of state-spaces/s4 (models/sashimi/sashimi.py not found)")
-        cases = [c for c in args.cases.split(",") if c in against.CASES] if args.cases != ",".join(CASES) else list(against.CASES)
+            parser.error(
+                f"--against {args.against}: not a checkout of state-spaces/s4 (models/sashimi/sashimi.py not found)"
+            )
+        cases = (
+            [c for c in args.cases.split(",") if c in against.CASES]
+            if args.cases != ",".join(CASES)
+            else list(against.CASES)
+        )
         try:
             summary = against.compare(args.against, L, repeats, gen_steps, cases, compile=not args.no_compile)
         except RuntimeError as e:
@@ -80,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{case}: L = {L}, {repeats} repeats ...")
         start = time.perf_counter()
         results[case] = spawn(case, L, repeats, gen_steps)
-        log(f"{case}: done in {time.perf_counter() - start:.1f}s; times {[round(t, 3) for t in results[case]['times']]}, peak {results[case]['peak_gib']:.2f} GiB")
+        log(
+            f"{case}: done in {time.perf_counter() - start:.1f}s; times "
+            f"{[round(t, 3) for t in results[case]['times']]}, peak {results[case]['peak_gib']:.2f} GiB"
+        )
     summary = summarize(results, L, repeats, gen_steps)
     print(json.dumps(summary, indent=1) if args.json else table(summary))
     return 0

@@ -27,14 +27,30 @@ from sashimi.harness.verdict import print_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed")
+    parser = Parser(
+        prog="python -m sashimi.check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--update-golden", action="store_true", help="rewrite tests/golden/golden.npz and print what changed"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", action="append", choices=list(gate.FAMILIES), metavar="FAMILY",
-                        help=f"run only this family of checks (repeatable; one of {', '.join(gate.FAMILIES)})")
-    parser.add_argument("--fixtures", type=Path, help="folder of published fixtures (default: SASHIMI_FIXTURES or the checkout's tests/published)")
-    parser.add_argument("--allow-missing-fixtures", action="store_true",
-                        help="a checkout without tests/published skips the published rows instead of failing them")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(gate.FAMILIES),
+        metavar="FAMILY",
+        help=f"run only this family of checks (repeatable; one of {', '.join(gate.FAMILIES)})",
+    )
+    parser.add_argument(
+        "--fixtures",
+        type=Path,
+        help="folder of published fixtures (default: SASHIMI_FIXTURES or the checkout's tests/published)",
+    )
+    parser.add_argument(
+        "--allow-missing-fixtures",
+        action="store_true",
+        help="a checkout without tests/published skips the published rows instead of failing them",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.update_golden:
@@ -43,11 +59,22 @@ def main(argv: list[str] | None = None) -> int:
     if not golden.GOLDEN.is_file():
         print(f"error: golden file {golden.GOLDEN} not found; create it with --update-golden", file=sys.stderr)
         return 2
-    verdicts = gate.run(args.fixtures, args.only, log=lambda stage: print(f"check {stage} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True),
-                        allow_missing_fixtures=args.allow_missing_fixtures)
+    verdicts = gate.run(
+        args.fixtures,
+        args.only,
+        log=lambda stage: print(
+            f"check {stage} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True
+        ),
+        allow_missing_fixtures=args.allow_missing_fixtures,
+    )
     failed = [v for v in verdicts if v.failed]
     if args.json:
-        print(json.dumps({"ok": not failed, "seconds": time.perf_counter() - start, "checks": [v.as_dict() for v in verdicts]}, indent=1))
+        print(
+            json.dumps(
+                {"ok": not failed, "seconds": time.perf_counter() - start, "checks": [v.as_dict() for v in verdicts]},
+                indent=1,
+            )
+        )
     else:
         print_report(verdicts, seconds=time.perf_counter() - start)
     return 1 if failed else 0

@@ -17,7 +17,9 @@ from sashimi.training.evaluation import evaluate_folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m sashimi.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data", required=True, help="folder of .wav/.flac files (searched recursively)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -27,16 +29,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_number("--batch-size", args.batch_size, 1)
         with notices():
-            result = evaluate_folder(args.checkpoint, args.data, args.batch_size, pick_device(args.device),
-                                     log=lambda message: print(message, file=sys.stderr), progress=True)
+            result = evaluate_folder(
+                args.checkpoint,
+                args.data,
+                args.batch_size,
+                pick_device(args.device),
+                log=lambda message: print(message, file=sys.stderr),
+                progress=True,
+            )
     except (ValueError, CheckpointError, OSError, MemoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{result['files']} files, {result['clips']} clips, {result['positions']:,} positions ({result['seconds']:.1f} s)")
-        for key in ("loss", "bits_per_sample", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10", "perplexity", "unigram_bits_per_sample"):
+        print(
+            f"{result['files']} files, {result['clips']} clips, {result['positions']:,} positions "
+            f"({result['seconds']:.1f} s)"
+        )
+        for key in (
+            "loss",
+            "bits_per_sample",
+            "bpb",
+            "accuracy",
+            "accuracy@3",
+            "accuracy@5",
+            "accuracy@10",
+            "perplexity",
+            "unigram_bits_per_sample",
+        ):
             print(f"  {key:<24s} {result[key]:.4f}")
     return 0
 

@@ -26,8 +26,12 @@ from sashimi.training import runs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by sashimi.train (or sashimi.interop import)")
+    parser = Parser(
+        prog="python -m sashimi.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="a checkpoint written by sashimi.train (or sashimi.interop import)"
+    )
     parser.add_argument("--n-samples", type=int, default=4)
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="seconds to generate at the checkpoint's sample rate (default 1)")
@@ -38,11 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bits", type=int, choices=(8, 16), help="refuse a checkpoint of other bits")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                        help=f"compile the step functions (torch.compile; needs a C++ compiler on a CPU): auto = from {COMPILE_MIN_STEPS} steps on")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compile the step functions (torch.compile; needs a C++ compiler on a CPU): auto = from "
+        f"{COMPILE_MIN_STEPS} steps on",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the samples an --out folder already holds (default: refuse)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the samples an --out folder already holds (default: refuse)"
+    )
     args = parser.parse_args(argv)
     with notices():
         return run(args)
@@ -66,14 +81,32 @@ def run(args) -> int:
             raise ValueError(f"--seconds {seconds} is less than one sample at {audio.sample_rate} Hz")
         prefix = None
         if args.prefix:
-            prefix = encode(torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization)
-            print(f"prefix {args.prefix}: {prefix.shape[0]:,} samples at {audio.sample_rate} Hz; each WAV holds them, then {n_steps:,} generated samples")
+            prefix = encode(
+                torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization
+            )
+            print(
+                f"prefix {args.prefix}: {prefix.shape[0]:,} samples at {audio.sample_rate} Hz; each WAV holds them, "
+                f"then {n_steps:,} generated samples"
+            )
         check_generation_fits(model, args.n_samples, n_steps, 0 if prefix is None else prefix.shape[0], args.batch_size)
         out = Path(args.out) if args.out else runs.new_run_dir(Path(args.checkpoint).parent / "generated")
         try:
-            written = generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature,
-                                     args.top_p, prefix, args.batch_size, args.seed, log=print,
-                                         compile={"auto": "auto", "on": True, "off": False}[args.compile], overwrite=args.overwrite)
+            written = generate_to_folder(
+                model,
+                audio.quantization,
+                audio.sample_rate,
+                out,
+                args.n_samples,
+                n_steps,
+                args.temperature,
+                args.top_p,
+                prefix,
+                args.batch_size,
+                args.seed,
+                log=print,
+                compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                overwrite=args.overwrite,
+            )
         except BaseException:
             if not args.out and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # the fresh folder of a run that wrote nothing

@@ -38,16 +38,33 @@ def log(message: str) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser(prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--diff", metavar="REV", help="mutate the lines changed since git revision REV instead of running the catalogue")
-    parser.add_argument("--list", action="store_true", help="print the catalogue with each entry's place or why it is stale, and exit")
+    parser = Parser(
+        prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--diff", metavar="REV", help="mutate the lines changed since git revision REV instead of running the catalogue"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the catalogue with each entry's place or why it is stale, and exit"
+    )
     parser.add_argument("--only", action="append", metavar="ID", help="run only this catalogue entry (repeatable)")
-    parser.add_argument("--budget", type=float, metavar="MINUTES",
-                        help="start no mutant after this many minutes, coverage included (default 10 with --diff, none for the catalogue)")
-    parser.add_argument("--per-line", type=int, default=3, help="at most this many generated mutants per changed line (default 3)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="MINUTES",
+        help="start no mutant after this many minutes, coverage included (default 10 with --diff, none for the "
+        "catalogue)",
+    )
+    parser.add_argument(
+        "--per-line", type=int, default=3, help="at most this many generated mutants per changed line (default 3)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side, one core each (default 2)")
-    parser.add_argument("--no-gate", action="store_true", help="do not run the gate (sashimi.check) against each mutant")
-    parser.add_argument("--fixtures", type=Path, help="published fixtures folder (default: the copy's own tests/published)")
+    parser.add_argument(
+        "--no-gate", action="store_true", help="do not run the gate (sashimi.check) against each mutant"
+    )
+    parser.add_argument(
+        "--fixtures", type=Path, help="published fixtures folder (default: the copy's own tests/published)"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="most seconds for one mutant's tests (default 600)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with a `mutants` list")
     parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
@@ -93,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        log(f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; {len(skipped)} lines marked skip")
+        log(
+            f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; {len(skipped)} "
+            "lines marked skip"
+        )
     else:
         jobs, stale = plan.catalogue_jobs(ROOT, args.only)
         for mutant_id, why in stale.items():
@@ -102,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     if jobs:
         include = sorted({j.file for j in jobs}) if args.diff else None
         try:
-            coverage = selection.cached(ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files(), not args.no_gate)
+            coverage = selection.cached(
+                ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files(), not args.no_gate
+            )
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         log(f"coverage collected in {time.monotonic() - start:.0f} s ({len(coverage.tests)} tests)")
     startup = selection.startup_seconds(ROOT, environment(ROOT, args.fixtures), coverage)
     deadline = None if args.budget is None else start + 60 * args.budget
-    results, unrun = run_all(jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log, startup)
+    results, unrun = run_all(
+        jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log, startup
+    )
     minutes = (time.monotonic() - start) / 60
     killed = sum(r["killed"] for r in results)
     what = f"on the change since {args.diff}" if args.diff else "of the catalogue"
@@ -118,12 +142,26 @@ def main(argv: list[str] | None = None) -> int:
         summary += f"; {len(unrun)} not run: the budget of {args.budget:g} min was spent (cut short)"
     summary += f"; {len(skipped)} lines skipped; {len(stale)} stale entries; {minutes:.1f} min"
     if args.markdown:
-        command = "python -m sashimi.mutate" + (f" --diff {args.diff}" if args.diff else "") + "".join(f" --only {m}" for m in (args.only or []))
+        command = (
+            "python -m sashimi.mutate"
+            + (f" --diff {args.diff}" if args.diff else "")
+            + "".join(f" --only {m}" for m in (args.only or []))
+        )
         args.markdown.write_text(markdown(results, stale, command, minutes))
     if args.json:
-        print(json.dumps({"summary": summary, "minutes": round(minutes, 2), "mutants": results,
-                          "not_run": [{"file": j.file, "line": j.line, "operator": j.operator} for j in unrun],
-                          "skipped": [vars(s) for s in skipped], "stale": stale}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "summary": summary,
+                    "minutes": round(minutes, 2),
+                    "mutants": results,
+                    "not_run": [{"file": j.file, "line": j.line, "operator": j.operator} for j in unrun],
+                    "skipped": [vars(s) for s in skipped],
+                    "stale": stale,
+                },
+                indent=1,
+            )
+        )
     else:
         for r in results:
             print(line_of(r))

@@ -1,4 +1,5 @@
-"""python -m sashimi.selfcheck: build an S4 layer, run it as a convolution and as a recurrence, print their agreement."""
+"""python -m sashimi.selfcheck: build an S4 layer, run it as a convolution and as a recurrence, print their
+agreement."""
 
 import sys
 import time
@@ -41,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     for dtype, bound in BOUNDS.items():
         start = time.perf_counter()
         err = agreement(args.channels, args.length, dtype, args.seed)
-        name = f"S4 layer H={args.channels} N=64 L={args.length} {str(dtype).removeprefix('torch.')} step vs convolution ({time.perf_counter() - start:.1f} s)"
-        verdicts.append(Verdict("selfcheck", name, f"rel diff {err:.2e}", f"<= {bound:.0e}", err <= bound, error=err, bound=bound))
+        precision = str(dtype).removeprefix("torch.")
+        seconds = time.perf_counter() - start
+        name = f"S4 layer H={args.channels} N=64 L={args.length} {precision} step vs convolution ({seconds:.1f} s)"
+        verdicts.append(
+            Verdict("selfcheck", name, f"rel diff {err:.2e}", f"<= {bound:.0e}", err <= bound, error=err, bound=bound)
+        )
     return 0 if print_report(verdicts) else 1
 
 

@@ -18,7 +18,9 @@ from sashimi.harness.contract import print_report, report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m sashimi.specs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m sashimi.specs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8)
     parser.add_argument("--preset", default="sc09", choices=preset_names())
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

@@ -18,7 +18,9 @@ from sashimi.training.loop import train
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    parser = Parser(prog="python -m sashimi.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="python -m sashimi.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     helps = {
         "preset": f"model and training preset: {', '.join(preset_names())} (specs/presets.json)",
         "data": "folder of .wav/.flac files, searched recursively (default: the embedded synthetic dataset)",
@@ -32,8 +34,9 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "max_minutes": "stop after this many minutes of training",
         "out": "runs are written to OUT/<timestamp>/",
         "resume": "a run folder or checkpoint to continue, bit for bit",
-        "init": "start from this checkpoint's weights (ours, or one written by `sashimi.interop import`): weights only, "
-                "fresh optimizer and schedule; its model configuration replaces the preset's",
+        "init": "start from this checkpoint's weights (ours, or one written by `sashimi.interop import`): weights "
+        "only, "
+        "fresh optimizer and schedule; its model configuration replaces the preset's",
         "device": "auto, cpu, cuda or cuda:N",
         "seed": "seed of initialization and data order",
         "eval_every": "validate and checkpoint every this many steps",
@@ -42,14 +45,21 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         "dropout": "dropout probability of every block (default: the preset's)",
         "grad_clip": "gradient norm clip",
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
-        "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint (no longer bit for bit)",
+        "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint "
+        "(no longer bit for bit)",
     }
     for f in dataclasses.fields(TrainConfig):
         if f.type is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=helps.get(f.name))
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"), dest=f.name, action="store_true", help=helps.get(f.name)
+            )
             continue
-        kind = f.type if f.type in (int, float, str) else next(t for t in typing.get_args(f.type) if t is not type(None))
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default, help=helps.get(f.name))
+        kind = (
+            f.type if f.type in (int, float, str) else next(t for t in typing.get_args(f.type) if t is not type(None))
+        )
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default, help=helps.get(f.name)
+        )
     return TrainConfig(**vars(parser.parse_args(argv)))
 
 

@@ -59,6 +59,7 @@ def ssm_sizes(draw, max_H: int = 4, max_N2: int = 6, max_L: int = 40):
     L = draw(st.one_of(st.just(1), st.integers(1, max_L)))
     return H, N2, n_ssm, L
 
+
 seeds = st.integers(0, 2**32 - 1)
 
 # the published S4 variants: (dt_transform, output)
@@ -134,7 +135,11 @@ def signals(draw, max_L: int = 400) -> np.ndarray:
         x = draw(arrays(np.float64, L, elements=st.floats(-1.0, 1.0, allow_nan=False)))
     else:
         rng = np.random.default_rng(draw(seeds))
-        x = rng.standard_normal(L) if kind == "noise" else np.sin(rng.uniform(0.001, 1.0) * np.arange(L) + rng.uniform(0, 6.3))
+        x = (
+            rng.standard_normal(L)
+            if kind == "noise"
+            else np.sin(rng.uniform(0.001, 1.0) * np.arange(L) + rng.uniform(0, 6.3))
+        )
         x = x + draw(st.sampled_from([0.0, 0.5, -3.0]))
     return (x * 10.0 ** draw(st.integers(-4, 3))).astype(np.float32)
 
@@ -186,8 +191,19 @@ def trained(tmp_path_factory, audio_folder) -> Path:
 
 
 def train_config(folder: Path, out: Path, **overrides) -> TrainConfig:
-    base = dict(preset="tiny", data=str(folder), seq_len=256, batch_size=4, max_steps=8, max_minutes=None, out=str(out), eval_every=4,
-                eval_batches=2, sample_seconds=0.0, device="cpu")
+    base = dict(
+        preset="tiny",
+        data=str(folder),
+        seq_len=256,
+        batch_size=4,
+        max_steps=8,
+        max_minutes=None,
+        out=str(out),
+        eval_every=4,
+        eval_batches=2,
+        sample_seconds=0.0,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -235,14 +251,19 @@ def nucleus_log_probs(logits, temperature: float, top_p: float, margin: float = 
     for k in (kept, np.maximum(kept - 1, 1)):
         near = np.abs(np.take_along_axis(mass, k - 1, -1) - top_p) < margin
         if near.any():
-            raise ValueError(f"nucleus of row {np.argwhere(near)[0][:-1].tolist()} is ambiguous: its mass lies within {margin} of top_p = {top_p}")
+            raise ValueError(
+                f"nucleus of row {np.argwhere(near)[0][:-1].tolist()} is ambiguous: its mass lies within {margin} of "
+                f"top_p = {top_p}"
+            )
     inside = np.zeros(z.shape, dtype=bool)
     np.put_along_axis(inside, order, np.arange(z.shape[-1]) < kept, -1)
     z = np.where(inside, z, -np.inf)
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def teacher_forced_loglik(model, sequences: torch.Tensor, n_prefix: int, temperature: float, top_p: float) -> np.ndarray:
+def teacher_forced_loglik(
+    model, sequences: torch.Tensor, n_prefix: int, temperature: float, top_p: float
+) -> np.ndarray:
     """Mean log-probability (under `nucleus_log_probs`) of each sequence's tokens after its first
     n_prefix, from one convolution-mode forward pass of a float64 copy of `model` over
     [z, sequence[:-1]], z = 2^(bits-1); padded at the end to the pooling multiple (the model is causal)."""
@@ -324,7 +345,11 @@ def pipeline_layout(state: dict, layout: str, seed: int = 0) -> dict:
             continue
         name = "model." + key[len("backbone.") :]
         name = name.replace(".norm.m", ".norm.norm.m").replace(".norm.s", ".norm.norm.s")
-        if name.endswith(".linear.weight") and (".d_layers." in name or ".0.linear." in name) and "output_linear" not in name:
+        if (
+            name.endswith(".linear.weight")
+            and (".d_layers." in name or ".0.linear." in name)
+            and "output_linear" not in name
+        ):
             scale = torch.from_numpy(rng.uniform(0.5, 2.0, (value.shape[0], 1))).to(value.dtype)
             out[name[: -len("weight")] + "weight_v"] = value * scale
             out[name[: -len("weight")] + "weight_g"] = value.norm(dim=1, keepdim=True)

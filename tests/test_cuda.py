@@ -45,7 +45,9 @@ def test_model_cuda_matches_cpu(mode):
     finally:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    assert_close(y_gpu, y_cpu, {"float32": "cuda_vs_cpu_float32", "tf32": "cuda_vs_cpu_tf32", "bf16": "cuda_vs_cpu_bf16"}[mode])
+    assert_close(
+        y_gpu, y_cpu, {"float32": "cuda_vs_cpu_float32", "tf32": "cuda_vs_cpu_tf32", "bf16": "cuda_vs_cpu_bf16"}[mode]
+    )
 
 
 def test_16bit_training_memory_on_gpu():

@@ -51,7 +51,13 @@ def assert_one_error_line(code, err, needle):
 
 @pytest.mark.parametrize("argv,needle", TRAIN, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_train_refuses_before_any_work(argv, needle, tmp_path, capsys):
-    code, err = call(train, [*argv, "--max-steps", "1", "--out", str(tmp_path / "runs")] if "--max-steps" not in argv else [*argv, "--out", str(tmp_path / "runs")], capsys)
+    code, err = call(
+        train,
+        [*argv, "--max-steps", "1", "--out", str(tmp_path / "runs")]
+        if "--max-steps" not in argv
+        else [*argv, "--out", str(tmp_path / "runs")],
+        capsys,
+    )
     assert_one_error_line(code, err, needle)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
@@ -61,10 +67,17 @@ def checkpoints(tmp_path_factory, trained):
     """A good checkpoint, one with NaN weights, and a truncated one."""
     folder = tmp_path_factory.mktemp("bad_checkpoints")
     payload = checkpoint.load(trained / "checkpoint.pt")
-    payload["model"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["model"].items()}
+    payload["model"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in payload["model"].items()
+    }
     checkpoint.save(payload, folder / "nan.pt")
     (folder / "cut.pt").write_bytes((trained / "checkpoint.pt").read_bytes()[:1000])
-    return {"good": str(trained / "checkpoint.pt"), "nan": str(folder / "nan.pt"), "cut": str(folder / "cut.pt"), "missing": str(folder / "nope.pt")}
+    return {
+        "good": str(trained / "checkpoint.pt"),
+        "nan": str(folder / "nan.pt"),
+        "cut": str(folder / "cut.pt"),
+        "missing": str(folder / "nope.pt"),
+    }
 
 
 GENERATE = [
@@ -119,10 +132,26 @@ def test_interop_refuses(tmp_path, capsys):
         (["check", str(text)], "cannot read"),
         (["check", str(tmp_path / "none.npz")], "not found"),
         (["import", str(text), "--out", str(tmp_path / "m.pt")], "cannot read"),
-        (["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--dt-transform", "softplus", "--out", str(tmp_path / "m.pt")], "log_dt"),
-        (["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--bits", "16", "--out", str(tmp_path / "m.pt")], "8-bit model"),
+        (
+            [
+                "import",
+                str(PUBLISHED / "pipeline_v3.0.0.npz"),
+                "--dt-transform",
+                "softplus",
+                "--out",
+                str(tmp_path / "m.pt"),
+            ],
+            "log_dt",
+        ),
+        (
+            ["import", str(PUBLISHED / "pipeline_v3.0.0.npz"), "--bits", "16", "--out", str(tmp_path / "m.pt")],
+            "8-bit model",
+        ),
         (["check"], "the following arguments are required"),
-        (["import", str(PUBLISHED / "pipeline_v4.npz"), "--sample-rate", "-5", "--out", str(tmp_path / "m.pt")], "--sample-rate must be a finite number in [1"),
+        (
+            ["import", str(PUBLISHED / "pipeline_v4.npz"), "--sample-rate", "-5", "--out", str(tmp_path / "m.pt")],
+            "--sample-rate must be a finite number in [1",
+        ),
     ]
     for argv, needle in cases:
         code, err = call(interop, argv, capsys)

@@ -19,8 +19,10 @@ from tests.helpers import assert_one_line_error, lm, run_main, tiny_config
 @pytest.fixture
 def ckpt(tmp_path):
     model = lm(3, torch.float32, **tiny_config(8).to_dict())
-    return checkpoint.save({"model": model.state_dict(), "config": {"model": model.config.to_dict(), "train": {"sample_rate": 8000}}},
-                           tmp_path / "run" / "checkpoint.pt")
+    return checkpoint.save(
+        {"model": model.state_dict(), "config": {"model": model.config.to_dict(), "train": {"sample_rate": 8000}}},
+        tmp_path / "run" / "checkpoint.pt",
+    )
 
 
 @pytest.fixture
@@ -46,10 +48,31 @@ def test_an_out_holding_samples_is_refused_then_replaced_with_overwrite(ckpt, tm
     assert generate.main(["--checkpoint", str(ckpt), "--n-samples", "3", "--length", "8", "--out", str(out)]) == 0
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
-    code, err = run_main(generate, ["--checkpoint", str(ckpt), "--n-samples", "2", "--length", "8", "--seed", "5", "--out", str(out)], capsys)
+    code, err = run_main(
+        generate,
+        ["--checkpoint", str(ckpt), "--n-samples", "2", "--length", "8", "--seed", "5", "--out", str(out)],
+        capsys,
+    )
     assert_one_line_error(code, err, f"--out {out} already holds 3 generated samples", "--overwrite")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert generate.main(["--checkpoint", str(ckpt), "--n-samples", "2", "--length", "8", "--seed", "5", "--out", str(out), "--overwrite"]) == 0
+    assert (
+        generate.main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--n-samples",
+                "2",
+                "--length",
+                "8",
+                "--seed",
+                "5",
+                "--out",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert len(names(out, ".wav")) == 2 and names(out, ".wav") == names(out, ".png")  # replaced, not mixed
 
 
@@ -64,11 +87,18 @@ def test_an_out_that_is_a_file_or_not_writable_is_one_error_with_advice(ckpt, tm
 
     monkeypatch.setattr(write.tempfile, "TemporaryFile", read_only)
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--length", "8", "--out", str(tmp_path / "ro")], capsys)
-    assert_one_line_error(code, err, f"cannot write into the output folder {tmp_path / 'ro'}: Read-only file system", "writable folder with --out")
+    assert_one_line_error(
+        code,
+        err,
+        f"cannot write into the output folder {tmp_path / 'ro'}: Read-only file system",
+        "writable folder with --out",
+    )
 
 
 @pytest.mark.parametrize("failing", ["wav", "png", "png rename"])
-def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(failing, ckpt, tmp_path, capsys, monkeypatch, plots_touched):
+def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(
+    failing, ckpt, tmp_path, capsys, monkeypatch, plots_touched
+):
     calls = {"wav": 0, "png": 0, "png rename": 0}
 
     def full(kind, real):
@@ -86,16 +116,24 @@ def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(failing, c
         monkeypatch.setattr(write, "plot_sample", full("png", write.plot_sample))
     else:  # both files written, the PNG's rename fails: the WAV must not stand alone
         rename, real = full("png rename", write.os.replace), write.os.replace
-        monkeypatch.setattr(write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(".png") else real(src, dst))
+        monkeypatch.setattr(
+            write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(".png") else real(src, dst)
+        )
     out = tmp_path / "out"
-    code, err = run_main(generate, ["--checkpoint", str(ckpt), "--n-samples", "3", "--length", "8", "--out", str(out)], capsys)
-    assert_one_line_error(code, err, f"cannot write {out}/sample_01_loglik_", f".{failing[:3]}: No space left on device")
+    code, err = run_main(
+        generate, ["--checkpoint", str(ckpt), "--n-samples", "3", "--length", "8", "--out", str(out)], capsys
+    )
+    assert_one_line_error(
+        code, err, f"cannot write {out}/sample_01_loglik_", f".{failing[:3]}: No space left on device"
+    )
     assert names(out, ".wav") == names(out, ".png") and len(names(out, ".wav")) == 1
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no partial file left
 
 
 @pytest.mark.parametrize("interrupt_at, kept", [(2, 2), (1, 0)])
-def test_ctrl_c_keeps_the_finished_samples_and_exits_130_without_a_traceback(interrupt_at, kept, ckpt, tmp_path, capsys, monkeypatch, plots_touched):
+def test_ctrl_c_keeps_the_finished_samples_and_exits_130_without_a_traceback(
+    interrupt_at, kept, ckpt, tmp_path, capsys, monkeypatch, plots_touched
+):
     real, batches = write.sample, []
 
     def interrupted(*args, **kwargs):
@@ -118,11 +156,16 @@ def test_ctrl_c_keeps_the_finished_samples_and_exits_130_without_a_traceback(int
         assert not generated.exists() or not any(generated.iterdir())  # no empty folder left
 
 
-@pytest.mark.parametrize("argv", [["--length", str(10**12)], ["--n-samples", str(10**8), "--batch-size", str(10**8), "--length", "64"]],
-                         ids=["length 1e12", "batch 1e8"])
+@pytest.mark.parametrize(
+    "argv",
+    [["--length", str(10**12)], ["--n-samples", str(10**8), "--batch-size", str(10**8), "--length", "64"]],
+    ids=["length 1e12", "batch 1e8"],
+)
 def test_generation_that_cannot_fit_is_refused_before_it_starts(argv, ckpt, capsys):
     code, err = run_main(generate, ["--checkpoint", str(ckpt), *argv], capsys)
-    assert_one_line_error(code, err, "needs about", "of memory (estimate)", "lower --n-samples, --seconds/--length or --batch-size")
+    assert_one_line_error(
+        code, err, "needs about", "of memory (estimate)", "lower --n-samples, --seconds/--length or --batch-size"
+    )
     assert not (ckpt.parent / "generated").exists() or not any((ckpt.parent / "generated").iterdir())
 
 
@@ -139,7 +182,23 @@ def test_the_estimate_counts_every_kept_token(ckpt):
 def test_the_prefix_is_in_each_wav_and_the_log_says_so(ckpt, tmp_path, capsys, plots_touched):
     prefix = tmp_path / "prefix.wav"
     sf.write(prefix, np.linspace(-0.5, 0.5, 20), 8000, subtype="PCM_16")
-    assert generate.main(["--checkpoint", str(ckpt), "--n-samples", "1", "--length", "16", "--prefix", str(prefix), "--out", str(tmp_path / "o")]) == 0
+    assert (
+        generate.main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--n-samples",
+                "1",
+                "--length",
+                "16",
+                "--prefix",
+                str(prefix),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"prefix {prefix}: 20 samples at 8000 Hz; each WAV holds them, then 16 generated samples" in out
     assert "generated 1 x 16 samples after the 20-sample prefix (each WAV holds 36)" in out
@@ -150,7 +209,10 @@ def test_the_prefix_is_in_each_wav_and_the_log_says_so(ckpt, tmp_path, capsys, p
 def test_short_samples_plot_without_warnings(ckpt, tmp_path, capsys):
     """16 samples are fewer than a spectrogram window: matplotlib's warnings (shown by the command's
     notices, which turn every warning on) stay out of the console."""
-    assert generate.main(["--checkpoint", str(ckpt), "--n-samples", "1", "--length", "16", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        generate.main(["--checkpoint", str(ckpt), "--n-samples", "1", "--length", "16", "--out", str(tmp_path / "o")])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "Warning" not in err and "notice" not in err, err
     assert len(list((tmp_path / "o").glob("*.png"))) == 1
@@ -171,5 +233,9 @@ def wav_with_rate(path, rate: int):
 def test_a_prefix_with_an_impossible_rate_is_refused_naming_it(rate, ckpt, tmp_path, capsys):
     prefix = wav_with_rate(tmp_path / "odd.wav", rate)
     assert sf.info(prefix).samplerate == rate
-    code, err = run_main(generate, ["--checkpoint", str(ckpt), "--length", "8", "--prefix", str(prefix), "--out", str(tmp_path / "o")], capsys)
+    code, err = run_main(
+        generate,
+        ["--checkpoint", str(ckpt), "--length", "8", "--prefix", str(prefix), "--out", str(tmp_path / "o")],
+        capsys,
+    )
     assert_one_line_error(code, err, f"audio file {prefix}: its header says {rate:,} Hz, outside 1,000-384,000 Hz")

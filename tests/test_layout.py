@@ -1,5 +1,6 @@
 """The layers stay visible: the library never imports a command, no test module imports another,
-no module grows past 300 lines, every command answers --help, and every citation of
+no module grows past 300 lines, no line past 120 characters (pyproject's ruff line-length), every
+command answers --help, and every citation of
 docs/DESIGN.md names a heading that exists there."""
 
 import ast
@@ -13,7 +14,9 @@ from sashimi.__main__ import COMMANDS
 from tests.helpers import ROOT
 
 LIBRARY = [p for p in (ROOT / "sashimi").rglob("*.py") if p.parent != ROOT / "sashimi"]
-SOURCES = sorted([*(ROOT / "sashimi").rglob("*.py"), *(ROOT / "reference").rglob("*.py"), *(ROOT / "specs").glob("*.py")])
+SOURCES = sorted(
+    [*(ROOT / "sashimi").rglob("*.py"), *(ROOT / "reference").rglob("*.py"), *(ROOT / "specs").glob("*.py")]
+)
 
 
 def imported_modules(path) -> set[str]:
@@ -50,10 +53,38 @@ def test_modules_stay_small(path):
     assert len(path.read_text().splitlines()) <= 300
 
 
+def test_no_line_is_longer_than_ruffs_limit():
+    """The catalogue's entries are code patterns kept one per string (ruff exempts them too)."""
+    limit = int(re.search(r"^line-length = (\d+)$", (ROOT / "pyproject.toml").read_text(), re.M).group(1))
+    files = [*SOURCES, *(ROOT / "tests").rglob("*.py"), *(ROOT / "tools").glob("*.py")]
+    long = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in files
+        if not path.name.startswith("catalogue")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if len(line) > limit
+    ]
+    assert limit == 120 and not long, f"lines over {limit} characters: {long[:10]}"
+
+
 def test_design_citations_name_existing_headings():
-    headings = {line.lstrip("#").strip() for line in (ROOT / "docs" / "DESIGN.md").read_text().splitlines() if line.startswith("#")}
-    files = [*SOURCES, *(ROOT / "specs").glob("*.json"), *(ROOT / "tests").rglob("*.py"), ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
-    cited = {(f.name, m) for f in files for m in re.findall(r'DESIGN\.md, \\?"(.+?)\\?"', f.read_text())}
+    headings = {
+        line.lstrip("#").strip()
+        for line in (ROOT / "docs" / "DESIGN.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    files = [
+        *SOURCES,
+        *(ROOT / "specs").glob("*.json"),
+        *(ROOT / "tests").rglob("*.py"),
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+    ]
+    cited = {
+        (f.name, m.replace("\\'", "'"))  # as written inside a single-quoted string literal
+        for f in files
+        for m in re.findall(r'DESIGN\.md, \\?"(.+?)\\?"', f.read_text())
+    }
     assert cited, "no citations found: the pattern is out of date"
     missing = {c for c in cited if c[1] not in headings}
     assert not missing, f"citations of headings that docs/DESIGN.md lacks: {sorted(missing)}"
@@ -62,7 +93,9 @@ def test_design_citations_name_existing_headings():
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_answers_help(command):
-    result = subprocess.run([sys.executable, "-m", "sashimi", command, "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sashimi", command, "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
 
 

@@ -26,11 +26,26 @@ def s4_step_args():
 
 # (family, callable factory, good arguments, index of the argument to break, its name)
 CASES = {
-    "reference kernel": (lambda: ref.kernel_powers, lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), 5], 1, "B_bar"),
-    "reference recurrence": (lambda: ref.recurrence, lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), np.ones(6)], 2, "C"),
+    "reference kernel": (
+        lambda: ref.kernel_powers,
+        lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), 5],
+        1,
+        "B_bar",
+    ),
+    "reference recurrence": (
+        lambda: ref.recurrence,
+        lambda: [np.eye(4, dtype=complex), np.ones(4, dtype=complex), np.ones(4, dtype=complex), np.ones(6)],
+        2,
+        "C",
+    ),
     "fast kernel": (lambda: dplr_kernel, lambda: dplr_args() + [7], 3, "B"),
     "discretization": (lambda: dense_bilinear, lambda: dplr_args()[:4], 2, "P"),
-    "ssm step": (lambda: ssm_step, lambda: [torch.zeros(2, 3, 8), torch.zeros(2, 3), torch.zeros(3, 8, 8), torch.zeros(3, 8), torch.zeros(3, 8)], 1, "u"),
+    "ssm step": (
+        lambda: ssm_step,
+        lambda: [torch.zeros(2, 3, 8), torch.zeros(2, 3), torch.zeros(3, 8, 8), torch.zeros(3, 8), torch.zeros(3, 8)],
+        1,
+        "u",
+    ),
     "fft convolution": (lambda: fft_conv, lambda: [torch.randn(2, 5, 3), torch.randn(3, 5)], 1, "K"),
     "layer forward": (lambda: S4Layer(3, N=8).forward, lambda: [torch.randn(2, 5, 3)], 0, "u"),
 }
@@ -41,7 +56,11 @@ def breakages(x):
     if isinstance(x, np.ndarray):
         return [("rank", x[None]), ("dtype", np.abs(x).astype(np.int64)), ("dimension", np.concatenate([x, x[:1]]))]
     wrong = torch.int64 if x.is_floating_point() or x.is_complex() else torch.float32
-    return [("rank", x[None]), ("dtype", x.to(wrong) if not x.is_complex() else x.real.to(torch.int64)), ("dimension", torch.cat([x, x[:1]]))]
+    return [
+        ("rank", x[None]),
+        ("dtype", x.to(wrong) if not x.is_complex() else x.real.to(torch.int64)),
+        ("dimension", torch.cat([x, x[:1]])),
+    ]
 
 
 @pytest.mark.parametrize("family", list(CASES))
@@ -77,7 +96,9 @@ def test_environment_variable_switches_checks_on(flag, expect_error):
     import sys
 
     code = "import torch; from sashimi.model.s4 import fft_conv; fft_conv(torch.randn(2, 5, 3), torch.randn(4, 5))"
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SASHIMI_TYPECHECK": flag}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "SASHIMI_TYPECHECK": flag}, capture_output=True, text=True
+    )
     if expect_error:
         assert "TypeCheckError" in result.stderr and "parameter 'K'" in result.stderr
     else:

@@ -80,9 +80,23 @@ V3_LMAX = 256  # v3: dataset l_max -> layer l_max (= buffer L) 256 / 64 / 16 per
 DT_MIN, DT_MAX = 0.002, 0.2  # log-uniform Delta for the randomized SSMs
 
 STUB_ROOTS = [
-    "wandb", "torchaudio", "torchvision", "torchtext", "datasets", "pandas", "PIL",
-    "cv2", "matplotlib", "seaborn", "sklearn", "sktime", "timm", "torchdiffeq",
-    "torchdyn", "fast_transformers", "data_loader",
+    "wandb",
+    "torchaudio",
+    "torchvision",
+    "torchtext",
+    "datasets",
+    "pandas",
+    "PIL",
+    "cv2",
+    "matplotlib",
+    "seaborn",
+    "sklearn",
+    "sktime",
+    "timm",
+    "torchdiffeq",
+    "torchdyn",
+    "fast_transformers",
+    "data_loader",
 ]
 # NOT stubbed: pykeops / cupy / extensions.* are imported inside try/except by the
 # official code to pick a Cauchy/Vandermonde backend; leaving them absent selects the
@@ -92,6 +106,7 @@ STUB_ROOTS = [
 # ----------------------------------------------------------------------------------------
 # Stubs for data-only / logging-only imports
 # ----------------------------------------------------------------------------------------
+
 
 class _StubMeta(type):
     def __getattr__(cls, name):
@@ -143,6 +158,7 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install_stubs():
     import pytorch_lightning  # noqa: F401  (import the real thing before any stub exists)
     import torchmetrics  # noqa: F401
+
     missing = [r for r in STUB_ROOTS if importlib.util.find_spec(r) is None]
     sys.meta_path.insert(0, _StubFinder(missing))
     return missing
@@ -152,10 +168,12 @@ def install_stubs():
 # Pipeline construction
 # ----------------------------------------------------------------------------------------
 
+
 def git_commit(s4):
     try:
-        return subprocess.check_output(["git", "-C", s4, "rev-parse", "HEAD"],
-                                       stderr=subprocess.DEVNULL, text=True).strip()
+        return subprocess.check_output(
+            ["git", "-C", s4, "rev-parse", "HEAD"], stderr=subprocess.DEVNULL, text=True
+        ).strip()
     except Exception:
         return None
 
@@ -207,8 +225,7 @@ def small_overrides(ref, final_act="glu"):
 
 
 def full_overrides(ref, final_act="glu"):
-    ov = ["experiment=audio/sashimi-sc09", "load_data=false", "wandb=null",
-          "model.layer.verbose=false"]
+    ov = ["experiment=audio/sashimi-sc09", "load_data=false", "wandb=null", "model.layer.verbose=false"]
     return ov + act_overrides(ref, final_act)
 
 
@@ -221,6 +238,7 @@ def act_overrides(ref, final_act):
 
 def build_module(config):
     from train import SequenceLightningModule
+
     with contextlib.redirect_stdout(io.StringIO()):
         model = SequenceLightningModule(copy.deepcopy(config))
     model.eval()
@@ -229,6 +247,7 @@ def build_module(config):
 
 def cfg_dict(config):
     from omegaconf import OmegaConf
+
     keep = {k: config[k] for k in ("model", "encoder", "decoder", "dataset", "task") if k in config}
     return OmegaConf.to_container(OmegaConf.create(keep), resolve=True)
 
@@ -236,6 +255,7 @@ def cfg_dict(config):
 # ----------------------------------------------------------------------------------------
 # Deterministic randomization
 # ----------------------------------------------------------------------------------------
+
 
 def key_rng(seed, key):
     return np.random.default_rng([seed, zlib.crc32(key.encode())])
@@ -320,8 +340,10 @@ def randomize_state_dict(sd, seed, ref, stage_len):
 # Runs
 # ----------------------------------------------------------------------------------------
 
+
 def load_fresh(config, sd_np, dtype):
     import torch
+
     model = build_module(config)
     sd = {k: torch.from_numpy(np.array(v)) for k, v in sd_np.items()}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -334,6 +356,7 @@ def load_fresh(config, sd_np, dtype):
 
 def run_forward(model, tokens):
     import torch
+
     with torch.no_grad():
         y, _, _ = model((tokens, None))
     return y
@@ -342,6 +365,7 @@ def run_forward(model, tokens):
 def run_step(model, tokens, s4):
     """Teacher-forced stepping as generate.py sets it up (dense mode)."""
     import torch
+
     gen_src = open(os.path.join(s4, "generate.py")).read()
     hook = "_setup_step" if "hasattr(module, '_setup_step')" in gen_src else "setup_step"
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
@@ -371,10 +395,15 @@ def count_params(model):
     dec = sum(p.numel() for p in model.decoder.parameters())
     bb = sum(p.numel() for p in model.model.parameters())
     g = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight_g"))
-    return {"total": tot, "encoder": enc, "backbone": bb, "decoder": dec,
-            "weight_g_entries": g,
-            "total_without_weight_g": tot - g,
-            "backbone_without_weight_g": bb - g}
+    return {
+        "total": tot,
+        "encoder": enc,
+        "backbone": bb,
+        "decoder": dec,
+        "weight_g_entries": g,
+        "total_without_weight_g": tot - g,
+        "backbone_without_weight_g": bb - g,
+    }
 
 
 def keys_json(ref, s4):
@@ -388,15 +417,20 @@ def keys_json(ref, s4):
             "params": count_params(model),
             "state_dict": {k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()},
             "parameter_keys": [n for n, _ in model.named_parameters()],
-            "kernel_l_max": {n: getattr(m, "l_max", None) for n, m in model.named_modules()
-                             if type(m).__name__ in ("SSKernelNPLR", "SSMKernelDPLR")},
+            "kernel_l_max": {
+                n: getattr(m, "l_max", None)
+                for n, m in model.named_modules()
+                if type(m).__name__ in ("SSKernelNPLR", "SSMKernelDPLR")
+            },
         }
         if act == "glu":
             res["config"] = cfg_dict(config)
-    res["note"] = ("params counts nn.Module.parameters(): weight-normed pool linears "
-                   "contribute weight_g (out,1) AND weight_v (out,in) (the derived .weight is "
-                   "not a parameter); *_without_weight_g drops the g entries, i.e. counts a "
-                   "plain Linear W for each pool. Buffers (l_kernel / L) are not counted.")
+    res["note"] = (
+        "params counts nn.Module.parameters(): weight-normed pool linears "
+        "contribute weight_g (out,1) AND weight_v (out,in) (the derived .weight is "
+        "not a parameter); *_without_weight_g drops the g entries, i.e. counts a "
+        "plain Linear W for each pool. Buffers (l_kernel / L) are not counted."
+    )
     return res
 
 
@@ -483,7 +517,9 @@ def main():
     cleared = []
     for name, mod in mstale.named_modules():
         for attr in ("omega", "z"):
-            if isinstance(getattr(mod, attr, None), torch.Tensor) and attr not in dict(mod.named_buffers(recurse=False)):
+            if isinstance(getattr(mod, attr, None), torch.Tensor) and attr not in dict(
+                mod.named_buffers(recurse=False)
+            ):
                 delattr(mod, attr)
                 cleared.append(f"{name}.{attr}")
     logits_cleared = run_forward(mstale, tokens)
@@ -491,7 +527,7 @@ def main():
     # ---- how the C~ buffer length evolves in the pipeline (fresh, unloaded small model)
     probe = build_module(config)
     dyn = []
-    for Lp in ((L_BUF, L_FIX, 320) if ref != "v3.0.0" else (L_FIX, 4 * V3_LMAX)):
+    for Lp in (L_BUF, L_FIX, 320) if ref != "v3.0.0" else (L_FIX, 4 * V3_LMAX):
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             run_forward(probe, torch.zeros(1, Lp, dtype=torch.long))
         bufs = kernel_buffers(probe)
@@ -513,7 +549,9 @@ def main():
         "double_after_f32_forward_vs_logits_f64_max_abs": mad(logits_stale, logits64),
         "double_after_f32_forward_caches_cleared_vs_logits_f64_max_abs": mad(logits_cleared, logits64),
         "stale_caches_cleared": sorted(set(c.rsplit(".", 1)[-1] for c in cleared)),
-        "fresh_f64_vs_fresh_f64_forward_max_abs": mad(run_forward(load_fresh(config, sd_np, torch.float64), tokens), logits64),
+        "fresh_f64_vs_fresh_f64_forward_max_abs": mad(
+            run_forward(load_fresh(config, sd_np, torch.float64), tokens), logits64
+        ),
         "logits_f64_abs_max": float(logits64.abs().max()),
         "logits_f64_std": float(logits64.std()),
         "step_setup_hook": hook,
@@ -536,12 +574,17 @@ def main():
         "numpy_version": np.__version__,
         "seed": args.seed,
         "dt_transform": "exp" if ref == "v3.0.0" else "softplus",
-        "lambda": ("Lambda = -exp(inv_w_real) + 1j*w_imag" if ref == "v3.0.0"
-                   else "Lambda = -exp(A_real) - 1j*A_imag"),
+        "lambda": ("Lambda = -exp(inv_w_real) + 1j*w_imag" if ref == "v3.0.0" else "Lambda = -exp(A_real) - 1j*A_imag"),
         "config": cfg_dict(config),
         "overrides": small_overrides(ref),
-        "fixture": {"B": B, "L": L, "T_step": T, "n_classes": 1 << BITS,
-                    "d_state": D_STATE, "n_ssm": config.model.layer.get("n_ssm")},
+        "fixture": {
+            "B": B,
+            "L": L,
+            "T_step": T,
+            "n_classes": 1 << BITS,
+            "d_state": D_STATE,
+            "n_ssm": config.model.layer.get("n_ssm"),
+        },
         "measured": measured,
         "buffers": buffers_after,
         "buffer_dynamics": dyn,
@@ -549,17 +592,21 @@ def main():
             "fresh pipeline model (l_kernel/L = 0), forwards of the listed lengths in order; "
             "v4: first forward sets l_kernel to its length, a longer one doubles it until >= length; "
             "v3: the first forward sets L = layer l_max (dataset l_max per stage) and it never grows "
-            "(S4.forward asks for min(L, l_max) and the kernel stays l_max long)."),
+            "(S4.forward asks for min(L, l_max) and the kernel stays l_max long)."
+        ),
         "buffers_note": (
             "C~ length per S4 layer (v4: kernel.l_kernel, v3: kernel.kernel.L). The stored C is C~ "
             f"for that length; the fixture input (L={L} -> stage lengths {L}/{L // 4}/{L // 16}) is not longer, "
-            "so the kernel of the buffer length is computed and truncated. " + (
+            "so the kernel of the buffer length is computed and truncated. "
+            + (
                 "v3: L buffers are what the pipeline's own first forward sets (_setup_C(l_max) with "
                 f"dataset.__l_max={V3_LMAX} -> layer l_max per stage); the random C is stored as C~."
-                if ref == "v3.0.0" else
-                f"v4: l_kernel set in the state dict to {L_BUF}/{L_BUF // 4}/{L_BUF // 16}, i.e. what a "
+                if ref == "v3.0.0"
+                else f"v4: l_kernel set in the state dict to {L_BUF}/{L_BUF // 4}/{L_BUF // 16}, i.e. what a "
                 f"first forward at length {L_BUF} leaves (model.layer.l_max is null in the sashimi "
-                "config); the random C is stored as C~ for that length.")),
+                "config); the random C is stored as C~ for that length."
+            )
+        ),
         "stubbed_modules": stubbed,
         "randomization": {
             "rule": "per key: numpy default_rng([seed, crc32(key)]); values depend only on seed, key, shape",
@@ -568,15 +615,22 @@ def main():
             "Im Lambda magnitude": "pi*(n + U(-0.3,0.3))",
             "B, P, C (real views)": "0.5*N(0,1)",
             "D": "N(0,1)",
-            "norm.norm.m": "0.3*N(0,1)", "norm.norm.s": "U(0.6,1.4)",
-            "weight_v": "U(-1,1)/sqrt(in)", "weight_g": "||v_row|| * U(0.5,1.5)",
-            "other Linear weights": "U(-1,1)*sqrt(3/in)", "biases": "0.5*U(-1,1)",
-            "LayerNorm": "weight 1+0.3N, bias 0.3N", "embedding": "N(0,1)",
+            "norm.norm.m": "0.3*N(0,1)",
+            "norm.norm.s": "U(0.6,1.4)",
+            "weight_v": "U(-1,1)/sqrt(in)",
+            "weight_g": "||v_row|| * U(0.5,1.5)",
+            "other Linear weights": "U(-1,1)*sqrt(3/in)",
+            "biases": "0.5*U(-1,1)",
+            "LayerNorm": "weight 1+0.3N, bias 0.3N",
+            "embedding": "N(0,1)",
         },
         "files": {"npz": os.path.basename(npz)},
     }
     if ref == "v4.1.0":  # what `sashimi.check` expects `interop check` to catch in this fixture
-        side["known_defect"] = {"fails": ["published step"], "why": "v4.1.0's S4Block.step skips the GELU (fixed in commit 35cc242)"}
+        side["known_defect"] = {
+            "fails": ["published step"],
+            "why": "v4.1.0's S4Block.step skips the GELU (fixed in commit 35cc242)",
+        }
     with open(os.path.join(args.out, f"pipeline_{ref}.json"), "w") as f:
         json.dump(side, f, indent=1)
 

@@ -66,19 +66,34 @@ import numpy as np
 import torch
 
 COMMIT = "e757cef57d89e448c413de7325ed5601aceaac13"
-CONSTRUCTOR_KWARGS = {"d_model": 16, "n_layers": 2, "pool": [4, 4], "expand": 2, "ff": 2, "bidirectional": False, "unet": False, "dropout": 0.0}
+CONSTRUCTOR_KWARGS = {
+    "d_model": 16,
+    "n_layers": 2,
+    "pool": [4, 4],
+    "expand": 2,
+    "ff": 2,
+    "bidirectional": False,
+    "unet": False,
+    "dropout": 0.0,
+}
 IMPLIED_S4_KWARGS = (
-    "S4Block(d_model=dim, d_state=64 (hard-coded in Sashimi.s4_block), bidirectional=False, dropout=0.0, transposed=True, **s4_args); "
-    "S4Block defaults: final_act=glu, activation=gelu (in FFTConv), mode=dplr, init=legs, rank=1, dt_min=1e-3, dt_max=1e-1, "
+    "S4Block(d_model=dim, d_state=64 (hard-coded in Sashimi.s4_block), bidirectional=False, dropout=0.0, "
+    "transposed=True, **s4_args); "
+    "S4Block defaults: final_act=glu, activation=gelu (in FFTConv), mode=dplr, init=legs, rank=1, dt_min=1e-3, "
+    "dt_max=1e-1, "
     "dt_transform=exp, real_transform=exp, imag_transform=none, l_max=None"
 )
 
 
 def extract_official(s4_root: Path, git_dir: Path, commit: str) -> str:
-    full = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", commit], check=True, capture_output=True, text=True).stdout.strip()
+    full = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "rev-parse", commit], check=True, capture_output=True, text=True
+    ).stdout.strip()
     if not (s4_root / "models" / "sashimi" / "sashimi.py").is_file():
         s4_root.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "--git-dir", str(git_dir), "archive", full, "models"], check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", full, "models"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(s4_root)], input=archive, check=True)
     return full
 
@@ -89,7 +104,9 @@ def verify_tree(s4_root: Path, git_dir: Path, commit: str) -> dict:
     for rel in ("models/sashimi/sashimi.py", "models/s4/s4.py"):
         here = (s4_root / rel).read_bytes()
         if git_dir.is_dir():
-            there = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{commit}:{rel}"], check=True, capture_output=True).stdout
+            there = subprocess.run(
+                ["git", "--git-dir", str(git_dir), "show", f"{commit}:{rel}"], check=True, capture_output=True
+            ).stdout
             if here != there:
                 raise SystemExit(f"{s4_root / rel} differs from {rel} at {commit}")
         hashes[rel] = hashlib.sha256(here).hexdigest()
@@ -187,9 +204,24 @@ def build(Sashimi, kwargs: dict, B: int, L: int, seed: int):
         v = torch.einsum("hmn,hn->hm", dA, v)
     kernel_check = maxabs(torch.stack(Ks, -1).numpy(), k32[first][0].numpy())
 
-    return dict(model=model, x=x, y_conv=y_conv, before=before, state=state, changed=changed, paths=paths, l_kernels=l_kernels,
-                k32=k32, y64=y64, k64=k64, y_mixed=y_mixed, steps=steps, stdout=stdout, kernel_check=kernel_check,
-                dense_shapes={"dA": list(dA.shape), "dB": list(dB.shape), "dC": list(dC.shape)})
+    return dict(
+        model=model,
+        x=x,
+        y_conv=y_conv,
+        before=before,
+        state=state,
+        changed=changed,
+        paths=paths,
+        l_kernels=l_kernels,
+        k32=k32,
+        y64=y64,
+        k64=k64,
+        y_mixed=y_mixed,
+        steps=steps,
+        stdout=stdout,
+        kernel_check=kernel_check,
+        dense_shapes={"dA": list(dA.shape), "dB": list(dB.shape), "dC": list(dC.shape)},
+    )
 
 
 def arrays_of(r: dict, keep_float32_outputs: bool = False) -> dict:
@@ -215,7 +247,12 @@ def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes
     diffs = {}
     for mode, y in r["steps"].items():
         d = np.abs(y.numpy().astype(np.float64) - y32.astype(np.float64))
-        diffs[mode] = {"max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean()), "max_abs_y_conv": float(np.abs(y32).max()), "stdout": r["stdout"][mode]}
+        diffs[mode] = {
+            "max_abs_diff": float(d.max()),
+            "mean_abs_diff": float(d.mean()),
+            "max_abs_y_conv": float(np.abs(y32).max()),
+            "stdout": r["stdout"][mode],
+        }
     diffs["conv_float32_vs_float64"] = maxabs(y32, r["y_mixed"].numpy())
     err = {p: maxabs(r["k32"][p].numpy(), r["k64"][p].numpy()) for p in r["paths"]}
     err["y_step_dense_vs_float64"] = maxabs(r["steps"]["dense"].numpy(), y64)
@@ -241,19 +278,34 @@ def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes
         "procedure": [
             "torch.manual_seed(seed); model = Sashimi(**constructor_kwargs); model.eval()",
             "x_input = torch.randn(B, L, d_model)  (global RNG, immediately after construction)",
-            "with no_grad: y_conv = model(x_input)[0]  (saved only with --keep-float32-outputs) -- first forward: every S4 kernel runs _setup_C(L_stage), replacing C by C~=(I - dA^L)^T C (conj-pair form) and setting buffer l_kernel=L_stage",
-            "state_dict saved AFTER that forward under its own key names; entries that changed (the C params and l_kernel) are also saved BEFORE the forward under prefix \"init.\"",
-            "kernel_first_s4: kern(L=l_kernel)[0] of the first S4 layer, shape (channels=1, H, l_kernel) (the float32 kernel.<path> of the other layers are not saved; their errors are in published_float32_error)",
-            "y_step_<mode>: deepcopy(model).setup_rnn(mode); state=default_state(B); y_t,state=model.step(x_input[:,t],state) for t in range(L); stacked on dim 1; run for dense, diagonal and linear to measure max_abs_diffs_step_vs_conv and published_float32_error; y_step_dense is saved only with --keep-float32-outputs, the others never",
-            "step_dense_first_s4.{dA,dB,dC} (the discretized conj-expanded matrices of the first S4 kernel after setup_rnn(\"dense\"), shapes "
-            + json.dumps(r["dense_shapes"]) + ") are computed for notes.kernel_check but not saved",
-            "y_conv_float64: a fresh Sashimi(**constructor_kwargs) given the saved state dict (C holding C~, l_kernel=L_stage) by load_state_dict, cast with .double() BEFORE any forward (so no float32 FFT node (omega, z) is ever cached in it and every step runs in float64), applied to x_input cast to float64",
-            "kernel_float64.<path>: kern(L=l_kernel)[0] of every S4 layer of that float64 model, shape (1, H, l_kernel)",
-            "max_abs_diffs_step_vs_conv.conv_float32_vs_float64: y_conv vs deepcopy(model).double()(x_input.double()), i.e. a float64 copy that keeps the float32 model's cached complex64 FFT nodes; the top-level conv_float32_vs_float64 is y_conv vs y_conv_float64",
+            "with no_grad: y_conv = model(x_input)[0]  (saved only with --keep-float32-outputs) -- first forward: "
+            "every S4 kernel runs _setup_C(L_stage), replacing C by C~=(I - dA^L)^T C (conj-pair form) and setting "
+            "buffer l_kernel=L_stage",
+            "state_dict saved AFTER that forward under its own key names; entries that changed (the C params and "
+            'l_kernel) are also saved BEFORE the forward under prefix "init."',
+            "kernel_first_s4: kern(L=l_kernel)[0] of the first S4 layer, shape (channels=1, H, l_kernel) (the float32 "
+            "kernel.<path> of the other layers are not saved; their errors are in published_float32_error)",
+            "y_step_<mode>: deepcopy(model).setup_rnn(mode); state=default_state(B); "
+            "y_t,state=model.step(x_input[:,t],state) for t in range(L); stacked on dim 1; run for dense, diagonal and "
+            "linear to measure max_abs_diffs_step_vs_conv and published_float32_error; y_step_dense is saved only with "
+            "--keep-float32-outputs, the others never",
+            "step_dense_first_s4.{dA,dB,dC} (the discretized conj-expanded matrices of the first S4 kernel after "
+            'setup_rnn("dense"), shapes '
+            + json.dumps(r["dense_shapes"])
+            + ") are computed for notes.kernel_check but not saved",
+            "y_conv_float64: a fresh Sashimi(**constructor_kwargs) given the saved state dict (C holding C~, "
+            "l_kernel=L_stage) by load_state_dict, cast with .double() BEFORE any forward (so no float32 FFT node "
+            "(omega, z) is ever cached in it and every step runs in float64), applied to x_input cast to float64",
+            "kernel_float64.<path>: kern(L=l_kernel)[0] of every S4 layer of that float64 model, shape (1, H, "
+            "l_kernel)",
+            "max_abs_diffs_step_vs_conv.conv_float32_vs_float64: y_conv vs deepcopy(model).double()(x_input.double()), "
+            "i.e. a float64 copy that keeps the float32 model's cached complex64 FFT nodes; the top-level "
+            "conv_float32_vs_float64 is y_conv vs y_conv_float64",
             "official files used (sha256): " + json.dumps(hashes),
             "made by tools/make_standalone_fixture.py (see its docstring for the environment and command)",
         ],
-        "dtype": "float32 (parameters, x_input, kernel_first_s4, and y_conv, y_step_dense when saved); float64 for y_conv_float64 and kernel_float64.*",
+        "dtype": "float32 (parameters, x_input, kernel_first_s4, and y_conv, y_step_dense when saved); float64 for "
+        "y_conv_float64 and kernel_float64.*",
         "batch": B,
         "length": L,
         "first_s4_layer": first,
@@ -261,9 +313,21 @@ def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes
         "max_abs_diffs_step_vs_conv": diffs,
         "keys": {k: [list(v.shape), str(v.dtype)] for k, v in arrays.items()},
         "notes": {
-            "param_conventions": "Complex params are stored as real views with a trailing dim of size 2 = (real, imag). Per S4 kernel: Lambda = -exp(A_real) - 1j*A_imag, shape (n_ssm, N/2); dt = exp(inv_dt), shape (H,1); B (1, n_ssm, N/2, 2); P (rank=1, n_ssm, N/2, 2), Q = conj(P) (tied), state matrix A = diag(Lambda) - P P^*; C (channels=1, H, N/2, 2) holds C~ once l_kernel>0; D lives at <block>.layer.layer.D shape (1,H). Conv1d (k=1) weights of pool/FF linears have shape (out, in, 1). N = d_state = 64 (32 stored conjugate-pair modes).",
-            "kernel_check": f"K[h,k] = Re(dC[h] . dA[h]^k . dB[h]) from the dense step matrices of {first} (not saved) reproduces kernel_first_s4 to {r['kernel_check']:.2g}.",
-            "diagonal_mode_caveat": f"The diagonal step mode is NOT a valid reference (y_step_diagonal is not saved): torch.linalg.eig of the 64x64 complex64 dA (HiPPO-LegS, N=64) is ill-conditioned on CPU (see the diagonalization errors in max_abs_diffs_step_vs_conv.diagonal.stdout), so it deviates from y_conv by up to {diffs['diagonal']['max_abs_diff']:.2g}. In float64 the same path matches y_conv_float64 to {diag64:.2g}. Use the dense (or linear) mode.",
+            "param_conventions": "Complex params are stored as real views with a trailing dim of size 2 = (real, "
+            "imag). Per S4 kernel: Lambda = -exp(A_real) - 1j*A_imag, shape (n_ssm, N/2); dt = "
+            "exp(inv_dt), shape (H,1); B (1, n_ssm, N/2, 2); P (rank=1, n_ssm, N/2, 2), Q = "
+            "conj(P) (tied), state matrix A = diag(Lambda) - P P^*; C (channels=1, H, N/2, 2) "
+            "holds C~ once l_kernel>0; D lives at <block>.layer.layer.D shape (1,H). Conv1d (k=1) "
+            "weights of pool/FF linears have shape (out, in, 1). N = d_state = 64 (32 stored "
+            "conjugate-pair modes).",
+            "kernel_check": f"K[h,k] = Re(dC[h] . dA[h]^k . dB[h]) from the dense step matrices of {first} (not saved) "
+            f"reproduces kernel_first_s4 to {r['kernel_check']:.2g}.",
+            "diagonal_mode_caveat": "The diagonal step mode is NOT a valid reference (y_step_diagonal is not saved): "
+            "torch.linalg.eig of the 64x64 complex64 dA (HiPPO-LegS, N=64) is ill-conditioned "
+            "on CPU (see the diagonalization errors in "
+            "max_abs_diffs_step_vs_conv.diagonal.stdout), so it deviates from y_conv by up to "
+            f"{diffs['diagonal']['max_abs_diff']:.2g}. In float64 the same path matches "
+            f"y_conv_float64 to {diag64:.2g}. Use the dense (or linear) mode.",
         },
         "conv_float32_vs_float64": conv_err,
         "published_float32_error": err,
@@ -272,15 +336,31 @@ def sidecar(r: dict, arrays: dict, out: Path, kwargs, B, L, seed, commit, hashes
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--s4-root", type=Path, default=Path("/tmp/s4-standalone"), help="work tree holding models/ of the official repository")
-    parser.add_argument("--git-dir", type=Path, default=Path("/tmp/s4-src/.git"), help="official git dir (to extract and verify models/)")
+    parser.add_argument(
+        "--s4-root",
+        type=Path,
+        default=Path("/tmp/s4-standalone"),
+        help="work tree holding models/ of the official repository",
+    )
+    parser.add_argument(
+        "--git-dir",
+        type=Path,
+        default=Path("/tmp/s4-src/.git"),
+        help="official git dir (to extract and verify models/)",
+    )
     parser.add_argument("--commit", default=COMMIT)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("tests/published/standalone_small.npz"))
-    parser.add_argument("--keep-float32-outputs", action="store_true", help="also save y_conv and y_step_dense (float32; read by nothing here)")
-    parser.add_argument("--compare-to", type=Path, help="a fixture of the same B, L, seed: print max|diff| per common array")
+    parser.add_argument(
+        "--keep-float32-outputs",
+        action="store_true",
+        help="also save y_conv and y_step_dense (float32; read by nothing here)",
+    )
+    parser.add_argument(
+        "--compare-to", type=Path, help="a fixture of the same B, L, seed: print max|diff| per common array"
+    )
     args = parser.parse_args(argv)
 
     commit = extract_official(args.s4_root, args.git_dir, args.commit) if args.git_dir.is_dir() else args.commit
@@ -293,7 +373,9 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(arrays)} arrays) and {args.out.with_suffix('.json')}")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(arrays)} arrays) and {args.out.with_suffix('.json')}"
+    )
     print("l_kernel:", r["l_kernels"])
     print("published_float32_error:", json.dumps(meta["published_float32_error"], indent=1))
     if args.compare_to:
@@ -307,8 +389,11 @@ def main(argv=None):
             worst = max(worst, d)
             if d:
                 print(f"  {k}: max|diff| {d:.3g}")
-        print(f"compared {len(set(other.files) & set(arrays))} common arrays with {args.compare_to}: worst max|diff| {worst:.3g}; "
-              f"only there: {sorted(set(other.files) - set(arrays))}")
+        print(
+            f"compared {len(set(other.files) & set(arrays))} common arrays with {args.compare_to}: worst max|diff| "
+            f"{worst:.3g}; "
+            f"only there: {sorted(set(other.files) - set(arrays))}"
+        )
 
 
 if __name__ == "__main__":

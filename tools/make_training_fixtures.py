@@ -52,14 +52,23 @@ def groups_of(model, optimizer):
     names = {id(p): n for n, p in model.named_parameters()}
     out = []
     for g in optimizer.param_groups:
-        out.append({"names": [names[id(p)] for p in g["params"]], "lr": g["lr"], "weight_decay": g["weight_decay"],
-                    "betas": list(g["betas"]), "eps": g["eps"], "amsgrad": g.get("amsgrad", False)})
+        out.append(
+            {
+                "names": [names[id(p)] for p in g["params"]],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+                "betas": list(g["betas"]),
+                "eps": g["eps"],
+                "amsgrad": g.get("amsgrad", False),
+            }
+        )
     return out
 
 
 def configured_optimizer(config, sd_np):
     """A fresh float64 module holding `sd_np` and the optimizer its `configure_optimizers` builds."""
     import torch
+
     model = mpf.load_fresh(config, sd_np, torch.float64)
     model.train()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -70,6 +79,7 @@ def configured_optimizer(config, sd_np):
 def training_run(config, sd_np, x, y):
     """Loss, gradients and groups at the start, and the parameters after STEPS steps."""
     import torch
+
     model, optimizer, scheduler = configured_optimizer(config, sd_np)
     clip = clip_value(config)
     loss0, grads = None, None
@@ -91,7 +101,15 @@ def training_run(config, sd_np, x, y):
 def scheduler_info(scheduler):
     s = scheduler["scheduler"] if isinstance(scheduler, dict) else scheduler
     keep = {k: v for k, v in (scheduler.items() if isinstance(scheduler, dict) else []) if k != "scheduler"}
-    return {"class": type(s).__name__, **{k: getattr(s, k) for k in ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps") if hasattr(s, k)}, **keep}
+    return {
+        "class": type(s).__name__,
+        **{
+            k: getattr(s, k)
+            for k in ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps")
+            if hasattr(s, k)
+        },
+        **keep,
+    }
 
 
 def compose_train(s4, overrides):
@@ -114,9 +132,13 @@ def compose_train(s4, overrides):
 def recipes(s4, commit):
     """The resolved training recipe of each sashimi audio experiment (full-size model)."""
     from omegaconf import OmegaConf
-    out = {"_doc": "resolved by tools/make_training_fixtures.py --recipes from the official state-spaces/s4 configs "
-                   "(hydra compose of train.py's config.yaml with experiment=audio/sashimi-<name>, then src.utils.train.process_config)",
-           "commit": commit}
+
+    out = {
+        "_doc": "resolved by tools/make_training_fixtures.py --recipes from the official state-spaces/s4 configs "
+        "(hydra compose of train.py's config.yaml with experiment=audio/sashimi-<name>, then "
+        "src.utils.train.process_config)",
+        "commit": commit,
+    }
     for name in RECIPES:
         config, l_max = compose_train(s4, [f"experiment=audio/sashimi-{name}", "wandb=null"])
 
@@ -124,18 +146,34 @@ def recipes(s4, commit):
             c = OmegaConf.to_container(node, resolve=True)
             return {k: c[k] for k in keys if k in c}
 
-        layer = pick(config.model.layer, ("d_state", "n_ssm", "dt_min", "dt_max", "dt_transform", "lr", "wd", "init", "mode"))
+        layer = pick(
+            config.model.layer, ("d_state", "n_ssm", "dt_min", "dt_max", "dt_transform", "lr", "wd", "init", "mode")
+        )
         out[name] = {
             "source": f"configs/experiment/audio/sashimi-{name}.yaml",
-            "defaults": {k: f"configs/{k}/{v}.yaml" for k, v in (("optimizer", "adamw"), ("scheduler", "plateau"), ("trainer", "default"),
-                                                                  ("loader", "default"), ("dataset", name), ("model", "sashimi"))},
+            "defaults": {
+                k: f"configs/{k}/{v}.yaml"
+                for k, v in (
+                    ("optimizer", "adamw"),
+                    ("scheduler", "plateau"),
+                    ("trainer", "default"),
+                    ("loader", "default"),
+                    ("dataset", name),
+                    ("model", "sashimi"),
+                )
+            },
             "optimizer": OmegaConf.to_container(config.optimizer, resolve=True),
             "scheduler": OmegaConf.to_container(config.scheduler, resolve=True),
             "train": pick(config.train, ("interval", "monitor", "mode", "ema", "optimizer_param_grouping")),
-            "trainer": pick(config.trainer, ("max_epochs", "gradient_clip_val", "accumulate_grad_batches", "precision")),
+            "trainer": pick(
+                config.trainer, ("max_epochs", "gradient_clip_val", "accumulate_grad_batches", "precision")
+            ),
             "loader": pick(config.loader, ("batch_size", "drop_last")),
             "dataset": {**OmegaConf.to_container(config.dataset, resolve=True), "__l_max": l_max},
-            "model": {**pick(config.model, ("d_model", "n_layers", "pool", "expand", "ff", "dropout", "prenorm")), "layer": layer},
+            "model": {
+                **pick(config.model, ("d_model", "n_layers", "pool", "expand", "ff", "dropout", "prenorm")),
+                "layer": layer,
+            },
         }
     return out
 
@@ -190,16 +228,26 @@ def main():
     npz = os.path.join(args.out, f"training_{ref}.npz")
     np.savez_compressed(npz, **arrays)
     side = {
-        "ref": ref, "commit": args.commit, "torch_version": torch.__version__, "numpy_version": np.__version__, "seed": args.seed,
+        "ref": ref,
+        "commit": args.commit,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "seed": args.seed,
         "dt_transform": "exp" if ref == "v3.0.0" else "softplus",
-        "overrides": overrides, "probe_overrides": PROBE,
-        "loss": "cross entropy, mean over all B*L positions (the task's loss on SequenceLightningModule.forward((x, y)))",
-        "steps": STEPS, "gradient_clip_val": clip_value(config), "dtype": "float64 (module .double() before any forward)",
+        "overrides": overrides,
+        "probe_overrides": PROBE,
+        "loss": "cross entropy, mean over all B*L positions (the task's loss on SequenceLightningModule.forward((x, "
+        "y)))",
+        "steps": STEPS,
+        "gradient_clip_val": clip_value(config),
+        "dtype": "float64 (module .double() before any forward)",
         "optimizer": OmegaConf.to_container(config.optimizer, resolve=True),
         "scheduler": scheduler_info(scheduler),
-        "param_groups": groups, "probe_param_groups": probe_groups,
+        "param_groups": groups,
+        "probe_param_groups": probe_groups,
         "measured": {"repeat_run_params_max_abs": repeat, "loss_f64": loss0},
-        "stubbed_modules": stubbed, "files": {"npz": os.path.basename(npz)},
+        "stubbed_modules": stubbed,
+        "files": {"npz": os.path.basename(npz)},
     }
     with open(os.path.join(args.out, f"training_{ref}.json"), "w") as f:
         json.dump(side, f, indent=1, default=str)
@@ -207,9 +255,19 @@ def main():
         with open(args.recipes, "w") as f:
             json.dump(recipes(s4, args.commit), f, indent=1)
             f.write("\n")
-    print(json.dumps({"ref": ref, "loss": loss0, "groups": [(len(g["names"]), g["lr"], g["weight_decay"]) for g in groups],
-                      "probe_groups": [(len(g["names"]), g["lr"], g["weight_decay"]) for g in probe_groups],
-                      "clip": clip_value(config), "repeat": repeat}, indent=1))
+    print(
+        json.dumps(
+            {
+                "ref": ref,
+                "loss": loss0,
+                "groups": [(len(g["names"]), g["lr"], g["weight_decay"]) for g in groups],
+                "probe_groups": [(len(g["names"]), g["lr"], g["weight_decay"]) for g in probe_groups],
+                "clip": clip_value(config),
+                "repeat": repeat,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,13 +52,20 @@ def main() -> None:
         start = time.perf_counter()
         fused = FusedStep(model, B, compile=not args.no_compile)
         fused.warm_up()
-        print(f"build and {'compile' if not args.no_compile else 'warm up'}: {time.perf_counter() - start:.1f} s (B = {B}, {args.threads} thread(s))")
+        print(
+            f"build and {'compile' if not args.no_compile else 'warm up'}: {time.perf_counter() - start:.1f} s (B = "
+            f"{B}, {args.threads} thread(s))"
+        )
         tokens = torch.zeros(B, dtype=torch.long)
         K = len(fused.pool)
         for d in range(K + 1):
             source = tokens if d == 0 else fused.buffers[d - 1]
             pending = fused.pending[d][:, :, 0] if d < K else None
-            print(f"depth {d}: {per_call_us(lambda d=d, s=source, p=pending: fused.run(d, s, p), max(1, n // 4 ** d)):8.1f} us per call")
+            print(
+                f"depth {d}: "
+                f"{per_call_us(lambda d=d, s=source, p=pending: fused.run(d, s, p), max(1, n // 4**d)):8.1f} us per "
+                "call"
+            )
         print(f"fused step: {per_call_us(lambda: fused.step(tokens), n):8.1f} us per sample step")
         state = model.default_state(B)
 

@@ -74,7 +74,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, "
         raise AudioFileError(f"cannot read audio file {path}: {err}") from err
     low, high = SAMPLE_RATE_RANGE
     if not low <= rate <= high:
-        raise AudioFileError(f"audio file {path}: its header says {rate:,} Hz, outside {low:,}-{high:,} Hz (a corrupt header, or not audio)")
+        raise AudioFileError(
+            f"audio file {path}: its header says {rate:,} Hz, outside {low:,}-{high:,} Hz (a corrupt header, or not "
+            "audio)"
+        )
     if audio.shape[0] == 0:
         raise AudioFileError(f"audio file {path} holds no samples")
     if not np.isfinite(audio).all():
@@ -90,10 +93,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, "
 
 
 def split_of(path: str | os.PathLike, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """"train", "validation" or "test": u = sha256(file name) as a number in [0, 1) against the
+    """ "train", "validation" or "test": u = sha256(file name) as a number in [0, 1) against the
     cumulative `fractions`, so a file keeps its split wherever its folder lives."""
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers (train, validation, test) summing to 1; got {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, validation, test) summing to 1; got {fractions}"
+        )
     digest = hashlib.sha256(Path(path).name.encode("utf-8")).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if u < fractions[0]:
@@ -136,7 +141,13 @@ class AudioDataset(torch.utils.data.Dataset):
         check_bits(bits)
         check_method(quantization)
         sample_rate = sample_rate or default_sample_rate()
-        self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = split, seq_len, bits, quantization, sample_rate
+        self.split, self.seq_len, self.bits, self.quantization, self.sample_rate = (
+            split,
+            seq_len,
+            bits,
+            quantization,
+            sample_rate,
+        )
         self.zero = zero_level(bits)
         candidates = [p for p in list_audio_files(folder) if split is None or split_of(p) == split]
         what = "audio" if split is None else f"{split!r} split"

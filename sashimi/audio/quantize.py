@@ -83,12 +83,15 @@ def dequantize(tokens: Int[Tensor, "*batch L"], bits: int) -> Float[Tensor, "*ba
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= q):
         bad = (tokens < 0) | (tokens >= q)
         position = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"tokens must lie in [0, {q - 1}] for {bits} bits; got {tokens[position].item()} at position {position}")
+        raise ValueError(
+            f"tokens must lie in [0, {q - 1}] for {bits} bits; got {tokens[position].item()} at position {position}"
+        )
     return tokens.float() / (q / 2) - 1
 
 
 def mu_law_encode(x: Float[Tensor, "*batch L"], bits: int) -> Int[Tensor, "*batch L"]:
-    """Min-max to s in [-1, 1], e = sign(s) log1p(mu |s + 1e-8|) / log1p(mu), u = (e + 1)/2, k = floor(u (q - 0.01) + 0.005)."""
+    """Min-max to s in [-1, 1], e = sign(s) log1p(mu |s + 1e-8|) / log1p(mu), u = (e + 1)/2, k = floor(u (q - 0.01) +
+    0.005)."""
     mu = torch.tensor(float(check_bits(bits) - 1), dtype=torch.float32)
     s = minmax_scale(x, -1, 1)
     e = torch.sign(s) * (torch.log1p(mu * torch.abs(s + 1e-8)) / torch.log1p(mu))

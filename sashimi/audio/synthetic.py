@@ -38,7 +38,13 @@ def chirp(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     return signal.chirp(t, f0, t[-1], f1, method=method) * signal.windows.tukey(n, 0.2)
 
 
-FORMANTS = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010), "o": (570, 840, 2410), "u": (300, 870, 2240)}
+FORMANTS = {
+    "a": (730, 1090, 2440),
+    "e": (530, 1840, 2480),
+    "i": (270, 2290, 3010),
+    "o": (570, 840, 2410),
+    "u": (300, 870, 2240),
+}
 
 
 def vowel(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
@@ -62,7 +68,9 @@ SYNTHS = {"pluck": karplus_strong, "chirp": chirp, "vowel": vowel}
 N_CLIPS, SECONDS = 144, 0.5
 
 
-def synthetic_dataset(n_clips: int = N_CLIPS, seconds: float = SECONDS, sample_rate: int | None = None, seed: int = 0) -> list[Float[np.ndarray, " L"]]:
+def synthetic_dataset(
+    n_clips: int = N_CLIPS, seconds: float = SECONDS, sample_rate: int | None = None, seed: int = 0
+) -> list[Float[np.ndarray, " L"]]:
     """n_clips float32 clips cycling through plucked strings, chirps and vowels, peak in [0.3, 0.9].
 
     Clip i depends only on (seed, i): offline, deterministic, independent of n_clips. The sample
@@ -81,7 +89,11 @@ def synthetic_dataset(n_clips: int = N_CLIPS, seconds: float = SECONDS, sample_r
 
 
 def write_synthetic_dataset(
-    folder: str | os.PathLike, n_clips: int = N_CLIPS, seconds: float = SECONDS, sample_rate: int | None = None, seed: int = 0
+    folder: str | os.PathLike,
+    n_clips: int = N_CLIPS,
+    seconds: float = SECONDS,
+    sample_rate: int | None = None,
+    seed: int = 0,
 ) -> list[Path]:
     """synthetic_dataset(...) written as 16-bit PCM WAV files `{i:03d}_{kind}.wav` into `folder`.
 

@@ -23,7 +23,14 @@ S4_OUTPUTS = ("glu", "linear")
 SAMPLE_RATE_RANGE = (1000, 384000)
 
 
-def check_number(flag: str, value, low: int | float | None = None, high: int | float | None = None, low_open: bool = False, high_open: bool = False) -> None:
+def check_number(
+    flag: str,
+    value,
+    low: int | float | None = None,
+    high: int | float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """A ValueError naming the flag and its range unless `value` is a finite number in range
     (nan and inf would otherwise pass every comparison below or poison the run)."""
     if value is None:
@@ -32,14 +39,20 @@ def check_number(flag: str, value, low: int | float | None = None, high: int | f
     hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
     where = f" in {lo or '(-inf'}, {hi or 'inf)'}" if (low is not None or high is not None) else ""
     ok = isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or (value < high if high_open else value <= high))
+    ok = (
+        ok
+        and (low is None or (value > low if low_open else value >= low))
+        and (high is None or (value < high if high_open else value <= high))
+    )
     if not ok:
         raise ValueError(f"{flag} must be a finite number{where}; got {value}")
 
 
 def preset_names() -> list[str]:
     """The presets of specs/presets.json (entries with a model)."""
-    return [k for k, v in specs.load("presets").items() if not k.startswith("_") and isinstance(v, dict) and "model" in v]
+    return [
+        k for k, v in specs.load("presets").items() if not k.startswith("_") and isinstance(v, dict) and "model" in v
+    ]
 
 
 def preset(name: str) -> dict:
@@ -98,12 +111,15 @@ class OptimizerConfig:
     @classmethod
     def from_specs(cls) -> "OptimizerConfig":
         data = specs.load("presets")["optimizer"]
-        return cls(**{f.name: tuple(data[f.name]) if f.name == "betas" else data[f.name] for f in dataclasses.fields(cls)})
+        return cls(
+            **{f.name: tuple(data[f.name]) if f.name == "betas" else data[f.name] for f in dataclasses.fields(cls)}
+        )
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Positions per chunk of the 16-bit loss and of the metrics (docs/DESIGN.md, "16-bit loss"); specs/presets.json "loss"."""
+    """Positions per chunk of the 16-bit loss and of the metrics (docs/DESIGN.md, "16-bit loss"); specs/presets.json
+    "loss"."""
 
     batch_chunk_size: int
     metric_chunk_positions: int

@@ -33,4 +33,7 @@ class ShapeError(ValueError):
 def check_width(x: Tensor, H: int, owner: str) -> None:
     """x's last axis (dimension H, channels) must be the width `owner` was built with."""
     if x.shape[-1] != H:
-        raise ShapeError(f"{owner}: dimension H (channels, the last axis) must be {H}, the width it was built with; got {x.shape[-1]} in an input of shape {tuple(x.shape)}")
+        raise ShapeError(
+            f"{owner}: dimension H (channels, the last axis) must be {H}, the width it was built with; got "
+            f"{x.shape[-1]} in an input of shape {tuple(x.shape)}"
+        )

@@ -22,7 +22,13 @@ from pathlib import Path
 from sashimi.harness.benchmark import log, peak_gib
 
 CASES = ("fwd", "fwd_bwd", "gen_b1", "gen_b16", "gen_b1_busy")
-THREADS = {"fwd": (2,), "fwd_bwd": (2,), "gen_b1": (1, 2), "gen_b16": (1, 2), "gen_b1_busy": (1, 2)}  # big ops want every core; step mode may not
+THREADS = {
+    "fwd": (2,),
+    "fwd_bwd": (2,),
+    "gen_b1": (1, 2),
+    "gen_b16": (1, 2),
+    "gen_b1_busy": (1, 2),
+}  # big ops want every core; step mode may not
 BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
 PAPER = dict(d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2)
 
@@ -45,7 +51,10 @@ def official_model(checkout: Path):
     try:
         from models.sashimi.sashimi import Sashimi
     except ImportError as e:
-        raise RuntimeError(f"cannot import models/sashimi/sashimi.py from {checkout}: {e} (the official code needs einops: pip install einops)") from None
+        raise RuntimeError(
+            f"cannot import models/sashimi/sashimi.py from {checkout}: {e} (the official code needs einops: pip "
+            "install einops)"
+        ) from None
 
     class OfficialLM(nn.Module):
         def __init__(self):
@@ -84,7 +93,9 @@ def official_generate(model, batch: int, steps: int, temperature: float = 1.0, t
     return setup
 
 
-def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None, compile: bool = True) -> dict:
+def run_child(
+    side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None, compile: bool = True
+) -> dict:
     """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory."""
     import torch
     import torch.nn.functional as F
@@ -140,7 +151,9 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
             if side == "official":
                 setups.append(official_generate(model, batch, gen_steps))
             else:
-                with torch.no_grad():  # an in-place no-op makes the weights "changed": the cold setup is timed, as the official's
+                with (
+                    torch.no_grad()
+                ):  # an in-place no-op makes the weights "changed": the cold setup is timed, as the official's
                     for p in model.parameters():
                         p.add_(0)
                 start = time.perf_counter()
@@ -155,7 +168,15 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
         once()
         times.append(time.perf_counter() - start)
     first, times = times[0], times[1:]  # the first run of a fresh process (a training run's first step) apart
-    out = {"side": side, "case": case, "threads": threads, "times": times, "median_s": statistics.median(times), "first_s": first, "peak_gib": peak_gib()}
+    out = {
+        "side": side,
+        "case": case,
+        "threads": threads,
+        "times": times,
+        "median_s": statistics.median(times),
+        "first_s": first,
+        "peak_gib": peak_gib(),
+    }
     if setups:
         out["setup_s"] = statistics.median(setups[1:] or setups)
         out["median_s"] -= out["setup_s"]  # steady-state generation; setup reported apart
@@ -166,7 +187,13 @@ def run_child(side: str, case: str, L: int, repeats: int, gen_steps: int, thread
 
 
 def spawn(side, case, L, repeats, gen_steps, threads, checkout, compile: bool = True) -> dict:
-    cmd = [sys.executable, "-m", "sashimi.bench", "--child-against", json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout), compile])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sashimi.bench",
+        "--child-against",
+        json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout), compile]),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
@@ -196,34 +223,67 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, c
                 results.setdefault(case, {}).setdefault(side, []).append(r)
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[:3]
-    summary = {"L": L, "repeats": repeats, "gen_steps": gen_steps, "compiled": compile, "load_before": load_before, "load_after": load_after, "cases": {}}
+    summary = {
+        "L": L,
+        "repeats": repeats,
+        "gen_steps": gen_steps,
+        "compiled": compile,
+        "load_before": load_before,
+        "load_after": load_after,
+        "cases": {},
+    }
     for case, sides in results.items():
         best = {side: min(runs, key=lambda r: r["median_s"]) for side, runs in sides.items()}
         summary["cases"][case] = {
-            "ours": best["ours"], "official": best["official"],
+            "ours": best["ours"],
+            "official": best["official"],
             "speedup": best["official"]["median_s"] / best["ours"]["median_s"],
             "memory_ratio": best["official"]["peak_gib"] / best["ours"]["peak_gib"],
         }
     if "gen_b1" in summary["cases"] and "gen_b1_busy" in summary["cases"]:
         for side in ("ours", "official"):  # the speed kept with one core taken, each side at its best
-            kept = summary["cases"]["gen_b1_busy"][side]["samples_per_s"] / summary["cases"]["gen_b1"][side]["samples_per_s"]
+            kept = (
+                summary["cases"]["gen_b1_busy"][side]["samples_per_s"]
+                / summary["cases"]["gen_b1"][side]["samples_per_s"]
+            )
             summary["cases"]["gen_b1_busy"][f"{side}_kept"] = kept
     return summary
 
 
 def table(summary: dict) -> str:
-    lines = [f"ours vs official standalone SaShiMi (paper 8-bit model, L = {summary['L']}, medians of {summary['repeats']}; "
-             f"generation: {summary['gen_steps']} steps, setup apart); load {summary['load_before']} -> {summary['load_after']}",
-             f"{'case':<10s} {'ours':>12s} {'official':>12s} {'speedup':>8s} {'peak ours':>10s} {'peak theirs':>12s}  threads (ours/theirs)"]
+    lines = [
+        f"ours vs official standalone SaShiMi (paper 8-bit model, L = {summary['L']}, medians of {summary['repeats']}; "
+        f"generation: {summary['gen_steps']} steps, setup apart); load {summary['load_before']} -> "
+        f"{summary['load_after']}",
+        f"{'case':<10s} {'ours':>12s} {'official':>12s} {'speedup':>8s} {'peak ours':>10s} {'peak theirs':>12s}  "
+        "threads (ours/theirs)",
+    ]
     for case, c in summary["cases"].items():
         o, t = c["ours"], c["official"]
         if "samples_per_s" in o:
             a, b = f"{o['samples_per_s']:,.0f}/s", f"{t['samples_per_s']:,.0f}/s"
         else:
             a, b = f"{o['median_s']:.3f} s", f"{t['median_s']:.3f} s"
-        lines.append(f"{case:<10s} {a:>12s} {b:>12s} {c['speedup']:>7.1f}x {o['peak_gib']:>8.2f} G {t['peak_gib']:>10.2f} G  {o['threads']}/{t['threads']}"
-                     + (f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours compiled once in {o['compile_s']:.1f} s)" if "setup_s" in o and summary["compiled"]
-                        else f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours not compiled)" if "setup_s" in o else "")
-                     + (f"  (speed kept with one core busy: ours {c['ours_kept']:.0%}, official {c['official_kept']:.0%})" if "ours_kept" in c else "")
-                     + (f"  (first call {o['first_s']:.2f} s / {t['first_s']:.2f} s: {o['first_s'] / o['median_s']:.1f}x / {t['first_s'] / t['median_s']:.1f}x a later one)" if case == "fwd_bwd" else ""))
+        lines.append(
+            f"{case:<10s} {a:>12s} {b:>12s} {c['speedup']:>7.1f}x {o['peak_gib']:>8.2f} G {t['peak_gib']:>10.2f} G  "
+            f"{o['threads']}/{t['threads']}"
+            + (
+                f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours compiled once in {o['compile_s']:.1f} s)"
+                if "setup_s" in o and summary["compiled"]
+                else f"  (setup {o['setup_s']:.2f} s / {t['setup_s']:.2f} s; ours not compiled)"
+                if "setup_s" in o
+                else ""
+            )
+            + (
+                f"  (speed kept with one core busy: ours {c['ours_kept']:.0%}, official {c['official_kept']:.0%})"
+                if "ours_kept" in c
+                else ""
+            )
+            + (
+                f"  (first call {o['first_s']:.2f} s / {t['first_s']:.2f} s: {o['first_s'] / o['median_s']:.1f}x / "
+                f"{t['first_s'] / t['median_s']:.1f}x a later one)"
+                if case == "fwd_bwd"
+                else ""
+            )
+        )
     return "\n".join(lines)

@@ -63,8 +63,12 @@ def qualified_defs(tree: ast.Module) -> dict[str, ast.AST]:
 def same(pattern, node, renaming):  # unannotated on purpose: the hot path of every lookup, kept free of runtime checks
     """Structural equality, Name ids compared through one bijective renaming (extended in place)."""
     if isinstance(pattern, list) or isinstance(node, list):
-        return (isinstance(pattern, list) and isinstance(node, list) and len(pattern) == len(node)
-                and all(same(p, n, renaming) for p, n in zip(pattern, node)))
+        return (
+            isinstance(pattern, list)
+            and isinstance(node, list)
+            and len(pattern) == len(node)
+            and all(same(p, n, renaming) for p, n in zip(pattern, node))
+        )
     if not isinstance(pattern, ast.AST) or not isinstance(node, ast.AST):
         return type(pattern) is type(node) and pattern == node
     if type(pattern) is not type(node):
@@ -111,7 +115,9 @@ def locate(root: Path, hint: str, target: str, pattern_source: str, statements: 
     if scope is None:
         owners = [f for f in _python_files(root) if _scope(root, f, target) is not None]
         if len(owners) != 1:
-            raise Stale(f"{target or 'module'} is defined in {len(owners)} files under {'/'.join(ROOTS)}, not in {hint}")
+            raise Stale(
+                f"{target or 'module'} is defined in {len(owners)} files under {'/'.join(ROOTS)}, not in {hint}"
+            )
         hint, scope = owners[0], _scope(root, owners[0], target)
     found = candidates(scope, pattern)
     exact = [c for c in found if all(k == v for k, v in c[1].items())]
@@ -124,7 +130,9 @@ def locate(root: Path, hint: str, target: str, pattern_source: str, statements: 
 
 
 def _python_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for r in ROOTS if (root / r).is_dir() for p in (root / r).rglob("*.py"))
+    return sorted(
+        p.relative_to(root).as_posix() for r in ROOTS if (root / r).is_dir() for p in (root / r).rglob("*.py")
+    )
 
 
 def _scope(root: Path, file: str, target: str) -> ast.AST | None:
@@ -154,7 +162,9 @@ class _Rename(ast.NodeTransformer):
 
 def render(replacement: str, renaming: dict[str, str], statements: bool, slice_: bool = False) -> list[ast.AST]:
     """The replacement's nodes with the pattern's names turned into the matched code's names."""
-    nodes = [ast.parse(f"_[{replacement}]", mode="eval").body.slice] if slice_ else parse_pattern(replacement, statements)
+    nodes = (
+        [ast.parse(f"_[{replacement}]", mode="eval").body.slice] if slice_ else parse_pattern(replacement, statements)
+    )
     return [_Rename(renaming).visit(node) for node in nodes]
 
 

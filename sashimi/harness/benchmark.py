@@ -65,7 +65,9 @@ def run_case(case: str, L: int, repeats: int, gen_steps: int) -> dict:
         def once():
             model.zero_grad(set_to_none=True)
             features = model.features(tokens).flatten(0, 1)
-            F.linear_cross_entropy(features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options).backward()
+            F.linear_cross_entropy(
+                features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options
+            ).backward()
 
     elif case in ("gen_b1", "gen_b16"):
         batch = 1 if case == "gen_b1" else 16
@@ -102,7 +104,19 @@ def spawn(case: str, L: int, repeats: int, gen_steps: int) -> dict:
     env.pop("SASHIMI_TYPECHECK", None)
     if case == "fwd_bwd_checked":
         env["SASHIMI_TYPECHECK"] = "1"
-    cmd = [sys.executable, "-m", "sashimi.bench", "--child", case, "--length", str(L), "--repeats", str(repeats), "--gen-steps", str(gen_steps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sashimi.bench",
+        "--child",
+        case,
+        "--length",
+        str(L),
+        "--repeats",
+        str(repeats),
+        "--gen-steps",
+        str(gen_steps),
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"bench case {case} failed:\n{out.stderr[-4000:]}")
@@ -121,11 +135,15 @@ def summarize(results: dict, L: int, repeats: int, gen_steps: int) -> dict:
         "fwd_cold_peak_gib": results.get("fwd_cold", {}).get("peak_gib"),
         "fwd_bwd_peak_gib": results.get("fwd_bwd", {}).get("peak_gib"),
         "gen_b1_samples_per_s": statistics.median(results["gen_b1"]["samples_per_s"]) if "gen_b1" in results else None,
-        "gen_b16_samples_per_s": statistics.median(results["gen_b16"]["samples_per_s"]) if "gen_b16" in results else None,
+        "gen_b16_samples_per_s": statistics.median(results["gen_b16"]["samples_per_s"])
+        if "gen_b16" in results
+        else None,
         "fwd_bwd_16bit_s": med.get("fwd_bwd_16bit"),
         "fwd_bwd_16bit_peak_gib": results.get("fwd_bwd_16bit", {}).get("peak_gib"),
         "fwd_bwd_checked_s": med.get("fwd_bwd_checked"),
-        "check_overhead_pct": 100 * (med["fwd_bwd_checked"] / med["fwd_bwd"] - 1) if "fwd_bwd_checked" in med and "fwd_bwd" in med else None,
+        "check_overhead_pct": 100 * (med["fwd_bwd_checked"] / med["fwd_bwd"] - 1)
+        if "fwd_bwd_checked" in med and "fwd_bwd" in med
+        else None,
         "L": L,
         "B": 1,
         "repeats": repeats,
@@ -165,19 +183,43 @@ def verdicts(summary: dict) -> list[Verdict]:
         if value is None:
             continue
         passed = value <= bound if op == "<=" else value >= bound
-        out.append(Verdict("bench", key, f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}", f"{op} {bound}", passed, error=value, bound=bound))
+        out.append(
+            Verdict(
+                "bench",
+                key,
+                f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}",
+                f"{op} {bound}",
+                passed,
+                error=value,
+                bound=bound,
+            )
+        )
     return out
 
 
 def table(summary: dict) -> str:
     """Every measured metric, then the verdicts of those with a target."""
     lines = []
-    for key in ("fwd_s", "fwd_cold_s", "fwd_peak_gib", "fwd_bwd_s", "fwd_bwd_peak_gib", "gen_b1_samples_per_s", "gen_b16_samples_per_s",
-                "fwd_bwd_16bit_s", "fwd_bwd_16bit_peak_gib", "fwd_bwd_checked_s", "check_overhead_pct"):
+    for key in (
+        "fwd_s",
+        "fwd_cold_s",
+        "fwd_peak_gib",
+        "fwd_bwd_s",
+        "fwd_bwd_peak_gib",
+        "gen_b1_samples_per_s",
+        "gen_b16_samples_per_s",
+        "fwd_bwd_16bit_s",
+        "fwd_bwd_16bit_peak_gib",
+        "fwd_bwd_checked_s",
+        "check_overhead_pct",
+    ):
         value = summary.get(key)
         if value is not None and key not in TARGETS:
             lines.append(f"  {key:<26s} {value:.3f}" if abs(value) < 100 else f"  {key:<26s} {value:.0f}")
     lines += [v.line() for v in verdicts(summary)]
     m = summary["machine"]
-    lines.append(f"B = 1, L = {summary['L']}, medians of {summary['repeats']}; {m['cores']} cores, torch {m['torch']}, {summary['date']}")
+    lines.append(
+        f"B = 1, L = {summary['L']}, medians of {summary['repeats']}; {m['cores']} cores, torch {m['torch']}, "
+        f"{summary['date']}"
+    )
     return "\n".join(lines)

@@ -64,14 +64,30 @@ def shape_lines(model: SashimiLM, B: int = 2) -> tuple[list[Verdict], list[tuple
         module = submodule(model, stage["module"]) if stage["module"] else None
         params = sum(p.numel() for p in module.parameters()) if module is not None else 0
         table.append((stage["stage"], got, params))
-        lines.append(Verdict("shape", f"{stage['stage']} (B={B}, L={L})", fmt_shape(got), "(" + ", ".join(stage["shape"]) + ")", got == expected))
+        lines.append(
+            Verdict(
+                "shape",
+                f"{stage['stage']} (B={B}, L={L})",
+                fmt_shape(got),
+                "(" + ", ".join(stage["shape"]) + ")",
+                got == expected,
+            )
+        )
     for mode in specs.load("shapes")["decoder_modes"]:
         decoder_model = Decoder(config.d_model, config.n_classes, mode["l_output"])
         decoder_model.load_state_dict(model.decoder.state_dict())
         with torch.no_grad():
             got = tuple(decoder_model(torch.zeros(B, L, config.d_model)).shape)
         expected = evaluate_shape(mode["shape"], env)
-        lines.append(Verdict("shape", f"decoder l_output={mode['l_output']}", fmt_shape(got), "(" + ", ".join(mode["shape"]) + ")", got == expected))
+        lines.append(
+            Verdict(
+                "shape",
+                f"decoder l_output={mode['l_output']}",
+                fmt_shape(got),
+                "(" + ", ".join(mode["shape"]) + ")",
+                got == expected,
+            )
+        )
     return lines, table
 
 
@@ -129,11 +145,20 @@ def param_lines() -> list[Verdict]:
         for part in ("backbone", "encoder", "decoder", "total"):
             if part in entry:
                 got = model.num_params(None if part == "total" else part)
-                lines.append(Verdict("params", f"{entry['name']}: {part}", str(got), str(entry[part]), got == entry[part]))
+                lines.append(
+                    Verdict("params", f"{entry['name']}: {part}", str(got), str(entry[part]), got == entry[part])
+                )
         if "published_total" in entry:
             got = model.num_params() + weight_norm_gains(model)
-            lines.append(Verdict("params", f"{entry['name']}: published count (+ weight_g of the pool linears)", str(got), str(entry["published_total"]),
-                                 got == entry["published_total"]))
+            lines.append(
+                Verdict(
+                    "params",
+                    f"{entry['name']}: published count (+ weight_g of the pool linears)",
+                    str(got),
+                    str(entry["published_total"]),
+                    got == entry["published_total"],
+                )
+            )
     documented = data["breakdown_documented"]
     measured = categories(SashimiLM(model_config("sc09", 8)))
     for key, got in measured.items():
@@ -186,8 +211,12 @@ def claim_lines() -> list[Verdict]:
         holds = claim_holds(claim, measured)
         comment = claim["comment"]
         if holds != claim["expected_verdict"]:
-            comment += " [verdict differs from docs/DESIGN.md, \"The design note's claims\"]"
-        lines.append(Verdict("claim", claim["claim"], str(measured), str(claim["documented"]), holds, enforced=False, comment=comment))
+            comment += ' [verdict differs from docs/DESIGN.md, "The design note\'s claims"]'
+        lines.append(
+            Verdict(
+                "claim", claim["claim"], str(measured), str(claim["documented"]), holds, enforced=False, comment=comment
+            )
+        )
     return lines
 
 
@@ -236,6 +265,9 @@ def print_report(r: dict) -> None:
     print(f"  {'total':<44s} {r['params']['total']:>12,d}")
     print("\nSpecs (measured vs documented; claims of the design note are reported as notes, never enforced)")
     if r["recipe"]:
-        print(f"  (then the training recipe: preset {r['preset']}'s value beside the official experiment's, specs/official_recipes.json; "
-              "a difference passes only with its reason in specs/recipes.json)")
+        print(
+            f"  (then the training recipe: preset {r['preset']}'s value beside the official experiment's, "
+            "specs/official_recipes.json; "
+            "a difference passes only with its reason in specs/recipes.json)"
+        )
     print_verdicts(Verdict(**line) for line in r["specs"] + r["recipe"])

@@ -54,7 +54,10 @@ def optimizer_rows() -> list[Verdict]:
         "plateau_factor": scheduler.factor,
         "plateau_patience": scheduler.patience,
     }
-    return [Verdict("specs", f"optimizer {key}", str(measured[key]), str(want[key]), measured[key] == want[key]) for key in measured]
+    return [
+        Verdict("specs", f"optimizer {key}", str(measured[key]), str(want[key]), measured[key] == want[key])
+        for key in measured
+    ]
 
 
 def reference_rows(n: int = 3) -> list[Verdict]:
@@ -62,21 +65,44 @@ def reference_rows(n: int = 3) -> list[Verdict]:
     rows = []
     rng = np.random.default_rng(SEED)
     for i in range(n):
-        config = ModelConfig(bits=8, d_model=int(rng.choice([2, 4])), n_layers=1, pool=[int(rng.choice([2, 4])), 2], expand=2,
-                             ff=int(rng.choice([0, 2])), n_ssm=[1, None][i % 2], d_state=int(rng.choice([2, 4, 6])))
+        config = ModelConfig(
+            bits=8,
+            d_model=int(rng.choice([2, 4])),
+            n_layers=1,
+            pool=[int(rng.choice([2, 4])), 2],
+            expand=2,
+            ff=int(rng.choice([0, 2])),
+            n_ssm=[1, None][i % 2],
+            d_state=int(rng.choice([2, 4, 6])),
+        )
         model = lm(SEED + i, **config.to_dict())
         state = numpy_state(model)
         x = tokens(SEED + i, 2, 4 * int(np.prod(config.pool)), config.n_classes)
         with torch.no_grad():
             got = model(x)
         label = f"d_model={config.d_model}, pool={config.pool}, n_ssm={config.n_ssm}"
-        rows.append(compare(got, ref_model.language_model(state, config.to_dict(), x.numpy()), "model_float64", "reference",
-                            f"whole model vs reference, random config {i} ({label})"))
+        rows.append(
+            compare(
+                got,
+                ref_model.language_model(state, config.to_dict(), x.numpy()),
+                "model_float64",
+                "reference",
+                f"whole model vs reference, random config {i} ({label})",
+            )
+        )
         prefix = next(name for name, m in model.named_modules() if isinstance(m, SSMKernel))
         sub = {"layer.kernel." + k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
         with torch.no_grad():
             K = model.get_submodule(prefix)(17)
-        rows.append(compare(K, ref_layer.s4_kernel(sub, 17), "kernel_float64", "reference", f"kernel vs reference, random config {i}"))
+        rows.append(
+            compare(
+                K,
+                ref_layer.s4_kernel(sub, 17),
+                "kernel_float64",
+                "reference",
+                f"kernel vs reference, random config {i}",
+            )
+        )
     return rows
 
 
@@ -91,7 +117,15 @@ def identity_rows() -> list[Verdict]:
         for l_output, expected in ((0, full[:, -1]), (3, full[:, -3:])):
             model.decoder.l_output = l_output
             # another GEMM shape: rounding only
-            rows.append(compare(model(x), expected, "model_float64", "identity", f"decoder l_output={l_output} == the last positions of l_output=None"))
+            rows.append(
+                compare(
+                    model(x),
+                    expected,
+                    "model_float64",
+                    "identity",
+                    f"decoder l_output={l_output} == the last positions of l_output=None",
+                )
+            )
         model.decoder.l_output = None
         kernel = model.backbone.c_layers[0].layer.layer.kernel
         kernel(16)  # cached
@@ -100,15 +134,23 @@ def identity_rows() -> list[Verdict]:
         with kernel_cache(False):
             fresh = kernel(16)
     d = float((cached - fresh).abs().max())
-    rows.append(Verdict("identity", "kernel cache follows an in-place parameter edit", f"max diff {d:.2e}", "0", d == 0.0))
+    rows.append(
+        Verdict("identity", "kernel cache follows an in-place parameter edit", f"max diff {d:.2e}", "0", d == 0.0)
+    )
     try:
         model(torch.full((1, 16), 256))
         refused = "accepted"
     except ValueError:
         refused = "ValueError"
-    except Exception as e:  # let through by the range check, then failing deeper (the embedding): this row, not the family
+    except (
+        Exception
+    ) as e:  # let through by the range check, then failing deeper (the embedding): this row, not the family
         refused = f"accepted, then {type(e).__name__}"
-    rows.append(Verdict("identity", "token C = 256 of an 8-bit model is refused", refused, "ValueError", refused == "ValueError"))
+    rows.append(
+        Verdict(
+            "identity", "token C = 256 of an 8-bit model is refused", refused, "ValueError", refused == "ValueError"
+        )
+    )
     return rows + clip_rows()
 
 
@@ -122,7 +164,15 @@ def clip_rows() -> list[Verdict]:
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     optimization_step(LossModel(model), model, torch.optim.SGD(model.parameters(), lr=1.0), x, x, grad_clip=1e-3)
     moved = float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
-    return [Verdict("identity", "training step clips the gradient norm (SGD, lr 1, clip 1e-3)", f"{moved:.6e}", "1e-03", abs(moved - 1e-3) <= 1e-8)]
+    return [
+        Verdict(
+            "identity",
+            "training step clips the gradient norm (SGD, lr 1, clip 1e-3)",
+            f"{moved:.6e}",
+            "1e-03",
+            abs(moved - 1e-3) <= 1e-8,
+        )
+    ]
 
 
 def fixtures_folder(fixtures: Path | None) -> tuple[Path, str]:
@@ -143,7 +193,15 @@ def published_rows(fixtures: Path | None, allow_missing: bool = False) -> list[V
     if not paths:
         measured = "folder not found" if not folder.is_dir() else "no *.npz in the folder"
         excused = allow_missing and source == "the checkout"
-        return [Verdict("published", f"published fixtures in {folder} (from {source})", measured, "a folder of *.npz fixtures", None if excused else False)]
+        return [
+            Verdict(
+                "published",
+                f"published fixtures in {folder} (from {source})",
+                measured,
+                "a folder of *.npz fixtures",
+                None if excused else False,
+            )
+        ]
     rows = []
     for path in paths:
         sidecar = path.with_suffix(".json")
@@ -159,14 +217,28 @@ def caught(path: Path, defect: dict) -> Verdict:
     failed = [r.name for r in results if r.failed]
     expected = [r.name for r in results if any(word in r.name for word in defect["fails"])]
     holds = bool(failed) and failed == expected
-    return Verdict("published", f"{path.stem}: known defect caught ({defect['why']})", f"{len(failed)} rows fail", f"{len(expected)} rows naming {defect['fails']}", holds)
+    return Verdict(
+        "published",
+        f"{path.stem}: known defect caught ({defect['why']})",
+        f"{len(failed)} rows fail",
+        f"{len(expected)} rows naming {defect['fails']}",
+        holds,
+    )
 
 
 def guarded(group: str, make_rows) -> list[Verdict]:
     try:
         return make_rows()
     except Exception as e:  # report, do not crash: the failing family is named
-        return [Verdict(group, f"{group} checks", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", "computed without error", False)]
+        return [
+            Verdict(
+                group,
+                f"{group} checks",
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                "computed without error",
+                False,
+            )
+        ]
 
 
 def golden_family() -> list[Verdict]:
@@ -185,7 +257,9 @@ FAMILIES = {
 }
 
 
-def run(fixtures: Path | None = None, only: list[str] | None = None, log=None, allow_missing_fixtures: bool = False) -> list[Verdict]:
+def run(
+    fixtures: Path | None = None, only: list[str] | None = None, log=None, allow_missing_fixtures: bool = False
+) -> list[Verdict]:
     """Every verdict of the gate against the committed golden file (or of the families in `only`);
     `log` is told each family as it starts (the gate takes a minute or more on a busy CPU);
     `allow_missing_fixtures` skips, rather than fails, published fixtures absent from the checkout."""

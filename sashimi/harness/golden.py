@@ -61,10 +61,26 @@ def model_outputs(bits: int) -> dict[str, np.ndarray]:
     with torch.no_grad():
         sums.add(model.features(x), head.weight, head.bias, y)
     result = sums.result()
-    out["metrics"] = np.array([result[k] for k in ("loss", "bits_per_sample", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10", "perplexity")])
+    out["metrics"] = np.array(
+        [
+            result[k]
+            for k in (
+                "loss",
+                "bits_per_sample",
+                "bpb",
+                "accuracy",
+                "accuracy@3",
+                "accuracy@5",
+                "accuracy@10",
+                "perplexity",
+            )
+        ]
+    )
     optimizer, _ = make_optimizer(model, lr=0.004)
     loss_model = LossModel(model)
-    out["train_losses"] = np.array([optimization_step(loss_model, model, optimizer, x, y, TrainConfig().grad_clip) for _ in range(3)])
+    out["train_losses"] = np.array(
+        [optimization_step(loss_model, model, optimizer, x, y, TrainConfig().grad_clip) for _ in range(3)]
+    )
     return {f"model{bits}/{k}": v for k, v in out.items()}
 
 
@@ -112,9 +128,14 @@ def part_of(key: str) -> str:
     return head if head in ("model8", "model16") else "data"
 
 
-def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], errors: dict[str, str] | None = None) -> list[Verdict]:
+def golden_rows(
+    measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], errors: dict[str, str] | None = None
+) -> list[Verdict]:
     errors = errors or {}
-    rows = [Verdict("golden", f"{part} outputs", message, "computed without error", False) for part, message in errors.items()]
+    rows = [
+        Verdict("golden", f"{part} outputs", message, "computed without error", False)
+        for part, message in errors.items()
+    ]
     for key in sorted(set(measured) | set(golden)):
         if part_of(key) in errors:
             continue
@@ -128,7 +149,15 @@ def golden_rows(measured: dict[str, np.ndarray], golden: dict[str, np.ndarray], 
         exact = not np.issubdtype(b.dtype, np.floating)
         bound = 0.0 if exact else tolerance_bound("golden_float64", b)
         d = max_diff(a, b)
-        rows.append(Verdict("golden", key, f"max diff {d:.2e}" if a.shape == b.shape else f"shape {a.shape}", f"<= {bound:.1e}" + (" (exact)" if exact else ""), d <= bound))
+        rows.append(
+            Verdict(
+                "golden",
+                key,
+                f"max diff {d:.2e}" if a.shape == b.shape else f"shape {a.shape}",
+                f"<= {bound:.1e}" + (" (exact)" if exact else ""),
+                d <= bound,
+            )
+        )
     return rows
 
 

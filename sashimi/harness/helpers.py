@@ -41,7 +41,10 @@ def randomize_ssm_(kernel: SSMKernel, seed: int, l_kernel: int = 0) -> None:
 
 def numpy_state(module: torch.nn.Module) -> dict:
     """State dict as float64 NumPy arrays, for the reference."""
-    return {k: (v.detach().cpu().double() if v.is_floating_point() else v.cpu()).numpy().copy() for k, v in module.state_dict().items()}
+    return {
+        k: (v.detach().cpu().double() if v.is_floating_point() else v.cpu()).numpy().copy()
+        for k, v in module.state_dict().items()
+    }
 
 
 def randn(seed: int, *shape, dtype=torch.float64) -> torch.Tensor:
@@ -52,7 +55,17 @@ def tokens(seed: int, batch: int, length: int, n_classes: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, n_classes, (batch, length)))
 
 
-def s4_layer(H: int, N2: int, n_ssm, seed: int, dtype=torch.float64, l_kernel: int = 0, device="cpu", dt_transform="exp", output="glu") -> S4Layer:
+def s4_layer(
+    H: int,
+    N2: int,
+    n_ssm,
+    seed: int,
+    dtype=torch.float64,
+    l_kernel: int = 0,
+    device="cpu",
+    dt_transform="exp",
+    output="glu",
+) -> S4Layer:
     """An S4 layer with every parameter drawn from `seed` (SSM parameters beyond the init ranges)."""
     torch.manual_seed(seed)
     layer = S4Layer(H, N=2 * N2, n_ssm=n_ssm, dt_transform=dt_transform, output=output)

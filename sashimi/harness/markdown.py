@@ -8,8 +8,13 @@ from sashimi.harness.mutation import ROOT
 
 def commit() -> str:
     """The checkout's commit, marked when the tree has uncommitted changes."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = (
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        or "unknown"
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
@@ -18,7 +23,8 @@ ENGINE = """## Why this engine
 mutmut and cosmic-ray were evaluated first. mutmut 3 rewrites every function of the package into a
 trampoline that dispatches to mutated copies, so the code under test is not the code users run:
 the runtime shape checks and `torch.compile` of the fused step would see the trampolines; its
-operators are generic and it has no mode for the lines of a change. cosmic-ray keeps its work in a session database and runs one fixed
+operators are generic and it has no mode for the lines of a change. cosmic-ray keeps its work in a session database and
+runs one fixed
 test command per mutant: no per-mutant test selection from coverage, and restricting it to a
 diff is an open request upstream (sixty-north/cosmic-ray#484). Neither knows numerical code: no
 dropped conjugate, float64 downcast, slice shifted by one sample or swapped reduction axis.
@@ -29,21 +35,39 @@ writes mutants (only the matched span of the file changes), coverage.py's per-te
 
 
 def markdown(results: list[dict], stale: dict[str, str], command: str, minutes: float) -> str:
-    lines = ["# Mutation testing", "",
-             "Each mutant is one bug applied alone to a temporary copy of the checkout. The tests that execute its",
-             "lines (found by coverage, run fastest first, stopping at the first failure) judge it: *tests alone*.",
-             "Apart, the families of `python -m sashimi.check` that execute its lines run against it: *gate alone*",
-             "(`not reached` when no family executes them). Regenerate this page with:", "",
-             "```", f"{command} --markdown docs/MUTATION.md", "```", "",
-             f"Commit `{commit()}`; {minutes:.1f} min wall time for the whole run (coverage included).", "",
-             "| mutant | where | bug | tests alone | first failing test | gate alone |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Mutation testing",
+        "",
+        "Each mutant is one bug applied alone to a temporary copy of the checkout. The tests that execute its",
+        "lines (found by coverage, run fastest first, stopping at the first failure) judge it: *tests alone*.",
+        "Apart, the families of `python -m sashimi.check` that execute its lines run against it: *gate alone*",
+        "(`not reached` when no family executes them). Regenerate this page with:",
+        "",
+        "```",
+        f"{command} --markdown docs/MUTATION.md",
+        "```",
+        "",
+        f"Commit `{commit()}`; {minutes:.1f} min wall time for the whole run (coverage included).",
+        "",
+        "| mutant | where | bug | tests alone | first failing test | gate alone |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         tests = "killed" if r["killed"] else "SURVIVED"
-        lines.append(f"| `{r['id']}` | {r['file']}:{r['line']} | {r['operator']} | {tests} | `{r['killed_by']}` | {r['gate'] or '-'} |")
+        lines.append(
+            f"| `{r['id']}` | {r['file']}:{r['line']} | {r['operator']} | {tests} | `{r['killed_by']}` | "
+            f"{r['gate'] or '-'} |"
+        )
     for mutant_id, why in stale.items():
         lines.append(f"| `{mutant_id}` | - | STALE: {why} | - | - | - |")
     killed = sum(r["killed"] for r in results)
     caught = sum(r["gate"] not in (None, "passed", "not reached") for r in results)
-    lines += ["", f"{killed} of {len(results)} mutants killed by the tests alone; {caught} of {len(results)} make the gate fail alone;"
-              f" {len(stale)} stale entries.", "", ENGINE]
+    lines += [
+        "",
+        f"{killed} of {len(results)} mutants killed by the tests alone; {caught} of {len(results)} make the gate fail "
+        "alone;"
+        f" {len(stale)} stale entries.",
+        "",
+        ENGINE,
+    ]
     return "\n".join(lines)

@@ -19,7 +19,13 @@ from sashimi.harness.selection import FAST, Coverage
 from sashimi.harness.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
-FAMILIES = ["specs", "golden", "identity", "reference", "published"]  # sashimi.harness.gate.FAMILIES, without importing torch here
+FAMILIES = [
+    "specs",
+    "golden",
+    "identity",
+    "reference",
+    "published",
+]  # sashimi.harness.gate.FAMILIES, without importing torch here
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,9 @@ class Job:
 
 
 def source_files(root: Path = ROOT) -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
+    )
     return [line for line in out.stdout.splitlines() if line and (root / line).is_file()]
 
 
@@ -50,8 +58,14 @@ def make_copy(dest: Path, root: Path = ROOT) -> None:
 
 def environment(tree: Path, fixtures: Path | None) -> dict:
     """The mutated copy first on the path; one thread per process (mutants run side by side)."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "HYPOTHESIS_PROFILE": "ci",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     if fixtures is not None:
         env["SASHIMI_FIXTURES"] = str(fixtures)
     return env
@@ -100,7 +114,9 @@ def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, 
     """'passed', 'not reached' (no family executes the lines) or the first failing row."""
     if not families:
         return "not reached"
-    cmd = [sys.executable, "-m", "sashimi.check", *[f"--only={f}" for f in families]] + (["--fixtures", str(fixtures)] if fixtures else [])
+    cmd = [sys.executable, "-m", "sashimi.check", *[f"--only={f}" for f in families]] + (
+        ["--fixtures", str(fixtures)] if fixtures else []
+    )
     try:
         check = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -108,11 +124,23 @@ def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, 
     output = check.stdout + check.stderr
     if check.returncode == 0:
         return "passed"
-    return first(r"^FAILED: (.+?):\s*measured", output) or first(r"^(error: .+)$", output) or first(r"(\w+Error: .+)$", output) or f"exit {check.returncode}"
+    return (
+        first(r"^FAILED: (.+?):\s*measured", output)
+        or first(r"^(error: .+)$", output)
+        or first(r"(\w+Error: .+)$", output)
+        or f"exit {check.returncode}"
+    )
 
 
-def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool, timeout: int | float, root: Path = ROOT,
-            startup: float = 10.0) -> dict:
+def run_job(
+    job: Job,
+    coverage: Coverage,
+    fixtures: Path | None,
+    with_gate: bool,
+    timeout: int | float,
+    root: Path = ROOT,
+    startup: float = 10.0,
+) -> dict:
     """One mutant. Its tests may take ten times what they took before mutation, pytest's startup
     (`startup`, measured under the current load) included, before a timeout counts as a kill."""
     start = time.perf_counter()
@@ -131,12 +159,32 @@ def run_job(job: Job, coverage: Coverage, fixtures: Path | None, with_gate: bool
                 break
         families = coverage.families_for(job.file, job.lines, FAMILIES) if with_gate else []
         gate = run_gate(tree, env, families, fixtures, timeout) if with_gate else None
-    return {"id": job.id, "file": job.file, "line": job.line, "operator": job.operator, "killed": killed, "killed_by": killer,
-            "tests_run": len(tests), "selection": how, "gate": gate, "gate_families": families, "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "id": job.id,
+        "file": job.file,
+        "line": job.line,
+        "operator": job.operator,
+        "killed": killed,
+        "killed_by": killer,
+        "tests_run": len(tests),
+        "selection": how,
+        "gate": gate,
+        "gate_families": families,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
-def run_all(jobs: list[Job], coverage: Coverage, fixtures: Path | None, with_gate: bool, timeout: float, parallel: int,
-            deadline: float | None, log, startup: float = 10.0) -> tuple[list[dict], list[Job]]:
+def run_all(
+    jobs: list[Job],
+    coverage: Coverage,
+    fixtures: Path | None,
+    with_gate: bool,
+    timeout: float,
+    parallel: int,
+    deadline: float | None,
+    log,
+    startup: float = 10.0,
+) -> tuple[list[dict], list[Job]]:
     """Every job, `parallel` at a time, none started after `deadline` (time.monotonic()); returns the
     results in the jobs' order and the jobs left unrun."""
     results: dict[str, dict] = {}
@@ -165,5 +213,11 @@ def line_of(r: dict) -> str:
 
 def verdict(r: dict) -> Verdict:
     """A killed mutant passes; a survivor fails."""
-    return Verdict("mutant", f"{r['file']}:{r['line']} {r['operator']}", "killed" if r["killed"] else "SURVIVED", "killed",
-                   r["killed"], comment=f"by {r['killed_by']}" if r["killed"] else f"{r['tests_run']} tests run: {r['selection']}")
+    return Verdict(
+        "mutant",
+        f"{r['file']}:{r['line']} {r['operator']}",
+        "killed" if r["killed"] else "SURVIVED",
+        "killed",
+        r["killed"],
+        comment=f"by {r['killed_by']}" if r["killed"] else f"{r['tests_run']} tests run: {r['selection']}",
+    )

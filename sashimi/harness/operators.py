@@ -15,29 +15,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-SKIP = re.compile(r"#\s*mutate:\s*skip\b\s*(.*)")
+from sashimi.harness.operator_tables import (
+    ARITHMETIC,
+    AXIS_FIRST,
+    CLAMPS,
+    COMPARISON,
+    DTYPES,
+    EPSILON,
+    ORDER,
+    PLUMBING,
+    REDUCTIONS,
+    SYMBOL,
+)
 
-ARITHMETIC = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
-              ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.MatMult: ast.Mult}
-SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
-          ast.MatMult: "@", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
-          ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.And: "and", ast.Or: "or"}
-COMPARISON = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
-              ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
-DTYPES = {"float64": "float32", "complex128": "complex64", "double": "float", "cdouble": "cfloat"}
-# calls whose `dim` / `axis` keyword, or first integer argument (AXIS_FIRST), names an axis
-AXIS_FIRST = {"sum", "mean", "cumsum", "cumprod", "softmax", "log_softmax", "logsumexp", "var", "std", "amax", "amin",
-              "max", "min", "prod", "argmax", "argmin", "unsqueeze", "squeeze", "transpose", "swapaxes", "movedim",
-              "any", "all", "expand_dims", "vecdot"}
-REDUCTIONS = AXIS_FIRST | {"norm", "flip", "roll", "chunk", "cat", "stack", "diff", "concatenate", "split", "gather"}
-# builtins whose removal can only raise a TypeError: no realistic bug
-PLUMBING = {"range", "len", "enumerate", "zip", "print", "isinstance", "str", "repr", "sorted", "list", "tuple",
-            "dict", "set", "type", "iter", "next", "open", "super", "reversed", "Path"}
-CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_max", "clip", "clip_", "masked_fill", "masked_fill_", "nan_to_num"}
-EPSILON = 1e-6  # a float constant this small is a guard against 0: doubling it is no realistic bug
-# families first: a line keeps its first `per_line` mutants, so the numerical ones come first
-ORDER = ["conjugate", "dtype", "slice", "axis", "function", "mask", "comparison", "arithmetic", "constant", "boolean",
-         "statement", "argument", "call"]
+SKIP = re.compile(r"#\s*mutate:\s*skip\b\s*(.*)")
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,11 @@ def _numerical(node: ast.AST) -> Iterator[tuple[str, ast.AST | None]]:
     if name == "conj":  # x.conj() or torch.conj(x)
         yield "conjugate: dropped", receiver if not node.args else node.args[0]
     if isinstance(node, ast.Attribute) and node.attr in ("mT", "mH"):
-        yield f"conjugate: {'added' if node.attr == 'mT' else 'dropped'} (.{node.attr} -> .{'mH' if node.attr == 'mT' else 'mT'})", _with(node, attr="mH" if node.attr == "mT" else "mT")
+        yield (
+            f"conjugate: {'added' if node.attr == 'mT' else 'dropped'} (.{node.attr} -> "
+            f".{'mH' if node.attr == 'mT' else 'mT'})",
+            _with(node, attr="mH" if node.attr == "mT" else "mT"),
+        )
     if isinstance(node, ast.Attribute) and node.attr in DTYPES and not isinstance(node.ctx, ast.Store):
         yield f"dtype: {node.attr} -> {DTYPES[node.attr]}", _with(node, attr=DTYPES[node.attr])
     if isinstance(node, ast.Subscript):
@@ -86,7 +81,12 @@ def _numerical(node: ast.AST) -> Iterator[tuple[str, ast.AST | None]]:
     if name in ("exp", "softplus", "log", "log1p"):
         yield from _function(node, name, receiver)
     if name in CLAMPS:
-        yield f"mask: .{name}(...) dropped", node.args[0] if isinstance(receiver, ast.Name) and receiver.id in ("torch", "np", "numpy") and node.args else receiver
+        yield (
+            f"mask: .{name}(...) dropped",
+            node.args[0]
+            if isinstance(receiver, ast.Name) and receiver.id in ("torch", "np", "numpy") and node.args
+            else receiver,
+        )
     if name == "where" and len(node.args) == 3:
         yield "mask: where(c, a, b) -> a", node.args[1]
 
@@ -97,7 +97,9 @@ def _slices(index: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     for i, part in enumerate(parts):
         if not isinstance(part, ast.Slice) or (part.lower is None and part.upper is None):
             continue
-        moved = ast.Slice(_plus_one(part.lower, lower=True), _plus_one(part.upper, lower=False), copy.deepcopy(part.step))
+        moved = ast.Slice(
+            _plus_one(part.lower, lower=True), _plus_one(part.upper, lower=False), copy.deepcopy(part.step)
+        )
         new = [copy.deepcopy(p) for p in parts]
         new[i] = moved
         yield f"index {i} [{ast.unparse(part)}]", ast.Tuple(new, ast.Load()) if isinstance(index, ast.Tuple) else moved
@@ -145,7 +147,10 @@ def _function(node: ast.Call, name: str, receiver: ast.AST) -> Iterator[tuple[st
         return ast.Call(ast.Attribute(copy.deepcopy(arg), method, ast.Load()), [], [])
 
     if name == "exp":  # softplus(x) = log1p(exp(x)), written with what x already has
-        yield "function: exp -> softplus", ast.Call(ast.Attribute(receiver, "log1p", ast.Load()), [node], []) if module else call("log1p", node)
+        yield (
+            "function: exp -> softplus",
+            ast.Call(ast.Attribute(receiver, "log1p", ast.Load()), [node], []) if module else call("log1p", node),
+        )
     elif name == "softplus":
         yield "function: softplus -> exp", call("exp", x)
     else:
@@ -202,7 +207,8 @@ def _mutable_nodes(tree: ast.AST) -> Iterator[ast.AST]:
 
     def visit(node: ast.AST) -> Iterator[ast.AST]:
         if isinstance(node, ast.Import | ast.ImportFrom | ast.JoinedStr) or (
-                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        ):
             return
         if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
             return
@@ -222,13 +228,20 @@ def candidates(source: str, lines: set[int]) -> tuple[dict[int, list[Candidate]]
     and the lines marked `# mutate: skip <reason>` with their reasons."""
     tree = ast.parse(source)
     text_lines = source.splitlines()
-    skipped = {n: (m.group(1).strip() or "no reason given") for n in lines
-               if n <= len(text_lines) and (m := SKIP.search(text_lines[n - 1]))}
+    skipped = {
+        n: (m.group(1).strip() or "no reason given")
+        for n in lines
+        if n <= len(text_lines) and (m := SKIP.search(text_lines[n - 1]))
+    }
     found: dict[int, list[Candidate]] = {}
     for node in _mutable_nodes(tree):
         line = getattr(node, "lineno", None)
         if line not in lines or line in skipped or isinstance(node, ast.FunctionDef | ast.ClassDef):
             continue
-        ops = _statement(node) if isinstance(node, ast.stmt) else [(op, node, new) for op, new in [*_numerical(node), *_generic(node)]]
+        ops = (
+            _statement(node)
+            if isinstance(node, ast.stmt)
+            else [(op, node, new) for op, new in [*_numerical(node), *_generic(node)]]
+        )
         found.setdefault(line, []).extend(Candidate(line, op, target, new) for op, target, new in ops)
     return {line: sorted(found[line], key=lambda c: ORDER.index(c.family)) for line in sorted(found)}, skipped

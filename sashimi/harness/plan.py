@@ -58,8 +58,12 @@ def _is_expression(source: str) -> bool:
 def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
     """Lines added or modified since `rev` (committed or not) in the Python files of sashimi/ and
     reference/; tests and docs are not mutated."""
-    diff = subprocess.run(["git", "diff", "--unified=0", "--no-color", "--no-ext-diff", rev, "--", *anchor.ROOTS],
-                          cwd=root, capture_output=True, text=True)
+    diff = subprocess.run(
+        ["git", "diff", "--unified=0", "--no-color", "--no-ext-diff", rev, "--", *anchor.ROOTS],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if diff.returncode != 0:
         raise ValueError(f"git diff against {rev!r} failed: {diff.stderr.strip() or 'unknown revision'}")
     changed: dict[str, set[int]] = {}
@@ -86,7 +90,9 @@ def diff_jobs(root: Path, rev: str, per_line: int) -> tuple[list[Job], list[Skip
         for line, found in by_line.items():
             seen: set[str] = set()
             for c in found:
-                mutated = anchor.splice(text, anchor.Place(file, (c.node,), {}), "" if c.new is None else ast.unparse(c.new))
+                mutated = anchor.splice(
+                    text, anchor.Place(file, (c.node,), {}), "" if c.new is None else ast.unparse(c.new)
+                )
                 normal = ast.unparse(ast.parse(mutated))  # `dim=-1 -> -2` and `1 -> 2` there are one mutant
                 if normal in seen or len(seen) == per_line:
                     continue

@@ -104,7 +104,10 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     step64 = rollout(model64, tokens)
     compare("float64 step (teacher-forced) vs published float64 forward", step64, expected, tol64)
     if "fixture/logits_f32" in arrays:
-        bound32 = tolerance_bound("interop_float32_slack", published_error=float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()))
+        bound32 = tolerance_bound(
+            "interop_float32_slack",
+            published_error=float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()),
+        )
         model32 = pipeline_model(state, layout, dt_transform, torch.float32).model.eval()
         with torch.no_grad():
             compare("float32 forward vs published float64", model32(tokens), expected, bound32)
@@ -126,7 +129,9 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     x = torch.from_numpy(arrays["x_input"])
     expected_y = arrays["y_conv_float64"]
     published_err = meta.get("published_float32_error", {})
-    paths = meta.get("s4_layers") or {k[len("kernel_float64.") :]: {} for k in arrays if k.startswith("kernel_float64.")}
+    paths = meta.get("s4_layers") or {
+        k[len("kernel_float64.") :]: {} for k in arrays if k.startswith("kernel_float64.")
+    }
     tol64 = tolerance_bound("interop_float64")  # rtol 0: one bound for every tensor
     results = []
 
@@ -146,7 +151,12 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
 
     with torch.no_grad():
         compare("float32 forward vs published float64", model32(x), expected_y, bound32("y_conv_vs_float64"))
-    compare("float32 step (teacher-forced) vs published float64", rollout(model32, x), expected_y, bound32("y_step_dense_vs_float64"))
+    compare(
+        "float32 step (teacher-forced) vs published float64",
+        rollout(model32, x),
+        expected_y,
+        bound32("y_step_dense_vs_float64"),
+    )
     for name, K in s4_kernels(model32, paths).items():
         compare(f"float32 kernel {name}", K, arrays[f"kernel_float64.{name}"][0], bound32(name))
     return results

@@ -57,7 +57,12 @@ class PipelineParameters(nn.Module):
 
 
 def hyperparameters(group: dict) -> tuple:
-    return (float(group["lr"]), float(group["weight_decay"]), tuple(float(b) for b in group["betas"]), float(group.get("eps", 1e-8)))
+    return (
+        float(group["lr"]),
+        float(group["weight_decay"]),
+        tuple(float(b) for b in group["betas"]),
+        float(group.get("eps", 1e-8)),
+    )
 
 
 def our_groups(model: PipelineParameters, lr: float, spec: OptimizerConfig) -> list[dict]:
@@ -72,7 +77,9 @@ def our_groups(model: PipelineParameters, lr: float, spec: OptimizerConfig) -> l
     return [g for g in groups if g["params"]]
 
 
-def group_rows(stem: str, model: PipelineParameters, recorded: list[dict], what: str, lr: float, spec: OptimizerConfig, known: dict) -> Verdict:
+def group_rows(
+    stem: str, model: PipelineParameters, recorded: list[dict], what: str, lr: float, spec: OptimizerConfig, known: dict
+) -> Verdict:
     """Every parameter under the same hyperparameters (lr, weight decay, betas, eps) in our groups as
     in the pipeline's, but for the differences `known` names with their reason (specs/recipes.json,
     "param_groups"): exactly those differ. Groups may be merged where their hyperparameters agree."""
@@ -86,10 +93,17 @@ def group_rows(stem: str, model: PipelineParameters, recorded: list[dict], what:
     unexpected = [f"{n}: ours {ours.get(n)} vs {theirs.get(n)}" for n in differ if n not in known]
     vanished = [f"{n} no longer differs" for n in known if n not in differ]
     kinds = sorted(set(theirs.values()))
-    comment = "; ".join(unexpected[:4] + vanished + [f"{n} differs on purpose: {known[n]}" for n in differ if n in known][:1])
-    return Verdict("published", f"{stem}: param groups ({what})", f"{len(differ)} of {len(theirs)} differ",
-                   f"{len(known)} (known; (lr, wd, betas, eps) of the pipeline's {len(recorded)} groups: {kinds})",
-                   not unexpected and not vanished, comment=comment)
+    comment = "; ".join(
+        unexpected[:4] + vanished + [f"{n} differs on purpose: {known[n]}" for n in differ if n in known][:1]
+    )
+    return Verdict(
+        "published",
+        f"{stem}: param groups ({what})",
+        f"{len(differ)} of {len(theirs)} differ",
+        f"{len(known)} (known; (lr, wd, betas, eps) of the pipeline's {len(recorded)} groups: {kinds})",
+        not unexpected and not vanished,
+        comment=comment,
+    )
 
 
 def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
@@ -107,7 +121,9 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     stem, results = path.stem, []
 
     def compare(name, ours, theirs):
-        results.append(within("published", f"{stem}: {name}", ours, theirs, tolerance_bound("training_float64", theirs)))
+        results.append(
+            within("published", f"{stem}: {name}", ours, theirs, tolerance_bound("training_float64", theirs))
+        )
 
     model = PipelineParameters(state, layout, meta.get("dt_transform"))
     model.lm.train()
@@ -123,13 +139,33 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     known = specs.load("recipes")["param_groups"].get(meta.get("ref"), {})
     base = OptimizerConfig.from_specs()
     experiment = meta["optimizer"]
-    spec = dataclasses.replace(base, weight_decay=experiment["weight_decay"], betas=tuple(experiment.get("betas", base.betas)))
-    results.append(group_rows(stem, model, meta["param_groups"], f"experiment: lr {experiment['lr']}, weight decay {experiment['weight_decay']}",
-                              experiment["lr"], spec, known.get("experiment", {})))
+    spec = dataclasses.replace(
+        base, weight_decay=experiment["weight_decay"], betas=tuple(experiment.get("betas", base.betas))
+    )
+    results.append(
+        group_rows(
+            stem,
+            model,
+            meta["param_groups"],
+            f"experiment: lr {experiment['lr']}, weight decay {experiment['weight_decay']}",
+            experiment["lr"],
+            spec,
+            known.get("experiment", {}),
+        )
+    )
     probe = dict(o.split("=") for o in meta.get("probe_overrides", []))
     probe_spec = dataclasses.replace(spec, weight_decay=float(probe["optimizer.weight_decay"]))
-    results.append(group_rows(stem, model, meta["probe_param_groups"], f"probe: lr {probe['optimizer.lr']}, weight decay {probe['optimizer.weight_decay']}",
-                              float(probe["optimizer.lr"]), probe_spec, known.get("probe", {})))
+    results.append(
+        group_rows(
+            stem,
+            model,
+            meta["probe_param_groups"],
+            f"probe: lr {probe['optimizer.lr']}, weight decay {probe['optimizer.weight_decay']}",
+            float(probe["optimizer.lr"]),
+            probe_spec,
+            known.get("probe", {}),
+        )
+    )
 
     fresh = PipelineParameters(state, layout, meta.get("dt_transform"))
     fresh.lm.train()
@@ -139,5 +175,9 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
         optimization_step(fresh, fresh, optimizer, x, y, math.inf if clip is None else float(clip))
     after = fresh.named_leaves()
     for name in sorted(k[len("step3/") :] for k in arrays if k.startswith("step3/")):
-        compare(f"parameter after {meta['steps']} steps {name}", after[name].detach() if name in after else torch.zeros(0), arrays[f"step3/{name}"])
+        compare(
+            f"parameter after {meta['steps']} steps {name}",
+            after[name].detach() if name in after else torch.zeros(0),
+            arrays[f"step3/{name}"],
+        )
     return results

@@ -25,16 +25,27 @@ def official(name: str) -> dict:
     layer, rates = r["model"]["layer"], set(r["model"]["layer"]["lr"].values())
     grouping = r["train"]["optimizer_param_grouping"]
     return {
-        "optimizer": r["optimizer"]["_name_"], "lr": r["optimizer"]["lr"], "weight_decay": r["optimizer"]["weight_decay"],
+        "optimizer": r["optimizer"]["_name_"],
+        "lr": r["optimizer"]["lr"],
+        "weight_decay": r["optimizer"]["weight_decay"],
         "betas": list(r["optimizer"].get("betas", [0.9, 0.999])),
-        "ssm_lr": rates.pop() if len(rates) == 1 else r["model"]["layer"]["lr"], "ssm_weight_decay": layer["wd"],
+        "ssm_lr": rates.pop() if len(rates) == 1 else r["model"]["layer"]["lr"],
+        "ssm_weight_decay": layer["wd"],
         "bias_and_norm_weight_decay": grouping["bias_weight_decay"] or grouping["normalization_weight_decay"],
-        "scheduler": r["scheduler"]["_name_"], "plateau_mode": r["scheduler"]["mode"], "plateau_factor": r["scheduler"]["factor"],
-        "plateau_patience": r["scheduler"]["patience"], "plateau_min_lr": r["scheduler"]["min_lr"],
-        "plateau_monitor": r["train"]["monitor"], "plateau_interval": r["train"]["interval"],
-        "grad_clip": r["trainer"]["gradient_clip_val"], "accumulate_grad_batches": r["trainer"]["accumulate_grad_batches"],
-        "stop": f"max_epochs {r['trainer']['max_epochs']}", "ema": r["train"]["ema"],
-        "batch_size": r["loader"]["batch_size"], "seq_len": r["dataset"]["__l_max"], "bits": r["dataset"]["bits"],
+        "scheduler": r["scheduler"]["_name_"],
+        "plateau_mode": r["scheduler"]["mode"],
+        "plateau_factor": r["scheduler"]["factor"],
+        "plateau_patience": r["scheduler"]["patience"],
+        "plateau_min_lr": r["scheduler"]["min_lr"],
+        "plateau_monitor": r["train"]["monitor"],
+        "plateau_interval": r["train"]["interval"],
+        "grad_clip": r["trainer"]["gradient_clip_val"],
+        "accumulate_grad_batches": r["trainer"]["accumulate_grad_batches"],
+        "stop": f"max_epochs {r['trainer']['max_epochs']}",
+        "ema": r["train"]["ema"],
+        "batch_size": r["loader"]["batch_size"],
+        "seq_len": r["dataset"]["__l_max"],
+        "bits": r["dataset"]["bits"],
         "quantization": QUANTIZATION.get(r["dataset"]["quantization"], r["dataset"]["quantization"]),
         **{k: r["model"][k] for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout")},
         **{k: layer[k] for k in ("d_state", "n_ssm", "dt_min", "dt_max", "dt_transform")},
@@ -56,16 +67,34 @@ def ours(name: str) -> dict:
     model = dataclasses.asdict(ModelConfig(**p["model"]))
     kernel = inspect.signature(SSMKernel).parameters
     return {
-        "optimizer": "adamw", "lr": p["train"]["lr"], "weight_decay": spec.weight_decay, "betas": list(spec.betas),
-        "ssm_lr": spec.ssm_lr, "ssm_weight_decay": spec.ssm_weight_decay,
+        "optimizer": "adamw",
+        "lr": p["train"]["lr"],
+        "weight_decay": spec.weight_decay,
+        "betas": list(spec.betas),
+        "ssm_lr": spec.ssm_lr,
+        "ssm_weight_decay": spec.ssm_weight_decay,
         "bias_and_norm_weight_decay": final_norm_decays(),
-        "scheduler": "plateau", "plateau_mode": "min", "plateau_factor": spec.plateau_factor, "plateau_patience": spec.plateau_patience,
-        "plateau_min_lr": 0.0, "plateau_monitor": "val/loss", "plateau_interval": f"validation (every --eval-every, default {train.eval_every} steps)",
-        "grad_clip": train.grad_clip, "accumulate_grad_batches": 1, "stop": "--max-steps / --max-minutes", "ema": 0.0,
-        "batch_size": p["train"]["batch_size"], "seq_len": p["train"]["seq_len"], "bits": p["train"]["bits"],
+        "scheduler": "plateau",
+        "plateau_mode": "min",
+        "plateau_factor": spec.plateau_factor,
+        "plateau_patience": spec.plateau_patience,
+        "plateau_min_lr": 0.0,
+        "plateau_monitor": "val/loss",
+        "plateau_interval": f"validation (every --eval-every, default {train.eval_every} steps)",
+        "grad_clip": train.grad_clip,
+        "accumulate_grad_batches": 1,
+        "stop": "--max-steps / --max-minutes",
+        "ema": 0.0,
+        "batch_size": p["train"]["batch_size"],
+        "seq_len": p["train"]["seq_len"],
+        "bits": p["train"]["bits"],
         "quantization": p["train"]["quantization"],
-        **{k: model[k] for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout", "d_state", "n_ssm", "dt_transform")},
-        "dt_min": kernel["dt_min"].default, "dt_max": kernel["dt_max"].default,
+        **{
+            k: model[k]
+            for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout", "d_state", "n_ssm", "dt_transform")
+        },
+        "dt_min": kernel["dt_min"].default,
+        "dt_max": kernel["dt_max"].default,
     }
 
 
@@ -85,8 +114,31 @@ def recipe_lines(name: str) -> list[Verdict]:
         if same:
             comment = "" if reason is None else "a reason is recorded in specs/recipes.json but the values agree"
         else:
-            comment = f"kept on purpose: {reason}" if reason else "unexplained difference: remove it or give its reason in specs/recipes.json"
-        rows.append(Verdict("recipe", f"{name} {key}", f"ours {mine[key]}", f"official {theirs[key]} ({source})", passed, comment=comment))
-    rows += [Verdict("recipe", f"{name} {key}", "not a setting", "a setting of the official recipe", False, comment="stale reason in specs/recipes.json")
-             for key in reasons if key not in theirs]
+            comment = (
+                f"kept on purpose: {reason}"
+                if reason
+                else "unexplained difference: remove it or give its reason in specs/recipes.json"
+            )
+        rows.append(
+            Verdict(
+                "recipe",
+                f"{name} {key}",
+                f"ours {mine[key]}",
+                f"official {theirs[key]} ({source})",
+                passed,
+                comment=comment,
+            )
+        )
+    rows += [
+        Verdict(
+            "recipe",
+            f"{name} {key}",
+            "not a setting",
+            "a setting of the official recipe",
+            False,
+            comment="stale reason in specs/recipes.json",
+        )
+        for key in reasons
+        if key not in theirs
+    ]
     return rows

@@ -96,7 +96,9 @@ def _imports(path: Path) -> set[str]:
 def test_files_importing(root: Path, files: list[str]) -> list[str] | None:
     """The test files that import any of `files` directly or through other modules, or None when
     every test does (conftest.py or tests/helpers.py imports one of them)."""
-    modules = {p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")}
+    modules = {
+        p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")
+    }
     if (root / "conftest.py").is_file():
         modules["conftest.py"] = root / "conftest.py"
     importers: dict[str, set[str]] = defaultdict(set)
@@ -113,8 +115,15 @@ def test_files_importing(root: Path, files: list[str]) -> list[str] | None:
     return sorted(f for f in reached if f.startswith("tests/") and Path(f).name.startswith("test_"))
 
 
-def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, sources: tuple[str, ...] = ("sashimi", "reference"),
-            with_gate: bool = True) -> Coverage:
+def collect(
+    root: Path,
+    include: list[str] | None,
+    jobs: str,
+    env: dict,
+    log,
+    sources: tuple[str, ...] = ("sashimi", "reference"),
+    with_gate: bool = True,
+) -> Coverage:
     """Run the fast suite and the gate under coverage in `root`; `include` limits the files measured
     and the tests run to those that import them."""
     targets = test_files_importing(root, include) if include else None
@@ -124,25 +133,58 @@ def collect(root: Path, include: list[str] | None, jobs: str, env: dict, log, so
     with tempfile.TemporaryDirectory(prefix="sashimi-coverage-") as tmp:
         tmp = Path(tmp)
         rc = tmp / "coveragerc"
-        rc.write_text("[run]\nsource =\n" + "".join(f"    {s}\n" for s in sources) + "relative_files = True\n"
-                      + ("include =\n" + "".join(f"    {f}\n" for f in include) if include else ""))
+        rc.write_text(
+            "[run]\nsource =\n"
+            + "".join(f"    {s}\n" for s in sources)
+            + "relative_files = True\n"
+            + ("include =\n" + "".join(f"    {f}\n" for f in include) if include else "")
+        )
         env = {**env, "COVERAGE_FILE": str(tmp / "tests.coverage")}
         what = "the fast suite" if targets is None else f"the {len(targets)} test files that import the changed code"
         log(f"coverage: {what} once with per-test contexts ...")
         workers = "0" if targets and len(targets) <= 2 else jobs  # starting workers costs more than a file or two
-        suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", FAST, "-n", workers, "--durations=0", "--durations-min=0",
-                                f"--cov-config={rc}", *[f"--cov={s}" for s in sources], "--cov-context=test", "--cov-report=", *(targets or [])],
-                               cwd=root, env=env, capture_output=True, text=True)
+        suite = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                FAST,
+                "-n",
+                workers,
+                "--durations=0",
+                "--durations-min=0",
+                f"--cov-config={rc}",
+                *[f"--cov={s}" for s in sources],
+                "--cov-context=test",
+                "--cov-report=",
+                *(targets or []),
+            ],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if suite.returncode != 0:
             tail = "\n".join((suite.stdout + suite.stderr).splitlines()[-15:])
-            raise RuntimeError(f"the fast suite fails on the code before mutation (pytest exit {suite.returncode}); fix it first:\n{tail}")
+            raise RuntimeError(
+                f"the fast suite fails on the code before mutation (pytest exit {suite.returncode}); fix it "
+                f"first:\n{tail}"
+            )
         tests = durations(suite.stdout)
         lines = _read(tmp / "tests.coverage", root, _test_context)
         if not with_gate:
             return Coverage(tests, lines, {})
         log("coverage: the gate once, one context per family ...")
         env["COVERAGE_FILE"] = str(tmp / "gate.coverage")
-        gate = subprocess.run([sys.executable, "-m", "sashimi.harness.selection", str(rc)], cwd=root, env=env, capture_output=True, text=True)
+        gate = subprocess.run(
+            [sys.executable, "-m", "sashimi.harness.selection", str(rc)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if gate.returncode != 0:
             raise RuntimeError(f"the gate could not run under coverage:\n{gate.stderr[-2000:]}")
         return Coverage(tests, lines, _read(tmp / "gate.coverage", root, lambda c: c or EVERYTHING))
@@ -154,12 +196,29 @@ def startup_seconds(root: Path, env: dict, coverage: Coverage) -> float:
     if not coverage.tests:
         return 0.0
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "--co", "-p", "no:cacheprovider", min(coverage.tests).split("::")[0]],
-                   cwd=root, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "--co",
+            "-p",
+            "no:cacheprovider",
+            min(coverage.tests).split("::")[0],
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
-def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, files: list[str], with_gate: bool = True) -> Coverage:
+def cached(
+    root: Path, include: list[str] | None, jobs: str, env: dict, log, files: list[str], with_gate: bool = True
+) -> Coverage:
     """`collect`, kept in .mutate-cache/ under a hash of every source file (`files`) and `include`:
     a second run on the same tree reuses it; any change to the code or the tests collects anew."""
     digest = hashlib.sha256(json.dumps([include, with_gate]).encode())
@@ -173,7 +232,9 @@ def cached(root: Path, include: list[str] | None, jobs: str, env: dict, log, fil
     coverage = collect(root, include, jobs, env, log, with_gate=with_gate)
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tests": coverage.tests, "lines": _lists(coverage.lines), "gate": _lists(coverage.gate)}))
+    tmp.write_text(
+        json.dumps({"tests": coverage.tests, "lines": _lists(coverage.lines), "gate": _lists(coverage.gate)})
+    )
     tmp.replace(path)
     return coverage
 

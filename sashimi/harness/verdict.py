@@ -56,7 +56,9 @@ def summary(verdicts: list[Verdict], what: str = "checks", seconds: float | None
     notes = sum(v.word == "note" for v in verdicts)
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     noted = f"; {notes} reported, not enforced, do not hold" if notes else ""
-    lines = [f"{sum(v.passed is True for v in verdicts)} of {len(verdicts)} {what} pass ({skipped} skipped{noted}){took}"]
+    lines = [
+        f"{sum(v.passed is True for v in verdicts)} of {len(verdicts)} {what} pass ({skipped} skipped{noted}){took}"
+    ]
     lines += [f"FAILED: {v.group}: {v.name}: measured {v.measured}, expected {v.expected}" for v in failed]
     return "\n".join(lines)
 
@@ -116,4 +118,6 @@ def compare(actual, expected, tolerance: str, group: str = "compare", name: str 
 def assert_close(actual, expected, tolerance: str) -> None:
     result = compare(actual, expected, tolerance)
     if not result.passed:
-        raise AssertionError(f"{tolerance}: max abs error {result.error:.3e} vs bound {result.bound:.3e} (measured {result.measured})")
+        raise AssertionError(
+            f"{tolerance}: max abs error {result.error:.3e} vs bound {result.bound:.3e} (measured {result.measured})"
+        )

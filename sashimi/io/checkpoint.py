@@ -36,7 +36,9 @@ def save(payload: dict, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch reports a failed write (e.g. a full disk) as RuntimeError
         Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -50,13 +52,18 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch checkpoint): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not a torch checkpoint): {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path} is not a sashimi checkpoint (expected a dict with 'config' and 'model')")
     return payload
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", expect_bits: int | None = None) -> tuple[SashimiLM, dict]:
+def load_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu", expect_bits: int | None = None
+) -> tuple[SashimiLM, dict]:
     """The model of a checkpoint, in eval mode, strictly: its weights must fit its own configuration."""
     payload = load(path, map_location=device)
     try:
@@ -70,10 +77,14 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", expe
         model.load_state_dict(payload["model"], strict=True)
     except RuntimeError as e:
         detail = " ".join(line.strip() for line in str(e).splitlines()[1:4])
-        raise CheckpointError(f"{path}: weights do not fit its configuration ({config.bits}-bit, d_model {config.d_model}, "
-                              f"n_layers {config.n_layers}): {detail}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit its configuration ({config.bits}-bit, d_model {config.d_model}, "
+            f"n_layers {config.n_layers}): {detail}"
+        ) from None
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise CheckpointError(f"{path} holds non-finite weights (nan or inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
-                              "it came from a diverged run; use an earlier checkpoint")
+        raise CheckpointError(
+            f"{path} holds non-finite weights (nan or inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+            "it came from a diverged run; use an earlier checkpoint"
+        )
     return model.eval(), payload

@@ -29,12 +29,22 @@ def backbone_kwargs(constructor_kwargs: dict, state: dict) -> dict:
     """Our Backbone arguments from the published constructor kwargs; n_ssm is read off A_real."""
     for key, value in SUPPORTED.items():
         if constructor_kwargs.get(key, value) != value:
-            raise InteropError(f"published option {key}={constructor_kwargs[key]!r} is not supported (only {key}={value})")
+            raise InteropError(
+                f"published option {key}={constructor_kwargs[key]!r} is not supported (only {key}={value})"
+            )
     known = {"d_model", "n_layers", "pool", "expand", "ff", "dropout", "n_ssm", "d_state", *SUPPORTED}
     unknown = set(constructor_kwargs) - known
     if unknown:
-        print(f"warning: ignoring published constructor arguments {sorted(unknown)}; the comparison will show whether they matter", file=sys.stderr)
-    kwargs = {k: constructor_kwargs[k] for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout") if k in constructor_kwargs}
+        print(
+            f"warning: ignoring published constructor arguments {sorted(unknown)}; the comparison will show whether "
+            "they matter",
+            file=sys.stderr,
+        )
+    kwargs = {
+        k: constructor_kwargs[k]
+        for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout")
+        if k in constructor_kwargs
+    }
     kwargs["pool"] = tuple(kwargs.get("pool", (4, 4)))
     a_real = [v for k, v in state.items() if k.endswith("kernel.A_real")]
     if not a_real:
@@ -102,8 +112,10 @@ def fixture_state(arrays: dict) -> dict:
     return arrays
 
 
-DT_DEFAULT_REASON = ("default exp: the released *_v4.pt files were converted from v3-trained weights, which use exp; "
-                     "give --dt-transform softplus for a model trained by the v4 pipeline (its default)")
+DT_DEFAULT_REASON = (
+    "default exp: the released *_v4.pt files were converted from v3-trained weights, which use exp; "
+    "give --dt-transform softplus for a model trained by the v4 pipeline (its default)"
+)
 
 
 @dataclass
@@ -125,11 +137,24 @@ def standalone_model(state: dict, constructor_kwargs: dict | None, bits: int) ->
             raise InteropError(str(e)) from None
     else:
         kwargs = backbone_kwargs(constructor_kwargs, state)
-        config = ModelConfig(bits=bits, d_model=kwargs["d_model"], n_layers=kwargs.get("n_layers", 8), pool=list(kwargs["pool"]), expand=kwargs.get("expand", 2),
-                             ff=kwargs.get("ff", 2), n_ssm=kwargs["n_ssm"], dropout=kwargs.get("dropout", 0.0), d_state=kwargs["d_state"])
+        config = ModelConfig(
+            bits=bits,
+            d_model=kwargs["d_model"],
+            n_layers=kwargs.get("n_layers", 8),
+            pool=list(kwargs["pool"]),
+            expand=kwargs.get("expand", 2),
+            ff=kwargs.get("ff", 2),
+            n_ssm=kwargs["n_ssm"],
+            dropout=kwargs.get("dropout", 0.0),
+            d_state=kwargs["d_state"],
+        )
     lm = SashimiLM(config)
     lm.backbone.load_state_dict(convert_state(state, lm.backbone), strict=True)
-    return Imported(lm, "standalone", ["embedding and decoder are freshly initialized (a published standalone state dict holds the backbone only)"])
+    return Imported(
+        lm,
+        "standalone",
+        ["embedding and decoder are freshly initialized (a published standalone state dict holds the backbone only)"],
+    )
 
 
 def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: torch.dtype = torch.float32) -> Imported:
@@ -137,7 +162,10 @@ def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: to
     notes = []
     if layout == "pipeline-v3":
         if dt_transform not in (None, "exp"):
-            raise InteropError(f"--dt-transform {dt_transform}: a v3 state dict stores log_dt, whose Delta is exp(log_dt) by construction")
+            raise InteropError(
+                f"--dt-transform {dt_transform}: a v3 state dict stores log_dt, whose Delta is exp(log_dt) by "
+                "construction"
+            )
         dt_transform = "exp"
         notes.append("Delta = exp(log_dt) (v3 layout)")
     elif dt_transform is None:
@@ -155,7 +183,9 @@ def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: to
     return Imported(lm, layout, notes)
 
 
-def import_file(path: Path, constructor_kwargs: dict | None = None, bits: int | None = None, dt_transform: str | None = None) -> Imported:
+def import_file(
+    path: Path, constructor_kwargs: dict | None = None, bits: int | None = None, dt_transform: str | None = None
+) -> Imported:
     """Any published state dict (standalone, pipeline v3 or v4; .pt, .ckpt or .npz) as our language model."""
     try:
         state, prefix = pipeline.strip_prefix(fixture_state(statefile.read_state_dict(path)))
@@ -169,9 +199,14 @@ def import_file(path: Path, constructor_kwargs: dict | None = None, bits: int | 
     else:
         imported = pipeline_model(state, layout, dt_transform)
     if bits is not None and bits != imported.model.config.bits:
-        raise InteropError(f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has {imported.model.config.n_classes} rows)")
+        raise InteropError(
+            f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has "
+            f"{imported.model.config.n_classes} rows)"
+        )
     if prefix:
-        imported.notes.insert(0, f"every key carried the prefix {prefix!r} (the name of a wrapper it was saved from); read without it")
+        imported.notes.insert(
+            0, f"every key carried the prefix {prefix!r} (the name of a wrapper it was saved from); read without it"
+        )
     return imported
 
 
@@ -179,6 +214,9 @@ def save_imported(imported: Imported, source: Path, out: Path, quantization: str
     """A checkpoint `generate`, `evaluate` and `train --init` read: the model and how it hears audio."""
     config = imported.model.config
     train = {"preset": "sc09", "bits": config.bits, "quantization": quantization, "sample_rate": sample_rate}
-    payload = {"config": {"model": config.to_dict(), "train": train}, "model": imported.model.state_dict(),
-               "imported": {"source": str(source), "layout": imported.layout, "notes": imported.notes}}
+    payload = {
+        "config": {"model": config.to_dict(), "train": train},
+        "model": imported.model.state_dict(),
+        "imported": {"source": str(source), "layout": imported.layout, "notes": imported.notes},
+    }
     return checkpoint.save(payload, out)

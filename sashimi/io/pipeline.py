@@ -35,10 +35,15 @@ def detect_layout(keys) -> str:
         return "pipeline-v3"
     if any(k.startswith("model.") and k.endswith(".kernel.inv_dt") for k in keys):
         return "pipeline-v4"
-    if any(k.endswith(".kernel.inv_dt") for k in keys) and not any(k.startswith(("model.", "encoder.", "decoder.")) for k in keys):
+    if any(k.endswith(".kernel.inv_dt") for k in keys) and not any(
+        k.startswith(("model.", "encoder.", "decoder.")) for k in keys
+    ):
         return "standalone"
     sample = ", ".join(sorted(keys)[:4]) or "no keys"
-    raise LayoutError(f"not a SaShiMi state dict of a known layout (standalone, pipeline v3 or v4): no S4 kernel keys found (first keys: {sample})")
+    raise LayoutError(
+        "not a SaShiMi state dict of a known layout (standalone, pipeline v3 or v4): no S4 kernel keys found (first "
+        f"keys: {sample})"
+    )
 
 
 # keys that exist once, at the top of each layout: the pipeline's embedding, the standalone backbone's final norm
@@ -59,8 +64,11 @@ def key_prefix(keys) -> str:
                 return ""
             lacking = [k for k in keys if not k.startswith(prefix)]
             if lacking:
-                raise LayoutError(f"the keys carry the prefix {prefix!r} (e.g. {prefix}{anchor}) but not all of them ({lacking[0]!r} does not): "
-                                  "not one model's state dict")
+                raise LayoutError(
+                    f"the keys carry the prefix {prefix!r} (e.g. {prefix}{anchor}) but not all of them ({lacking[0]!r} "
+                    "does not): "
+                    "not one model's state dict"
+                )
             return prefix
     return ""
 
@@ -71,7 +79,16 @@ def strip_prefix(state: dict) -> tuple[dict, str]:
     return ({k[len(prefix) :]: v for k, v in state.items()} if prefix else state), prefix
 
 
-_V3_KERNEL = {"log_dt": "inv_dt", "inv_w_real": "A_real", "log_w_real": "A_real", "w_imag": "A_imag", "B": "B", "P": "P", "C": "C", "L": "l_kernel"}
+_V3_KERNEL = {
+    "log_dt": "inv_dt",
+    "inv_w_real": "A_real",
+    "log_w_real": "A_real",
+    "w_imag": "A_imag",
+    "B": "B",
+    "P": "P",
+    "C": "C",
+    "L": "l_kernel",
+}
 
 
 def _rename(key: str, layout: str) -> str | None:
@@ -81,7 +98,10 @@ def _rename(key: str, layout: str) -> str | None:
     if key.startswith("decoder.0.output_transform."):
         return "decoder." + key[len("decoder.0.") :]
     if not key.startswith("model."):
-        raise LayoutError(f"unexpected key {key!r}: a pipeline state dict holds encoder.0.*, model.* and decoder.0.output_transform.* only")
+        raise LayoutError(
+            f"unexpected key {key!r}: a pipeline state dict holds encoder.0.*, model.* and "
+            "decoder.0.output_transform.* only"
+        )
     key = "backbone." + key[len("model.") :]
     key = key.replace(".norm.norm.", ".norm.")
     if key.endswith((".weight_g", ".weight_v")):
@@ -151,7 +171,9 @@ def infer_config(ours: dict, dt_transform: str, bits: int | None = None) -> Mode
         n_classes, d_model = shape("encoder.embedding.weight")
         bits = int(round(math.log2(n_classes)))
         if 2**bits != n_classes or bits not in (8, 16):
-            raise LayoutError(f"the embedding has {n_classes} classes; only 8-bit (256) and 16-bit (65536) models exist")
+            raise LayoutError(
+                f"the embedding has {n_classes} classes; only 8-bit (256) and 16-bit (65536) models exist"
+            )
     else:
         d_model = shape("backbone.norm.weight")[0]
     pool, H, expand = [], d_model, None
@@ -179,5 +201,16 @@ def infer_config(ours: dict, dt_transform: str, bits: int | None = None) -> Mode
     rows, width = shape(prefix + "output_linear.0.weight")
     s4_output = "glu" if rows == 2 * width else "linear"
     norm = "scalar" if any(k.endswith(".norm.m") for k in ours) else "layer"
-    return ModelConfig(bits=bits, d_model=d_model, n_layers=n_layers, pool=pool, expand=expand or 2, ff=ff, n_ssm=n_ssm,
-                       d_state=2 * N2, norm=norm, dt_transform=dt_transform, s4_output=s4_output)
+    return ModelConfig(
+        bits=bits,
+        d_model=d_model,
+        n_layers=n_layers,
+        pool=pool,
+        expand=expand or 2,
+        ff=ff,
+        n_ssm=n_ssm,
+        d_state=2 * N2,
+        norm=norm,
+        dt_transform=dt_transform,
+        s4_output=s4_output,
+    )

@@ -47,7 +47,9 @@ def plot_sample(audio: np.ndarray, sample_rate: int, path: Path, title: str) -> 
     a.set_ylabel("amplitude")
     a.set_title(title)
     nfft = int(min(512, 2 ** max(4, int(math.log2(max(len(audio), 16))) - 1)))
-    with warnings.catch_warnings():  # a sample shorter than a few windows, or silent, makes matplotlib warn about its own choices
+    with (
+        warnings.catch_warnings()
+    ):  # a sample shorter than a few windows, or silent, makes matplotlib warn about its own choices
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         b.specgram(audio, NFFT=nfft, Fs=sample_rate, noverlap=3 * nfft // 4, cmap="magma")

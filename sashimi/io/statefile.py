@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CONVERT_HINT = ("convert it where it was made: python -c \"import torch; c = torch.load('IN', weights_only=False); "
-                "torch.save(c.get('state_dict', c), 'OUT.pt')\"")
+CONVERT_HINT = (
+    "convert it where it was made: python -c \"import torch; c = torch.load('IN', weights_only=False); "
+    "torch.save(c.get('state_dict', c), 'OUT.pt')\""
+)
 
 
 class StateFileError(ValueError):
@@ -75,7 +77,9 @@ class _InertUnpickler(pickle.Unpickler):
         return opaque_class(f"{module}.{name}")
 
 
-_INERT = types.SimpleNamespace(Unpickler=_InertUnpickler, load=lambda f, **kw: _InertUnpickler(f, **kw).load(), __name__="inert_pickle")
+_INERT = types.SimpleNamespace(
+    Unpickler=_InertUnpickler, load=lambda f, **kw: _InertUnpickler(f, **kw).load(), __name__="inert_pickle"
+)
 
 
 def _torch_load(path: Path):
@@ -85,11 +89,16 @@ def _torch_load(path: Path):
         if "Unsupported global" not in str(e) and "weights_only" not in str(e):
             raise StateFileError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # truncated or foreign files raise several types
-        raise StateFileError(f"cannot read {path}: not a torch state dict, Lightning checkpoint or .npz, or cut short ({type(e).__name__})") from None
+        raise StateFileError(
+            f"cannot read {path}: not a torch state dict, Lightning checkpoint or .npz, or cut short "
+            f"({type(e).__name__})"
+        ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_INERT)
     except Exception as e:
-        raise StateFileError(f"cannot read {path} without running code stored in it ({type(e).__name__}); {CONVERT_HINT}") from None
+        raise StateFileError(
+            f"cannot read {path} without running code stored in it ({type(e).__name__}); {CONVERT_HINT}"
+        ) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -102,7 +111,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             with np.load(path, allow_pickle=False) as arrays:
                 return {k: torch.from_numpy(np.asarray(arrays[k])) for k in arrays.files}
         except Exception as e:
-            raise StateFileError(f"cannot read {path} as a .npz of arrays: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise StateFileError(
+                f"cannot read {path} as a .npz of arrays: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
     state = _torch_load(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -110,5 +122,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise StateFileError(f"{path} does not hold a state dict (found {type(state).__name__}); {CONVERT_HINT}")
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise StateFileError(f"{path}: entries {', '.join(map(str, bad[:3]))} are not tensors: not a plain state dict; {CONVERT_HINT}")
+        raise StateFileError(
+            f"{path}: entries {', '.join(map(str, bad[:3]))} are not tensors: not a plain state dict; {CONVERT_HINT}"
+        )
     return dict(state)

@@ -68,7 +68,10 @@ class Backbone(nn.Module):
 
     def check_length(self, L: int) -> None:
         if L % self.multiple:
-            raise ValueError(f"sequence length must be a multiple of prod(pool) = {self.multiple} (pool {list(self.pool)}); got L = {L}")
+            raise ValueError(
+                f"sequence length must be a multiple of prod(pool) = {self.multiple} (pool {list(self.pool)}); got L = "
+                f"{L}"
+            )
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
         self.check_length(x.shape[1])

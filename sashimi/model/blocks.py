@@ -56,7 +56,9 @@ class FFLayer(nn.Module):
 
     def __init__(self, H: int, expand: int = 2, dropout: float = 0.0):
         super().__init__()
-        self.ff = nn.Sequential(nn.Sequential(nn.Linear(H, H * expand), nn.GELU()), nn.Dropout(dropout), nn.Linear(H * expand, H))
+        self.ff = nn.Sequential(
+            nn.Sequential(nn.Linear(H, H * expand), nn.GELU()), nn.Dropout(dropout), nn.Linear(H * expand, H)
+        )
 
     def forward(self, x: Float[Tensor, "*batch H"]) -> Float[Tensor, "*batch H"]:
         check_width(x, self.ff[0][0].in_features, "FFLayer")
@@ -96,7 +98,11 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L H"]:
         check_width(x, self.H, "ResidualBlock")
-        if self.checkpoint and torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+        if (
+            self.checkpoint
+            and torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        ):
             extra = self.layer.precompute(x.shape[1])
             return x + checkpoint(self._body, x, *extra, use_reentrant=False)
         return x + self._body(x)
@@ -113,8 +119,18 @@ class ResidualBlock(nn.Module):
         return x + y, state
 
 
-def s4_block(H: int, n_ssm: int | None, dropout: float, d_state: int = 64, norm: str = "layer", dt_transform: str = "exp", output: str = "glu") -> ResidualBlock:
-    return ResidualBlock(H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform, output=output), dropout, norm)
+def s4_block(
+    H: int,
+    n_ssm: int | None,
+    dropout: float,
+    d_state: int = 64,
+    norm: str = "layer",
+    dt_transform: str = "exp",
+    output: str = "glu",
+) -> ResidualBlock:
+    return ResidualBlock(
+        H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform, output=output), dropout, norm
+    )
 
 
 def ff_block(H: int, expand: int, dropout: float, norm: str = "layer") -> ResidualBlock:

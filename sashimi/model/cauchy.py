@@ -50,7 +50,9 @@ def dplr_kernel_plain(
     return torch.fft.irfft(K_hat, n=L)
 
 
-def half_angle_tables(L: int, dtype: torch.dtype, device: torch.device) -> tuple[Float[Tensor, " F"], Float[Tensor, " F"]]:
+def half_angle_tables(
+    L: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Float[Tensor, " F"], Float[Tensor, " F"]]:
     """(sin(theta/2), cos(theta/2)) at the rfft bins theta_k = 2 pi k / L, k = 0..L//2, computed in float64."""
     k = torch.arange(L // 2 + 1, dtype=torch.float64, device=device)
     half = math.pi * k / L
@@ -58,7 +60,11 @@ def half_angle_tables(L: int, dtype: torch.dtype, device: torch.device) -> tuple
 
 
 def cauchy_pairs_plain(
-    W: Float[Tensor, "H K N2"], R4: Float[Tensor, "H N2"], M: Float[Tensor, "H N2"], s: Float[Tensor, " F"], c: Float[Tensor, " F"]
+    W: Float[Tensor, "H K N2"],
+    R4: Float[Tensor, "H N2"],
+    M: Float[Tensor, "H N2"],
+    s: Float[Tensor, " F"],
+    c: Float[Tensor, " F"],
 ) -> Float[Tensor, "H K 2 F"]:
     """Re and Im of X_k(f) = sum_n W_kn / Q'_n(f), Q'_n(f) = M_n c_f^2 - 4 s_f^2 - i R4_n s_f c_f.
 
@@ -121,7 +127,9 @@ class _DPLRResponse(torch.autograd.Function):
         g = torch.view_as_complex(dout.contiguous())
         g_rho0 = torch.complex(c, -s) * g
         g_t = -c * g_rho0
-        g_rho = torch.stack([g_rho0, (rho[:, 2] / D).conj() * g_t, (rho[:, 1] / D).conj() * g_t, (-c) * (t / D).conj() * g_t], dim=1)
+        g_rho = torch.stack(
+            [g_rho0, (rho[:, 2] / D).conj() * g_t, (rho[:, 1] / D).conj() * g_t, (-c) * (t / D).conj() * g_t], dim=1
+        )
         g_XY = torch.cat([(-1j * s) * g_rho, (c / 2) * g_rho], dim=1)
         gr, gi = g_XY.real.contiguous(), g_XY.imag.contiguous()
         # Cauchy part: conj(q)^2 = G_r - i G_i with G_r = qr^2 - qi^2, G_i = 2 qr qi
@@ -135,7 +143,9 @@ class _DPLRResponse(torch.autograd.Function):
             f1 = min(F, f0 + chunk)
             qr, qi = _inverse_Q(R4, M, c2[f0:f1], sc[f0:f1], m4s2[f0:f1])
             dW.baddbmm_(gr[..., f0:f1], qr.mT).baddbmm_(gi[..., f0:f1], qi.mT)
-            T.baddbmm_(torch.addcmul(qr * qr, qi, qi, value=-1), Dr[..., f0:f1].mT).baddbmm_(qr.mul_(qi), Di[..., f0:f1].mT)
+            T.baddbmm_(torch.addcmul(qr * qr, qi, qi, value=-1), Dr[..., f0:f1].mT).baddbmm_(
+                qr.mul_(qi), Di[..., f0:f1].mT
+            )
         Wt = W.mT
         dM = -(Wt * T[..., :K]).sum(-1)
         dR4 = (Wt * T[..., K:]).sum(-1)
@@ -158,7 +168,11 @@ def _cauchy_pairs_chunked(W: Tensor, R4: Tensor, M: Tensor, s: Tensor, c: Tensor
 
 
 def dplr_response(
-    W: Float[Tensor, "H K N2"], R4: Float[Tensor, "H N2"], M: Float[Tensor, "H N2"], s: Float[Tensor, " F"], c: Float[Tensor, " F"]
+    W: Float[Tensor, "H K N2"],
+    R4: Float[Tensor, "H N2"],
+    M: Float[Tensor, "H N2"],
+    s: Float[Tensor, " F"],
+    c: Float[Tensor, " F"],
 ) -> Complex[Tensor, "H F"]:
     """K^ from `cauchy_pairs_plain` followed by the Woodbury correction, chunked over frequencies,
     recomputing in backward instead of storing (see `_DPLRResponse`)."""
@@ -166,7 +180,11 @@ def dplr_response(
 
 
 def dplr_response_plain(
-    W: Float[Tensor, "H K N2"], R4: Float[Tensor, "H N2"], M: Float[Tensor, "H N2"], s: Float[Tensor, " F"], c: Float[Tensor, " F"]
+    W: Float[Tensor, "H K N2"],
+    R4: Float[Tensor, "H N2"],
+    M: Float[Tensor, "H N2"],
+    s: Float[Tensor, " F"],
+    c: Float[Tensor, " F"],
 ) -> Complex[Tensor, "H F"]:
     """`dplr_response` in one piece with plain autograd (its oracle)."""
     return _woodbury(cauchy_pairs_plain(W, R4, M, s, c), s, c)[0]
@@ -199,4 +217,3 @@ def dplr_kernel(
     v = dt * torch.stack([C_tilde * B, C_tilde * P, Q * B, Q * P])
     W = torch.cat([4 * v.real, -4 * (v * w.conj()).real]).transpose(0, 1).contiguous()
     return torch.fft.irfft(dplr_response(W, 4 * w.real, w.real.square() + w.imag.square(), s, c), n=L)
-

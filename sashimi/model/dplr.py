@@ -1,4 +1,5 @@
-"""The DPLR state matrix over the full state and its bilinear discretization (docs/DESIGN.md, "Bilinear discretization").
+"""The DPLR state matrix over the full state and its bilinear discretization (docs/DESIGN.md, "Bilinear
+discretization").
 
 Complex parameters are stored as real views with a trailing axis of 2 (the published layout).
 """
@@ -30,4 +31,3 @@ def dense_bilinear(
     A_bar = torch.linalg.solve(left, I + half * A)
     B_bar = torch.linalg.solve(left, dt.to(A.dtype) * conj_pairs(B))
     return A_bar, B_bar
-

@@ -25,74 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from sashimi.core.shapes import Float, Int, Tensor
-from sashimi.model.blocks import FFLayer, ResidualBlock, ScalarNorm
+from sashimi.model.fused_layout import Pack, apply_norm, block_spec, norm_spec, take
 from sashimi.model.lm import SashimiLM, check_tokens
-from sashimi.model.s4 import S4Layer
-
-
-class Pack:
-    """The weights of one depth laid end to end in one flat tensor, each named by a slot
-    (offset, shape): the compiled function then takes, and guards, one weight argument instead
-    of about a hundred (dynamo's per-call guard check grows with the number of tensors)."""
-
-    def __init__(self):
-        self.parts, self.size = [], 0
-
-    def slot(self, t: Tensor) -> tuple[int, tuple[int, ...]]:
-        self.parts.append(t.detach().reshape(-1))
-        slot = (self.size, tuple(t.shape))
-        self.size += t.numel()
-        return slot
-
-    def tensor(self) -> Float[Tensor, " W"]:
-        return torch.cat(self.parts)
-
-
-@typing.no_type_check  # compiled: jaxtyping checks would break torch.compile
-def take(flat: Float[Tensor, " W"], slot: tuple[int, tuple[int, ...]]) -> Tensor:
-    offset, shape = slot
-    return flat[offset : offset + math.prod(shape)].view(shape)
-
-
-def norm_spec(norm: torch.nn.Module, pack: Pack) -> tuple:
-    if isinstance(norm, ScalarNorm):
-        return ("scalar", pack.slot(norm.m), pack.slot(norm.s))
-    return ("layer", pack.slot(norm.weight), pack.slot(norm.bias), norm.eps)
 
 
 @typing.no_type_check  # compiled
-def apply_norm(x: Float[Tensor, "B H"], flat: Float[Tensor, " W"], spec: tuple) -> Float[Tensor, "B H"]:
-    if spec[0] == "layer":
-        return F.layer_norm(x, x.shape[-1:], take(flat, spec[1]), take(flat, spec[2]), spec[3])
-    mu = x.mean(-1, keepdim=True)
-    sigma = x.var(-1, unbiased=False, keepdim=True).sqrt()
-    return (take(flat, spec[2]) / sigma) * (x - mu + take(flat, spec[1]))
-
-
-def halves(pairs: Float[Tensor, "H N"]) -> tuple[Float[Tensor, "H N2"], Float[Tensor, "H N2"]]:
-    """Interleaved (re, im) pairs -> the real parts and the imaginary parts, each contiguous."""
-    return pairs[..., 0::2], pairs[..., 1::2]
-
-
-def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
-    """One residual block in step mode: its kind, norm and weight slots."""
-    layer = block.layer
-    if isinstance(layer, S4Layer):
-        conv = layer.layer
-        if conv._step is None or conv._step_fn.__name__ != "dplr_step":
-            raise RuntimeError("FusedStep needs the model's linear recurrence: call model.setup_step() first")
-        a, b, g, m, c = conv._step
-        linear = layer.output_linear[0]
-        weights = (a.real, a.imag, *halves(b), *halves(g), *halves(m), *halves(c), conv.D[0], linear.weight, linear.bias)
-        return ("s4", norm_spec(block.norm, pack), *(pack.slot(w) for w in weights), len(layer.output_linear) > 1)
-    if isinstance(layer, FFLayer):
-        first, second = layer.ff[0][0], layer.ff[2]
-        return ("ff", norm_spec(block.norm, pack), *(pack.slot(w) for w in (first.weight, first.bias, second.weight, second.bias)))
-    raise TypeError(f"FusedStep: unknown block layer {type(layer).__name__}")
-
-
-@typing.no_type_check  # compiled
-def s4_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
+def s4_recurrence(
+    u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
     """`recurrence.dplr_step` in real arithmetic, so that a compiler fuses it into one pass over the
     state: x' = a x + b u - g (m . x), y = c . x', the state held as its real and imaginary parts
     (B, 2, H, N2), each coefficient as (real, imaginary) parts (m and c as `dplr_step` takes them:
@@ -107,7 +47,9 @@ def s4_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *co
 
 
 @typing.no_type_check  # compiled
-def run_blocks(x: Float[Tensor, "B H"], states: Float[Tensor, "B S 2 H N2"], flat: Float[Tensor, " W"], blocks: list[tuple]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S 2 H N2"]]:
+def run_blocks(
+    x: Float[Tensor, "B H"], states: Float[Tensor, "B S 2 H N2"], flat: Float[Tensor, " W"], blocks: list[tuple]
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S 2 H N2"]]:
     """x through the residual blocks of one stage; one new recurrence state per S4 block."""
     new_states = []
     for kind, norm, *slots in blocks:
@@ -163,7 +105,9 @@ class Depth(torch.nn.Module):
         self.spec = spec
 
     @typing.no_type_check  # traced by torch.fx: its arguments are proxies
-    def forward(self, source: Tensor, pending: Tensor | None, states: Tensor, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, source: Tensor, pending: Tensor | None, states: Tensor, flat: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         return depth_step(source, pending, states, flat, self.spec)
 
 
@@ -210,7 +154,9 @@ class FusedStep:
             if d == 0:
                 spec["embedding"] = pack.slot(weight)
                 spec["final_norm"] = norm_spec(backbone.norm, pack)
-                spec["decoder"] = tuple(pack.slot(w) for w in (model.decoder.output_transform.weight, model.decoder.output_transform.bias))
+                spec["decoder"] = tuple(
+                    pack.slot(w) for w in (model.decoder.output_transform.weight, model.decoder.output_transform.bias)
+                )
             else:
                 down, up = backbone.d_layers[d - 1].linear, backbone.u_layers[K - d][0]
                 spec["down"] = (pack.slot(down.weight), pack.slot(down.bias))
@@ -224,7 +170,10 @@ class FusedStep:
         self.buffers = [new(batch, widths[d], self.pool[d]) for d in range(K)]
         self.pending = [new(batch, widths[d], self.pool[d]) for d in range(K)]  # zeros: the UpPool shift
         n_state = model.config.d_state
-        self.states = [new(batch, sum(b[0] == "s4" for b in spec["blocks"]), 2, widths[d], n_state // 2) for d, spec in enumerate(specs)]
+        self.states = [
+            new(batch, sum(b[0] == "s4" for b in spec["blocks"]), 2, widths[d], n_state // 2)
+            for d, spec in enumerate(specs)
+        ]
         self.batch, self.t = batch, 0
         self.cuda_graphs = compile and weight.is_cuda
         self.functions = [depth_step] * (K + 1)
@@ -244,7 +193,10 @@ class FusedStep:
             return tuple(t.clone() for t in function(*args))
         except Exception as e:  # a compiler that fails (missing headers, unsupported op): run eager
             first_line = str(e).splitlines()[0] if str(e) else ""
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {first_line}); running the step functions without it", stacklevel=3)
+            warnings.warn(
+                f"torch.compile failed ({type(e).__name__}: {first_line}); running the step functions without it",
+                stacklevel=3,
+            )
             self.functions = [depth_step] * len(self.functions)
             return depth_step(*args, self.specs[d])
 
@@ -260,8 +212,10 @@ class FusedStep:
             elapsed = time.perf_counter() - start
             if elapsed > time_limit and self.functions[d] is not depth_step:
                 self.functions[d:] = [depth_step] * (K + 1 - d)
-                notice = (f"compiling the step functions took {elapsed:.1f} s, over the limit of {time_limit:g} s: "
-                          f"depths {d} to {K} (of 0 to {K}) run uncompiled")
+                notice = (
+                    f"compiling the step functions took {elapsed:.1f} s, over the limit of {time_limit:g} s: "
+                    f"depths {d} to {K} (of 0 to {K}) run uncompiled"
+                )
                 log(notice) if log is not None else warnings.warn(notice, stacklevel=2)
                 return
             self.run(d, tokens if d == 0 else self.buffers[d - 1], self.pending[d][:, :, 0] if d < K else None)
@@ -270,7 +224,9 @@ class FusedStep:
         """Logits for the next sample. `check` False skips the token range check, for callers whose
         tokens come from sampling these logits (always in range)."""
         if tokens.shape != (self.batch,):
-            raise ValueError(f"FusedStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"FusedStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}"
+            )
         if check:
             check_tokens(tokens, self.n_classes)
         t, K = self.t, len(self.pool)

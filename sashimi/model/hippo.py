@@ -5,7 +5,9 @@ import torch
 from sashimi.core.shapes import Complex, Tensor
 
 
-def hippo_legs_nplr(N: int, B_clip: float = 2.0) -> tuple[Complex[Tensor, " N2"], Complex[Tensor, " N2"], Complex[Tensor, " N2"]]:
+def hippo_legs_nplr(
+    N: int, B_clip: float = 2.0
+) -> tuple[Complex[Tensor, " N2"], Complex[Tensor, " N2"], Complex[Tensor, " N2"]]:
     """(Lambda, P, B) of HiPPO-LegS in normal plus low-rank form, float64.
 
     A_nk = -sqrt(2n+1) sqrt(2k+1) (n > k), -(n+1) (n = k); B_n = sqrt(2n+1);
@@ -34,4 +36,3 @@ def hippo_legs_nplr(N: int, B_clip: float = 2.0) -> tuple[Complex[Tensor, " N2"]
     P_rot = V.conj().T @ P.to(V.dtype)
     B_rot = torch.complex(B_rot.real, B_rot.imag.clamp(-B_clip, B_clip))
     return Lambda, P_rot, B_rot
-

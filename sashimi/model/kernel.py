@@ -60,7 +60,15 @@ class SSMKernel(nn.Module):
     truncated to the L asked for, exactly as published.
     """
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1, dt_transform: str = "exp"):
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        n_ssm: int | None = None,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_transform: str = "exp",
+    ):
         super().__init__()
         if dt_transform not in ("exp", "softplus"):
             raise ValueError(f"dt_transform must be 'exp' or 'softplus'; got {dt_transform!r}")
@@ -86,7 +94,13 @@ class SSMKernel(nn.Module):
 
     def ssm_parameters(
         self,
-    ) -> tuple[Float[Tensor, "H 1"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"], Complex[Tensor, "H N2"]]:
+    ) -> tuple[
+        Float[Tensor, "H 1"],
+        Complex[Tensor, "H N2"],
+        Complex[Tensor, "H N2"],
+        Complex[Tensor, "H N2"],
+        Complex[Tensor, "H N2"],
+    ]:
         """(dt, Lambda, P, B, C) broadcast to the H channels; C is C~ when l_kernel > 0."""
         copies = self.H // self.n_ssm
         dt = torch.exp(self.inv_dt) if self.dt_transform == "exp" else F.softplus(self.inv_dt)
@@ -97,7 +111,9 @@ class SSMKernel(nn.Module):
 
     def discretized_float64(self) -> tuple[Complex[Tensor, "H N N"], Complex[Tensor, "H N"], Complex[Tensor, "H N"]]:
         """(A_bar, B_bar, [C; conj C]) over the full state in float64; C itself, not C~."""
-        dt, Lambda, P, B, C = (x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters())
+        dt, Lambda, P, B, C = (
+            x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
+        )
         A_bar, B_bar = dense_bilinear(dt, Lambda, P, B)
         C_full = conj_pairs(C)
         l = int(self.l_kernel)
@@ -109,7 +125,9 @@ class SSMKernel(nn.Module):
     @torch.no_grad()
     def _extend_C_tilde(self, L: int) -> None:
         """Make C hold C~ for a length >= L (see the class docstring), in float64."""
-        dt, Lambda, P, B, C = (x.to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters())
+        dt, Lambda, P, B, C = (
+            x.to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
+        )
         A_bar, _ = dense_bilinear(dt, Lambda, P, B)
         I = torch.eye(self.N, dtype=A_bar.dtype, device=A_bar.device)
         C_full, l = conj_pairs(C), int(self.l_kernel)

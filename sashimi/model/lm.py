@@ -17,7 +17,10 @@ def check_tokens(tokens: Tensor, n_classes: int) -> None:
     bad = (tokens < 0) | (tokens >= n_classes)
     if bool(bad.any()):
         position = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"tokens must lie in [0, {n_classes - 1}] (C = {n_classes}); got {int(tokens[position])} at position {position}")
+        raise ValueError(
+            f"tokens must lie in [0, {n_classes - 1}] (C = {n_classes}); got {int(tokens[position])} at position "
+            f"{position}"
+        )
 
 
 class Encoder(nn.Module):
@@ -48,7 +51,9 @@ class Decoder(nn.Module):
         self.l_output = l_output
         self.output_transform = nn.Linear(d, n_classes)
 
-    def forward(self, x: Float[Tensor, "B L H"]) -> Float[Tensor, "B L C"] | Float[Tensor, "B C"] | Float[Tensor, "B K C"]:
+    def forward(
+        self, x: Float[Tensor, "B L H"]
+    ) -> Float[Tensor, "B L C"] | Float[Tensor, "B C"] | Float[Tensor, "B K C"]:
         if self.l_output is None:
             return self.output_transform(x)
         if self.l_output == 0:
@@ -68,7 +73,17 @@ class SashimiLM(nn.Module):
         c = config
         self.encoder = Encoder(c.n_classes, c.d_model)
         self.backbone = Backbone(
-            c.d_model, c.n_layers, tuple(c.pool), c.expand, c.ff, c.n_ssm, c.dropout, c.d_state, c.norm, c.dt_transform, c.s4_output
+            c.d_model,
+            c.n_layers,
+            tuple(c.pool),
+            c.expand,
+            c.ff,
+            c.n_ssm,
+            c.dropout,
+            c.d_state,
+            c.norm,
+            c.dt_transform,
+            c.s4_output,
         )
         self.decoder = Decoder(c.d_model, c.n_classes, l_output)
 
@@ -77,7 +92,9 @@ class SashimiLM(nn.Module):
         self.backbone.check_length(tokens.shape[1])
         return self.backbone(self.encoder(tokens))
 
-    def forward(self, tokens: Int[Tensor, "B L"] | Int[Tensor, "B L 1"]) -> Float[Tensor, "B L C"] | Float[Tensor, "B C"] | Float[Tensor, "B K C"]:
+    def forward(
+        self, tokens: Int[Tensor, "B L"] | Int[Tensor, "B L 1"]
+    ) -> Float[Tensor, "B L C"] | Float[Tensor, "B C"] | Float[Tensor, "B K C"]:
         return self.decoder(self.features(tokens))
 
     def setup_step(self) -> None:

@@ -29,7 +29,12 @@ def step_matrices(kernel: SSMKernel) -> tuple[Float[Tensor, "H N N"], Float[Tens
     dC = (C_full @ T).real.to(dtype)
     return dA, dB, dC
 
-def linear_step_coefficients(kernel: SSMKernel) -> tuple[Complex[Tensor, "H N2"], Float[Tensor, "H N"], Float[Tensor, "H N"], Float[Tensor, "H N"], Float[Tensor, "H N"]]:
+
+def linear_step_coefficients(
+    kernel: SSMKernel,
+) -> tuple[
+    Complex[Tensor, "H N2"], Float[Tensor, "H N"], Float[Tensor, "H N"], Float[Tensor, "H N"], Float[Tensor, "H N"]
+]:
     """(a, b, g, m, c) of the O(N) DPLR recurrence over the half state x (N2 modes), built
     in float64 and cast to the parameter dtype (b, g, m, c as interleaved real pairs, m and c
     conjugated and c doubled so that `dplr_step` needs only real dot products):
@@ -42,7 +47,9 @@ def linear_step_coefficients(kernel: SSMKernel) -> tuple[Complex[Tensor, "H N2"]
     m = (1 - k gamma) conj(P) + k conj(P) a, b = b0 - g k Re(P^H b0); c is C itself
     (C~ solved back, as in `discretized_float64`).
     """
-    dt, Lambda, P, B, _ = (x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in kernel.ssm_parameters())
+    dt, Lambda, P, B, _ = (
+        x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in kernel.ssm_parameters()
+    )
     _, _, C_full = kernel.discretized_float64()
     d = dt / 2
     E = 1 / (1 - d * Lambda)
@@ -54,7 +61,10 @@ def linear_step_coefficients(kernel: SSMKernel) -> tuple[Complex[Tensor, "H N2"]
     m = (1 - k * gamma) * P.conj() + k * P.conj() * a
     b = b0 - g * (k * (P.conj() * b0).sum(-1, keepdim=True).real)
     dtype = kernel.inv_dt.dtype
-    pairs = [torch.view_as_real(x).flatten(-2).to(dtype) for x in (b, g, m.conj().resolve_conj(), (2 * C_full[:, : kernel.N2]).conj().resolve_conj())]
+    pairs = [
+        torch.view_as_real(x).flatten(-2).to(dtype)
+        for x in (b, g, m.conj().resolve_conj(), (2 * C_full[:, : kernel.N2]).conj().resolve_conj())
+    ]
     return (a.to(torch.complex64 if dtype == torch.float32 else torch.complex128), *pairs)
 
 
@@ -88,4 +98,3 @@ def ssm_step(
     """One recurrence step: x' = dA x + dB u, y = dC . x'."""
     state = torch.einsum("hmn,bhn->bhm", dA, state) + dB * u[..., None]
     return (state * dC).sum(-1), state
-

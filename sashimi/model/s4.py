@@ -79,7 +79,9 @@ class S4Conv(nn.Module):
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.D.new_zeros(batch, self.kernel.H, self.kernel.N)
 
-    def step(self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
+    def step(
+        self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]
+    ) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
         if self._step is None:
             raise RuntimeError("call setup_step() before step()")
         y, state = self._step_fn(state, u, *self._step)
@@ -94,7 +96,15 @@ class S4Layer(nn.Module):
     alone (the configuration of the official README's 4.1M-parameter SC09 model).
     """
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0, dt_transform: str = "exp", output: str = "glu"):
+    def __init__(
+        self,
+        H: int,
+        N: int = 64,
+        n_ssm: int | None = None,
+        dropout: float = 0.0,
+        dt_transform: str = "exp",
+        output: str = "glu",
+    ):
         super().__init__()
         if output not in ("glu", "linear"):
             raise ValueError(f"S4 output must be 'glu' or 'linear'; got {output!r}")
@@ -119,7 +129,9 @@ class S4Layer(nn.Module):
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.layer.default_state(batch)
 
-    def step(self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
+    def step(
+        self, u: Float[Tensor, "B H"], state: Float[Tensor, "B H N"]
+    ) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B H N"]]:
         check_width(u, self.output_linear[0].in_features, "S4Layer.step")
         y, state = self.layer.step(u, state)
         return self.output_linear(y), state

@@ -83,7 +83,9 @@ def sample(
         fused.warm_up(compile_time_limit, log)
         step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
     with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
-        return sampling_loop(step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress)
+        return sampling_loop(
+            step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress
+        )
 
 
 def model_step(model: SashimiLM, n: int):
@@ -118,8 +120,18 @@ def draw(logp: Float[Tensor, "B C"], generator: torch.Generator) -> Int[Tensor, 
     return torch.searchsorted(cdf, u, right=True).clamp_(max=logp.shape[-1] - 1)
 
 
-def sampling_loop(step, bits: int, n: int, length: int, temperature: float, top_p: float, prefix: Int[Tensor, " P"],
-                  generator: torch.Generator, device: torch.device, progress) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
+def sampling_loop(
+    step,
+    bits: int,
+    n: int,
+    length: int,
+    temperature: float,
+    top_p: float,
+    prefix: Int[Tensor, " P"],
+    generator: torch.Generator,
+    device: torch.device,
+    progress,
+) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     token = torch.full((n,), 2 ** (bits - 1), dtype=torch.long, device=device)
     if prefix.numel():
         check_tokens(prefix, 2**bits)
@@ -129,7 +141,9 @@ def sampling_loop(step, bits: int, n: int, length: int, temperature: float, top_
     out, picked = [], []
     for _ in range(length):
         logits = step(token)
-        logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # a step costs ~0.2 ms: each op counts
+        logits = (
+            logits.float() if temperature == 1.0 else logits.float() / temperature
+        )  # a step costs ~0.2 ms: each op counts
         logp = top_p_filter(logits, top_p).log_softmax(-1).cpu()
         token_cpu = draw(logp, generator)
         picked.append(logp.gather(1, token_cpu))

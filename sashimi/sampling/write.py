@@ -43,15 +43,21 @@ def prepare_folder(out: Path, overwrite: bool = False) -> Path:
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as e:
-        raise OSError(f"cannot write into the output folder {out}: {e.strerror or e}; give a writable folder with --out") from None
+        raise OSError(
+            f"cannot write into the output folder {out}: {e.strerror or e}; give a writable folder with --out"
+        ) from None
     earlier = sorted(out.glob(SAMPLE_GLOB + ".wav"))
     if earlier and not overwrite:
-        raise ValueError(f"--out {out} already holds {len(earlier)} generated samples ({earlier[0].name}, ...): "
-                         "give a new folder, or --overwrite to replace them")
+        raise ValueError(
+            f"--out {out} already holds {len(earlier)} generated samples ({earlier[0].name}, ...): "
+            "give a new folder, or --overwrite to replace them"
+        )
     return out
 
 
-def generation_bytes(model: SashimiLM, n_samples: int, length: int, prefix_length: int = 0, batch_size: int = 16) -> int:
+def generation_bytes(
+    model: SashimiLM, n_samples: int, length: int, prefix_length: int = 0, batch_size: int = 16
+) -> int:
     """Estimated peak memory of `generate_to_folder`: the recurrent state and the per-step logits of
     one batch, the tokens and log-likelihoods kept per step of that batch, and every batch's tokens
     (listed, then concatenated: twice) with their decoded float32 audio at write time."""
@@ -78,8 +84,12 @@ def check_generation_fits(model: SashimiLM, n_samples: int, length: int, prefix_
     """MemoryError naming the estimate and the flags to lower when generation cannot fit."""
     device = next(model.parameters()).device
     need = generation_bytes(model, n_samples, length, prefix_length, batch_size)
-    return memory.refuse_over_limit(need, device, f"generating {n_samples} x {prefix_length + length:,} samples (batches of {batch_size})",
-                                    "--n-samples, --seconds/--length or --batch-size")
+    return memory.refuse_over_limit(
+        need,
+        device,
+        f"generating {n_samples} x {prefix_length + length:,} samples (batches of {batch_size})",
+        "--n-samples, --seconds/--length or --batch-size",
+    )
 
 
 def write_pair(audio: Float[np.ndarray, " L"], sample_rate: int, wav: Path, title: str) -> Path:
@@ -98,7 +108,11 @@ def write_pair(audio: Float[np.ndarray, " L"], sample_rate: int, wav: Path, titl
         os.replace(tmp_wav, wav)
     except (OSError, RuntimeError) as e:  # soundfile reports a failed write as a RuntimeError
         _discard(tmp_wav, tmp_png, png if current == wav else None)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        reason = (
+            e.strerror
+            if isinstance(e, OSError) and e.strerror
+            else (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        )
         raise OSError(f"cannot write {current}: {reason}") from None
     except BaseException:
         _discard(tmp_wav, tmp_png, png if current == wav else None)
@@ -112,8 +126,15 @@ def _discard(*paths: Path | None) -> None:
             path.unlink(missing_ok=True)
 
 
-def write_samples(tokens: Int[Tensor, "B T"], scores: Float[Tensor, " B"], model: SashimiLM, quantization: str, sample_rate: int, out: Path,
-                  overwrite: bool) -> list[Path]:
+def write_samples(
+    tokens: Int[Tensor, "B T"],
+    scores: Float[Tensor, " B"],
+    model: SashimiLM,
+    quantization: str,
+    sample_rate: int,
+    out: Path,
+    overwrite: bool,
+) -> list[Path]:
     """Every sample as WAV + PNG, named by rank and mean log-likelihood, best first; with
     `overwrite`, the folder's earlier samples are removed first (never mixed with these)."""
     if overwrite:
@@ -127,9 +148,20 @@ def write_samples(tokens: Int[Tensor, "B T"], scores: Float[Tensor, " B"], model
 
 
 def generate_to_folder(
-    model: SashimiLM, quantization: str, sample_rate: int, out: Path, n_samples: int, length: int, temperature: float = 1.0,
-    top_p: float = 1.0, prefix: Int[Tensor, " P"] | None = None, batch_size: int = 16, seed: int = 0, log=print,
-    compile: bool | str = "auto", overwrite: bool = False,
+    model: SashimiLM,
+    quantization: str,
+    sample_rate: int,
+    out: Path,
+    n_samples: int,
+    length: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    prefix: Int[Tensor, " P"] | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    log=print,
+    compile: bool | str = "auto",
+    overwrite: bool = False,
 ) -> list[Path]:
     """Sample, sort by log-likelihood, decode, write WAV + PNG per sample; returns the WAV paths.
     Each sample holds the prefix (if any) followed by `length` generated samples.
@@ -139,28 +171,60 @@ def generate_to_folder(
     need = check_generation_fits(model, n_samples, length, n_prefix, batch_size)
     out = prepare_folder(out, overwrite)
     batches = math.ceil(n_samples / batch_size)
-    log(f"generating {n_samples} x {length:,} samples in {batches} batch{'es' if batches > 1 else ''} of up to {batch_size}: "
-        f"about {memory.human(need)} of memory (estimate); the bar below shows the time left")
+    log(
+        f"generating {n_samples} x {length:,} samples in {batches} batch{'es' if batches > 1 else ''} of up to "
+        f"{batch_size}: "
+        f"about {memory.human(need)} of memory (estimate); the bar below shows the time left"
+    )
     tokens, scores = [], []
     start = time.perf_counter()
     # the remaining time is spelled out ("ETA"): generation is the longest quiet stretch of `make run`
-    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
+    bar_format = (
+        "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed} elapsed, ETA {remaining}, {rate_fmt}]"
+    )
     try:
-        with progress_bar(total=math.ceil(n_samples / batch_size) * length, unit="step", desc="generating", leave=False, bar_format=bar_format) as bar:
+        with progress_bar(
+            total=math.ceil(n_samples / batch_size) * length,
+            unit="step",
+            desc="generating",
+            leave=False,
+            bar_format=bar_format,
+        ) as bar:
             for first in range(0, n_samples, batch_size):
                 n = min(batch_size, n_samples - first)
-                t, s = sample(model, n, length, temperature, top_p, prefix, seed + first, progress=bar, log=bar.write, compile=compile)
+                t, s = sample(
+                    model,
+                    n,
+                    length,
+                    temperature,
+                    top_p,
+                    prefix,
+                    seed + first,
+                    progress=bar,
+                    log=bar.write,
+                    compile=compile,
+                )
                 tokens.append(t)
                 scores.append(s)
     except KeyboardInterrupt:
         done = sum(len(s) for s in scores)
         if done:
-            written = write_samples(torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite)
-            log(f"interrupted: kept the {done} of {n_samples} samples finished so far in {out} ({written[0].name}, ...)")
+            written = write_samples(
+                torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite
+            )
+            log(
+                f"interrupted: kept the {done} of {n_samples} samples finished so far in {out} ({written[0].name}, ...)"
+            )
         else:
-            log(f"interrupted before the first batch of {min(batch_size, n_samples)} samples finished: nothing written to {out}")
+            log(
+                f"interrupted before the first batch of {min(batch_size, n_samples)} samples finished: nothing written "
+                f"to {out}"
+            )
         raise
     elapsed = time.perf_counter() - start
     after = f" after the {n_prefix}-sample prefix (each WAV holds {n_prefix + length})" if n_prefix else ""
-    log(f"generated {n_samples} x {length} samples{after} in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} samples/s")
+    log(
+        f"generated {n_samples} x {length} samples{after} in {elapsed:.1f} s: {n_samples * length / elapsed:,.0f} "
+        "samples/s"
+    )
     return write_samples(torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite)

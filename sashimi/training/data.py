@@ -23,7 +23,10 @@ def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, Aud
         train = AudioDataset(folder, "train", *settings)
     except EmptySplitError:
         train = AudioDataset(folder, None, *settings)
-        log(f"no file under {folder} falls in the training split (80% of names by hash): training on all {len(train.files)} files")
+        log(
+            f"no file under {folder} falls in the training split (80% of names by hash): training on all "
+            f"{len(train.files)} files"
+        )
     try:
         validation = AudioDataset(folder, "validation", *settings)
     except ValueError:
@@ -61,8 +64,17 @@ def check_data_unchanged(config: TrainConfig, payload: dict, folder: Path, procs
     now = folder_fingerprint(folder)
     if now["sha256"] == saved["sha256"]:
         return
-    change = f"{saved['files']} files when checkpointed, {now['files']} now" if now["files"] != saved["files"] else f"{now['files']} files, changed names or sizes"
+    change = (
+        f"{saved['files']} files when checkpointed, {now['files']} now"
+        if now["files"] != saved["files"]
+        else f"{now['files']} files, changed names or sizes"
+    )
     if not config.allow_changed_data:
-        raise ValueError(f"--resume: the data folder {folder} changed since the checkpoint ({change}): the run would not continue "
-                         "bit for bit; restore the folder, or continue on it anyway with --allow-changed-data")
-    procs.log(f"--allow-changed-data: continuing on the changed data folder {folder} ({change}); the run is no longer what a straight run would be")
+        raise ValueError(
+            f"--resume: the data folder {folder} changed since the checkpoint ({change}): the run would not continue "
+            "bit for bit; restore the folder, or continue on it anyway with --allow-changed-data"
+        )
+    procs.log(
+        f"--allow-changed-data: continuing on the changed data folder {folder} ({change}); the run is no longer what a "
+        "straight run would be"
+    )

@@ -16,20 +16,40 @@ from sashimi.training.metrics import evaluate, unigram_bits
 from sashimi.training.sampler import sequential_batches
 
 
-def evaluate_folder(checkpoint_path: str | os.PathLike, folder: str | os.PathLike, batch_size: int = 8, device: torch.device | str = "cpu",
-                    log=lambda message: None, progress: bool = False) -> dict:
+def evaluate_folder(
+    checkpoint_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    log=lambda message: None,
+    progress: bool = False,
+) -> dict:
     """Loss, bits_per_sample, bpb, accuracy, accuracy@k, perplexity over every non-padding
     position, and the unigram baseline (entropy of the folder's token histogram). `log` is told
     when the files are read; `progress` shows a bar over the batches on stderr."""
     model, payload = load_model(checkpoint_path, device)
     audio = audio_settings(payload["config"].get("train"))
-    memory.check_fits(model.config, batch_size, audio.seq_len, torch.device(device), "evaluation", "--batch-size", training=False)
+    memory.check_fits(
+        model.config, batch_size, audio.seq_len, torch.device(device), "evaluation", "--batch-size", training=False
+    )
     log(f"reading the audio files under {folder}")
     dataset = AudioDataset(folder, None, audio.seq_len, model.config.bits, audio.quantization, audio.sample_rate)
     start = time.perf_counter()
-    batches = progress_bar(iterable=sequential_batches(dataset, batch_size), total=math.ceil(len(dataset) / batch_size), desc="evaluating", unit="batch",
-                           leave=False, disable=not progress)
+    batches = progress_bar(
+        iterable=sequential_batches(dataset, batch_size),
+        total=math.ceil(len(dataset) / batch_size),
+        desc="evaluating",
+        unit="batch",
+        leave=False,
+        disable=not progress,
+    )
     result = evaluate(model, batches, model.config.bits, torch.device(device))
     result["unigram_bits_per_sample"] = unigram_bits(np.concatenate(dataset.tokens), model.config.n_classes)
-    result.update(files=len(dataset.files), clips=len(dataset), seconds=time.perf_counter() - start, checkpoint=str(checkpoint_path), data=str(folder))
+    result.update(
+        files=len(dataset.files),
+        clips=len(dataset),
+        seconds=time.perf_counter() - start,
+        checkpoint=str(checkpoint_path),
+        data=str(folder),
+    )
     return result

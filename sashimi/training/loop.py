@@ -7,17 +7,13 @@ Several processes (torchrun) train with DistributedDataParallel on shares of one
 import dataclasses
 import json
 import math
-import os
 import shutil
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, folder_fingerprint
 from sashimi.core.cli import pick_device
@@ -31,50 +27,16 @@ from sashimi.training import memory, runs
 from sashimi.training.data import check_data_unchanged, data_folder, datasets, write_embedded_data
 from sashimi.training.metrics import LossModel, evaluate, unigram_bits
 from sashimi.training.optimizer import make_optimizer, optimization_step
+from sashimi.training.processes import Processes, new_run_dir, rng_state, set_rng_state, start_processes
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@dataclass
-class Processes:
-    """This process's place among the training processes (torchrun's environment)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def from_environment(cls) -> "Processes":
-        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def log(self, message: str) -> None:
-        if self.is_main:
-            tqdm.write(message, file=sys.stderr)
 
 
 class Run:
     """Everything a training run holds; `state()` and `load()` make it resumable bit for bit."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None = None):
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None = None
+    ):
         self.config, self.run_dir, self.device = config, run_dir, device
         torch.manual_seed(config.seed)
         self.model = SashimiLM(model_config or config.model_config()).to(device)
@@ -108,31 +70,15 @@ class Run:
         return checkpoint.save(self.state(), self.run_dir / name)
 
 
-def start_processes(device: torch.device, procs: Processes) -> torch.device:
-    """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
-
-
-def new_run_dir(config: TrainConfig, procs: Processes) -> Path:
-    """Rank 0 creates the run folder exclusively (`runs.new_run_dir`); every process agrees on it."""
-    run_dir = runs.new_run_dir(config.out) if procs.is_main else Path()
-    if procs.distributed:
-        holder = [str(run_dir)]
-        dist.broadcast_object_list(holder, src=0)
-        run_dir = Path(holder[0])
-    return run_dir
-
-
 def train(config: TrainConfig) -> Path:
     """Run training; returns the run directory."""
     procs = Processes.from_environment()
     payload, model_config, init_state = None, None, None
     if config.resume and config.init:
-        raise ValueError("--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of them")
+        raise ValueError(
+            "--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of "
+            "them"
+        )
     if config.resume:
         config, payload, run_dir = runs.resumed_config(config)
         model_config = ModelConfig(**payload["config"]["model"])
@@ -140,8 +86,14 @@ def train(config: TrainConfig) -> Path:
         config, model_config, init_state = runs.initial_weights(config)
     config = config.resolved(model_config.pool if model_config else None)
     device = pick_device(config.device)
-    memory.check_fits(model_config or config.model_config(), max(1, config.batch_size // procs.world), config.seq_len, device,
-                      "a training step", "--seq-len or --batch-size")
+    memory.check_fits(
+        model_config or config.model_config(),
+        max(1, config.batch_size // procs.world),
+        config.seq_len,
+        device,
+        "a training step",
+        "--seq-len or --batch-size",
+    )
     if procs.distributed:
         device = start_processes(device, procs)
     if payload is None:
@@ -158,12 +110,22 @@ def train(config: TrainConfig) -> Path:
         raise
     if payload is not None:
         dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
-        procs.log(f"resumed {run_dir} at step {run.step}" + (f" (dropped {dropped} metrics records logged after that step)" if dropped else ""))
+        procs.log(
+            f"resumed {run_dir} at step {run.step}"
+            + (f" (dropped {dropped} metrics records logged after that step)" if dropped else "")
+        )
     if procs.is_main:
-        (run_dir / "config.json").write_text(json.dumps({"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}, indent=1))
+        (run_dir / "config.json").write_text(
+            json.dumps(
+                {"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)},
+                indent=1,
+            )
+        )
         origin = f"the model of {config.init}" if config.init else config.preset
-        procs.log(f"run {run_dir}: {origin} {config.bits}-bit, {run.model.num_params():,} parameters, "
-                  f"{len(train_set)} training clips of {config.seq_len} samples, device {device}, {procs.world} process(es)")
+        procs.log(
+            f"run {run_dir}: {origin} {config.bits}-bit, {run.model.num_params():,} parameters, "
+            f"{len(train_set)} training clips of {config.seq_len} samples, device {device}, {procs.world} process(es)"
+        )
     start_step, start = run.step, time.monotonic()
     fit(run, train_set, val_set, procs)
     if procs.distributed:
@@ -174,8 +136,15 @@ def train(config: TrainConfig) -> Path:
     return run_dir
 
 
-def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, model_config: ModelConfig | None, init_state: dict | None,
-                payload: dict | None, procs: Processes) -> tuple[Run, AudioDataset, AudioDataset, Path]:
+def prepare_run(
+    config: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    model_config: ModelConfig | None,
+    init_state: dict | None,
+    payload: dict | None,
+    procs: Processes,
+) -> tuple[Run, AudioDataset, AudioDataset, Path]:
     """The data and the run's state before its first step: everything that can refuse a run."""
     write_embedded_data(config, run_dir, procs)
     folder = data_folder(config, run_dir)
@@ -188,7 +157,9 @@ def prepare_run(config: TrainConfig, run_dir: Path, device: torch.device, model_
         try:
             run.model.load_state_dict(init_state, strict=True)
         except RuntimeError as e:
-            raise checkpoint.CheckpointError(f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}") from None
+            raise checkpoint.CheckpointError(
+                f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}"
+            ) from None
         procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
     if payload is not None:
         run.load(payload)
@@ -203,7 +174,9 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     config, device = run.config, run.device
     loss_model: nn.Module = LossModel(run.model)
     if procs.distributed:
-        loss_model = nn.parallel.DistributedDataParallel(loss_model, device_ids=[device.index] if device.type == "cuda" else None)
+        loss_model = nn.parallel.DistributedDataParallel(
+            loss_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
     metrics_path = run.run_dir / "metrics.jsonl"
 
@@ -212,9 +185,17 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
         return f"the last good checkpoint is kept: {path}" if path.is_file() else "no checkpoint was written"
 
     def validate(scheduled: bool = True) -> None:
-        result = evaluate(run.model, sequential_batches(val_set, config.batch_size), config.bits, device, max_batches=config.eval_batches)
+        result = evaluate(
+            run.model,
+            sequential_batches(val_set, config.batch_size),
+            config.bits,
+            device,
+            max_batches=config.eval_batches,
+        )
         if not (math.isfinite(result["loss"]) and weights_finite(run.model)):
-            raise FloatingPointError(f"the model diverged by step {run.step} (validation loss {result['loss']}); {kept()}")
+            raise FloatingPointError(
+                f"the model diverged by step {run.step} (validation loss {result['loss']}); {kept()}"
+            )
         run.last_validation = result
         if scheduled:
             run.scheduler.step(result["loss"])
@@ -222,16 +203,23 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
         if procs.is_main:
             runs.append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
             run.save()
-            procs.log(f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} bits/sample, accuracy {result['accuracy']:.3f}")
+            procs.log(
+                f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} "
+                f"bits/sample, accuracy {result['accuracy']:.3f}"
+            )
 
     start, start_step = time.monotonic(), run.step
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
-    bar = progress_bar(total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True)
+    bar = progress_bar(
+        total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True
+    )
     run.model.train()
     try:
         while (config.max_steps is None or run.step < config.max_steps) and time.monotonic() < deadline:
             x, y = collate(train_set, sampler.indices(run.step))
-            loss = optimization_step(loss_model, run.model, run.optimizer, x.to(device), y.to(device), config.grad_clip, procs.world)
+            loss = optimization_step(
+                loss_model, run.model, run.optimizer, x.to(device), y.to(device), config.grad_clip, procs.world
+            )
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; {kept()}")
             run.step += 1
@@ -239,20 +227,28 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
             rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
             if procs.is_main:
-                runs.append_jsonl(metrics_path, {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]})
+                runs.append_jsonl(
+                    metrics_path,
+                    {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]},
+                )
             if run.step % config.eval_every == 0:
                 validate()
     except KeyboardInterrupt:
         if procs.is_main and weights_finite(run.model):
             run.save()
-            procs.log(f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with --resume {run.run_dir}")
+            procs.log(
+                f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with "
+                f"--resume {run.run_dir}"
+            )
         elif procs.is_main:
             procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {kept()}")
         raise
     finally:
         bar.close()
     if run.step == start_step and (run.run_dir / "checkpoint.pt").is_file():
-        procs.log(f"nothing to train: the run is at step {run.step} (--max-steps {config.max_steps}); nothing was added to it")
+        procs.log(
+            f"nothing to train: the run is at step {run.step} (--max-steps {config.max_steps}); nothing was added to it"
+        )
         return
     if run.step % config.eval_every != 0 or run.step == start_step:
         # off the --eval-every cadence (or a repeat of its last validation): recorded and saved, but
@@ -276,15 +272,28 @@ def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) 
     (did it learn?) and, with --sample-seconds, one generated sample."""
     config = run.config
     plot = plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
-    log(f"trained {run.step - start_step} steps in {time.monotonic() - start:.0f} s; checkpoint {run.run_dir / 'checkpoint.pt'}; loss plot {plot}")
+    log(
+        f"trained {run.step - start_step} steps in {time.monotonic() - start:.0f} s; checkpoint "
+        f"{run.run_dir / 'checkpoint.pt'}; loss plot {plot}"
+    )
     if run.last_validation is not None:
         bits = run.last_validation["bits_per_sample"]
         baseline = validation_unigram_bits(val_set, config.batch_size, config.eval_batches)
-        log(f"validation {bits:.2f} bits/sample, unigram baseline of the validation split {baseline:.2f} "
-            f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})")
+        log(
+            f"validation {bits:.2f} bits/sample, unigram baseline of the validation split {baseline:.2f} "
+            f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})"
+        )
     if config.sample_seconds > 0:
-        written = generate_to_folder(run.model, config.quantization, config.sample_rate, run.run_dir / "samples", n_samples=1,
-                                     length=int(config.sample_seconds * config.sample_rate), seed=config.seed, log=log,
-                                     overwrite=True)  # the run's sample at its latest step replaces the one of an earlier stop
+        written = generate_to_folder(
+            run.model,
+            config.quantization,
+            config.sample_rate,
+            run.run_dir / "samples",
+            n_samples=1,
+            length=int(config.sample_seconds * config.sample_rate),
+            seed=config.seed,
+            log=log,
+            overwrite=True,
+        )  # the run's sample at its latest step replaces the one of an earlier stop
         for path in written:
             log(f"generated sample: {path}; waveform and spectrogram {path.with_suffix('.png')}")

@@ -75,9 +75,13 @@ def human(n: int | float) -> str:
     return f"{n:.1f} PB"
 
 
-def check_fits(config: ModelConfig, batch: int, seq_len: int, device: torch.device, what: str, flags: str, training: bool = True) -> int:
+def check_fits(
+    config: ModelConfig, batch: int, seq_len: int, device: torch.device, what: str, flags: str, training: bool = True
+) -> int:
     """Raise MemoryError naming the estimate, the limit and the flags to change when the step cannot fit."""
-    return refuse_over_limit(estimate_bytes(config, batch, seq_len, training), device, f"{what} ({batch} x {seq_len} samples)", flags)
+    return refuse_over_limit(
+        estimate_bytes(config, batch, seq_len, training), device, f"{what} ({batch} x {seq_len} samples)", flags
+    )
 
 
 def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) -> int:
@@ -88,7 +92,10 @@ def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) ->
     if override:
         limit = int(float(override))
     if limit is not None and need > limit:
-        raise MemoryError(f"{what} needs about {human(need)} of memory (estimate), more than the {human(limit)} available on {device}: lower {flags}")
+        raise MemoryError(
+            f"{what} needs about {human(need)} of memory (estimate), more than the {human(limit)} available on "
+            f"{device}: lower {flags}"
+        )
     return need
 
 
@@ -99,9 +106,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from sashimi.core.cli import Parser
 
-    Parser(prog="python -m sashimi.training.memory", description="Calibrate the memory estimate: peak RSS of two training "
-           "steps (B = 2) of the tiny and sc09 presets at L = 2048 and 8192, each in a fresh process, against the bare count "
-           "(about 2 minutes).").parse_args(argv)
+    Parser(
+        prog="python -m sashimi.training.memory",
+        description="Calibrate the memory estimate: peak RSS of two training "
+        "steps (B = 2) of the tiny and sc09 presets at L = 2048 and 8192, each in a fresh process, against the bare "
+        "count "
+        "(about 2 minutes).",
+    ).parse_args(argv)
 
     for preset, seq_len in (("tiny", 2048), ("tiny", 8192), ("sc09", 2048), ("sc09", 8192)):
         code = (
@@ -113,11 +124,16 @@ def main(argv: list[str] | None = None) -> None:
             "for _ in range(2):\n    loss, n = LossModel(m)(x, x); loss.backward()\n"
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n"
         )
-        measured = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+        measured = int(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+        )
         from sashimi.core.config import model_config
 
         bare = bare_bytes(model_config(preset, 8), 2, seq_len)
-        print(f"{preset} L={seq_len}: measured {human(measured)}, bare estimate {human(bare)}, ratio {measured / bare:.2f}")
+        print(
+            f"{preset} L={seq_len}: measured {human(measured)}, bare estimate {human(bare)}, ratio "
+            f"{measured / bare:.2f}"
+        )
 
 
 if __name__ == "__main__":

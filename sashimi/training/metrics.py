@@ -1,4 +1,5 @@
-"""Loss and evaluation metrics (docs/DESIGN.md, "Loss and metrics"), without ever materializing (B, L, C) logits for 16-bit.
+"""Loss and evaluation metrics (docs/DESIGN.md, "Loss and metrics"), without ever materializing (B, L, C) logits for
+16-bit.
 
 loss: mean cross-entropy in nats over non-padding positions (targets -100 are ignored);
 bits_per_sample = loss / ln 2; bpb = bits_per_sample / (bits / 8); perplexity = exp(loss);
@@ -21,11 +22,17 @@ TOP_K = (3, 5, 10)
 def chunked_options() -> "torch.nn.LinearCrossEntropyOptions":
     """The chunked path measured in docs/DESIGN.md, "16-bit loss": whole chunks of positions,
     no automatic chunking (which is 15x slower there), accurate accumulation."""
-    return torch.nn.LinearCrossEntropyOptions(batch_chunk_size=LossConfig.from_specs().batch_chunk_size, chunking_method=None, acc_policy="accurate")
+    return torch.nn.LinearCrossEntropyOptions(
+        batch_chunk_size=LossConfig.from_specs().batch_chunk_size, chunking_method=None, acc_policy="accurate"
+    )
 
 
 def loss_sum_and_count(
-    features: Float[Tensor, "B L H"], weight: Float[Tensor, "C H"], bias: Float[Tensor, " C"], targets: Int[Tensor, "B L"], chunked: bool
+    features: Float[Tensor, "B L H"],
+    weight: Float[Tensor, "C H"],
+    bias: Float[Tensor, " C"],
+    targets: Int[Tensor, "B L"],
+    chunked: bool,
 ) -> tuple[Float[Tensor, ""], int]:
     """Summed cross-entropy (nats) over non-padding positions, and their count.
 
@@ -35,7 +42,9 @@ def loss_sum_and_count(
     x, y = features.reshape(-1, features.shape[-1]), targets.reshape(-1)
     count = int((y != IGNORE_INDEX).sum())
     if chunked:
-        total = F.linear_cross_entropy(x, weight, y, linear_bias=bias, reduction="sum", ignore_index=IGNORE_INDEX, options=chunked_options())
+        total = F.linear_cross_entropy(
+            x, weight, y, linear_bias=bias, reduction="sum", ignore_index=IGNORE_INDEX, options=chunked_options()
+        )
     else:
         total = F.cross_entropy(F.linear(x, weight, bias), y, reduction="sum", ignore_index=IGNORE_INDEX)
     return total, count
@@ -62,7 +71,13 @@ class MetricSums:
         self.correct = dict.fromkeys((1, *TOP_K), 0)
 
     @torch.no_grad()
-    def add(self, features: Float[Tensor, "B L H"], weight: Float[Tensor, "C H"], bias: Float[Tensor, " C"], targets: Int[Tensor, "B L"]) -> None:
+    def add(
+        self,
+        features: Float[Tensor, "B L H"],
+        weight: Float[Tensor, "C H"],
+        bias: Float[Tensor, " C"],
+        targets: Int[Tensor, "B L"],
+    ) -> None:
         x, y = features.reshape(-1, features.shape[-1]), targets.reshape(-1)
         keep = y != IGNORE_INDEX
         x, y = x[keep], y[keep]

@@ -21,7 +21,9 @@ def decays(name: str, owner: nn.Module) -> bool:
     `add_optimizer_hooks` (run on its backbone only): not on the backbone's biases nor on its
     LayerNorms (nn.LayerNorm, and ScalarNorm's m and s, which it marks itself); the embedding and
     the decoder's bias do decay."""
-    return not (name.startswith("backbone.") and (name.endswith("bias") or isinstance(owner, (nn.LayerNorm, ScalarNorm))))
+    return not (
+        name.startswith("backbone.") and (name.endswith("bias") or isinstance(owner, (nn.LayerNorm, ScalarNorm)))
+    )
 
 
 def param_groups(model: nn.Module, lr: float, ssm_lr: float, spec: OptimizerConfig) -> list[dict]:
@@ -34,7 +36,10 @@ def param_groups(model: nn.Module, lr: float, ssm_lr: float, spec: OptimizerConf
             ssm.append(p)
         else:
             (rest if spec.weight_decay == 0 or decays(name, owners[id(p)]) else undecayed).append(p)
-    groups = [{"params": rest, "lr": lr, "weight_decay": spec.weight_decay}, {"params": ssm, "lr": ssm_lr, "weight_decay": spec.ssm_weight_decay}]
+    groups = [
+        {"params": rest, "lr": lr, "weight_decay": spec.weight_decay},
+        {"params": ssm, "lr": ssm_lr, "weight_decay": spec.ssm_weight_decay},
+    ]
     return groups + ([{"params": undecayed, "lr": lr, "weight_decay": 0.0}] if undecayed else [])
 
 
@@ -47,12 +52,20 @@ def make_optimizer(model: nn.Module, lr: float, ssm_lr: float | None = None, spe
     spec = spec or OptimizerConfig.from_specs()
     ssm_lr = spec.ssm_lr if ssm_lr is None else ssm_lr
     optimizer = adamw(param_groups(model, lr, ssm_lr, spec), spec)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=spec.plateau_factor, patience=spec.plateau_patience)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=spec.plateau_factor, patience=spec.plateau_patience
+    )
     return optimizer, scheduler
 
 
 def optimization_step(
-    loss_model: nn.Module, model: nn.Module, optimizer, x: Int[Tensor, "B L"], y: Int[Tensor, "B L"], grad_clip: float, world: int = 1
+    loss_model: nn.Module,
+    model: nn.Module,
+    optimizer,
+    x: Int[Tensor, "B L"],
+    y: Int[Tensor, "B L"],
+    grad_clip: float,
+    world: int = 1,
 ) -> float:
     """One AdamW step on the global mean loss over non-padding positions; returns that loss.
 

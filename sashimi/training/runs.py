@@ -57,19 +57,25 @@ def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
     resume_path = resolve_resume(config.resume)
     payload = checkpoint.load(resume_path)
     if "optimizer" not in payload or "step" not in payload:
-        raise checkpoint.CheckpointError(f"--resume {resume_path}: it holds weights only (an imported or final model), not a training run; "
-                                         "start a new run from it with --init")
+        raise checkpoint.CheckpointError(
+            f"--resume {resume_path}: it holds weights only (an imported or final model), not a training run; "
+            "start a new run from it with --init"
+        )
     saved_fields = payload["config"].get("train") or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(saved_fields) - known)
     if unknown:
-        raise checkpoint.CheckpointError(f"--resume {resume_path}: its training configuration has settings this version does not know "
-                                         f"({', '.join(unknown)}); resume it with the version that wrote it")
+        raise checkpoint.CheckpointError(
+            f"--resume {resume_path}: its training configuration has settings this version does not know "
+            f"({', '.join(unknown)}); resume it with the version that wrote it"
+        )
     saved = TrainConfig(**saved_fields)
     clash = conflicts(config, saved)
     if clash:
-        raise ValueError(f"--resume continues a run with its own configuration; these flags differ from it: {'; '.join(clash)} "
-                         "(start a new run, or one from its weights with --init)")
+        raise ValueError(
+            f"--resume continues a run with its own configuration; these flags differ from it: {'; '.join(clash)} "
+            "(start a new run, or one from its weights with --init)"
+        )
     config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE})
     return config, payload, resume_path.parent
 
@@ -81,11 +87,16 @@ def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict
     try:
         model_config = ModelConfig(**payload["config"]["model"])
     except (TypeError, KeyError, ValueError) as e:
-        raise checkpoint.CheckpointError(f"--init {config.init}: its configuration is not a model configuration ({e})") from None
+        raise checkpoint.CheckpointError(
+            f"--init {config.init}: its configuration is not a model configuration ({e})"
+        ) from None
     if config.bits is not None and config.bits != model_config.bits:
         raise ValueError(f"--bits {config.bits} conflicts with --init {config.init}, a {model_config.bits}-bit model")
     saved = payload["config"].get("train") or {}
-    fill = {"bits": model_config.bits, **{k: saved[k] for k in ("quantization", "sample_rate") if getattr(config, k) is None and saved.get(k)}}
+    fill = {
+        "bits": model_config.bits,
+        **{k: saved[k] for k in ("quantization", "sample_rate") if getattr(config, k) is None and saved.get(k)},
+    }
     if config.dropout is not None:
         model_config = dataclasses.replace(model_config, dropout=config.dropout)
     return dataclasses.replace(config, **fill), model_config, payload["model"]

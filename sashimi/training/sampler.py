@@ -23,7 +23,11 @@ class EpochBatches:
         epoch, k = divmod(step, self.steps_per_epoch)
         rng = np.random.default_rng([self.seed, epoch])
         order = np.concatenate([rng.permutation(self.n) for _ in range(math.ceil(self.global_batch / self.n))])
-        batch = order[k * self.global_batch : (k + 1) * self.global_batch] if self.n >= self.global_batch else order[: self.global_batch]
+        batch = (
+            order[k * self.global_batch : (k + 1) * self.global_batch]
+            if self.n >= self.global_batch
+            else order[: self.global_batch]
+        )
         share = self.global_batch // self.world
         return batch[self.rank * share : (self.rank + 1) * share].tolist()
 

@@ -213,7 +213,9 @@ def test_clips_cover_a_file_in_order_at_every_tail_length(lengths, bits, method,
         # x[t] = y[t - 1] (x[0] = z) where y[t] is a target; z where y[t] is padding, so that a
         # tail clip's x holds q_0 .. q_{m-2} and never its last token q_{m-1}
         y = y.numpy()
-        assert np.array_equal(x.numpy(), np.where(y == -100, z, np.concatenate([[z], y[:-1]]))), "x = [z, y[:-1]], padded with z"
+        assert np.array_equal(x.numpy(), np.where(y == -100, z, np.concatenate([[z], y[:-1]]))), (
+            "x = [z, y[:-1]], padded with z"
+        )
 
 
 def test_a_silent_file_is_silent_tokens(tmp_path):
@@ -226,7 +228,8 @@ def test_a_silent_file_is_silent_tokens(tmp_path):
 
 
 def test_a_folder_with_no_file_in_the_training_split_trains_on_all(tmp_path):
-    """Split by file-name hash: a one-file folder whose name falls in validation still trains (on that file), with a notice."""
+    """Split by file-name hash: a one-file folder whose name falls in validation still trains (on that file), with a
+    notice."""
     from sashimi.training import loop
     from tests.helpers import train_config
 

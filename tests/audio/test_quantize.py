@@ -128,6 +128,7 @@ def test_minimum_maps_to_zero_and_constant_signal_to_the_zero_level(bits, method
     assert tokens_of(np.array([-2.0, 5.0, 3.0], f32), bits, method)[0] == 0
     assert np.all(tokens_of(np.full(7, 0.25, f32), bits, method) == 2 ** (bits - 1))
 
+
 # [-1, 0, 1] in float32: 2 + 1e-6 rounds to 2 + 2^-20, so the mu-law scaling gives
 # s = [-1, -2^-21, 1 - 2^-20] and the linear one [0, 1/2 - 2^-22, 1 - 2^-21].
 THREE_POINTS = {
@@ -150,7 +151,10 @@ def test_hand_derived_tokens_of_minus_one_zero_one(bits, method):
     assert np.all(np.abs(v - np.round(v)) > 1e-5), "a level boundary too close to decide in float64"
     expected = np.floor(v).astype(np.int64)
     assert expected[0] == 0 and expected[2] == q - 1
-    assert expected[1] == {("mulaw", 8): 127, ("mulaw", 16): 32678, ("linear", 8): 127, ("linear", 16): 32767}[method, bits]
+    assert (
+        expected[1]
+        == {("mulaw", 8): 127, ("mulaw", 16): 32678, ("linear", 8): 127, ("linear", 16): 32767}[method, bits]
+    )
     assert np.array_equal(tokens_of(x, bits, method), expected)
 
 
@@ -194,7 +198,13 @@ def test_bad_arguments_raise_value_error(call, message):
         call()
 
 
-@given(bit_depths, quantization_methods, st.sampled_from([0.0, 0.25, -0.7]), st.integers(1, 50), st.sampled_from([0.0, 2.0**-16, 2.0**-15]))
+@given(
+    bit_depths,
+    quantization_methods,
+    st.sampled_from([0.0, 0.25, -0.7]),
+    st.integers(1, 50),
+    st.sampled_from([0.0, 2.0**-16, 2.0**-15]),
+)
 def test_silence_encodes_to_the_zero_level(bits, method, level, n, jitter):
     """A constant example (any level, one sample or many), or one spanning at most 2^-15, is silence:
     every token is the zero level q/2, never full-scale DC at one end of the range."""

@@ -51,7 +51,11 @@ def test_the_default_corpus_is_many_short_clips_alternating_kinds(tmp_path):
     assert all(c.shape == (round(synthetic.SECONDS * RATE),) for c in clips)
     paths = synthetic.write_synthetic_dataset(tmp_path, n_clips=6, seconds=0.01)
     kinds = list(synthetic.SYNTHS)
-    assert [p.name for p in data.list_audio_files(tmp_path)] == [f"{i:03d}_{kinds[i % 3]}.wav" for i in range(6)] == [p.name for p in paths]
+    assert (
+        [p.name for p in data.list_audio_files(tmp_path)]
+        == [f"{i:03d}_{kinds[i % 3]}.wav" for i in range(6)]
+        == [p.name for p in paths]
+    )
 
 
 def test_a_pluck_repeats_with_the_period_its_pitch_gives():

@@ -49,5 +49,9 @@ def test_the_caller_s_interval_wins(clock):
 
 
 def test_every_bar_is_made_here():
-    direct = [p.relative_to(ROOT).as_posix() for p in (ROOT / "sashimi").rglob("*.py") if "tqdm(" in p.read_text() and p.name != "progress.py"]
+    direct = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "sashimi").rglob("*.py")
+        if "tqdm(" in p.read_text() and p.name != "progress.py"
+    ]
     assert not direct, f"progress bars built with tqdm directly (use sashimi.core.progress.progress_bar): {direct}"

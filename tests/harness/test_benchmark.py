@@ -42,16 +42,37 @@ def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
 
     (tmp_path / "models" / "sashimi").mkdir(parents=True)
     (tmp_path / "models" / "sashimi" / "sashimi.py").write_text(FAKE_OFFICIAL)
-    assert bench.main(["--against", str(tmp_path), "--length", "64", "--repeats", "1", "--gen-steps", "4", "--cases", "fwd,gen_b1",
-                       "--no-compile", "--json"]) == 0  # compiling is tested in tests/model/test_fused.py
+    assert (
+        bench.main(
+            [
+                "--against",
+                str(tmp_path),
+                "--length",
+                "64",
+                "--repeats",
+                "1",
+                "--gen-steps",
+                "4",
+                "--cases",
+                "fwd,gen_b1",
+                "--no-compile",
+                "--json",
+            ]
+        )
+        == 0
+    )  # compiling is tested in tests/model/test_fused.py
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["cases"]) == {"fwd", "gen_b1"}
-    assert summary["cases"]["gen_b1"]["ours"]["threads"] in (1, 2) and summary["cases"]["fwd"]["official"]["threads"] == 2
+    assert (
+        summary["cases"]["gen_b1"]["ours"]["threads"] in (1, 2) and summary["cases"]["fwd"]["official"]["threads"] == 2
+    )
     for c in summary["cases"].values():
         assert c["ours"]["side"] == "ours" and c["official"]["side"] == "official"
         assert c["speedup"] == pytest.approx(c["official"]["median_s"] / c["ours"]["median_s"])
         assert c["ours"]["peak_gib"] > 0 and c["official"]["peak_gib"] > 0
-    assert summary["cases"]["gen_b1"]["ours"]["samples_per_s"] > 0 and "setup_s" in summary["cases"]["gen_b1"]["official"]
+    assert (
+        summary["cases"]["gen_b1"]["ours"]["samples_per_s"] > 0 and "setup_s" in summary["cases"]["gen_b1"]["official"]
+    )
 
 
 def test_against_refuses_a_folder_that_is_not_the_official_checkout(tmp_path, capsys):

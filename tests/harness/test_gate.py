@@ -33,7 +33,12 @@ def test_golden_outputs_match_the_committed_file(measured):
     rows = golden.golden_rows(measured, golden.read())
     failed = [r for r in rows if not r.passed]
     assert not failed, failed
-    assert {r.name for r in rows} >= {"model8/logits_conv", "model8/logits_step", "model16/train_losses", "quantize/mulaw8/tokens"}
+    assert {r.name for r in rows} >= {
+        "model8/logits_conv",
+        "model8/logits_step",
+        "model16/train_losses",
+        "quantize/mulaw8/tokens",
+    }
 
 
 def test_a_moved_output_fails_and_is_named(measured):
@@ -112,7 +117,9 @@ def token_check_off_by_one(monkeypatch):
 
 
 def no_gradient_clipping(monkeypatch):
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm, *args, **kwargs: torch.tensor(0.0))
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm, *args, **kwargs: torch.tensor(0.0)
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,7 +134,9 @@ def no_gradient_clipping(monkeypatch):
 )
 def test_each_identity_bug_fails_exactly_its_named_row(monkeypatch, bug, row):
     rows = gate.identity_rows()
-    assert ("identity", row) in {(r.group, r.name) for r in rows} and not failed(rows), "the row exists and passes on this tree"
+    assert ("identity", row) in {(r.group, r.name) for r in rows} and not failed(rows), (
+        "the row exists and passes on this tree"
+    )
     bug(monkeypatch)
     assert failed(gate.guarded("identity", gate.identity_rows)) == {("identity", row)}
 
@@ -196,8 +205,15 @@ def write_fixture(folder: Path, perturb: bool = False) -> Path:
         model(x)  # the first forward writes C~ and l_kernel, as the published one does
     weights = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in numpy_state(model).items()}
     exact = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in weights.items()}
-    conv = ("d_layers.0.linear.weight", "d_layers.1.linear.weight", "u_layers.0.0.linear.weight", "u_layers.1.0.linear.weight")
-    arrays = {k: v[..., None] if k in conv or k.endswith(("ff.0.0.weight", "ff.2.weight")) else v for k, v in weights.items()}
+    conv = (
+        "d_layers.0.linear.weight",
+        "d_layers.1.linear.weight",
+        "u_layers.0.0.linear.weight",
+        "u_layers.1.0.linear.weight",
+    )
+    arrays = {
+        k: v[..., None] if k in conv or k.endswith(("ff.0.0.weight", "ff.2.weight")) else v for k, v in weights.items()
+    }
     arrays["x_input"] = x.float().numpy()
     arrays["y_conv_float64"] = ref_model.backbone(exact, {"pool": kwargs["pool"]}, arrays["x_input"].astype(np.float64))
     layers = {}
@@ -213,7 +229,12 @@ def write_fixture(folder: Path, perturb: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "small.npz"
     np.savez(path, **arrays)
-    meta = {"constructor_kwargs": {**kwargs, "bidirectional": False, "unet": False}, "batch": 2, "length": 16, "s4_layers": layers}
+    meta = {
+        "constructor_kwargs": {**kwargs, "bidirectional": False, "unet": False},
+        "batch": 2,
+        "length": 16,
+        "s4_layers": layers,
+    }
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path
 
@@ -222,7 +243,10 @@ def test_published_rows_fail_for_a_perturbed_published_weight(tmp_path):
     write_fixture(tmp_path / "right")
     rows = gate.published_rows(tmp_path / "right")
     assert rows and all(r.group == "published" and r.name.startswith("small: ") and r.passed for r in rows), rows
-    assert {"small: float64 forward vs published float64", "small: float32 step (teacher-forced) vs published float64"} <= {r.name for r in rows}
+    assert {
+        "small: float64 forward vs published float64",
+        "small: float32 step (teacher-forced) vs published float64",
+    } <= {r.name for r in rows}
     write_fixture(tmp_path / "wrong", perturb=True)
     wrong = failed(gate.published_rows(tmp_path / "wrong"))
     assert ("published", "small: float64 forward vs published float64") in wrong
@@ -254,9 +278,16 @@ def test_the_command_exits_1_for_a_missing_fixtures_folder(monkeypatch, tmp_path
     other families are replaced by nothing: only the published row decides here)."""
     monkeypatch.setenv("SASHIMI_FIXTURES", str(tmp_path / "nonexistent"))
     published = gate.published_rows
-    monkeypatch.setattr(gate, "run", lambda fixtures, only, log=None, allow_missing_fixtures=False: published(fixtures, allow_missing_fixtures))
+    monkeypatch.setattr(
+        gate,
+        "run",
+        lambda fixtures, only, log=None, allow_missing_fixtures=False: published(fixtures, allow_missing_fixtures),
+    )
     assert check_cmd.main([]) == 1
-    assert f"FAILED: published: published fixtures in {tmp_path / 'nonexistent'} (from SASHIMI_FIXTURES)" in capsys.readouterr().out
+    assert (
+        f"FAILED: published: published fixtures in {tmp_path / 'nonexistent'} (from SASHIMI_FIXTURES)"
+        in capsys.readouterr().out
+    )
     assert check_cmd.main(["--allow-missing-fixtures"]) == 1
 
 
@@ -265,7 +296,11 @@ def test_a_family_that_raises_is_one_named_failure(monkeypatch):
         raise RuntimeError("DownPool: length out of phase\nsecond line")
 
     monkeypatch.setattr(Backbone, "forward", broken)
-    for group, rows in (("identity", gate.identity_rows), ("reference", gate.reference_rows), ("specs", gate.spec_rows)):
+    for group, rows in (
+        ("identity", gate.identity_rows),
+        ("reference", gate.reference_rows),
+        ("specs", gate.spec_rows),
+    ):
         [row] = gate.guarded(group, rows)
         assert (row.group, row.name, row.passed, row.failed) == (group, f"{group} checks", False, True)
         assert row.measured == "RuntimeError: DownPool: length out of phase"
@@ -292,7 +327,9 @@ def test_run_and_the_command_name_every_failing_family(monkeypatch, tmp_path, ca
     assert {group for group, _ in wrong} == {"specs", "identity", "reference", "published"}
     assert contract_row in wrong and ("identity", "decoder l_output=3 == the last positions of l_output=None") in wrong
     assert ("published", "small: float64 forward vs published float64") in wrong
-    assert {name for group, name in wrong if group == "reference"} == {r.name for r in returned if r.name.startswith("whole model vs reference")}
+    assert {name for group, name in wrong if group == "reference"} == {
+        r.name for r in returned if r.name.startswith("whole model vs reference")
+    }
     named = {line.split(": measured ")[0] for line in out.splitlines() if line.startswith("FAILED: ")}
     assert named == {f"FAILED: {group}: {name}" for group, name in wrong}
 

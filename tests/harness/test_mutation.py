@@ -33,7 +33,9 @@ def test_every_mutated_file_parses_and_differs_where_the_entry_says():
         original = (ROOT / job.file).read_text().splitlines()
         mutated = job.text.splitlines()
         ast.parse(job.text)
-        assert mutated[: job.lines.start - 1] == original[: job.lines.start - 1], job.id  # nothing before the span moves
+        assert mutated[: job.lines.start - 1] == original[: job.lines.start - 1], (
+            job.id
+        )  # nothing before the span moves
 
 
 def test_catalogue_survives_reformatting_renamed_locals_and_a_moved_function(tmp_path):
@@ -91,7 +93,9 @@ def run(source: str, expression: str, mutant: operators.Candidate, **values):
     """The expression's value before and after the mutant, computed by executing both texts."""
     scope = dict(np=np, **values)
     exec(source, scope)
-    mutated = anchor.splice(source, anchor.Place("m.py", (mutant.node,), {}), "" if mutant.new is None else ast.unparse(mutant.new))
+    mutated = anchor.splice(
+        source, anchor.Place("m.py", (mutant.node,), {}), "" if mutant.new is None else ast.unparse(mutant.new)
+    )
     after = dict(np=np, **values)
     exec(mutated, after)
     return eval(expression, scope), eval(expression, after)
@@ -100,8 +104,13 @@ def run(source: str, expression: str, mutant: operators.Candidate, **values):
 def test_generic_operators_on_a_small_function():
     source = "def f(x):\n    return 2 * x + 1 if x > 0 else -x\n"
     found = operators.candidates(source, {2})[0][2]
-    assert {c.operator for c in found} >= {"arithmetic: * -> /", "arithmetic: + -> -", "constant: 2 -> 3", "constant: 1 -> 2",
-                                           "comparison: > -> >="}
+    assert {c.operator for c in found} >= {
+        "arithmetic: * -> /",
+        "arithmetic: + -> -",
+        "constant: 2 -> 3",
+        "constant: 1 -> 2",
+        "comparison: > -> >=",
+    }
     expected = {"arithmetic: * -> /": 2 / 3 + 1, "arithmetic: + -> -": 5, "constant: 2 -> 3": 10, "constant: 1 -> 2": 8}
     for c in found:
         if c.operator in expected:
@@ -145,16 +154,32 @@ def test_skip_comments_and_the_per_line_cap(tmp_path):
     git(tmp_path, "commit", "-qm", "one")
     (tmp_path / "sashimi" / "m.py").write_text(source)
     jobs, skips = plan.diff_jobs(tmp_path, "HEAD", per_line=2)
-    assert [(j.line, j.operator) for j in jobs] == [(3, "arithmetic: - -> +"), (3, "arithmetic: + -> -")]  # outermost first
+    assert [(j.line, j.operator) for j in jobs] == [
+        (3, "arithmetic: - -> +"),
+        (3, "arithmetic: + -> -"),
+    ]  # outermost first
     assert [(s.line, s.reason) for s in skips] == [(2, "the factor cancels below")]
     (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x.sum(dim=-2)\n")
     jobs, _ = plan.diff_jobs(tmp_path, "HEAD", per_line=5)  # dim=-2 -> -3 and the constant 2 -> 3 are one mutant
-    assert [j.operator for j in jobs].count("axis: dim=-2 -> -3") == 1 and "constant: 2 -> 3" not in [j.operator for j in jobs]
+    assert [j.operator for j in jobs].count("axis: dim=-2 -> -3") == 1 and "constant: 2 -> 3" not in [
+        j.operator for j in jobs
+    ]
 
 
 def git(tree, *args):
-    subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    subprocess.run(
+        ["git", *args],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        },
+    )
 
 
 def test_changed_lines_are_the_added_and_modified_lines_of_the_package(tmp_path):
@@ -179,16 +204,20 @@ TINY = "def area(w, h):\n    return w * h + 0\n"
 def tiny(tmp_path):
     """A checkout with one module and a test that pins it, plus a test that asserts too little."""
     (tmp_path / "pkg.py").write_text(TINY)
-    (tmp_path / "test_pkg.py").write_text("from pkg import area\n\n\ndef test_weak():\n    assert area(2, 2) > 0\n\n\n"
-                                          "def test_exact():\n    assert area(2, 3) == 6\n")
+    (tmp_path / "test_pkg.py").write_text(
+        "from pkg import area\n\n\ndef test_weak():\n    assert area(2, 2) > 0\n\n\n"
+        "def test_exact():\n    assert area(2, 3) == 6\n"
+    )
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", ".")
     return tmp_path
 
 
 def test_the_runner_tells_killed_from_survived(tiny):
-    coverage = selection.Coverage(tests={"test_pkg.py::test_weak": 0.1, "test_pkg.py::test_exact": 0.1},
-                                  lines={"pkg.py": {2: {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}}})
+    coverage = selection.Coverage(
+        tests={"test_pkg.py::test_weak": 0.1, "test_pkg.py::test_exact": 0.1},
+        lines={"pkg.py": {2: {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}}},
+    )
     weak = selection.Coverage(tests=coverage.tests, lines={"pkg.py": {2: {"test_pkg.py::test_weak"}}})
     plus = Job("plus", "pkg.py", 2, range(2, 3), "arithmetic: * -> +", TINY.replace("w * h", "w + h"))
     assert run_job(plus, coverage, None, False, 60, tiny)["killed_by"] == "test_pkg.py::test_exact"
@@ -198,7 +227,9 @@ def test_the_runner_tells_killed_from_survived(tiny):
 
 def test_coverage_names_the_tests_that_execute_each_line(tiny):
     (tiny / "pkg.py").write_text(TINY + "\n\ndef unused():\n    return 1\n")
-    found = selection.collect(tiny, None, "0", {**os.environ, "PYTHONPATH": str(tiny)}, lambda m: None, sources=("pkg",), with_gate=False)
+    found = selection.collect(
+        tiny, None, "0", {**os.environ, "PYTHONPATH": str(tiny)}, lambda m: None, sources=("pkg",), with_gate=False
+    )
     assert found.lines["pkg.py"][2] == {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}
     assert 6 not in found.lines["pkg.py"] and found.tests_for("pkg.py", range(6, 7)) is None
     assert set(found.tests) == {"test_pkg.py::test_weak", "test_pkg.py::test_exact"}

@@ -23,9 +23,19 @@ def rows(path) -> dict:
 def test_v3_fixture_passes_every_row():
     results = rows(PUBLISHED / "training_v3.0.0.npz")
     assert all(r.passed for r in results.values()), [r.line() for r in results.values() if not r.passed]
-    state = [k for k in np.load(PUBLISHED / "training_v3.0.0.npz").files if not k.startswith(RECORDS) and not k.endswith(".L")]
-    assert {f"gradient {k}" for k in state} <= set(results) and {f"parameter after 3 steps {k}" for k in state} <= set(results)
-    assert {"loss (float64)", "param groups (experiment: lr 0.001, weight decay 0.0)", "param groups (probe: lr 0.004, weight decay 0.1)"} <= set(results)
+    state = [
+        k
+        for k in np.load(PUBLISHED / "training_v3.0.0.npz").files
+        if not k.startswith(RECORDS) and not k.endswith(".L")
+    ]
+    assert {f"gradient {k}" for k in state} <= set(results) and {f"parameter after 3 steps {k}" for k in state} <= set(
+        results
+    )
+    assert {
+        "loss (float64)",
+        "param groups (experiment: lr 0.001, weight decay 0.0)",
+        "param groups (probe: lr 0.004, weight decay 0.1)",
+    } <= set(results)
 
 
 def test_one_gradient_off_by_a_millionth_fails_its_row(tmp_path):

@@ -13,13 +13,19 @@ from sashimi.harness import recipe
 def test_every_official_setting_has_a_passing_row(name):
     rows = {r.name: r for r in recipe.recipe_lines(name)}
     assert all(r.passed for r in rows.values()), [r.line() for r in rows.values() if not r.passed]
-    assert {f"{name} {k}" for k in ("lr", "batch_size", "grad_clip", "plateau_patience", "ssm_lr", "seq_len", "betas")} <= set(rows)
-    assert rows[f"{name} ssm_lr"].measured == "ours 0.001" and rows[f"{name} ssm_lr"].expected.startswith("official 0.001 (configs/experiment/audio/")
+    assert {
+        f"{name} {k}" for k in ("lr", "batch_size", "grad_clip", "plateau_patience", "ssm_lr", "seq_len", "betas")
+    } <= set(rows)
+    assert rows[f"{name} ssm_lr"].measured == "ours 0.001" and rows[f"{name} ssm_lr"].expected.startswith(
+        "official 0.001 (configs/experiment/audio/"
+    )
 
 
 def test_sc09_lr_differs_on_purpose_and_its_reason_is_shown():
     row = next(r for r in recipe.recipe_lines("sc09") if r.name == "sc09 lr")
-    assert (row.measured, row.expected.split(" (")[0]) == ("ours 0.004", "official 0.001") and row.comment.startswith("kept on purpose")
+    assert (row.measured, row.expected.split(" (")[0]) == ("ours 0.004", "official 0.001") and row.comment.startswith(
+        "kept on purpose"
+    )
 
 
 def edited(monkeypatch, change):

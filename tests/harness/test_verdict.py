@@ -10,7 +10,13 @@ from sashimi.harness.verdict import Verdict, assert_close, compare, summary, tol
 
 
 def test_words_and_failures():
-    cases = [(True, True, "pass", False), (False, True, "FAIL", True), (None, True, "skip", False), (False, False, "note", False), (True, False, "pass", False)]
+    cases = [
+        (True, True, "pass", False),
+        (False, True, "FAIL", True),
+        (None, True, "skip", False),
+        (False, False, "note", False),
+        (True, False, "pass", False),
+    ]
     for passed, enforced, word, failed in cases:
         v = Verdict("g", "n", "m", "e", passed, enforced=enforced)
         assert (v.word, v.failed) == (word, failed)
@@ -18,10 +24,17 @@ def test_words_and_failures():
 
 
 def test_summary_counts_each_kind_apart():
-    verdicts = [Verdict("g", "a", "1", "1", True), Verdict("g", "b", "2", "1", False), Verdict("g", "c", "-", "-", None),
-                Verdict("g", "d", "3", "1", False, enforced=False)]
+    verdicts = [
+        Verdict("g", "a", "1", "1", True),
+        Verdict("g", "b", "2", "1", False),
+        Verdict("g", "c", "-", "-", None),
+        Verdict("g", "d", "3", "1", False, enforced=False),
+    ]
     lines = summary(verdicts).splitlines()
-    assert lines == ["1 of 4 checks pass (1 skipped; 1 reported, not enforced, do not hold)", "FAILED: g: b: measured 2, expected 1"]
+    assert lines == [
+        "1 of 4 checks pass (1 skipped; 1 reported, not enforced, do not hold)",
+        "FAILED: g: b: measured 2, expected 1",
+    ]
 
 
 def test_within_measures_the_largest_difference():

@@ -21,8 +21,13 @@ class Foreign:
 
 
 def payload() -> dict:
-    return {"config": {"model": {"bits": 8}, "train": {"seed": 3}}, "model": {"w": torch.arange(6.0).reshape(2, 3)},
-            "rng": {"torch": torch.get_rng_state()}, "step": 7, "best_val": 1.25}
+    return {
+        "config": {"model": {"bits": 8}, "train": {"seed": 3}},
+        "model": {"w": torch.arange(6.0).reshape(2, 3)},
+        "rng": {"torch": torch.get_rng_state()},
+        "step": 7,
+        "best_val": 1.25,
+    }
 
 
 def test_a_saved_checkpoint_loads_back_equal(tmp_path):
@@ -31,7 +36,9 @@ def test_a_saved_checkpoint_loads_back_equal(tmp_path):
     assert path == tmp_path / "deep" / "ck.pt"
     loaded = checkpoint.load(path)
     assert loaded.keys() == original.keys() and loaded["config"] == original["config"]
-    assert torch.equal(loaded["model"]["w"], original["model"]["w"]) and torch.equal(loaded["rng"]["torch"], original["rng"]["torch"])
+    assert torch.equal(loaded["model"]["w"], original["model"]["w"]) and torch.equal(
+        loaded["rng"]["torch"], original["rng"]["torch"]
+    )
     assert (loaded["step"], loaded["best_val"]) == (7, 1.25)
     assert [p.name for p in path.parent.iterdir()] == ["ck.pt"]
 
@@ -70,7 +77,9 @@ def test_truncated_checkpoint(trained, tmp_path, capsys):
     broken = tmp_path / "truncated.pt"
     raw = (trained / "checkpoint.pt").read_bytes()
     broken.write_bytes(raw[: len(raw) // 2])
-    code, err = run_main(generate_cmd, ["--checkpoint", str(broken), "--length", "10", "--out", str(tmp_path / "s")], capsys)
+    code, err = run_main(
+        generate_cmd, ["--checkpoint", str(broken), "--length", "10", "--out", str(tmp_path / "s")], capsys
+    )
     assert_one_line_error(code, err, "truncated")
     code, err = run_main(evaluate_cmd, ["--checkpoint", str(broken), "--data", str(tmp_path)], capsys)
     assert_one_line_error(code, err, "truncated")
@@ -80,7 +89,11 @@ def test_checkpoint_of_another_configuration(trained, tmp_path, capsys):
     payload = checkpoint.load(trained / "checkpoint.pt")
     payload["config"]["model"]["bits"] = 16  # weights are 8-bit
     other = checkpoint.save(payload, tmp_path / "other.pt")
-    code, err = run_main(generate_cmd, ["--checkpoint", str(other), "--length", "10", "--out", str(tmp_path / "s")], capsys)
+    code, err = run_main(
+        generate_cmd, ["--checkpoint", str(other), "--length", "10", "--out", str(tmp_path / "s")], capsys
+    )
     assert_one_line_error(code, err, "do not fit", "16-bit")
-    code, err = run_main(generate_cmd, ["--checkpoint", str(trained / "checkpoint.pt"), "--bits", "16", "--length", "10"], capsys)
+    code, err = run_main(
+        generate_cmd, ["--checkpoint", str(trained / "checkpoint.pt"), "--bits", "16", "--length", "10"], capsys
+    )
     assert_one_line_error(code, err, "8-bit model", "--bits 16")

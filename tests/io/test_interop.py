@@ -29,7 +29,11 @@ def published_layout(state: dict) -> dict:
     out = {}
     for k, v in state.items():
         v = np.asarray(v)
-        conv = k.endswith("linear.weight") and not k.endswith("output_linear.0.weight") or k.endswith(("ff.0.0.weight", "ff.2.weight"))
+        conv = (
+            k.endswith("linear.weight")
+            and not k.endswith("output_linear.0.weight")
+            or k.endswith(("ff.0.0.weight", "ff.2.weight"))
+        )
         out[k] = v[..., None] if conv else v
     return out
 
@@ -47,7 +51,9 @@ def write_fixture(tmp_path, kwargs: dict, n_ssm, B=2, L=32, seed=0, tamper=False
     exact = {k: v.astype(np.float32).astype(np.float64) if v.dtype == np.float64 else v for k, v in state.items()}
     arrays["x_input"] = x.float().numpy()
     exact_x = arrays["x_input"].astype(np.float64)
-    arrays["y_conv_float64"] = ref.backbone({k: np.asarray(v, np.float64) for k, v in exact.items()}, {"pool": kwargs["pool"]}, exact_x)
+    arrays["y_conv_float64"] = ref.backbone(
+        {k: np.asarray(v, np.float64) for k, v in exact.items()}, {"pool": kwargs["pool"]}, exact_x
+    )
     s4_layers = {}
     for name, module in model.named_modules():
         if name.endswith(".layer") and hasattr(module, "layer") and hasattr(module.layer, "kernel"):
@@ -60,7 +66,12 @@ def write_fixture(tmp_path, kwargs: dict, n_ssm, B=2, L=32, seed=0, tamper=False
         arrays[key] = arrays[key] * 1.001
     path = tmp_path / "fixture_b.npz"
     np.savez(path, **arrays)
-    meta = {"constructor_kwargs": {**kwargs, "bidirectional": False, "unet": False}, "batch": B, "length": L, "s4_layers": s4_layers}
+    meta = {
+        "constructor_kwargs": {**kwargs, "bidirectional": False, "unet": False},
+        "batch": B,
+        "length": L,
+        "s4_layers": s4_layers,
+    }
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path
 
@@ -116,7 +127,9 @@ def test_import_writes_a_loadable_checkpoint(tmp_path, capsys):
     model = SashimiLM(ModelConfig(**payload["config"]["model"]))
     model.load_state_dict(payload["model"], strict=True)
     arrays = np.load(path)
-    assert np.array_equal(model.backbone.d_layers[0].linear.weight.detach().numpy(), arrays["d_layers.0.linear.weight"][..., 0])
+    assert np.array_equal(
+        model.backbone.d_layers[0].linear.weight.detach().numpy(), arrays["d_layers.0.linear.weight"][..., 0]
+    )
     assert model.config.n_ssm == 1
 
 

@@ -52,7 +52,9 @@ class Exploit:
 
 def test_a_dictconfig_checkpoint_reads_as_its_state_dict():
     state = statefile.read_state_dict(HERE / "lightning_dictconfig.ckpt")
-    assert list(state) == ["encoder.0.weight"] and torch.equal(state["encoder.0.weight"], torch.arange(6.0).reshape(3, 2))
+    assert list(state) == ["encoder.0.weight"] and torch.equal(
+        state["encoder.0.weight"], torch.arange(6.0).reshape(3, 2)
+    )
 
 
 def tiny_pipeline_state():
@@ -64,8 +66,13 @@ def tiny_pipeline_state():
 def test_lightning_hyperparameters_of_any_class_and_a_key_prefix(prefix, tmp_path, capsys):
     model, state = tiny_pipeline_state()
     marker = tmp_path / "ran"
-    hparams = {"args": argparse.Namespace(lr=4e-3, sub=argparse.Namespace(pool=[4, 4])), "obj": Hyperparameters(marker),
-               "exploit": Exploit(marker), "path": Path("/data"), "kinds": {"a", "b"}}
+    hparams = {
+        "args": argparse.Namespace(lr=4e-3, sub=argparse.Namespace(pool=[4, 4])),
+        "obj": Hyperparameters(marker),
+        "exploit": Exploit(marker),
+        "path": Path("/data"),
+        "kinds": {"a", "b"},
+    }
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {prefix + k: v for k, v in state.items()}, "hyper_parameters": hparams, "epoch": 3}, path)
     code = interop_cmd.main(["import", str(path), "--dt-transform", "exp", "--out", str(tmp_path / "m.pt")])
@@ -73,7 +80,9 @@ def test_lightning_hyperparameters_of_any_class_and_a_key_prefix(prefix, tmp_pat
     assert code == 0 and not marker.exists()
     assert (f"note: every key carried the prefix {prefix!r}" in out) == bool(prefix), out
     imported, _ = load_model(tmp_path / "m.pt")
-    folded = {k for k in model.state_dict() if re.fullmatch(r"backbone\.(d_layers\.\d|u_layers\.\d\.0)\.linear\.weight", k)}
+    folded = {
+        k for k in model.state_dict() if re.fullmatch(r"backbone\.(d_layers\.\d|u_layers\.\d\.0)\.linear\.weight", k)
+    }
     assert len(folded) == 4  # the pool linears, stored weight-normed: W = g v / ||v|| is recomputed, not copied
     assert all(torch.equal(imported.state_dict()[k], v) for k, v in model.state_dict().items() if k not in folded)
 

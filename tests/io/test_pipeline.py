@@ -32,7 +32,8 @@ from tests.helpers import (
 
 
 def written_model(config: dict, seed: int, first_length: int) -> torch.nn.Module:
-    """A random float64 model whose first forward (at `first_length`) wrote C~ into C, as a trained pipeline model holds it."""
+    """A random float64 model whose first forward (at `first_length`) wrote C~ into C, as a trained pipeline model
+    holds it."""
     model = helpers.lm(seed, torch.float64, **config)
     with torch.no_grad():
         model(tokens(seed, 1, first_length, 2 ** config["bits"]))
@@ -102,7 +103,10 @@ def test_lightning_ckpt_loads_without_running_stored_code(tmp_path):
     state = pipeline_layout(model.state_dict(), "pipeline-v4")
     marker = tmp_path / "ran"
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": state, "epoch": 3, "hyper_parameters": _Exploit(marker), "pytorch-lightning_version": "2.0.9"}, path)
+    torch.save(
+        {"state_dict": state, "epoch": 3, "hyper_parameters": _Exploit(marker), "pytorch-lightning_version": "2.0.9"},
+        path,
+    )
     imported = import_file(path, dt_transform="exp")
     assert not marker.exists()
     assert imported.layout == "pipeline-v4" and imported.model.config.d_model == 2
@@ -169,7 +173,21 @@ def test_imported_fixture_generates_and_computes_the_published_logits(ref, tmp_p
         logits = model(torch.from_numpy(arrays["fixture/tokens"])).double().numpy()
     published_error = np.abs(arrays["fixture/logits_f32"] - arrays["fixture/logits_f64"]).max()
     assert np.abs(logits - arrays["fixture/logits_f64"]).max() <= 2 * published_error + 1e-5
-    assert generate_cmd.main(["--checkpoint", str(tmp_path / "m.pt"), "--length", "160", "--n-samples", "1", "--out", str(tmp_path / "gen")]) == 0
+    assert (
+        generate_cmd.main(
+            [
+                "--checkpoint",
+                str(tmp_path / "m.pt"),
+                "--length",
+                "160",
+                "--n-samples",
+                "1",
+                "--out",
+                str(tmp_path / "gen"),
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
 
 
@@ -192,7 +210,21 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8-bit, d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, d_state 64, norm scalar" in out
     assert f"parameters: {keys['params']['total_without_weight_g']:,}" in out
-    assert generate_cmd.main(["--checkpoint", str(tmp_path / "m.pt"), "--length", "160", "--n-samples", "1", "--out", str(tmp_path / "gen")]) == 0
+    assert (
+        generate_cmd.main(
+            [
+                "--checkpoint",
+                str(tmp_path / "m.pt"),
+                "--length",
+                "160",
+                "--n-samples",
+                "1",
+                "--out",
+                str(tmp_path / "gen"),
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
 
 
@@ -200,8 +232,25 @@ def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):
     """An imported pipeline model hears audio as the sc09 preset says (mu-law, 16 kHz, 16000-sample clips)."""
     from sashimi import evaluate as evaluate_cmd
 
-    assert interop_cmd.main(["import", str(PUBLISHED / "pipeline_v4.npz"), "--dt-transform", "softplus", "--out", str(tmp_path / "m.pt")]) == 0
+    assert (
+        interop_cmd.main(
+            [
+                "import",
+                str(PUBLISHED / "pipeline_v4.npz"),
+                "--dt-transform",
+                "softplus",
+                "--out",
+                str(tmp_path / "m.pt"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert evaluate_cmd.main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(audio_folder), "--batch-size", "2", "--json"]) == 0
+    assert (
+        evaluate_cmd.main(
+            ["--checkpoint", str(tmp_path / "m.pt"), "--data", str(audio_folder), "--batch-size", "2", "--json"]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["files"] > 0 and 0 < result["bits_per_sample"] < 16 and result["unigram_bits_per_sample"] > 0

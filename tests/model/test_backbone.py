@@ -12,7 +12,8 @@ from tests.helpers import model_properties, randn, seeds, small_model_configs
 @model_properties()
 @given(small_model_configs(bits=8, dropout=True), seeds)
 def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
-    """Over one coarsest block and one more step (every pool buffer empty, filling, full; every up stage idle or running):
+    """Over one coarsest block and one more step (every pool buffer empty, filling, full; every up stage idle or
+    running):
     Backbone.step leaves the state it was given as it was, a second step from it gives the same output and
     new state (in eval mode, with dropout > 0 configured), and no parameter or buffer changes."""
     backbone = helpers.lm(seed, torch.float64, **config).backbone.eval()

@@ -43,7 +43,11 @@ def test_chunked_response_equals_plain(sizes, seed, dtype):
         mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
         chunked = dplr_response(W, R4, M, s, c)
     # float32: random W, R4, M reach near-poles of the Woodbury denominator, hence its own, wider entry
-    assert_close(chunked, dplr_response_plain(W, R4, M, s, c), "kernel_float64" if dtype == "float64" else "cauchy_response_float32")
+    assert_close(
+        chunked,
+        dplr_response_plain(W, R4, M, s, c),
+        "kernel_float64" if dtype == "float64" else "cauchy_response_float32",
+    )
 
 
 @pytest.mark.parametrize("L", [1, 2, 7, 10])
@@ -52,7 +56,9 @@ def test_response_gradcheck(L, tiny_chunks):
     s, c = half_angle_tables(L, torch.float64, torch.device("cpu"))
     inputs = tuple(x.requires_grad_(True) for x in response_inputs(L, 3, 2))
     tol = specs.load("tolerances")["gradcheck"]
-    assert torch.autograd.gradcheck(lambda *a: torch.view_as_real(dplr_response(*a, s, c)), inputs, atol=tol["atol"], rtol=tol["rtol"])
+    assert torch.autograd.gradcheck(
+        lambda *a: torch.view_as_real(dplr_response(*a, s, c)), inputs, atol=tol["atol"], rtol=tol["rtol"]
+    )
 
 
 @given(ssm_sizes(), seeds)

@@ -25,7 +25,9 @@ from sashimi.sampling.sample import sample
 from tests import helpers
 from tests.helpers import model_properties, seeds, small_model_configs, tokens
 
-needs_compiler = pytest.mark.skipif(not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH")
+needs_compiler = pytest.mark.skipif(
+    not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH"
+)
 
 
 def randomized(seed: int, dtype: torch.dtype, **config):
@@ -92,7 +94,9 @@ def test_fused_functions_keep_their_shapes_in_eager_mode(config, seed, batch):
         assert fused_rollout(model, x).shape == (batch, x.shape[1], 2 ** config["bits"])
 
 
-def bad_recurrence(u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
+def bad_recurrence(
+    u: Float[Tensor, "B H"], state: Float[Tensor, "B 2 H N2"], *coefficients: Float[Tensor, "H N2"]
+) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B 2 H N2"]]:
     """A wrong s4_recurrence: y left unsummed over the state, (B, H, N2) where (B, H) is declared."""
     return state[:, 0], state
 
@@ -113,7 +117,9 @@ def test_the_eager_checks_see_the_fused_functions():
 
 def test_fused_step_equals_module_step_for_the_paper_layout_float32():
     """The paper layout (d_model 64, N 64, pool [4, 4], 8 layers per stage) at init, float32."""
-    model = randomized(0, torch.float32, bits=8, d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=64)
+    model = randomized(
+        0, torch.float32, bits=8, d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=64
+    )
     x = tokens(0, 2, 40, 256)
     assert_close(fused_rollout(model, x), helpers.rollout(model, x), "fused_vs_module_step_float32")
 
@@ -184,7 +190,9 @@ def test_a_failing_compile_warns_and_runs_eagerly(monkeypatch):
 def test_sample_paths_choose_by_the_rule(compile, monkeypatch):
     """sample(compile=...) uses the fused step exactly when asked to, or under "auto" from COMPILE_MIN_STEPS on."""
     built = []
-    monkeypatch.setattr("sashimi.sampling.sample.FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a, compile=False))
+    monkeypatch.setattr(
+        "sashimi.sampling.sample.FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a, compile=False)
+    )
     monkeypatch.setattr("sashimi.sampling.sample.COMPILE_MIN_STEPS", 6)
     model = randomized(5, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
     sample(model, 1, 5, compile=compile)
@@ -228,7 +236,9 @@ def test_compiling_past_the_time_limit_leaves_the_other_depths_uncompiled(monkey
     step.warm_up(time_limit=0.2, log=notices.append)
     assert len(compiled_calls) == 1  # depth 0 "compiled" in 0.3 s; past 0.2 s the rest is not
     assert step.functions[1:] == [fused.depth_step] * K and step.functions[0] is not fused.depth_step
-    assert len(notices) == 1 and f"over the limit of 0.2 s: depths 1 to {K} (of 0 to {K}) run uncompiled" in notices[0], notices
+    assert (
+        len(notices) == 1 and f"over the limit of 0.2 s: depths 1 to {K} (of 0 to {K}) run uncompiled" in notices[0]
+    ), notices
     x = tokens(7, 2, 12, 256)
     with torch.no_grad():
         got = torch.stack([step.step(x[:, t]) for t in range(12)], 1)

@@ -49,4 +49,3 @@ def test_init_does_not_depend_on_lapacks_eigenvector_phases(N, monkeypatch):
     monkeypatch.setattr(torch.linalg, "eigh", rotated_eigh)
     for got, want in zip(hippo_legs_nplr(N), expected):
         assert_close(got, want, "reference_identities_float64")
-

@@ -47,7 +47,7 @@ def test_fresh_kernel_matches_reference_at_init():
 def test_published_first_kernel(fixture_a):
     """Load the first S4 layer of the published fixture; reproduce its kernel."""
     prefix = "c_layers.0.layer.layer.kernel."
-    state = {k[len(prefix):]: torch.from_numpy(np.asarray(v)) for k, v in fixture_a.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: torch.from_numpy(np.asarray(v)) for k, v in fixture_a.items() if k.startswith(prefix)}
     H, N2 = state["C"].shape[1:3]
     kernel = SSMKernel(H, N=2 * N2, n_ssm=None)
     kernel.load_state_dict(state, strict=True)
@@ -60,7 +60,7 @@ def test_published_first_kernel(fixture_a):
 def test_published_C_tilde_conversion(fixture_a):
     """From the fixture's initial C (l_kernel = 0), the first forward writes the published C~."""
     prefix = "c_layers.0.layer.layer.kernel."
-    state = {k[len(prefix):]: torch.from_numpy(np.asarray(v)) for k, v in fixture_a.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: torch.from_numpy(np.asarray(v)) for k, v in fixture_a.items() if k.startswith(prefix)}
     state["C"] = torch.from_numpy(fixture_a["init." + prefix + "C"])
     state["l_kernel"] = torch.from_numpy(np.asarray(fixture_a["init." + prefix + "l_kernel"]))
     assert int(state["l_kernel"]) == 0
@@ -133,8 +133,14 @@ def test_cached_layer_output_equals_uncached():
 
 
 @model_properties()
-@given(ssm_sizes(max_L=20), seeds, l_kernel_modes, st.lists(st.integers(1, 50), min_size=2, max_size=6),
-       st.one_of(st.none(), st.integers(1, 5)), st.sampled_from(list(DTYPES)))
+@given(
+    ssm_sizes(max_L=20),
+    seeds,
+    l_kernel_modes,
+    st.lists(st.integers(1, 50), min_size=2, max_size=6),
+    st.one_of(st.none(), st.integers(1, 5)),
+    st.sampled_from(list(DTYPES)),
+)
 def test_cached_kernel_equals_uncached_as_lengths_change(sizes, seed, mode, Ls, chunk, dtype):
     """Without autograd, calls at lengths that go down, up (doubling C~) and back each return exactly what an
     uncached copy of the kernel, taken just before the call, returns; C~ and l_kernel end up the same too.

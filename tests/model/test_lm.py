@@ -157,7 +157,8 @@ def test_l_output_keeps_the_last_positions(config, seed, k):
 @model_properties()
 @given(small_model_configs(bits=8, dropout=True), seeds)
 def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
-    """SashimiLM.step at every position of one coarsest block and one more step: the caller's state is unchanged, a second step
+    """SashimiLM.step at every position of one coarsest block and one more step: the caller's state is unchanged, a
+    second step
     from it gives the same logits and new state (eval mode, dropout > 0 configured), and no weight moves."""
     model = helpers.lm(seed, torch.float64, **config).eval()
     L = math.prod(config["pool"]) + 1  # every pool phase, the first coarse step and the first refilled UpPool output
@@ -211,8 +212,14 @@ def test_the_model_properties_draw_every_variant():
         seen.append(config)
 
     collect()
-    assert {(c["norm"], c["dt_transform"], c["s4_output"]) for c in seen} == set(itertools.product(NORMS, DT_TRANSFORMS, S4_OUTPUTS))
-    assert {"none" if c["n_ssm"] is None else "one" if c["n_ssm"] == 1 else "divisor" for c in seen} == {"none", "one", "divisor"}
+    assert {(c["norm"], c["dt_transform"], c["s4_output"]) for c in seen} == set(
+        itertools.product(NORMS, DT_TRANSFORMS, S4_OUTPUTS)
+    )
+    assert {"none" if c["n_ssm"] is None else "one" if c["n_ssm"] == 1 else "divisor" for c in seen} == {
+        "none",
+        "one",
+        "divisor",
+    }
     assert {str(c["pool"]) for c in seen} == {"[2, 2]", "[4, 4]", "[2, 3]", "[3, 2]", "[3, 3]"}
     assert {(c["bits"], c["expand"], c["ff"]) for c in seen} == set(itertools.product((8, 16), (1, 2), (0, 2)))
     assert {c["dropout"] for c in seen} == {0.1, 0.25, 0.5} and {c["n_layers"] for c in seen} == {1, 2}

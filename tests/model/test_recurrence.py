@@ -48,7 +48,9 @@ def test_float32_recurrence_is_built_in_float64_and_rounded_once(sizes, seed, mo
     H, N2, n_ssm, L = sizes
     kernel32 = helpers.s4_layer(H, N2, n_ssm, seed, torch.float32, l_kernel_for(mode, L)).layer.kernel
     kernel64 = copy.deepcopy(kernel32).double()
-    same_values = tuple(x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in kernel32.ssm_parameters())
+    same_values = tuple(
+        x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in kernel32.ssm_parameters()
+    )
     kernel64.ssm_parameters = lambda: same_values  # dt = exp(inv_dt) and Lambda as the float32 model evaluates them
     for got, wanted in zip(build(kernel32), build(kernel64), strict=True):
         assert got.dtype == (torch.complex64 if wanted.is_complex() else torch.float32)

@@ -33,7 +33,9 @@ from tests.helpers import (
 def test_layer_matches_reference(sizes, seed, mode, dtype, variant):
     H, N2, n_ssm, L = sizes
     dt_transform, output = variant
-    s4_layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output)
+    s4_layer = helpers.s4_layer(
+        H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output
+    )
     params = helpers.numpy_state(s4_layer)
     u = np.random.default_rng(seed).standard_normal((2, L, H))
     y = s4_layer(torch.from_numpy(u).to(DTYPES[dtype]))
@@ -44,7 +46,9 @@ def test_layer_matches_reference(sizes, seed, mode, dtype, variant):
 def test_step_equals_convolution(sizes, seed, mode, dtype, variant):
     H, N2, n_ssm, L = sizes
     dt_transform, output = variant
-    layer = helpers.s4_layer(H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output)
+    layer = helpers.s4_layer(
+        H, N2, n_ssm, seed, DTYPES[dtype], l_kernel_for(mode, L), dt_transform=dt_transform, output=output
+    )
     u = randn(seed, 3, L, H, dtype=DTYPES[dtype])
     with torch.no_grad():
         y_conv = layer(u)  # first: a fresh layer converts C to C~ here, as published

@@ -19,6 +19,7 @@ def random_ssm(seed: int, N2: int):
     Delta = float(np.exp(rng.uniform(np.log(1e-4), 0.0)))
     return Lambda, c(N2), c(N2), c(N2), Delta
 
+
 sizes = st.tuples(st.integers(1, 6), st.integers(1, 33), seeds)
 
 
@@ -40,7 +41,9 @@ def test_convolution_equals_recurrence(args):
     A_bar, B_bar = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
     u = np.random.default_rng(seed + 1).standard_normal(L)
     K = s4.kernel_powers(A_bar, B_bar, s4.conj_pairs(C), L)
-    assert_close(s4.causal_convolution(u, K), s4.recurrence(A_bar, B_bar, s4.conj_pairs(C), u), "reference_identities_float64")
+    assert_close(
+        s4.causal_convolution(u, K), s4.recurrence(A_bar, B_bar, s4.conj_pairs(C), u), "reference_identities_float64"
+    )
 
 
 @given(sizes)

@@ -68,7 +68,9 @@ def edge_probabilities(top_p: float) -> np.ndarray:
     smalls = edge * 1.01 ** np.arange(round(top_p / 2 / edge))[::-1]
     if top_p < 1:
         rest = 1 - top_p - 0.01
-        q = np.concatenate([[top_p - 0.01 - smalls[:-1].sum()], smalls, geometric(math.ceil(rest / (0.7 * edge)), 0.99, rest)])
+        q = np.concatenate(
+            [[top_p - 0.01 - smalls[:-1].sum()], smalls, geometric(math.ceil(rest / (0.7 * edge)), 0.99, rest)]
+        )
     else:
         q = np.concatenate([[1 - smalls.sum()], smalls])
     assert (np.diff(q) < 0).all() and abs(q.sum() - 1) < 1e-12
@@ -106,7 +108,10 @@ def draws_needed(p0: np.ndarray) -> int:
     score = np.log(np.where(p0 > 0, p0, 1.0))
     mu0, s0 = mean_and_spread(p0, score)
     z, z_power = stats.norm.isf(ALPHA / 4), stats.norm.isf(1 - POWER)
-    n = max(((z * s0 + z_power * s1) / abs(mu1 - mu0)) ** 2 for mu1, s1 in (mean_and_spread(draw_only(p0, f), score) for f in (TEMPERATURE_ERROR, 1 / TEMPERATURE_ERROR)))
+    n = max(
+        ((z * s0 + z_power * s1) / abs(mu1 - mu0)) ** 2
+        for mu1, s1 in (mean_and_spread(draw_only(p0, f), score) for f in (TEMPERATURE_ERROR, 1 / TEMPERATURE_ERROR))
+    )
     return ROWS * math.ceil(n / ROWS)
 
 
@@ -124,8 +129,18 @@ def fixed_logits_counts(temperature: float, top_p: float, seed: int = 3) -> tupl
     p0 = np.exp(nucleus_log_probs(logits.numpy(), temperature, top_p, margin=1e-3))
     n = draws_needed(p0)
     generator = torch.Generator().manual_seed(seed)
-    tokens, _ = sampling_loop(lambda token: logits.expand(ROWS, -1), 8, ROWS, n // ROWS, temperature, top_p,
-                              torch.zeros(0, dtype=torch.long), generator, torch.device("cpu"), None)
+    tokens, _ = sampling_loop(
+        lambda token: logits.expand(ROWS, -1),
+        8,
+        ROWS,
+        n // ROWS,
+        temperature,
+        top_p,
+        torch.zeros(0, dtype=torch.long),
+        generator,
+        torch.device("cpu"),
+        None,
+    )
     return np.bincount(tokens.flatten().numpy(), minlength=q.size), p0, n
 
 
@@ -151,13 +166,18 @@ def test_draws_on_fixed_logits_reject_a_temperature_5_percent_off_and_a_top_p_0_
     reported likelihood too (tests/sampling/test_likelihood.py) and moves p0 here as the draw-only one does."""
     counts, p0, n = fixed_logits_counts(temperature, top_p)
     assert counts.sum() == n
-    assert counts[p0 == 0].sum() == 0, f"classes outside the nucleus drawn: {np.flatnonzero((p0 == 0) & (counts > 0)).tolist()}"
+    assert counts[p0 == 0].sum() == 0, (
+        f"classes outside the nucleus drawn: {np.flatnonzero((p0 == 0) & (counts > 0)).tolist()}"
+    )
     missing = np.flatnonzero(surely_drawn(p0, n) & (counts == 0))
     assert missing.size == 0, f"classes of the nucleus never drawn in {n} draws: {missing.tolist()}"
     score = np.log(np.where(p0 > 0, p0, 1.0))
     mu0, s0 = mean_and_spread(p0, score)
     z = (float((counts * score).sum()) / n - mu0) * math.sqrt(n) / s0
-    assert abs(z) < stats.norm.isf(ALPHA / 4), f"mean log p of the draws is {z:+.1f} standard errors from the claim: the draw is tempered otherwise (+: colder)"
+    assert abs(z) < stats.norm.isf(ALPHA / 4), (
+        f"mean log p of the draws is {z:+.1f} standard errors from the claim: the draw is tempered otherwise (+: "
+        "colder)"
+    )
     g, critical = g_test(counts, p0, ALPHA / 4)
     assert g < critical, f"G = {g:.1f} >= {critical:.1f}: the draws do not follow the claimed distribution"
 
@@ -169,7 +189,9 @@ def test_the_stated_power_holds(top_p):
     q = edge_probabilities(top_p)
     p0 = np.exp(nucleus_log_probs(np.log(q), 1.0, top_p, margin=1e-3))
     n = draws_needed(p0)
-    assert n == {0.6: 18000, 0.9: 14000, 1.0: 13000}[top_p]  # the figures quoted in the docstring, computed by draws_needed
+    assert (
+        n == {0.6: 18000, 0.9: 14000, 1.0: 13000}[top_p]
+    )  # the figures quoted in the docstring, computed by draws_needed
     assert min(temperature_power(p0, n, f) for f in (TEMPERATURE_ERROR, 1 / TEMPERATURE_ERROR)) >= POWER
     narrower = np.exp(nucleus_log_probs(np.log(q), 1.0, top_p - TOP_P_ERROR, margin=1e-3))
     dropped = (p0 > 0) & (narrower == 0)
@@ -191,11 +213,15 @@ def test_first_sampled_token_follows_the_tempered_nucleus_distribution(temperatu
     p = first_step_distribution(model, temperature, top_p)
     sequences, _ = sample(model, N, 1, temperature, top_p, seed=11)
     counts = np.bincount(sequences[:, 0].numpy(), minlength=p.size)
-    assert counts[p == 0].sum() == 0, f"classes outside the nucleus drawn: {np.flatnonzero((p == 0) & (counts > 0)).tolist()}"
+    assert counts[p == 0].sum() == 0, (
+        f"classes outside the nucleus drawn: {np.flatnonzero((p == 0) & (counts > 0)).tolist()}"
+    )
     g, critical = g_test(counts, p)
     assert g < critical, f"G = {g:.1f} >= {critical:.1f}: the draws do not follow the claimed distribution"
     surely_drawn = (1 - p) ** N < ALPHA / p.size
-    assert (counts[surely_drawn] > 0).all(), f"classes never drawn: {np.flatnonzero(surely_drawn & (counts == 0)).tolist()}"
+    assert (counts[surely_drawn] > 0).all(), (
+        f"classes never drawn: {np.flatnonzero(surely_drawn & (counts == 0)).tolist()}"
+    )
     g_neighbour, _ = g_test(counts, first_step_distribution(model, 1.0, top_p if temperature != 1 else 1.0))
     assert g_neighbour > critical
 

@@ -36,7 +36,9 @@ def test_a_prefix_primes_the_state_as_the_forward_pass_over_z_and_the_prefix(pre
     assert float(np.abs(loglik.numpy() - without_z).max()) > 100 * loglik_bound(temperature)
 
 
-@pytest.mark.parametrize("bits, n_prefix, temperature, top_p", [(8, 0, 1.0, 1.0), (8, 5, 0.8, 0.9), (8, 3, 1.7, 0.6), (16, 4, 1.3, 1.0)])
+@pytest.mark.parametrize(
+    "bits, n_prefix, temperature, top_p", [(8, 0, 1.0, 1.0), (8, 5, 0.8, 0.9), (8, 3, 1.7, 0.6), (16, 4, 1.3, 1.0)]
+)
 def test_reported_log_likelihood_is_the_teacher_forced_mean_log_probability(bits, n_prefix, temperature, top_p):
     """Mean log-probability per generated sample of [z, prefix, generated[:-1]] in one convolution-mode
     pass, tempered and filtered in NumPy, equals `sample`'s score for every sequence."""

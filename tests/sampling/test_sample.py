@@ -12,8 +12,22 @@ from sashimi.sampling import sample as sampling
 
 def test_generate_writes_wavs_of_the_requested_length(trained, tmp_path, capsys):
     out = tmp_path / "samples"
-    code = generate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n-samples", "3", "--length", "300", "--batch-size", "2",
-                          "--out", str(out), "--top-p", "0.95"])
+    code = generate_cmd.main(
+        [
+            "--checkpoint",
+            str(trained / "checkpoint.pt"),
+            "--n-samples",
+            "3",
+            "--length",
+            "300",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+            "--top-p",
+            "0.95",
+        ]
+    )
     assert code == 0
     wavs = sorted(out.glob("*.wav"))
     assert len(wavs) == 3 and len(list(out.glob("*.png"))) == 3
@@ -29,7 +43,23 @@ def test_generate_with_a_prefix(trained, tmp_path):
     prefix = tmp_path / "prefix.wav"
     sf.write(prefix, np.sin(np.arange(40) / 3.0).astype(np.float32), 16000)
     out = tmp_path / "primed"
-    assert generate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n-samples", "1", "--length", "20", "--prefix", str(prefix), "--out", str(out)]) == 0
+    assert (
+        generate_cmd.main(
+            [
+                "--checkpoint",
+                str(trained / "checkpoint.pt"),
+                "--n-samples",
+                "1",
+                "--length",
+                "20",
+                "--prefix",
+                str(prefix),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     audio, _ = sf.read(next(out.glob("*.wav")))
     assert audio.shape == (60,)
 
@@ -72,8 +102,20 @@ def test_generate_compile_flag_chooses_the_step(flag, fused, trained, tmp_path, 
 
     built = []
     monkeypatch.setattr(sampling, "FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a))
-    code = generate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--n-samples", "1", "--length", "20", "--out", str(tmp_path),
-                              "--compile", flag])
+    code = generate_cmd.main(
+        [
+            "--checkpoint",
+            str(trained / "checkpoint.pt"),
+            "--n-samples",
+            "1",
+            "--length",
+            "20",
+            "--out",
+            str(tmp_path),
+            "--compile",
+            flag,
+        ]
+    )
     assert code == 0 and built == ([{"compile": True}] if fused else [])
 
 
@@ -97,7 +139,7 @@ def test_repeated_sampling_reuses_the_recurrence_until_a_parameter_changes(monke
     with torch.no_grad():
         edited.kernel.inv_dt.add_(0.5)  # in place: the same tensor, a new version
     sampling.sample(model, 2, 30, seed=1, compile=False)
-    assert built[len(convs):] == [edited.kernel]
+    assert built[len(convs) :] == [edited.kernel]
     rebuilt = build(edited.kernel)
     assert all(torch.equal(a, b) for a, b in zip(edited._step, rebuilt))
     assert not torch.equal(before[1], rebuilt[1])

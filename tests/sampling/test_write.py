@@ -103,24 +103,49 @@ def test_batched_files_are_distinct_and_named_by_their_own_likelihood(tmp_path, 
     ranks, named, rows, _ = read_folder(tmp_path, 8, "mulaw", 8000)
     assert ranks == list(range(5)) and len({tuple(r) for r in rows}) == 5
     assert np.all(np.diff(named) <= 0)
-    assert np.all(np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 0, 1.2, 1.0)) <= 5e-4 + 1e-6)  # 3 decimals
+    assert np.all(
+        np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 0, 1.2, 1.0)) <= 5e-4 + 1e-6
+    )  # 3 decimals
 
 
-@pytest.mark.parametrize("quantization, rate, length", [("linear", 8000, ["--length", "12"]), ("mulaw", 11025, ["--seconds", "0.0011"])],
-                         ids=["linear-8000Hz-length", "mulaw-11025Hz-seconds"])
-def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(quantization, rate, length, tmp_path, capsys, plots_touched):
+@pytest.mark.parametrize(
+    "quantization, rate, length",
+    [("linear", 8000, ["--length", "12"]), ("mulaw", 11025, ["--seconds", "0.0011"])],
+    ids=["linear-8000Hz-length", "mulaw-11025Hz-seconds"],
+)
+def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(
+    quantization, rate, length, tmp_path, capsys, plots_touched
+):
     """`python -m sashimi.generate` on a checkpoint of non-default rate and quantization, primed by a
     WAV: every file starts with the prefix's tokens under that quantization and is named by the
     likelihood of what it decodes to, given that prefix; --seconds counts at the checkpoint's rate
     (0.0011 s at 11025 Hz: 12 samples)."""
     model = lm(7, torch.float32, **tiny_config(8).to_dict())
-    path = checkpoint.save({"model": model.state_dict(), "config": {"model": model.config.to_dict(),
-                            "train": {"quantization": quantization, "sample_rate": rate}}}, tmp_path / "run" / "checkpoint.pt")
+    path = checkpoint.save(
+        {
+            "model": model.state_dict(),
+            "config": {"model": model.config.to_dict(), "train": {"quantization": quantization, "sample_rate": rate}},
+        },
+        tmp_path / "run" / "checkpoint.pt",
+    )
     prefix_tokens = np.concatenate([[0, 255], tokens(8, 1, 6, 256)[0].numpy()])  # 0 and 255 fix the min-max scale
     prefix = tmp_path / "prefix.wav"
     sf.write(prefix, decoded(prefix_tokens, 8, "linear"), rate, subtype="PCM_16")
-    code = generate_cmd.main(["--checkpoint", str(path), "--n-samples", "3", *length, "--prefix", str(prefix),
-                              "--temperature", "0.8", "--seed", "4"])
+    code = generate_cmd.main(
+        [
+            "--checkpoint",
+            str(path),
+            "--n-samples",
+            "3",
+            *length,
+            "--prefix",
+            str(prefix),
+            "--temperature",
+            "0.8",
+            "--seed",
+            "4",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (folder,) = (path.parent / "generated").iterdir()  # each run's own fresh folder
     ranks, named, rows, _ = read_folder(folder, 8, quantization, rate)
@@ -128,4 +153,3 @@ def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(quantiz
     if quantization == "linear":  # the prefix is on the linear grid with its extremes: it encodes to its own tokens
         assert np.array_equal(rows[:, :8], np.broadcast_to(prefix_tokens, (3, 8)))
     assert np.all(np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 8, 0.8, 1.0)) <= 5e-4 + 1e-6)
-

@@ -25,7 +25,13 @@ def numpy_metrics(logits: np.ndarray, targets: np.ndarray, bits: int) -> dict:
     nll = np.log(np.exp(z).sum(-1)) - z[np.arange(len(y)), y]
     rank = (z > z[np.arange(len(y)), y][:, None]).sum(-1)
     loss = nll.mean()
-    out = {"loss": loss, "bits_per_sample": loss / np.log(2), "bpb": loss / np.log(2) / (bits / 8), "perplexity": np.exp(loss), "positions": len(y)}
+    out = {
+        "loss": loss,
+        "bits_per_sample": loss / np.log(2),
+        "bpb": loss / np.log(2) / (bits / 8),
+        "perplexity": np.exp(loss),
+        "positions": len(y),
+    }
     out.update({"accuracy": (rank < 1).mean(), **{f"accuracy@{k}": (rank < k).mean() for k in (3, 5, 10)}})
     return out
 
@@ -46,8 +52,12 @@ def test_evaluate_matches_numpy_over_the_same_clips(trained, audio_folder):
         assert_close(got[key], want[key], "metrics_float32_logits")
     for key in ("accuracy", "accuracy@3", "accuracy@5", "accuracy@10"):
         assert got[key] == want[key], (key, got[key], want[key])
-    counts = np.bincount(np.concatenate(dataset.tokens).astype(np.int64), minlength=256) / sum(len(t) for t in dataset.tokens)
-    assert got["unigram_bits_per_sample"] == pytest.approx(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum(), rel=1e-12)
+    counts = np.bincount(np.concatenate(dataset.tokens).astype(np.int64), minlength=256) / sum(
+        len(t) for t in dataset.tokens
+    )
+    assert got["unigram_bits_per_sample"] == pytest.approx(
+        -(counts[counts > 0] * np.log2(counts[counts > 0])).sum(), rel=1e-12
+    )
 
 
 def test_evaluate_matches_training_metrics(trained, tmp_path):
@@ -70,6 +80,17 @@ def test_evaluate_matches_training_metrics(trained, tmp_path):
 
 def test_evaluate_json(trained, tmp_path, capsys):
     cfg = json.loads((trained / "config.json").read_text())
-    assert evaluate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--data", cfg["data_folder"], "--json"]) == 0
+    assert (
+        evaluate_cmd.main(["--checkpoint", str(trained / "checkpoint.pt"), "--data", cfg["data_folder"], "--json"]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
-    assert {"loss", "bits_per_sample", "bpb", "accuracy", "accuracy@3", "accuracy@5", "accuracy@10", "perplexity"} <= set(out)
+    assert {
+        "loss",
+        "bits_per_sample",
+        "bpb",
+        "accuracy",
+        "accuracy@3",
+        "accuracy@5",
+        "accuracy@10",
+        "perplexity",
+    } <= set(out)

@@ -38,13 +38,18 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     assert sorted(p.name for p in made)[0] == "20260101-000000"
 
 
-def test_a_full_disk_during_a_checkpoint_is_one_error_and_keeps_the_previous_one(audio_folder, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_during_a_checkpoint_is_one_error_and_keeps_the_previous_one(
+    audio_folder, tmp_path, monkeypatch, capsys
+):
     run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=2, eval_every=2))
     before = (run_dir / "checkpoint.pt").read_bytes()
 
     def full(obj, f, *args, **kwargs):
         f.write(b"partial")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: file write failed")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: file write "
+            "failed"
+        )
 
     monkeypatch.setattr(checkpoint.torch, "save", full)
     code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "4", "--eval-every", "2"], capsys)
@@ -64,16 +69,53 @@ def test_a_nan_loss_stops_without_a_checkpoint_and_names_the_kept_one(audio_fold
         original_append(path, record)
 
     monkeypatch.setattr(runs, "append_jsonl", count)
-    code, err = run_main(train_cmd, ["--data", str(audio_folder), "--seq-len", "256", "--batch-size", "4", "--max-steps", "6", "--eval-every", "2",
-                                     "--eval-batches", "2", "--sample-seconds", "0", "--out", str(tmp_path)], capsys)
+    code, err = run_main(
+        train_cmd,
+        [
+            "--data",
+            str(audio_folder),
+            "--seq-len",
+            "256",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "2",
+            "--eval-batches",
+            "2",
+            "--sample-seconds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     [run_dir] = list(tmp_path.iterdir())
-    assert_one_line_error(code, err, "loss became nan at step 3", f"the last good checkpoint is kept: {run_dir / 'checkpoint.pt'}")
+    assert_one_line_error(
+        code, err, "loss became nan at step 3", f"the last good checkpoint is kept: {run_dir / 'checkpoint.pt'}"
+    )
     assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
 
 
 def test_a_nan_loss_before_any_checkpoint_says_there_is_none(audio_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loop, "optimization_step", lambda *a, **k: float("nan"))
-    code, err = run_main(train_cmd, ["--data", str(audio_folder), "--seq-len", "256", "--max-steps", "3", "--sample-seconds", "0", "--out", str(tmp_path)], capsys)
+    code, err = run_main(
+        train_cmd,
+        [
+            "--data",
+            str(audio_folder),
+            "--seq-len",
+            "256",
+            "--max-steps",
+            "3",
+            "--sample-seconds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "loss became nan at step 1", "no checkpoint was written")
     [run_dir] = list(tmp_path.iterdir())
     assert not (run_dir / "checkpoint.pt").exists()
@@ -97,7 +139,9 @@ def test_diverged_weights_are_never_checkpointed(audio_folder, tmp_path, monkeyp
 
 @pytest.fixture(scope="module")
 def trained_four_steps(audio_folder, tmp_path_factory):
-    return loop.train(train_config(audio_folder, tmp_path_factory.mktemp("four_steps") / "runs", max_steps=4, eval_every=2))
+    return loop.train(
+        train_config(audio_folder, tmp_path_factory.mktemp("four_steps") / "runs", max_steps=4, eval_every=2)
+    )
 
 
 @pytest.fixture
@@ -106,7 +150,17 @@ def four_steps(trained_four_steps, tmp_path):
     return Path(shutil.copytree(trained_four_steps, tmp_path / "runs" / trained_four_steps.name))
 
 
-@pytest.mark.parametrize("flag,value", [("--lr", "0.01"), ("--seed", "7"), ("--bits", "16"), ("--seq-len", "512"), ("--preset", "sc09"), ("--eval-every", "3")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--lr", "0.01"),
+        ("--seed", "7"),
+        ("--bits", "16"),
+        ("--seq-len", "512"),
+        ("--preset", "sc09"),
+        ("--eval-every", "3"),
+    ],
+)
 def test_resume_refuses_a_flag_that_conflicts_with_the_run(four_steps, flag, value, capsys):
     code, err = run_main(train_cmd, ["--resume", str(four_steps), "--max-steps", "6", flag, value], capsys)
     assert_one_line_error(code, err, f"{flag} {value}", "(the run has", "--init")
@@ -114,7 +168,17 @@ def test_resume_refuses_a_flag_that_conflicts_with_the_run(four_steps, flag, val
 
 
 def test_resume_keeps_flags_that_agree_and_applies_the_stopping_rule(four_steps, audio_folder):
-    run_dir = loop.train(TrainConfig(resume=str(four_steps), data=str(audio_folder), lr=0.004, max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
+    run_dir = loop.train(
+        TrainConfig(
+            resume=str(four_steps),
+            data=str(audio_folder),
+            lr=0.004,
+            max_steps=6,
+            max_minutes=None,
+            device="cpu",
+            sample_seconds=0.0,
+        )
+    )
     assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 6
 
 
@@ -122,7 +186,12 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(four_steps):
     """A crash after step 4's checkpoint left records of steps 5-6 and half a line: the resumed
     log has each step once."""
     with open(four_steps / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"kind": "train", "step": 5, "loss": 9.0}) + "\n" + json.dumps({"kind": "train", "step": 6, "loss": 9.0}) + "\n{\"kind\": \"tr")
+        f.write(
+            json.dumps({"kind": "train", "step": 5, "loss": 9.0})
+            + "\n"
+            + json.dumps({"kind": "train", "step": 6, "loss": 9.0})
+            + '\n{"kind": "tr'
+        )
     loop.train(TrainConfig(resume=str(four_steps), max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
     train_steps = [r["step"] for r in records(four_steps) if r["kind"] == "train"]
     assert train_steps == [1, 2, 3, 4, 5, 6]
@@ -137,7 +206,9 @@ def test_a_no_op_resume_adds_nothing(four_steps, capsys):
 
 
 def test_resume_of_a_weights_only_checkpoint_points_to_init(tmp_path, capsys):
-    checkpoint.save({"config": {"model": {"bits": 8}, "train": {"preset": "sc09"}}, "model": {}}, tmp_path / "imported.pt")
+    checkpoint.save(
+        {"config": {"model": {"bits": 8}, "train": {"preset": "sc09"}}, "model": {}}, tmp_path / "imported.pt"
+    )
     code, err = run_main(train_cmd, ["--resume", str(tmp_path / "imported.pt")], capsys)
     assert_one_line_error(code, err, "weights only", "--init")
 
@@ -164,11 +235,34 @@ def test_checkpoints_respect_the_umask(tmp_path, mask, mode):
 def test_kill_9_then_resume_equals_a_straight_run(audio_folder, tmp_path):
     """SIGKILL in the middle of training (between checkpoints): the checkpoint on disk loads, and
     resuming from it reproduces a straight run's losses exactly."""
-    args = ["--data", str(audio_folder), "--seq-len", "256", "--batch-size", "4", "--eval-every", "2", "--eval-batches", "2",
-            "--sample-seconds", "0", "--max-minutes", "5"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as this test process: same sums
-    proc = subprocess.Popen([sys.executable, "-m", "sashimi.train", *args, "--max-steps", "400", "--out", str(tmp_path / "killed")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "--data",
+        str(audio_folder),
+        "--seq-len",
+        "256",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-batches",
+        "2",
+        "--sample-seconds",
+        "0",
+        "--max-minutes",
+        "5",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }  # as this test process: same sums
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sashimi.train", *args, "--max-steps", "400", "--out", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     ckpts = []
     while time.monotonic() < deadline and not ckpts:
@@ -181,7 +275,9 @@ def test_kill_9_then_resume_equals_a_straight_run(audio_folder, tmp_path):
     run_dir = ckpts[0].parent
     step = checkpoint.load(run_dir / "checkpoint.pt")["step"]
     loop.train(TrainConfig(resume=str(run_dir), max_steps=step + 2, max_minutes=None, device="cpu", sample_seconds=0.0))
-    straight = loop.train(train_config(audio_folder, tmp_path / "straight", max_steps=step + 2, eval_every=2, eval_batches=2))
+    straight = loop.train(
+        train_config(audio_folder, tmp_path / "straight", max_steps=step + 2, eval_every=2, eval_batches=2)
+    )
     a, b = losses(straight), losses(run_dir)
     assert sorted(b) == list(range(1, step + 3))
     assert [a[s] for s in range(1, step + 3)] == [b[s] for s in range(1, step + 3)]

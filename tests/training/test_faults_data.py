@@ -15,7 +15,20 @@ from sashimi.io import checkpoint
 from sashimi.training import data, loop
 from tests.helpers import assert_one_line_error, run_main, write
 
-QUICK = ["--max-steps", "1", "--seq-len", "64", "--batch-size", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu"]
+QUICK = [
+    "--max-steps",
+    "1",
+    "--seq-len",
+    "64",
+    "--batch-size",
+    "2",
+    "--eval-batches",
+    "1",
+    "--sample-seconds",
+    "0",
+    "--device",
+    "cpu",
+]
 
 
 def wav_with_rate(path, rate: int):
@@ -47,9 +60,17 @@ def bad_folder(tmp_path, kind: str):
     return folder
 
 
-@pytest.mark.parametrize("kind, reason", [("nan", "non-finite samples"), ("inf", "non-finite samples"), ("empty", "holds no samples"),
-                                          ("text", "cannot read audio file"), ("rate-2000000000", "its header says 2,000,000,000 Hz, outside 1,000-384,000 Hz"),
-                                          ("rate-10", "its header says 10 Hz")])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("nan", "non-finite samples"),
+        ("inf", "non-finite samples"),
+        ("empty", "holds no samples"),
+        ("text", "cannot read audio file"),
+        ("rate-2000000000", "its header says 2,000,000,000 Hz, outside 1,000-384,000 Hz"),
+        ("rate-10", "its header says 10 Hz"),
+    ],
+)
 def test_unreadable_files_leave_no_run_folder_and_notices_are_one_line(kind, reason, tmp_path, capsys):
     folder = bad_folder(tmp_path, kind)
     code, err = run_main(train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), *QUICK], capsys)
@@ -79,11 +100,22 @@ def test_a_resume_refuses_a_changed_data_folder_unless_told(tmp_path, capsys):
     for i in range(10, 60):
         write(folder / f"clip{i:02d}.wav", np.zeros(300, dtype=np.float32))
     code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0"], capsys)
-    assert_one_line_error(code, err, f"the data folder {folder} changed since the checkpoint (10 files when checkpointed, 60 now)",
-                          "--allow-changed-data")
-    code, err = run_main(train_cmd, ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0", "--allow-changed-data"], capsys)
+    assert_one_line_error(
+        code,
+        err,
+        f"the data folder {folder} changed since the checkpoint (10 files when checkpointed, 60 now)",
+        "--allow-changed-data",
+    )
+    code, err = run_main(
+        train_cmd,
+        ["--resume", str(run_dir), "--max-steps", "2", "--sample-seconds", "0", "--allow-changed-data"],
+        capsys,
+    )
     assert code == 0, err
-    assert f"--allow-changed-data: continuing on the changed data folder {folder} (10 files when checkpointed, 60 now)" in err
+    assert (
+        f"--allow-changed-data: continuing on the changed data folder {folder} (10 files when checkpointed, 60 now)"
+        in err
+    )
     assert checkpoint.load(run_dir / "checkpoint.pt")["data"] == folder_fingerprint(folder) != saved
 
 

@@ -22,7 +22,9 @@ def test_init_starts_from_the_weights_with_a_fresh_optimizer(audio_folder, tmp_p
     """With every learning rate 0, the weights after a step are the initial checkpoint's, bit for bit,
     and the run holds the checkpoint's model configuration (scalar norm, d_state 16), not the preset's."""
     init = imported(tmp_path)
-    run_dir = loop.train(train_config(audio_folder, tmp_path / "runs", init=init, lr=0.0, ssm_lr=0.0, max_steps=1, eval_every=1))
+    run_dir = loop.train(
+        train_config(audio_folder, tmp_path / "runs", init=init, lr=0.0, ssm_lr=0.0, max_steps=1, eval_every=1)
+    )
     start, after = checkpoint.load(init), checkpoint.load(run_dir / "checkpoint.pt")
     assert after["config"]["model"] == start["config"]["model"]
     assert after["config"]["model"]["norm"] == "scalar" and after["config"]["model"]["d_state"] == 16
@@ -40,7 +42,9 @@ def test_init_weights_move_when_trained(audio_folder, tmp_path):
 
 def test_init_with_other_bits_is_an_error(audio_folder, tmp_path, capsys):
     init = imported(tmp_path)
-    code, err = run_main(train_cmd, ["--init", init, "--bits", "16", "--data", str(audio_folder), "--out", str(tmp_path / "r")], capsys)
+    code, err = run_main(
+        train_cmd, ["--init", init, "--bits", "16", "--data", str(audio_folder), "--out", str(tmp_path / "r")], capsys
+    )
     assert_one_line_error(code, err, "--bits 16 conflicts with --init", "8-bit model")
 
 
@@ -66,7 +70,10 @@ def test_fine_tuning_an_imported_model_on_speech_lowers_its_validation_loss(tmp_
     init = tmp_path / "imported.pt"
     assert interop_cmd.main(["import", str(PUBLISHED / "pipeline_v4.npz"), "--out", str(init)]) == 0
     run = dict(init=str(init), seq_len=512, batch_size=4, eval_batches=2)
-    before = losses(loop.train(train_config(SPEECH, tmp_path / "frozen", lr=0.0, ssm_lr=0.0, max_steps=1, eval_every=1, **run)), "validation")
+    before = losses(
+        loop.train(train_config(SPEECH, tmp_path / "frozen", lr=0.0, ssm_lr=0.0, max_steps=1, eval_every=1, **run)),
+        "validation",
+    )
     after = losses(loop.train(train_config(SPEECH, tmp_path / "tuned", max_steps=8, eval_every=8, **run)), "validation")
     assert list(before) == [1] and list(after) == [8]
     assert after[8] < before[1] - 0.05, (before, after)

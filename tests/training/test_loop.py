@@ -46,7 +46,9 @@ def test_the_closing_report_sets_the_last_validation_beside_the_unigram_baseline
     split's token histogram (every position: --eval-batches covers the split), counted here with numpy."""
     run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=2, eval_every=2, eval_batches=1000))
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("validation "))
-    match = re.fullmatch(r"validation (\S+) bits/sample, unigram baseline of the validation split (\S+) \((\S+) (below|above)\)", line)
+    match = re.fullmatch(
+        r"validation (\S+) bits/sample, unigram baseline of the validation split (\S+) \((\S+) (below|above)\)", line
+    )
     assert match, line
     bits, baseline, gap = (float(match[k]) for k in (1, 2, 3))
     last = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
@@ -55,13 +57,18 @@ def test_the_closing_report_sets_the_last_validation_beside_the_unigram_baseline
     _, counts = np.unique(np.concatenate(val.tokens), return_counts=True)
     p = counts / counts.sum()
     assert baseline == round(float(-(p * np.log2(p)).sum()), 2)
-    assert match[4] == ("below" if last["bits_per_sample"] <= baseline else "above") and abs(gap - abs(baseline - bits)) <= 0.011
+    assert (
+        match[4] == ("below" if last["bits_per_sample"] <= baseline else "above")
+        and abs(gap - abs(baseline - bits)) <= 0.011
+    )
 
 
 def test_resume_is_bit_exact(audio_folder, tmp_path):
     straight = loop.train(train_config(audio_folder, tmp_path / "a", max_steps=8))
     interrupted = loop.train(train_config(audio_folder, tmp_path / "b", max_steps=4))
-    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=8, max_minutes=None, device="cpu", sample_seconds=0.0))
+    resumed = loop.train(
+        TrainConfig(resume=str(interrupted), max_steps=8, max_minutes=None, device="cpu", sample_seconds=0.0)
+    )
     assert resumed == interrupted
     a, b = losses(straight), losses(resumed)
     assert sorted(b) == list(range(1, 9))
@@ -86,11 +93,48 @@ def test_distributed_equals_one_process(audio_folder, tmp_path):
     The gradient clip is set out of reach: clipping rescales the gradient to a fixed norm, which
     would hide a wrong gradient scale; the first Adam moment exp_avg is proportional to the
     gradient, so a gradient off by a factor shows there even where Adam's update does not."""
-    args = ["--preset", "tiny", "--data", str(audio_folder), "--seq-len", "64", "--batch-size", "4", "--max-steps", "2", "--max-minutes", "5",
-            "--eval-every", "2", "--eval-batches", "1", "--sample-seconds", "0", "--device", "cpu", "--grad-clip", "1e9"]
+    args = [
+        "--preset",
+        "tiny",
+        "--data",
+        str(audio_folder),
+        "--seq-len",
+        "64",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--max-minutes",
+        "5",
+        "--eval-every",
+        "2",
+        "--eval-batches",
+        "1",
+        "--sample-seconds",
+        "0",
+        "--device",
+        "cpu",
+        "--grad-clip",
+        "1e9",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sashimi.train"]
-    subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sashimi.train",
+    ]
+    subprocess.run(
+        [*torchrun, *args, "--out", str(tmp_path / "ddp")],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
     one = loop.train(train_cmd.parse_args([*args, "--out", str(tmp_path / "one")]))
     (ddp,) = list((tmp_path / "ddp").iterdir())
     a, b = checkpoint.load(ddp / "checkpoint.pt"), checkpoint.load(one / "checkpoint.pt")
@@ -105,7 +149,9 @@ def test_distributed_equals_one_process(audio_folder, tmp_path):
     # where the first gradient was far above eps (steps after the first divide by the running RMS).
     model, _ = checkpoint.load_model(one / "checkpoint.pt")
     names = {id(p): n for n, p in model.named_parameters()}
-    order = [names[id(p)] for group in param_groups(model, 0.0, 0.0, OptimizerConfig.from_specs()) for p in group["params"]]  # the optimizer's indices
+    order = [
+        names[id(p)] for group in param_groups(model, 0.0, 0.0, OptimizerConfig.from_specs()) for p in group["params"]
+    ]  # the optimizer's indices
     group = b["optimizer"]["param_groups"][0]
     compared = total = 0
     for i, name in enumerate(order):
@@ -120,7 +166,9 @@ def test_distributed_equals_one_process(audio_folder, tmp_path):
             # relative to each tensor's largest entry: the moments are far below the tolerance's atol
             scale = float(state[name].abs().max())
             if scale > 0:
-                assert_close(a["optimizer"]["state"][i][name] / scale, state[name] / scale, "ddp_vs_single_process_moments")
+                assert_close(
+                    a["optimizer"]["state"][i][name] / scale, state[name] / scale, "ddp_vs_single_process_moments"
+                )
                 moments += 1
     assert moments > 0
 
@@ -154,7 +202,9 @@ def test_first_gradient_magnitude_recovers_the_first_gradient():
 
 def test_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    code, err = run_main(train_cmd, ["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
+    code, err = run_main(
+        train_cmd, ["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys
+    )
     assert_one_line_error(code, err, "no .wav or .flac files")
 
 
@@ -163,7 +213,9 @@ def test_folder_of_non_audio_files(tmp_path, capsys):
     folder.mkdir()
     (folder / "readme.txt").write_text("not audio")
     (folder / "data.csv").write_text("1,2,3")
-    code, err = run_main(train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
+    code, err = run_main(
+        train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys
+    )
     assert_one_line_error(code, err, "no .wav or .flac files")
 
 
@@ -172,10 +224,14 @@ def test_only_corrupt_audio_is_an_error(tmp_path, capsys):
     folder.mkdir()
     for i in range(6):
         (folder / f"clip{i}.wav").write_bytes(b"RIFF\x00\x00garbage" * 3)
-    code, err = run_main(train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys)
+    code, err = run_main(
+        train_cmd, ["--data", str(folder), "--out", str(tmp_path / "runs"), "--max-steps", "1"], capsys
+    )
     assert_one_line_error(code, err, "could be read")
     notes = [line for line in err.splitlines() if line.startswith("notice:")]
-    assert notes and all(line.startswith(f"notice: skipping {folder}/clip") for line in notes), err  # one line each, no source line
+    assert notes and all(line.startswith(f"notice: skipping {folder}/clip") for line in notes), (
+        err
+    )  # one line each, no source line
 
 
 def test_seq_len_not_a_multiple_of_the_pools(tmp_path, capsys):
@@ -236,17 +292,23 @@ def straight_plateau_run(audio_folder, tmp_path_factory):
 
 
 @pytest.mark.parametrize("stop", [2, 3])
-def test_resume_with_dropout_and_a_firing_plateau_equals_a_straight_run(straight_plateau_run, audio_folder, tmp_path, monkeypatch, stop):
+def test_resume_with_dropout_and_a_firing_plateau_equals_a_straight_run(
+    straight_plateau_run, audio_folder, tmp_path, monkeypatch, stop
+):
     """Stopped at step 2 (on a validation step) or 3 (between two), then resumed to step 6: the
     losses, learning rates, parameters, optimizer, schedule, RNG and best loss are a straight run's, bit for bit."""
     monkeypatch.setattr(OptimizerConfig, "from_specs", spec_with_patience(0))
     straight = straight_plateau_run
     interrupted = loop.train(train_config(audio_folder, tmp_path, max_steps=stop, **RESUME_RUN))
-    resumed = loop.train(TrainConfig(resume=str(interrupted), max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0))
+    resumed = loop.train(
+        TrainConfig(resume=str(interrupted), max_steps=6, max_minutes=None, device="cpu", sample_seconds=0.0)
+    )
     assert resumed == interrupted
     a, b = records(straight, "train"), records(resumed, "train")
     assert sorted(b) == list(range(1, 7))
-    assert [(a[s]["loss"], a[s]["lr"]) for s in range(1, 7)] == [(b[s]["loss"], b[s]["lr"]) for s in range(1, 7)]  # exactly
+    assert [(a[s]["loss"], a[s]["lr"]) for s in range(1, 7)] == [
+        (b[s]["loss"], b[s]["lr"]) for s in range(1, 7)
+    ]  # exactly
     # the premises: dropout is on, and the schedule fired (lr x factor) at the step-4 validation
     assert json.loads((straight / "config.json").read_text())["model"]["dropout"] == 0.1
     factor = OptimizerConfig.from_specs().plateau_factor
@@ -313,7 +375,9 @@ def test_the_loop_schedules_on_the_validation_loss(audio_folder, tmp_path, monke
         return {"loss": loss, "bits_per_sample": loss, "accuracy": accuracy}
 
     monkeypatch.setattr(loop, "evaluate", fake_evaluate)
-    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=5, seq_len=64, batch_size=2, eval_every=1, lr=0.01))
+    run_dir = loop.train(
+        train_config(audio_folder, tmp_path, max_steps=5, seq_len=64, batch_size=2, eval_every=1, lr=0.01)
+    )
     lrs = {s: r["lr"] for s, r in records(run_dir, "train").items()}
     factor = OptimizerConfig.from_specs().plateau_factor
     # validations after steps 1 (best), 2 and 3 (bad: the 2nd exceeds patience 1) -> step 4 trains at lr x factor

@@ -230,7 +230,9 @@ def test_16bit_training_loss_never_holds_the_full_logits_in_cpu_memory():
     640 MiB, is 2.5x the chunked measurement and below the logits and their gradient alone."""
     L, bound_mib = 2048, 640
     assert 2 * L * 65536 * 4 / 2**20 > bound_mib  # the plain path could not stay under the bound
-    probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(L)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(L)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert probe.returncode == 0, probe.stderr
     growth_mib = int(probe.stdout.split()[-1]) / 1024
     assert growth_mib < bound_mib, f"peak memory grew by {growth_mib:.0f} MiB"

@@ -35,14 +35,19 @@ def test_weight_decay_spares_the_backbone_biases_and_norms(norm):
     model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4, norm=norm))
     spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
     groups = optimizer.param_groups(model, lr=0.004, ssm_lr=0.001, spec=spec)
-    decay = {n: g["weight_decay"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+    decay = {
+        n: g["weight_decay"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])
+    }
     assert len(decay) == len(list(model.parameters())) and len(groups) == 3
     spared = {n for n, d in decay.items() if d == 0.0 and ".kernel." not in n}
     norms = {n for n in decay if n.startswith("backbone.") and (".norm." in n or n.startswith("backbone.norm."))}
     biases = {n for n in decay if n.startswith("backbone.") and n.endswith("bias")}
     assert norms and biases and spared == norms | biases
     assert decay["encoder.embedding.weight"] == decay["decoder.output_transform.bias"] == 0.1
-    assert [g["weight_decay"] for g in optimizer.param_groups(model, 0.004, 0.001, OptimizerConfig.from_specs())] == [0.0, 0.0]
+    assert [g["weight_decay"] for g in optimizer.param_groups(model, 0.004, 0.001, OptimizerConfig.from_specs())] == [
+        0.0,
+        0.0,
+    ]
 
 
 class TableLM(nn.Module):
@@ -65,7 +70,9 @@ class SummedLoss(nn.Module):
         return F.cross_entropy(logits, y.reshape(-1), reduction="sum", ignore_index=IGNORE), int((y != IGNORE).sum())
 
 
-def plain_steps(table: torch.Tensor, batches, lr: float, grad_clip: float, spec: OptimizerConfig) -> tuple[torch.Tensor, list[float]]:
+def plain_steps(
+    table: torch.Tensor, batches, lr: float, grad_clip: float, spec: OptimizerConfig
+) -> tuple[torch.Tensor, list[float]]:
     """Mean cross-entropy over the non-padding positions, its gradient clipped to norm `grad_clip`,
     AdamW (bias-corrected moments, decoupled weight decay), written out in float64."""
     (b1, b2), eps = spec.betas, 1e-8

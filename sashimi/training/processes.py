@@ -1,0 +1,70 @@
+"""A run's processes: this process's place among torchrun's, joining the group, the run folder every
+rank agrees on, and the RNG states a checkpoint carries."""
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from sashimi.core.config import TrainConfig
+from sashimi.training import runs
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Processes:
+    """This process's place among the training processes (torchrun's environment)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "Processes":
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            tqdm.write(message, file=sys.stderr)
+
+
+def start_processes(device: torch.device, procs: Processes) -> torch.device:
+    """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def new_run_dir(config: TrainConfig, procs: Processes) -> Path:
+    """Rank 0 creates the run folder exclusively (`runs.new_run_dir`); every process agrees on it."""
+    run_dir = runs.new_run_dir(config.out) if procs.is_main else Path()
+    if procs.distributed:
+        holder = [str(run_dir)]
+        dist.broadcast_object_list(holder, src=0)
+        run_dir = Path(holder[0])
+    return run_dir
