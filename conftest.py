@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 pytest.register_assert_rewrite("tests.helpers")  # imported here first, before pytest_plugins loads it
 from tests.helpers import hypothesis_profile  # noqa: E402
@@ -20,6 +20,10 @@ settings.register_profile(
     "ci", derandomize=True, max_examples=20, print_blob=True, **_common
 )  # the model properties: MODEL_EXAMPLES (tests/helpers.py)
 settings.register_profile("dev", max_examples=20, print_blob=True, **_common)
+# a mutant needs only the first failing example: `ci` without the shrink phase (sashimi.mutate runs it)
+settings.register_profile(
+    "mutate", derandomize=True, max_examples=20, phases=[Phase.explicit, Phase.reuse, Phase.generate], **_common
+)
 settings.register_profile("thorough", max_examples=200, print_blob=True, **_common)
 settings.load_profile(hypothesis_profile())  # HYPOTHESIS_PROFILE, else `ci` where CI is set, else `dev`
 

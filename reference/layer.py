@@ -71,7 +71,7 @@ def s4_kernel(params: dict, L: int, dt_transform: str = "exp") -> Float[ndarray,
     K = np.zeros((H, L))
     for h in range(H):
         Lambda, P, B, C, Delta = channel_ssm(params, h, dt_transform)
-        A_bar, B_bar = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
+        A_bar, B_bar = s4.dense_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
         C_f = s4.conj_pairs(C)
         if l_kernel > 0:
             C_f = s4.C_from_C_tilde(A_bar, C_f, l_kernel)

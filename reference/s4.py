@@ -29,7 +29,7 @@ def legs_rank_correction(N: int) -> Float[ndarray, " N"]:
     return np.sqrt(np.arange(N) + 0.5)
 
 
-def nplr_legs(
+def hippo_legs_nplr(
     N: int, B_clip: float = 2.0
 ) -> tuple[Complex[ndarray, " N2"], Complex[ndarray, " N2"], Complex[ndarray, " N2"], Complex[ndarray, "N N2"]]:
     """Normal plus low rank form of HiPPO-LegS: A = V diag(Lambda) V^H - P P^H.
@@ -65,7 +65,7 @@ def dense_A(Lambda: Complex[ndarray, " N2"], P: Complex[ndarray, " N2"]) -> Comp
     return np.diag(conj_pairs(Lambda)) - np.outer(p, p.conj())
 
 
-def discretize_bilinear(
+def dense_bilinear(
     A: Complex[ndarray, "N N"], B: Complex[ndarray, " N"], Delta: float
 ) -> tuple[Complex[ndarray, "N N"], Complex[ndarray, " N"]]:
     """A_bar = (I - Delta/2 A)^-1 (I + Delta/2 A), B_bar = (I - Delta/2 A)^-1 Delta B."""
@@ -126,7 +126,7 @@ def cauchy(v: Complex[ndarray, " N"], z: complex, w: Complex[ndarray, " N"]) -> 
     return complex(np.sum(v / (z - w)))
 
 
-def kernel_dplr(
+def dplr_kernel(
     Lambda: Complex[ndarray, " N2"],
     P: Complex[ndarray, " N2"],
     B: Complex[ndarray, " N2"],

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a checkout without tests/published skips the published rows instead of failing them",
     )
+    parser.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop after the first family with a failing check"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.update_golden:
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             f"check {stage} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True
         ),
         allow_missing_fixtures=args.allow_missing_fixtures,
+        exitfirst=args.exitfirst,
     )
     failed = [v for v in verdicts if v.failed]
     if args.json:

@@ -7,7 +7,7 @@ import time
 import torch
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import check_number
+from sashimi.core.config import S4Options, check_number
 from sashimi.harness.verdict import Verdict, print_report
 from sashimi.model.rollout import rollout
 from sashimi.model.s4 import S4Layer
@@ -18,7 +18,7 @@ BOUNDS = {torch.float64: 1e-10, torch.float32: 1e-4}
 def agreement(H: int, L: int, dtype: torch.dtype, seed: int) -> float:
     """max |step - convolution| / max |convolution| of a fresh tied-state layer on random input."""
     torch.manual_seed(seed)
-    layer = S4Layer(H, n_ssm=1).to(dtype)
+    layer = S4Layer(H, S4Options(n_ssm=1)).to(dtype)
     u = torch.randn(2, L, H, dtype=dtype)
     with torch.no_grad():
         y_conv = layer(u)

@@ -7,6 +7,7 @@ test modules import what else they need from here, never from each other.
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from reference import pipeline as ref_pipeline
+from reference import sampling as ref_sampling
 from sashimi.audio.synthetic import write_synthetic_dataset
 from sashimi.core import config as config_module
 from sashimi.core.config import TrainConfig
@@ -101,7 +104,7 @@ def small_model_configs(draw, bits=None, dropout: bool = False):
 # --- how many examples the model properties draw (step == convolution, fast == reference, purity,
 # cache, fused == module step): more than the other properties, at the toy sizes above ---------
 
-MODEL_EXAMPLES = {"ci": 100, "thorough": 1000, "dev": 20}
+MODEL_EXAMPLES = {"ci": 100, "mutate": 100, "thorough": 1000, "dev": 20}
 
 
 def hypothesis_profile() -> str:
@@ -235,140 +238,28 @@ def write(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "FLOA
 # --- sampling: the tempered nucleus distribution and its likelihoods, apart from sashimi.sampling ---
 
 
-def nucleus_log_probs(logits, temperature: float, top_p: float, margin: float = 1e-5) -> np.ndarray:
-    """log softmax(logits / temperature) restricted to the nucleus (the fewest classes, by descending
-    probability, whose mass reaches top_p) and renormalized, -inf outside; float64, classes on the
-    last axis. A row whose mass up to its last or next-to-last nucleus class lies within `margin`
-    of top_p could keep another nucleus under float32 rounding: it is refused (ValueError)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    if top_p >= 1:
-        return logp
-    order = np.argsort(-logp, axis=-1, kind="stable")
-    mass = np.cumsum(np.exp(np.take_along_axis(logp, order, -1)), -1)
-    kept = np.minimum((mass < top_p).sum(-1, keepdims=True) + 1, z.shape[-1])  # smallest k with mass[k-1] >= top_p
-    for k in (kept, np.maximum(kept - 1, 1)):
-        near = np.abs(np.take_along_axis(mass, k - 1, -1) - top_p) < margin
-        if near.any():
-            raise ValueError(
-                f"nucleus of row {np.argwhere(near)[0][:-1].tolist()} is ambiguous: its mass lies within {margin} of "
-                f"top_p = {top_p}"
-            )
-    inside = np.zeros(z.shape, dtype=bool)
-    np.put_along_axis(inside, order, np.arange(z.shape[-1]) < kept, -1)
-    z = np.where(inside, z, -np.inf)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
 def teacher_forced_loglik(
     model, sequences: torch.Tensor, n_prefix: int, temperature: float, top_p: float
 ) -> np.ndarray:
-    """Mean log-probability (under `nucleus_log_probs`) of each sequence's tokens after its first
-    n_prefix, from one convolution-mode forward pass of a float64 copy of `model` over
+    """`reference.sampling.sequence_log_likelihood` of each sequence after its first n_prefix tokens,
+    from the logits of one convolution-mode forward pass of a float64 copy of `model` over
     [z, sequence[:-1]], z = 2^(bits-1); padded at the end to the pooling multiple (the model is causal)."""
-    import copy
-    import math
-
     model64 = copy.deepcopy(model).double().eval().cpu()
     z = 2 ** (model.config.bits - 1)
     x = torch.cat([torch.full((sequences.shape[0], 1), z), sequences[:, :-1].cpu()], 1)
     x = torch.nn.functional.pad(x, (0, -x.shape[1] % math.prod(model.config.pool)), value=z)
     with torch.no_grad():
-        logits = model64(x)[:, n_prefix : sequences.shape[1]].numpy()
-    logp = nucleus_log_probs(logits, temperature, top_p)
-    return np.take_along_axis(logp, sequences[:, n_prefix:, None].cpu().numpy(), -1)[..., 0].mean(-1)
-
-
-# --- step-mode purity: shared by the step tests of tests/model ---------------------------------
-
-
-def assert_same_state(actual, expected) -> None:
-    """Nested step states (dicts, lists, tuples, tensors, None) equal exactly: same structure, dtypes, values."""
-    assert type(actual) is type(expected), (type(actual), type(expected))
-    if isinstance(actual, torch.Tensor):
-        assert actual.dtype == expected.dtype and actual.shape == expected.shape and torch.equal(actual, expected)
-    elif isinstance(actual, dict):
-        assert actual.keys() == expected.keys()
-        for key in actual:
-            assert_same_state(actual[key], expected[key])
-    elif isinstance(actual, (list, tuple)):
-        assert len(actual) == len(expected), (len(actual), len(expected))
-        for a, e in zip(actual, expected):
-            assert_same_state(a, e)
-    else:
-        assert actual == expected
-
-
-def assert_step_is_pure(module, x, state):
-    """`module.step(x, state)` leaves `state` as it was (compared with a deep copy taken before) and a
-    second step from the same state gives the same output and new state; returns (output, new state)."""
-    before = copy.deepcopy(state)
-    with torch.no_grad():
-        y, new_state = module.step(x, state)
-        assert_same_state(state, before)
-        y_again, new_state_again = module.step(x, state)
-    assert_same_state(y_again, y)
-    assert_same_state(new_state_again, new_state)
-    assert_same_state(state, before)
-    return y, new_state
-
-
-def assert_rollout_is_pure(module, inputs) -> None:
-    """`assert_step_is_pure` at every position of `inputs` (position axis 1) from a fresh state, and
-    no parameter or buffer of `module` moves."""
-    module.setup_step()
-    weights = copy.deepcopy(module.state_dict())
-    state = module.default_state(inputs.shape[0])
-    for t in range(inputs.shape[1]):
-        _, state = assert_step_is_pure(module, inputs[:, t], state)
-    assert_same_state(module.state_dict(), weights)
+        logits = model64(x)[:, : sequences.shape[1]].numpy()
+    return ref_sampling.sequence_log_likelihood(logits, sequences.cpu().numpy(), n_prefix, temperature, top_p)
 
 
 # --- the official pipeline's layout, written from our model (tests/io/test_pipeline.py) --------
 
 
 def pipeline_layout(state: dict, layout: str, seed: int = 0) -> dict:
-    """Our SashimiLM state dict written as the official pipeline's (v3 or v4) would hold it: the
-    inverse of `sashimi.io.pipeline.convert`, written out independently. Pool linears become
-    weight_g / weight_v with v = W times a random positive factor per row (g = ||W_row||), so
-    that folding them back is exercised beyond the identity."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, value in state.items():
-        value = torch.as_tensor(value)
-        if key == "encoder.embedding.weight":
-            out["encoder.0.weight"] = value
-            continue
-        if key.startswith("decoder."):
-            out["decoder.0." + key[len("decoder.") :]] = value
-            continue
-        name = "model." + key[len("backbone.") :]
-        name = name.replace(".norm.m", ".norm.norm.m").replace(".norm.s", ".norm.norm.s")
-        if (
-            name.endswith(".linear.weight")
-            and (".d_layers." in name or ".0.linear." in name)
-            and "output_linear" not in name
-        ):
-            scale = torch.from_numpy(rng.uniform(0.5, 2.0, (value.shape[0], 1))).to(value.dtype)
-            out[name[: -len("weight")] + "weight_v"] = value * scale
-            out[name[: -len("weight")] + "weight_g"] = value.norm(dim=1, keepdim=True)
-            continue
-        if layout == "pipeline-v3" and ".layer.layer." in name:
-            head, _, tail = name.partition(".layer.layer.")
-            if tail.startswith("kernel."):
-                param = tail[len("kernel.") :]
-                v3 = {"inv_dt": "log_dt", "A_real": "inv_w_real", "A_imag": "w_imag", "l_kernel": "L"}.get(param, param)
-                if param == "inv_dt":
-                    value = value.reshape(-1)
-                if param == "A_imag":
-                    value = -value
-                out[f"{head}.layer.kernel.kernel.{v3}"] = value
-            else:  # D
-                out[f"{head}.layer.{tail}"] = value
-            continue
-        out[name] = value
-    return out
+    """`reference.pipeline.pipeline_layout` as tensors, as torch.load of the pipeline's checkpoint gives them."""
+    written = ref_pipeline.pipeline_layout(state, layout, seed)
+    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in written.items()}
 
 
 def random_pipeline_state(keys: dict, seed: int = 0) -> dict:

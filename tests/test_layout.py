@@ -53,6 +53,29 @@ def test_modules_stay_small(path):
     assert len(path.read_text().splitlines()) <= 300
 
 
+def test_the_test_helpers_hold_strategies_and_fixtures_and_stay_small():
+    """Independent re-implementations live in reference/, shared assertions beside the tests that use them."""
+    text = (ROOT / "tests" / "helpers.py").read_text()
+    assert len(text.splitlines()) <= 300
+    assert not re.search(r"^def (nucleus_log_probs|plain_steps|assert_step_is_pure)\(", text, re.M)
+
+
+def test_model_constructors_take_the_configuration_whole():
+    """At most five parameters besides a ModelConfig or S4Options: options travel down as one object."""
+    crowded = []
+    for path in sorted((ROOT / "sashimi" / "model").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                args = [
+                    a
+                    for a in node.args.args[1:] + node.args.kwonlyargs
+                    if ast.unparse(a.annotation or ast.Constant(None)) not in ("ModelConfig", "S4Options")
+                ]
+                if len(args) > 5:
+                    crowded.append(f"{path.name}:{node.lineno} ({len(args)} parameters)")
+    assert not crowded, crowded
+
+
 def test_no_line_is_longer_than_ruffs_limit():
     """The catalogue's entries are code patterns kept one per string (ruff exempts them too)."""
     limit = int(re.search(r"^line-length = (\d+)$", (ROOT / "pyproject.toml").read_text(), re.M).group(1))

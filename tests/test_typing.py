@@ -6,6 +6,7 @@ import torch
 from jaxtyping import TypeCheckError
 
 from reference import s4 as ref
+from sashimi.core.config import ModelConfig, S4Options
 from sashimi.model.cauchy import dplr_kernel
 from sashimi.model.dplr import dense_bilinear
 from sashimi.model.recurrence import ssm_step
@@ -19,7 +20,7 @@ def dplr_args(H=3, N2=4):
 
 
 def s4_step_args():
-    layer = S4Layer(3, N=8)
+    layer = S4Layer(3, S4Options(d_state=8))
     layer.setup_step()
     return layer.step, [torch.randn(2, 3), layer.default_state(2)]
 
@@ -47,7 +48,7 @@ CASES = {
         "u",
     ),
     "fft convolution": (lambda: fft_conv, lambda: [torch.randn(2, 5, 3), torch.randn(3, 5)], 1, "K"),
-    "layer forward": (lambda: S4Layer(3, N=8).forward, lambda: [torch.randn(2, 5, 3)], 0, "u"),
+    "layer forward": (lambda: S4Layer(3, S4Options(d_state=8)).forward, lambda: [torch.randn(2, 5, 3)], 0, "u"),
 }
 
 
@@ -117,11 +118,15 @@ def width_cases():
         "DownPool": (DownPool(4, 2, 2), "forward", torch.randn(2, 8, 4)),
         "DownPool.step": (DownPool(4, 2, 2), "step", torch.randn(2, 4)),
         "UpPool": (UpPool(4, 2, 2), "forward", torch.randn(2, 8, 4)),
-        "S4Layer": (S4Layer(4, N=4), "forward", torch.randn(2, 8, 4)),
+        "S4Layer": (S4Layer(4, S4Options(d_state=4)), "forward", torch.randn(2, 8, 4)),
         "FFLayer": (FFLayer(4), "forward", torch.randn(2, 8, 4)),
-        "ResidualBlock": (s4_block(4, 1, 0.0, 4), "forward", torch.randn(2, 8, 4)),
+        "ResidualBlock": (s4_block(4, S4Options(d_state=4, n_ssm=1)), "forward", torch.randn(2, 8, 4)),
         "ResidualBlock.step": (ff_block(4, 2, 0.0), "step", torch.randn(2, 4)),
-        "Backbone": (Backbone(4, 1, [2], 2, 0, 1, 0.0, 4), "forward", torch.randn(2, 8, 4)),
+        "Backbone": (
+            Backbone(ModelConfig(d_model=4, n_layers=1, pool=[2], ff=0, d_state=4)),
+            "forward",
+            torch.randn(2, 8, 4),
+        ),
     }
 
 

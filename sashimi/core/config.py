@@ -91,6 +91,22 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def s4(self) -> "S4Options":
+        return S4Options(self.d_state, self.n_ssm, self.dropout, self.dt_transform, self.s4_output)
+
+
+@dataclass(frozen=True)
+class S4Options:
+    """What every S4 layer of a model shares: the slice of ModelConfig an S4 layer is built from
+    (passed whole, so that no two neighbours of one type can be swapped on the way down)."""
+
+    d_state: int = 64  # N, the state size (N/2 conjugate pairs)
+    n_ssm: int | None = None  # independent (A, B) copies, None for one per channel
+    dropout: float = 0.0
+    dt_transform: str = "exp"
+    output: str = "glu"  # "glu": Linear(H, 2H) + GLU; "linear": Linear(H, H)
+
 
 def model_config(preset_name: str, bits: int, **overrides) -> ModelConfig:
     """The model of a preset at `bits`, with fields overridden."""

@@ -258,11 +258,16 @@ FAMILIES = {
 
 
 def run(
-    fixtures: Path | None = None, only: list[str] | None = None, log=None, allow_missing_fixtures: bool = False
+    fixtures: Path | None = None,
+    only: list[str] | None = None,
+    log=None,
+    allow_missing_fixtures: bool = False,
+    exitfirst: bool = False,
 ) -> list[Verdict]:
     """Every verdict of the gate against the committed golden file (or of the families in `only`);
     `log` is told each family as it starts (the gate takes a minute or more on a busy CPU);
-    `allow_missing_fixtures` skips, rather than fails, published fixtures absent from the checkout."""
+    `allow_missing_fixtures` skips, rather than fails, published fixtures absent from the checkout;
+    `exitfirst` stops after the first family with a failure (what a mutation run needs to know)."""
     unknown = set(only or []) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown gate families {sorted(unknown)}; expected some of {list(FAMILIES)}")
@@ -272,4 +277,6 @@ def run(
     for i, name in enumerate(chosen, 1):
         say(f"[{i}/{len(chosen)}] {name}")
         rows += FAMILIES[name](fixtures, allow_missing_fixtures)
+        if exitfirst and any(row.failed for row in rows):
+            break
     return rows

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-from sashimi.core.config import ModelConfig
+from sashimi.core.config import ModelConfig, S4Options
 from sashimi.model.blocks import ScalarNorm
 from sashimi.model.kernel import SSMKernel
 from sashimi.model.lm import SashimiLM
@@ -68,7 +68,7 @@ def s4_layer(
 ) -> S4Layer:
     """An S4 layer with every parameter drawn from `seed` (SSM parameters beyond the init ranges)."""
     torch.manual_seed(seed)
-    layer = S4Layer(H, N=2 * N2, n_ssm=n_ssm, dt_transform=dt_transform, output=output)
+    layer = S4Layer(H, S4Options(d_state=2 * N2, n_ssm=n_ssm, dt_transform=dt_transform, output=output))
     randomize_ssm_(layer.layer.kernel, seed, l_kernel)
     return layer.to(device=device, dtype=dtype)
 

@@ -93,8 +93,8 @@ def ours(name: str) -> dict:
             k: model[k]
             for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout", "d_state", "n_ssm", "dt_transform")
         },
-        "dt_min": kernel["dt_min"].default,
-        "dt_max": kernel["dt_max"].default,
+        "dt_min": kernel["dt_range"].default[0],
+        "dt_max": kernel["dt_range"].default[1],
     }
 
 

@@ -143,12 +143,12 @@ def reference_identities(rng, seed):
     Lambda = -np.exp(rng.uniform(-2, 2, N2)) - 1j * rng.uniform(-30, 30, N2)
     P, B, C = (rng.standard_normal((3, N2)) + 1j * rng.standard_normal((3, N2))) / math.sqrt(2)
     Delta = math.exp(rng.uniform(math.log(1e-4), 0.0))
-    A_bar, B_bar = ref_s4.discretize_bilinear(ref_s4.dense_A(Lambda, P), ref_s4.conj_pairs(B), Delta)
+    A_bar, B_bar = ref_s4.dense_bilinear(ref_s4.dense_A(Lambda, P), ref_s4.conj_pairs(B), Delta)
     Ct = ref_s4.C_tilde(A_bar, ref_s4.conj_pairs(C), L)
     K = ref_s4.kernel_powers(A_bar, B_bar, ref_s4.conj_pairs(C), L)
     return max(
         error_and_scale(ref_s4.kernel_generating_function(A_bar, B_bar, Ct, L), K),
-        error_and_scale(ref_s4.kernel_dplr(Lambda, P, B, Ct[:N2], Delta, L), K),
+        error_and_scale(ref_s4.dplr_kernel(Lambda, P, B, Ct[:N2], Delta, L), K),
     )
 
 

@@ -45,7 +45,7 @@ def backbone_kwargs(constructor_kwargs: dict, state: dict) -> dict:
         for k in ("d_model", "n_layers", "pool", "expand", "ff", "dropout")
         if k in constructor_kwargs
     }
-    kwargs["pool"] = tuple(kwargs.get("pool", (4, 4)))
+    kwargs["pool"] = list(kwargs.get("pool", (4, 4)))
     a_real = [v for k, v in state.items() if k.endswith("kernel.A_real")]
     if not a_real:
         raise InteropError("no S4 kernel (…kernel.A_real) in the state dict: is it a SaShiMi backbone?")
@@ -91,7 +91,7 @@ def convert_state(published: dict, model: torch.nn.Module) -> dict:
 
 
 def load_backbone(published: dict, constructor_kwargs: dict, dtype: torch.dtype = torch.float32) -> Backbone:
-    model = Backbone(**backbone_kwargs(constructor_kwargs, published)).to(dtype)
+    model = Backbone(ModelConfig(**backbone_kwargs(constructor_kwargs, published))).to(dtype)
     model.load_state_dict(convert_state(published, model), strict=True)
     return model
 

@@ -12,41 +12,30 @@ import math
 
 from torch import nn
 
+from sashimi.core.config import ModelConfig
 from sashimi.core.shapes import Float, Tensor, check_width
 from sashimi.model.blocks import ff_block, s4_block
 from sashimi.model.pool import DownPool, UpPool
-from sashimi.model.s4 import S4Layer
 
 
 class Backbone(nn.Module):
-    def __init__(
-        self,
-        d_model: int = 64,
-        n_layers: int = 8,
-        pool: tuple[int, ...] | list[int] = (4, 4),
-        expand: int = 2,
-        ff: int = 2,
-        n_ssm: int | None = 1,
-        dropout: float = 0.0,
-        d_state: int = 64,
-        norm: str = "layer",
-        dt_transform: str = "exp",
-        s4_output: str = "glu",
-    ):
-        """`norm`, `dt_transform`, `s4_output`: the published variants (docs/DESIGN.md, "Pipeline
-        variants"); the final norm is an `nn.LayerNorm` in every variant."""
+    def __init__(self, config: ModelConfig):
+        """The backbone of `config` (its `bits` aside); `norm`, `dt_transform`, `s4_output` are the
+        published variants (docs/DESIGN.md, "Pipeline variants"); the final norm is an
+        `nn.LayerNorm` in every variant."""
         super().__init__()
-        self.d_model, self.pool = d_model, tuple(pool)
+        self.d_model, self.pool = config.d_model, tuple(config.pool)
+        expand, options = config.expand, config.s4
 
         def stage_blocks(H: int) -> list[nn.Module]:
             blocks = []
-            for _ in range(n_layers):
-                blocks.append(s4_block(H, n_ssm, dropout, d_state, norm, dt_transform, s4_output))
-                if ff > 0:
-                    blocks.append(ff_block(H, ff, dropout, norm))
+            for _ in range(config.n_layers):
+                blocks.append(s4_block(H, options, config.norm))
+                if config.ff > 0:
+                    blocks.append(ff_block(H, config.ff, config.dropout, config.norm))
             return blocks
 
-        H = d_model
+        H = config.d_model
         d_layers = []
         for p in self.pool:
             d_layers.append(DownPool(H, expand, p))
@@ -93,11 +82,11 @@ class Backbone(nn.Module):
 
     # --- step mode: one sample at a time -------------------------------------------------
 
-    def setup_step(self) -> None:
-        """Build every S4 recurrence; call again after the parameters change."""
-        for module in self.modules():
-            if isinstance(module, S4Layer):
-                module.setup_step()
+    def setup_step(self, mode: str = "linear") -> None:
+        """Build every S4 recurrence (`mode`: sashimi.model.stepping); call again after the parameters change."""
+        for stage in (self.d_layers, self.c_layers, *self.u_layers):
+            for module in stage:
+                module.setup_step(mode)
 
     def default_state(self, batch: int) -> dict:
         return {

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from sashimi.core.config import S4Options
 from sashimi.core.shapes import Float, Tensor, check_width
 from sashimi.model.s4 import S4Layer
 
@@ -70,8 +71,8 @@ class FFLayer(nn.Module):
     def default_state(self, batch: int) -> None:
         return None
 
-    def setup_step(self) -> None:
-        pass
+    def setup_step(self, mode: str = "linear") -> None:
+        pass  # nothing to build: the feed-forward layer acts on one position as on a sequence
 
     def step(self, x: Float[Tensor, "B H"], state: None) -> tuple[Float[Tensor, "B H"], None]:
         return self.forward(x), None
@@ -110,8 +111,8 @@ class ResidualBlock(nn.Module):
     def default_state(self, batch: int):
         return self.layer.default_state(batch)
 
-    def setup_step(self) -> None:
-        self.layer.setup_step()
+    def setup_step(self, mode: str = "linear") -> None:
+        self.layer.setup_step(mode)
 
     def step(self, x: Float[Tensor, "B H"], state) -> tuple[Float[Tensor, "B H"], object]:
         check_width(x, self.H, "ResidualBlock.step")
@@ -119,18 +120,8 @@ class ResidualBlock(nn.Module):
         return x + y, state
 
 
-def s4_block(
-    H: int,
-    n_ssm: int | None,
-    dropout: float,
-    d_state: int = 64,
-    norm: str = "layer",
-    dt_transform: str = "exp",
-    output: str = "glu",
-) -> ResidualBlock:
-    return ResidualBlock(
-        H, S4Layer(H, N=d_state, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform, output=output), dropout, norm
-    )
+def s4_block(H: int, options: S4Options, norm: str = "layer") -> ResidualBlock:
+    return ResidualBlock(H, S4Layer(H, options), options.dropout, norm)
 
 
 def ff_block(H: int, expand: int, dropout: float, norm: str = "layer") -> ResidualBlock:

@@ -61,9 +61,9 @@ def block_spec(block: ResidualBlock, pack: Pack) -> tuple:
     layer = block.layer
     if isinstance(layer, S4Layer):
         conv = layer.layer
-        if conv._step is None or conv._step_fn.__name__ != "dplr_step":
+        if conv.step_mode != "linear":
             raise RuntimeError("FusedStep needs the model's linear recurrence: call model.setup_step() first")
-        a, b, g, m, c = conv._step
+        a, b, g, m, c = conv.step_coefficients
         linear = layer.output_linear[0]
         weights = (
             a.real,

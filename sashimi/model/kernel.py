@@ -65,10 +65,10 @@ class SSMKernel(nn.Module):
         H: int,
         N: int = 64,
         n_ssm: int | None = None,
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
+        dt_range: tuple[float, float] = (1e-3, 1e-1),
         dt_transform: str = "exp",
     ):
+        """`dt_range`: (dt_min, dt_max), the published init's log-uniform range of Delta."""
         super().__init__()
         if dt_transform not in ("exp", "softplus"):
             raise ValueError(f"dt_transform must be 'exp' or 'softplus'; got {dt_transform!r}")
@@ -79,6 +79,7 @@ class SSMKernel(nn.Module):
             raise ValueError(f"n_ssm must divide H={H}; got n_ssm={n_ssm}")
         self.H, self.N, self.N2, self.n_ssm, self.dt_transform = H, N, N // 2, S, dt_transform
         Lambda, P, B = hippo_legs_nplr(N)
+        dt_min, dt_max = dt_range
         log_dt = torch.rand(H, 1) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         if dt_transform == "softplus":  # the inverse softplus, so that Delta starts in the same range
             log_dt = log_dt.exp().expm1().log()

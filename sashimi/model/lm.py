@@ -62,7 +62,8 @@ class Decoder(nn.Module):
             raise ValueError(f"l_output = {self.l_output} is longer than the sequence (L = {x.shape[1]})")
         return self.output_transform(x[:, -self.l_output :])
 
-    def step(self, x: Float[Tensor, "B H"]) -> Float[Tensor, "B C"]:
+    def one_position(self, x: Float[Tensor, "B H"]) -> Float[Tensor, "B C"]:
+        """The logits of one position (stateless: not part of the step protocol)."""
         return self.output_transform(x)
 
 
@@ -72,19 +73,7 @@ class SashimiLM(nn.Module):
         self.config = config
         c = config
         self.encoder = Encoder(c.n_classes, c.d_model)
-        self.backbone = Backbone(
-            c.d_model,
-            c.n_layers,
-            tuple(c.pool),
-            c.expand,
-            c.ff,
-            c.n_ssm,
-            c.dropout,
-            c.d_state,
-            c.norm,
-            c.dt_transform,
-            c.s4_output,
-        )
+        self.backbone = Backbone(c)
         self.decoder = Decoder(c.d_model, c.n_classes, l_output)
 
     def features(self, tokens: Int[Tensor, "B L"] | Int[Tensor, "B L 1"]) -> Float[Tensor, "B L H"]:
@@ -97,8 +86,8 @@ class SashimiLM(nn.Module):
     ) -> Float[Tensor, "B L C"] | Float[Tensor, "B C"] | Float[Tensor, "B K C"]:
         return self.decoder(self.features(tokens))
 
-    def setup_step(self) -> None:
-        self.backbone.setup_step()
+    def setup_step(self, mode: str = "linear") -> None:
+        self.backbone.setup_step(mode)
 
     def default_state(self, batch: int) -> dict:
         return self.backbone.default_state(batch)
@@ -106,7 +95,7 @@ class SashimiLM(nn.Module):
     def step(self, tokens: Int[Tensor, " B"], state: dict) -> tuple[Float[Tensor, "B C"], dict]:
         """Logits for the next sample given one token per batch element."""
         x, state = self.backbone.step(self.encoder(tokens[:, None])[:, 0], state)
-        return self.decoder.step(x), state
+        return self.decoder.one_position(x), state
 
     def num_params(self, part: str | None = None) -> int:
         """Number of parameters (buffers such as `l_kernel` excluded); of `encoder`,

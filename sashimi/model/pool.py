@@ -36,6 +36,9 @@ class DownPool(nn.Module):
         check_width(x, self.linear.in_features // self.pool, "DownPool")
         return self.linear(fold(x, self.pool))
 
+    def setup_step(self, mode: str = "linear") -> None:
+        pass  # the buffer is the whole state
+
     def default_state(self, batch: int) -> list:
         return []
 
@@ -64,6 +67,9 @@ class UpPool(nn.Module):
         x = self.linear(x)
         x = F.pad(x[:, :-1], (0, 0, 1, 0))
         return unfold(x, self.pool)
+
+    def setup_step(self, mode: str = "linear") -> None:
+        pass  # the pending outputs are the whole state
 
     def default_state(self, batch: int) -> list:
         zeros = self.linear.weight.new_zeros(batch, self.d_output)

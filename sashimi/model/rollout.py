@@ -1,7 +1,7 @@
 """The teacher-forced rollout: a step-mode module run over a whole sequence, one position at a time.
 
-Any module with `setup_step()`, `default_state(batch)` and `step(x, state) -> (y, state)` (an S4
-layer, the backbone, the language model) gives the same outputs as its convolution-mode forward
+Any module of the step protocol (`sashimi.model.stepping.Steppable`: an S4 layer, a block, the
+backbone, the language model) gives the same outputs as its convolution-mode forward
 on the same inputs; the tests, the gate, `interop check` and `selfcheck` compare the two through
 this one loop (docs/DESIGN.md, "Step path").
 """
@@ -13,10 +13,10 @@ from sashimi.core.shapes import Shaped, Tensor
 
 
 @torch.no_grad()
-def rollout(module: nn.Module, inputs: Shaped[Tensor, "B L *rest"], **setup) -> Shaped[Tensor, "B L *out"]:
+def rollout(module: nn.Module, inputs: Shaped[Tensor, "B L *rest"], mode: str = "linear") -> Shaped[Tensor, "B L *out"]:
     """Outputs of `module.step` at every position of `inputs` (position axis 1), from a fresh
-    state; `setup` goes to `setup_step` (e.g. mode="dense" for an S4 layer)."""
-    module.setup_step(**setup)
+    state; `mode` goes to `setup_step` ("dense": the S4 layers' oracle recurrence)."""
+    module.setup_step(mode)
     state = module.default_state(inputs.shape[0])
     outputs = []
     for t in range(inputs.shape[1]):

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sashimi.core.config import S4Options
 from sashimi.core.shapes import Complex, Float, Tensor, check_width
 from sashimi.model.kernel import SSMKernel
 from sashimi.model.recurrence import dplr_step, linear_step_coefficients, ssm_step, step_matrices
+from sashimi.model.stepping import STEP_MODES
 
 
 def fft_conv(u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"]) -> Float[Tensor, "B L H"]:
@@ -31,16 +33,20 @@ def spectral_conv(u: Float[Tensor, "B L H"], K_f: Complex[Tensor, "F H"]) -> Flo
     return torch.fft.irfft(u_f * K_f, n=2 * L, dim=1)[:, :L]
 
 
+DEFAULT_OPTIONS = S4Options()  # frozen: one shared default is safe
+
+
 class S4Conv(nn.Module):
     """y = dropout(GELU(K * u + D u)); the published FFTConv (holds `kernel` and `D`)."""
 
-    def __init__(self, H: int, N: int = 64, n_ssm: int | None = None, dropout: float = 0.0, dt_transform: str = "exp"):
+    def __init__(self, H: int, options: S4Options = DEFAULT_OPTIONS):
         super().__init__()
-        self.kernel = SSMKernel(H, N=N, n_ssm=n_ssm, dt_transform=dt_transform)
+        self.kernel = SSMKernel(H, N=options.d_state, n_ssm=options.n_ssm, dt_transform=options.dt_transform)
         self.D = nn.Parameter(torch.randn(1, H))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(options.dropout)
         self._step: tuple[Tensor, ...] | None = None
         self._step_fn = dplr_step
+        self.step_mode: str | None = None  # the mode of the recurrence built by setup_step, None before
         self._step_key: tuple | None = None  # (mode and the kernel parameters' versions, those tensors)
         self._spectrum: tuple[Tensor, Tensor] | None = None
 
@@ -65,8 +71,8 @@ class S4Conv(nn.Module):
         mode "linear": the O(N) DPLR recurrence (`dplr_step`), default; "dense": the real
         (H, N, N) matrix form (`ssm_step`), the plain version kept as its oracle.
         """
-        if mode not in ("linear", "dense"):
-            raise ValueError(f"step mode must be 'linear' or 'dense'; got {mode!r}")
+        if mode not in STEP_MODES:
+            raise ValueError(f"step mode must be one of {STEP_MODES}; got {mode!r}")
         # the warm path: unchanged parameters (same tensors, same in-place versions; see
         # `SSMKernel._cache_key`) keep the recurrence built before, which costs about 1 s for the paper model
         key, tensors = self.kernel._cache_key(0)
@@ -75,6 +81,14 @@ class S4Conv(nn.Module):
         self._step_fn = dplr_step if mode == "linear" else ssm_step
         self._step = linear_step_coefficients(self.kernel) if mode == "linear" else step_matrices(self.kernel)
         self._step_key = ((mode, key), tensors)  # holding the tensors keeps their ids from being reused
+        self.step_mode = mode
+
+    @property
+    def step_coefficients(self) -> tuple[Tensor, ...]:
+        """What `setup_step` built: (a, b, g, m, c) of the linear recurrence, or the dense (dA, dB, dC)."""
+        if self._step is None:
+            raise RuntimeError("call setup_step() before reading the step coefficients")
+        return self._step
 
     def default_state(self, batch: int) -> Float[Tensor, "B H N"]:
         return self.D.new_zeros(batch, self.kernel.H, self.kernel.N)
@@ -96,20 +110,12 @@ class S4Layer(nn.Module):
     alone (the configuration of the official README's 4.1M-parameter SC09 model).
     """
 
-    def __init__(
-        self,
-        H: int,
-        N: int = 64,
-        n_ssm: int | None = None,
-        dropout: float = 0.0,
-        dt_transform: str = "exp",
-        output: str = "glu",
-    ):
+    def __init__(self, H: int, options: S4Options = DEFAULT_OPTIONS):
         super().__init__()
-        if output not in ("glu", "linear"):
-            raise ValueError(f"S4 output must be 'glu' or 'linear'; got {output!r}")
-        self.layer = S4Conv(H, N=N, n_ssm=n_ssm, dropout=dropout, dt_transform=dt_transform)
-        if output == "glu":
+        if options.output not in ("glu", "linear"):
+            raise ValueError(f"S4 output must be 'glu' or 'linear'; got {options.output!r}")
+        self.layer = S4Conv(H, options)
+        if options.output == "glu":
             self.output_linear = nn.Sequential(nn.Linear(H, 2 * H), nn.GLU(dim=-1))
         else:
             self.output_linear = nn.Sequential(nn.Linear(H, H))

@@ -16,12 +16,13 @@ def test_bench_help_exits_cleanly(capsys):
 FAKE_OFFICIAL = '''
 """Stands in for the official models/sashimi/sashimi.py: our backbone behind the official API."""
 import torch
+from sashimi.core.config import ModelConfig
 from sashimi.model.backbone import Backbone
 
 
 class Sashimi(Backbone):
     def __init__(self, n_ssm=None, **kwargs):
-        super().__init__(**kwargs, n_ssm=n_ssm)
+        super().__init__(ModelConfig(**kwargs, n_ssm=n_ssm))
 
     def setup_rnn(self, mode="dense"):
         self.setup_step()

@@ -12,7 +12,9 @@ import specs
 from reference import layer as ref_layer
 from reference import sashimi as ref_model
 from sashimi import check as check_cmd
+from sashimi.core.config import ModelConfig
 from sashimi.harness import gate, golden
+from sashimi.harness.verdict import Verdict
 from sashimi.model import lm as lm_module
 from sashimi.model.backbone import Backbone
 from sashimi.model.kernel import SSMKernel
@@ -199,7 +201,7 @@ def write_fixture(folder: Path, perturb: bool = False) -> Path:
     With `perturb`, one stored weight (a kernel's B) is 0.1% off what the outputs were made from."""
     kwargs = dict(d_model=4, n_layers=1, pool=[2, 2], expand=2, ff=2, dropout=0.0)
     torch.manual_seed(SEED)
-    model = Backbone(**kwargs, n_ssm=1, d_state=4).double()
+    model = Backbone(ModelConfig(**kwargs, n_ssm=1, d_state=4)).double()
     x = torch.randn(2, 16, 4, dtype=torch.float64)
     with torch.no_grad():
         model(x)  # the first forward writes C~ and l_kernel, as the published one does
@@ -281,7 +283,9 @@ def test_the_command_exits_1_for_a_missing_fixtures_folder(monkeypatch, tmp_path
     monkeypatch.setattr(
         gate,
         "run",
-        lambda fixtures, only, log=None, allow_missing_fixtures=False: published(fixtures, allow_missing_fixtures),
+        lambda fixtures, only, log=None, allow_missing_fixtures=False, exitfirst=False: published(
+            fixtures, allow_missing_fixtures
+        ),
     )
     assert check_cmd.main([]) == 1
     assert (
@@ -352,3 +356,16 @@ def _folder_with(folder: Path, fixture: Path, **sidecar_extra) -> Path:
     meta = json.loads(fixture.with_suffix(".json").read_text())
     (folder / fixture.name).with_suffix(".json").write_text(json.dumps({**meta, **sidecar_extra}))
     return folder
+
+
+def test_exitfirst_stops_after_the_first_family_with_a_failure(monkeypatch):
+    called = []
+    failing = Verdict("identity", "broken", "1", "0", False)
+    for name, rows in (("spec_rows", []), ("optimizer_rows", []), ("identity_rows", [failing]), ("reference_rows", [])):
+        monkeypatch.setattr(gate, name, lambda name=name, rows=rows: called.append(name) or rows)
+    monkeypatch.setattr(gate, "published_rows", lambda fixtures, allow=False: called.append("published_rows") or [])
+    rows = gate.run(only=["specs", "identity", "reference", "published"], exitfirst=True)
+    assert rows == [failing] and called == ["spec_rows", "optimizer_rows", "identity_rows"]
+    called.clear()
+    assert gate.run(only=["specs", "identity", "reference", "published"]) == [failing]
+    assert called == ["spec_rows", "optimizer_rows", "identity_rows", "reference_rows", "published_rows"]

@@ -13,7 +13,7 @@ import pytest
 
 from sashimi.harness import anchor, operators, plan, selection
 from sashimi.harness.catalogue import CATALOGUE
-from sashimi.harness.mutation import ROOT, Job, make_copy, run_job, run_tests
+from sashimi.harness.mutation import ROOT, Job, make_copy, run_job, run_tests, selected_tests
 
 
 def test_ids_are_unique():
@@ -243,3 +243,16 @@ def test_run_tests_names_the_first_failure_and_counts_no_tests_as_no_kill(tmp_pa
     assert run_tests([*pytest_cmd, "tests/test_x.py"], tmp_path, env, 60) == (True, "tests/test_x.py::test_bad")
     assert run_tests([*pytest_cmd, "tests/test_x.py", "-k", "ok"], tmp_path, env, 60) == (False, None)
     assert run_tests([*pytest_cmd, "tests/test_x.py", "-k", "nothing"], tmp_path, env, 60) == (False, None)  # exit 5
+
+
+def test_the_named_killer_runs_first_even_where_coverage_cannot_see_it():
+    """A test that runs the code in a child process executes no line under coverage; the entry's
+    named killer file runs first anyway, all its tests, then the covering tests."""
+    coverage = selection.Coverage(
+        tests={"tests/a.py::test_child": 5.0, "tests/a.py::test_fast": 1.0, "tests/b.py::test_cover": 0.5},
+        lines={"pkg.py": {2: {"tests/b.py::test_cover"}}},
+    )
+    job = Job("x", "pkg.py", 2, range(2, 3), "op", "", kills="tests/a.py")
+    chosen, _ = selected_tests(job, coverage)
+    assert chosen == ["tests/a.py::test_fast", "tests/a.py::test_child", "tests/b.py::test_cover"]
+    assert selected_tests(Job("y", "pkg.py", 2, range(2, 3), "op", ""), coverage)[0] == ["tests/b.py::test_cover"]

@@ -10,6 +10,7 @@ import torch
 from reference import layer as ref_layer
 from reference import sashimi as ref
 from sashimi import interop as interop_cmd
+from sashimi.core.config import ModelConfig
 from sashimi.io import checkpoint, interop
 from sashimi.model.backbone import Backbone
 from sashimi.model.lm import SashimiLM
@@ -41,7 +42,7 @@ def published_layout(state: dict) -> dict:
 def write_fixture(tmp_path, kwargs: dict, n_ssm, B=2, L=32, seed=0, tamper=False):
     """A fixture in the published format whose expected outputs come from the float64 reference."""
     torch.manual_seed(seed)
-    model = Backbone(**kwargs, n_ssm=n_ssm).double()
+    model = Backbone(ModelConfig(**kwargs, n_ssm=n_ssm)).double()
     x = torch.randn(B, L, kwargs["d_model"], dtype=torch.float64)
     with torch.no_grad():
         model(x)  # fresh kernels write C~ and l_kernel, as the published first forward does
@@ -92,7 +93,7 @@ def test_check_fails_on_wrong_weights(tmp_path, capsys):
 
 
 def test_strict_loading_lists_missing_and_unexpected_keys():
-    model = Backbone(d_model=4, n_layers=1, pool=(2, 2), n_ssm=1, d_state=4)
+    model = Backbone(ModelConfig(d_model=4, n_layers=1, pool=[2, 2], n_ssm=1, d_state=4))
     state = published_layout(numpy_state(model))
     state.pop("norm.weight")
     state["norm.extra"] = np.zeros(1)
@@ -107,7 +108,7 @@ def test_strict_loading_lists_missing_and_unexpected_keys():
 
 def test_n_ssm_is_read_off_the_weights():
     for n_ssm in (1, None, 2):
-        model = Backbone(d_model=4, n_layers=1, pool=(2, 2), n_ssm=n_ssm, d_state=4)
+        model = Backbone(ModelConfig(d_model=4, n_layers=1, pool=[2, 2], n_ssm=n_ssm, d_state=4))
         kwargs = interop.backbone_kwargs({"d_model": 4, "n_layers": 1, "pool": [2, 2]}, numpy_state(model))
         assert kwargs["n_ssm"] == n_ssm and kwargs["d_state"] == 4
 

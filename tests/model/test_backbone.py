@@ -7,6 +7,7 @@ from hypothesis import given
 
 from tests import helpers
 from tests.helpers import model_properties, randn, seeds, small_model_configs
+from tests.model import purity
 
 
 @model_properties()
@@ -19,4 +20,4 @@ def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     backbone = helpers.lm(seed, torch.float64, **config).backbone.eval()
     L = math.prod(config["pool"]) + 1  # every pool phase, the first coarse step and the first refilled UpPool output
     x = randn(seed, 2, L, config["d_model"])
-    helpers.assert_rollout_is_pure(backbone, x)
+    purity.assert_rollout_is_pure(backbone, x)

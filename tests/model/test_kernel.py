@@ -24,6 +24,7 @@ from tests.helpers import (
     seeds,
     ssm_sizes,
 )
+from tests.model import purity
 
 
 @given(ssm_sizes(), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)))
@@ -156,5 +157,5 @@ def test_cached_kernel_equals_uncached_as_lengths_change(sizes, seed, mode, Ls, 
             with kernel_cache(False):
                 assert torch.equal(K, fresh(L))
             assert kernel(L) is K  # the second call at the same length is the cached one
-            helpers.assert_same_state(kernel.state_dict(), fresh.state_dict())
+            purity.assert_same_state(kernel.state_dict(), fresh.state_dict())
             assert int(kernel.l_kernel) >= L

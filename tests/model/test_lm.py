@@ -25,6 +25,7 @@ from tests.helpers import (
     small_model_configs,
     tokens,
 )
+from tests.model import purity
 
 
 @given(small_model_configs(), st.integers(1, 3), st.integers(1, 3), st.sampled_from([None, 0, 1, 2]), seeds)
@@ -163,7 +164,7 @@ def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     model = helpers.lm(seed, torch.float64, **config).eval()
     L = math.prod(config["pool"]) + 1  # every pool phase, the first coarse step and the first refilled UpPool output
     x = tokens(seed, 2, L, 256)
-    helpers.assert_rollout_is_pure(model, x)
+    purity.assert_rollout_is_pure(model, x)
 
 
 @given(small_model_configs(bits=8, dropout=True), seeds)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from reference import sashimi as ref
 from sashimi.harness.verdict import assert_close
 from sashimi.model.pool import DownPool, UpPool
-from tests.helpers import assert_step_is_pure, randn, seeds
+from tests.helpers import randn, seeds
+from tests.model import purity
 
 pools = st.sampled_from([1, 2, 3, 4])
 
@@ -90,5 +91,5 @@ def test_pool_steps_leave_the_callers_buffers_untouched(P, Lc, seed):
     x = randn(seed, 2, Lc * P, 3)
     d_state, u_state = down.default_state(2), up.default_state(2)
     for t in range(Lc * P):
-        coarse, d_state = assert_step_is_pure(down, x[:, t], d_state)
-        _, u_state = assert_step_is_pure(up, coarse, u_state)
+        coarse, d_state = purity.assert_step_is_pure(down, x[:, t], d_state)
+        _, u_state = purity.assert_step_is_pure(up, coarse, u_state)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import specs
 from reference import layer as ref_layer
+from sashimi.core.config import S4Options
 from sashimi.harness.verdict import assert_close
 from sashimi.model import cauchy
 from sashimi.model.kernel import kernel_cache
@@ -18,7 +19,6 @@ from sashimi.model.s4 import S4Layer, kernel_spectrum
 from tests import helpers
 from tests.helpers import (
     DTYPES,
-    assert_step_is_pure,
     l_kernel_for,
     l_kernel_modes,
     randn,
@@ -27,6 +27,7 @@ from tests.helpers import (
     seeds,
     ssm_sizes,
 )
+from tests.model import purity
 
 
 @given(ssm_sizes(max_L=24), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)), s4_variants)
@@ -59,7 +60,7 @@ def test_step_equals_convolution(sizes, seed, mode, dtype, variant):
 def test_step_equals_convolution_at_init_N64(device):
     """The HiPPO-LegS init at N = 64, the far-from-normal case where a naive diagonal step fails."""
     torch.manual_seed(0)
-    layer = S4Layer(8, n_ssm=1).to(device)
+    layer = S4Layer(8, S4Options(n_ssm=1)).to(device)
     u = torch.randn(2, 300, 8, device=device)
     with torch.no_grad():
         assert_close(rollout(layer, u), layer(u), "step_vs_conv_float32")
@@ -129,8 +130,8 @@ def test_step_leaves_the_state_and_the_layer_untouched(sizes, seed, kernel_mode,
     weights = copy.deepcopy(layer.state_dict())
     state = layer.default_state(2)
     for t in range(L):
-        _, state = assert_step_is_pure(layer, u[:, t], state)
-    helpers.assert_same_state(layer.state_dict(), weights)
+        _, state = purity.assert_step_is_pure(layer, u[:, t], state)
+    purity.assert_same_state(layer.state_dict(), weights)
 
 
 lengths = st.lists(st.integers(1, 50), min_size=2, max_size=5)
@@ -153,7 +154,7 @@ def test_cached_spectrum_and_output_equal_uncached_as_lengths_change(sizes, seed
             with kernel_cache(False):
                 assert torch.equal(spectrum, kernel_spectrum(fresh.layer.kernel(L)))
                 assert torch.equal(y, fresh(u[:, :L]))
-            helpers.assert_same_state(layer.state_dict(), fresh.state_dict())
+            purity.assert_same_state(layer.state_dict(), fresh.state_dict())
 
 
 @given(ssm_sizes(max_L=16), seeds, st.sampled_from([0.25, 0.5]), st.sampled_from(["linear", "dense"]))
@@ -162,7 +163,7 @@ def test_dropout_is_off_in_eval_and_drops_rescaled_elements_in_train(sizes, seed
     Train: every element is 0 or the eval value / (1 - p), and both occur (B L H >= 128 elements)."""
     H, N2, n_ssm, _ = sizes
     layer = helpers.s4_layer(H, N2, n_ssm, seed, torch.float64, 16)
-    with_dropout = S4Layer(H, N=2 * N2, n_ssm=n_ssm, dropout=p).double()
+    with_dropout = S4Layer(H, S4Options(d_state=2 * N2, n_ssm=n_ssm, dropout=p)).double()
     with_dropout.load_state_dict(layer.state_dict())
     layer.eval(), with_dropout.eval()
     u = randn(seed, 8, 16, H)

@@ -27,18 +27,18 @@ sizes = st.tuples(st.integers(1, 6), st.integers(1, 33), seeds)
 def test_kernel_powers_equals_generating_function_equals_dplr(args):
     N2, L, seed = args
     Lambda, P, B, C, Delta = random_ssm(seed, N2)
-    A_bar, B_bar = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
+    A_bar, B_bar = s4.dense_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
     Ct = s4.C_tilde(A_bar, s4.conj_pairs(C), L)
     K_powers = s4.kernel_powers(A_bar, B_bar, s4.conj_pairs(C), L)
     assert_close(s4.kernel_generating_function(A_bar, B_bar, Ct, L), K_powers, "reference_identities_float64")
-    assert_close(s4.kernel_dplr(Lambda, P, B, Ct[:N2], Delta, L), K_powers, "reference_identities_float64")
+    assert_close(s4.dplr_kernel(Lambda, P, B, Ct[:N2], Delta, L), K_powers, "reference_identities_float64")
 
 
 @given(sizes)
 def test_convolution_equals_recurrence(args):
     N2, L, seed = args
     Lambda, P, B, C, Delta = random_ssm(seed, N2)
-    A_bar, B_bar = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
+    A_bar, B_bar = s4.dense_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
     u = np.random.default_rng(seed + 1).standard_normal(L)
     K = s4.kernel_powers(A_bar, B_bar, s4.conj_pairs(C), L)
     assert_close(
@@ -50,7 +50,7 @@ def test_convolution_equals_recurrence(args):
 def test_C_tilde_round_trip(args):
     N2, L, seed = args
     Lambda, P, B, C, Delta = random_ssm(seed, N2)
-    A_bar, _ = s4.discretize_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
+    A_bar, _ = s4.dense_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
     C_f = s4.conj_pairs(C)
     assert_close(s4.C_from_C_tilde(A_bar, s4.C_tilde(A_bar, C_f, L), L), C_f, "reference_identities_float64")
 
@@ -60,8 +60,8 @@ def test_nplr_reconstructs_hippo_legs(N):
     """A = 2 Re(V diag(Lambda) V^H) - P P^T, P = 2 Re(V P_rot), B = 2 Re(V B_rot) before the clip."""
     A, B = s4.hippo_legs(N)
     P = s4.legs_rank_correction(N)
-    Lambda, P_rot, _, V = s4.nplr_legs(N, B_clip=np.inf)
-    _, _, B_rot, _ = s4.nplr_legs(N, B_clip=np.inf)
+    Lambda, P_rot, _, V = s4.hippo_legs_nplr(N, B_clip=np.inf)
+    _, _, B_rot, _ = s4.hippo_legs_nplr(N, B_clip=np.inf)
     assert np.allclose(Lambda.real, -0.5)
     assert np.all(Lambda.imag <= 0)
     assert_close(2 * (V @ np.diag(Lambda) @ V.conj().T).real - np.outer(P, P), A, "reference_identities_float64")
@@ -78,8 +78,8 @@ def test_hippo_legs_entries():
 
 def test_B_clip_bites_at_N64():
     """Unclipped |Im B| reaches ~41 at N = 64; the clip bounds it to 2."""
-    _, _, B_free, _ = s4.nplr_legs(64, B_clip=np.inf)
-    _, _, B, _ = s4.nplr_legs(64)
+    _, _, B_free, _ = s4.hippo_legs_nplr(64, B_clip=np.inf)
+    _, _, B, _ = s4.hippo_legs_nplr(64)
     assert np.abs(B_free.imag).max() > 30
     assert np.abs(B.imag).max() <= 2.0
 
@@ -101,7 +101,7 @@ def test_bilinear_and_zoh_agree_to_second_order(args):
     A = s4.dense_A(Lambda, P)
     scale = np.linalg.norm(A, 2)
     Delta = 1e-2 / scale
-    A_bil, _ = s4.discretize_bilinear(A, s4.conj_pairs(B), Delta)
+    A_bil, _ = s4.dense_bilinear(A, s4.conj_pairs(B), Delta)
     A_zoh, _ = s4.discretize_zoh(A, s4.conj_pairs(B), Delta)
     gap = np.linalg.norm(A_bil - A_zoh, 2)
     assert gap <= (Delta * scale) ** 3

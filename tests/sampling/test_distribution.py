@@ -1,6 +1,6 @@
 """The sampling distribution: tokens are drawn from softmax(logits / temperature) restricted to the
 nucleus of `top_p_filter` and renormalized, checked against that distribution computed in NumPy
-(tests/helpers.py, `nucleus_log_probs`): on fixed logits built for it, with a stated power against
+(`reference.sampling.nucleus_log_probs`): on fixed logits built for it, with a stated power against
 a draw 5% too hot or too cold and a top-p 0.02 off, at every combination of TEMPERATURES and TOP_PS;
 and through the model, from an independent convolution-mode forward pass."""
 
@@ -15,8 +15,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy import stats
 
+from reference.sampling import nucleus_log_probs
 from sashimi.sampling.sample import sample, sampling_loop, top_p_filter
-from tests.helpers import lm, nucleus_log_probs, seeds, tiny_config
+from tests.helpers import lm, seeds, tiny_config
 
 ALPHA = 1e-6  # false-alarm rate of each test below (shared among its statistical assertions)
 N = 20000  # draws per case through the model: one `sample` call of N sequences of length 1

@@ -1,7 +1,7 @@
 """What `sample` reports against an independent teacher-forced forward pass: the prefix primes the
 state exactly as a convolution-mode pass over [z, prefix] does, and the mean log-likelihood per
 generated sample is the one that pass gives under the tempered, filtered distribution
-(tests/helpers.py, `teacher_forced_loglik`)."""
+(`reference.sampling.sequence_log_likelihood` on a float64 forward pass: tests/helpers.py, `teacher_forced_loglik`)."""
 
 import numpy as np
 import pytest
