@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import preset
+from sashimi.core.config import preset, preset_names
 from sashimi.harness import against
 from sashimi.harness.benchmark import CASES, PRESET, log, run_case, spawn, summarize, table
 
@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --against: generate through the modules' step, without torch.compile",
     )
+    parser.add_argument(
+        "--preset",
+        default=PRESET,
+        choices=preset_names(),
+        help=f"with --against: the model both sides build (default {PRESET}, the paper's 8-bit model)",
+    )
     parser.add_argument("--child-against", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_against:
@@ -94,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             else list(against.CASES)
         )
         try:
-            summary = against.compare(args.against, L, repeats, gen_steps, cases, compile=not args.no_compile)
+            summary = against.compare(
+                args.against, L, repeats, gen_steps, cases, compile=not args.no_compile, preset_name=args.preset
+            )
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -30,11 +30,18 @@ THREADS = {
     "gen_b1_busy": (1, 2),
 }  # big ops want every core; step mode may not
 BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
-PAPER = dict(d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2)
 
 
-def official_model(checkout: Path):
-    """The official standalone backbone (imported from the checkout; never copied here) with our heads."""
+def official_kwargs(preset_name: str) -> dict:
+    """The official Sashimi's constructor arguments for a preset (its d_state stays the official 64)."""
+    from sashimi.core.config import model_config
+
+    m = model_config(preset_name, 8)
+    return dict(d_model=m.d_model, n_layers=m.n_layers, pool=list(m.pool), expand=m.expand, ff=m.ff, n_ssm=m.n_ssm)
+
+
+def official_model(checkout: Path, preset_name: str = "sc09"):
+    """The official standalone backbone of a preset (imported from the checkout; never copied here) with our heads."""
     import types
 
     import torch
@@ -59,9 +66,10 @@ def official_model(checkout: Path):
     class OfficialLM(nn.Module):
         def __init__(self):
             super().__init__()
-            self.encoder = nn.Embedding(256, 64)
-            self.backbone = Sashimi(**PAPER, n_ssm=1)
-            self.decoder = nn.Linear(64, 256)
+            kwargs = official_kwargs(preset_name)
+            self.encoder = nn.Embedding(256, kwargs["d_model"])
+            self.backbone = Sashimi(**kwargs)
+            self.decoder = nn.Linear(kwargs["d_model"], 256)
 
     torch.manual_seed(0)
     return OfficialLM()
@@ -94,7 +102,15 @@ def official_generate(model, batch: int, steps: int, temperature: float = 1.0, t
 
 
 def run_child(
-    side: str, case: str, L: int, repeats: int, gen_steps: int, threads: int, checkout: str | None, compile: bool = True
+    side: str,
+    case: str,
+    L: int,
+    repeats: int,
+    gen_steps: int,
+    threads: int,
+    checkout: str | None,
+    compile: bool = True,
+    preset_name: str = "sc09",
 ) -> dict:
     """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory."""
     import torch
@@ -103,7 +119,7 @@ def run_child(
     torch.set_num_threads(threads)
     tokens = torch.randint(0, 256, (1, L), generator=torch.Generator().manual_seed(0))
     if side == "official":
-        model = official_model(Path(checkout))
+        model = official_model(Path(checkout), preset_name)
 
         def forward(x):
             return official_forward(model, x)
@@ -112,7 +128,7 @@ def run_child(
         from sashimi.model.lm import SashimiLM
 
         torch.manual_seed(0)
-        model = SashimiLM(model_config("sc09", 8))
+        model = SashimiLM(model_config(preset_name, 8))
 
         def forward(x):
             return model(x)
@@ -186,13 +202,15 @@ def run_child(
     return out
 
 
-def spawn(side, case, L, repeats, gen_steps, threads, checkout, compile: bool = True) -> dict:
+def spawn(
+    side, case, L, repeats, gen_steps, threads, checkout, compile: bool = True, preset_name: str = "sc09"
+) -> dict:
     cmd = [
         sys.executable,
         "-m",
         "sashimi.bench",
         "--child-against",
-        json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout), compile]),
+        json.dumps([side, case, L, repeats, gen_steps, threads, str(checkout), compile, preset_name]),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -201,9 +219,12 @@ def spawn(side, case, L, repeats, gen_steps, threads, checkout, compile: bool = 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, compile: bool = True) -> dict:
+def compare(
+    checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, compile: bool = True, preset_name: str = "sc09"
+) -> dict:
     """Every case on both sides at each thread count, alternating; the best thread count per side.
-    compile False: our generation through the modules' own step (no torch.compile)."""
+    compile False: our generation through the modules' own step (no torch.compile); `preset_name`:
+    the model both sides build (the paper's sc09 by default)."""
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     results = {}
@@ -214,7 +235,7 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, c
                 # gen_b1_busy: another process keeps one core busy meanwhile (a shared machine)
                 busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if case == "gen_b1_busy" else None
                 try:
-                    r = spawn(side, case, L, repeats, gen_steps, threads, checkout, compile)
+                    r = spawn(side, case, L, repeats, gen_steps, threads, checkout, compile, preset_name)
                 finally:
                     if busy is not None:
                         busy.kill()
@@ -228,6 +249,7 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, c
         "repeats": repeats,
         "gen_steps": gen_steps,
         "compiled": compile,
+        "preset": preset_name,
         "load_before": load_before,
         "load_after": load_after,
         "cases": {},
@@ -252,7 +274,8 @@ def compare(checkout: Path, L: int, repeats: int, gen_steps: int, cases=CASES, c
 
 def table(summary: dict) -> str:
     lines = [
-        f"ours vs official standalone SaShiMi (paper 8-bit model, L = {summary['L']}, medians of {summary['repeats']}; "
+        f"ours vs official standalone SaShiMi ({summary.get('preset', 'sc09')} 8-bit model, L = {summary['L']}, "
+        f"medians of {summary['repeats']}; "
         f"generation: {summary['gen_steps']} steps, setup apart); load {summary['load_before']} -> "
         f"{summary['load_after']}",
         f"{'case':<10s} {'ours':>12s} {'official':>12s} {'speedup':>8s} {'peak ours':>10s} {'peak theirs':>12s}  "

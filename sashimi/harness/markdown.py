@@ -23,9 +23,9 @@ ENGINE = """## Why this engine
 mutmut and cosmic-ray were evaluated first. mutmut 3 rewrites every function of the package into a
 trampoline that dispatches to mutated copies, so the code under test is not the code users run:
 the runtime shape checks and `torch.compile` of the fused step would see the trampolines; its
-operators are generic and it has no mode for the lines of a change. cosmic-ray keeps its work in a session database and
-runs one fixed
-test command per mutant: no per-mutant test selection from coverage, and restricting it to a
+operators are generic and it has no mode for the lines of a change. cosmic-ray keeps its work in
+a session database and runs one fixed test command per mutant: no per-mutant test selection from
+coverage, and restricting it to a
 diff is an open request upstream (sixty-north/cosmic-ray#484). Neither knows numerical code: no
 dropped conjugate, float64 downcast, slice shifted by one sample or swapped reduction axis.
 So the engine here is small and built on well-kept parts: the standard library's `ast` finds and

@@ -35,7 +35,7 @@ class Sashimi(Backbone):
 '''
 
 
-@pytest.mark.slow  # six child processes each build the paper model
+@pytest.mark.slow  # six child processes (each imports torch and builds the tiny preset)
 def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
     """With a stand-in official checkout (our backbone behind its API), every case runs on both sides,
     each in its own process at each thread count, and the table and JSON carry the ratios."""
@@ -57,13 +57,15 @@ def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
                 "--cases",
                 "fwd,gen_b1",
                 "--no-compile",
+                "--preset",
+                "tiny",
                 "--json",
             ]
         )
         == 0
     )  # compiling is tested in tests/model/test_fused.py
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary["cases"]) == {"fwd", "gen_b1"}
+    assert set(summary["cases"]) == {"fwd", "gen_b1"} and summary["preset"] == "tiny"
     assert (
         summary["cases"]["gen_b1"]["ours"]["threads"] in (1, 2) and summary["cases"]["fwd"]["official"]["threads"] == 2
     )
