@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from scipy import signal
 
 from sashimi.audio.quantize import check_bits, check_method, encode, zero_level
 from sashimi.core.config import SAMPLE_RATE_RANGE, default_sample_rate
@@ -88,6 +87,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, "
     if rate != sample_rate:
         warnings.warn(f"{path}: resampled from {rate} Hz to {sample_rate} Hz", AudioNotice, stacklevel=2)
         g = math.gcd(rate, sample_rate)
+        from scipy import signal  # here, not at the top: importing scipy.signal takes ~3 s, most files need none
+
         audio = signal.resample_poly(audio, sample_rate // g, rate // g)
     return np.ascontiguousarray(audio, dtype=np.float32)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from sashimi.core.config import default_sample_rate
 from sashimi.core.shapes import Float
@@ -26,6 +25,8 @@ def karplus_strong(rng: np.random.Generator, n: int, sample_rate: int) -> np.nda
     burst[:P] = rng.uniform(-1.0, 1.0, min(P, n))
     a = np.zeros(P + 2)
     a[0], a[P], a[P + 1] = 1.0, -decay / 2, -decay / 2
+    from scipy import signal  # here, not at the top: importing scipy.signal takes ~3 s
+
     return signal.lfilter([1.0], a, burst)
 
 
@@ -35,6 +36,8 @@ def chirp(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     t = np.arange(n) / sample_rate
     f0, f1 = rng.uniform(100.0, min(1500.0, 0.45 * sample_rate), 2)
     method = rng.choice(["linear", "logarithmic"])
+    from scipy import signal  # here, not at the top: importing scipy.signal takes ~3 s
+
     return signal.chirp(t, f0, t[-1], f1, method=method) * signal.windows.tukey(n, 0.2)
 
 
@@ -50,6 +53,8 @@ FORMANTS = {
 def vowel(rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
     """A pulse train at pitch f0 in [90, 260] Hz (5% vibrato at 3-6 Hz) through three damped
     resonators at one vowel's formants (each moved by up to 5%), summed."""
+    from scipy import signal  # here, not at the top: importing scipy.signal takes ~3 s
+
     f0 = rng.uniform(90.0, 260.0) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(3, 6) * np.arange(n) / sample_rate))
     phase = np.cumsum(f0 / sample_rate)
     pulses = np.diff(np.floor(phase), prepend=0.0)
