@@ -70,23 +70,19 @@ def run_case(case: str, L: int, repeats: int, gen_steps: int) -> dict:
             ).backward()
 
     elif case in ("gen_b1", "gen_b16"):
-        batch = 1 if case == "gen_b1" else 16
-        model.eval()
-        with torch.no_grad():
-            model(tokens[:, : 16 * max(1, min(L, 64) // 16)])  # C -> C~ as the first forward does
-        with torch.inference_mode():
-            model.setup_step()
-        times = []
-        for _ in range(repeats + 1):
-            with torch.inference_mode():
-                state = model.default_state(batch)
-                x = torch.zeros(batch, dtype=torch.long)
-                start = time.perf_counter()
-                for _ in range(gen_steps):
-                    logits, state = model.step(x, state)
-                    x = logits.argmax(-1)
-                times.append(time.perf_counter() - start)
-        return {"times": times[1:], "samples_per_s": [batch * gen_steps / t for t in times[1:]], "peak_gib": peak_gib()}
+        # the one generation figure: `bench --against`'s runner on our side, i.e. `sample()` as
+        # `generate` calls it (compile="auto", the recurrence's setup timed apart)
+        from sashimi.harness.against import run_child
+
+        r = run_child("ours", case, L, repeats, gen_steps, torch.get_num_threads(), None, "auto", PRESET)
+        n = 1 if case == "gen_b1" else 16
+        times = [t - r["setup_s"] for t in r["times"]]  # steady-state generation; setup reported apart
+        return {
+            "times": times,
+            "samples_per_s": [n * gen_steps / t for t in times],
+            "peak_gib": r["peak_gib"],
+            "setup_s": r["setup_s"],
+        }
     else:
         raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
 
