@@ -14,6 +14,7 @@ from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import check_number
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.evaluation import evaluate_folder
+from sashimi.training.metrics import METRIC_NAMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,17 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['files']} files, {result['clips']} clips, {result['positions']:,} positions "
             f"({result['seconds']:.1f} s)"
         )
-        for key in (
-            "loss",
-            "bits_per_sample",
-            "bpb",
-            "accuracy",
-            "accuracy@3",
-            "accuracy@5",
-            "accuracy@10",
-            "perplexity",
-            "unigram_bits_per_sample",
-        ):
+        for key in (*METRIC_NAMES, "unigram_bits_per_sample"):
             print(f"  {key:<24s} {result[key]:.4f}")
     return 0
 

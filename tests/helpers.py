@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +118,6 @@ def model_properties() -> settings:
     profile is loaded by then)."""
     return settings(settings.default, max_examples=MODEL_EXAMPLES.get(hypothesis_profile(), 20))
 
-
-# --- end of the model-property examples -------------------------------------------------------
 
 # Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)
 bit_depths = st.sampled_from([8, 16])
@@ -232,6 +231,15 @@ def assert_one_line_error(code, err, *needles):
 def write(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, rate, subtype=subtype)
+    return path
+
+
+def wav_with_rate(path: Path, rate: int) -> Path:
+    """A valid 16-bit WAV whose header claims `rate` Hz (soundfile refuses to write such rates)."""
+    data = bytearray(write(path, np.sin(np.arange(400) / 5), 16000, "PCM_16").read_bytes())
+    assert data[24:28] == struct.pack("<I", 16000)
+    data[24:28], data[28:32] = struct.pack("<I", rate), struct.pack("<I", (2 * rate) % 2**32)
+    path.write_bytes(bytes(data))
     return path
 
 

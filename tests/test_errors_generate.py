@@ -3,7 +3,6 @@ each WAV with its PNG or neither, write errors naming the file, Ctrl-C keeping w
 request that cannot fit refused before it starts, the prefix's place in the output, quiet plotting."""
 
 import errno
-import struct
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from sashimi import generate
 from sashimi.io import checkpoint
 from sashimi.sampling import write
-from tests.helpers import assert_one_line_error, lm, run_main, tiny_config
+from tests.helpers import assert_one_line_error, lm, run_main, tiny_config, wav_with_rate
 
 
 @pytest.fixture
@@ -216,17 +215,6 @@ def test_short_samples_plot_without_warnings(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Warning" not in err and "notice" not in err, err
     assert len(list((tmp_path / "o").glob("*.png"))) == 1
-
-
-def wav_with_rate(path, rate: int):
-    """A valid 16-bit WAV whose header claims `rate` Hz (soundfile refuses to write such rates)."""
-    sf.write(path, np.zeros(400), 16000, subtype="PCM_16")
-    data = bytearray(path.read_bytes())
-    assert data[24:28] == struct.pack("<I", 16000)
-    data[24:28] = struct.pack("<I", rate)
-    data[28:32] = struct.pack("<I", (2 * rate) % 2**32)
-    path.write_bytes(bytes(data))
-    return path
 
 
 @pytest.mark.parametrize("rate", [2_000_000_000, 500])

@@ -19,7 +19,7 @@ from sashimi.harness.helpers import tiny_config
 from sashimi.harness.verdict import Verdict, tolerance_bound
 from sashimi.model.lm import SashimiLM
 from sashimi.model.rollout import rollout
-from sashimi.training.metrics import LossModel, MetricSums
+from sashimi.training.metrics import METRIC_NAMES, LossModel, MetricSums
 from sashimi.training.optimizer import make_optimizer, optimization_step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,21 +61,7 @@ def model_outputs(bits: int) -> dict[str, np.ndarray]:
     with torch.no_grad():
         sums.add(model.features(x), head.weight, head.bias, y)
     result = sums.result()
-    out["metrics"] = np.array(
-        [
-            result[k]
-            for k in (
-                "loss",
-                "bits_per_sample",
-                "bpb",
-                "accuracy",
-                "accuracy@3",
-                "accuracy@5",
-                "accuracy@10",
-                "perplexity",
-            )
-        ]
-    )
+    out["metrics"] = np.array([result[k] for k in METRIC_NAMES])
     optimizer, _ = make_optimizer(model, lr=0.004)
     loss_model = LossModel(model)
     out["train_losses"] = np.array(

@@ -17,6 +17,8 @@ from sashimi.core.config import LossConfig
 from sashimi.core.shapes import Float, Int, Tensor
 
 TOP_K = (3, 5, 10)
+# the metrics `MetricSums.result` gives, in the order evaluate prints them and the golden file keeps them
+METRIC_NAMES = ("loss", "bits_per_sample", "bpb", "accuracy", *(f"accuracy@{k}" for k in TOP_K), "perplexity")
 
 
 def chunked_options() -> "torch.nn.LinearCrossEntropyOptions":

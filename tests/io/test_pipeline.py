@@ -40,6 +40,13 @@ def written_model(config: dict, seed: int, first_length: int) -> torch.nn.Module
     return model
 
 
+def assert_generates_one_wav(checkpoint, out):
+    """`generate` runs on an imported checkpoint: 160 samples, one WAV."""
+    argv = ["--checkpoint", str(checkpoint), "--length", "160", "--n-samples", "1", "--out", str(out)]
+    assert generate_cmd.main(argv) == 0
+    assert len(list(out.glob("*.wav"))) == 1
+
+
 @given(small_model_configs(bits=8), seeds, st.sampled_from(["pipeline-v3", "pipeline-v4"]), st.integers(1, 3))
 def test_import_recovers_the_model_and_its_configuration(config, seed, layout, blocks):
     if layout == "pipeline-v3":
@@ -174,22 +181,7 @@ def test_imported_fixture_generates_and_computes_the_published_logits(ref, tmp_p
     published_error = np.abs(arrays["fixture/logits_f32"] - arrays["fixture/logits_f64"]).max()
     bound = tolerance_bound("interop_float32_slack", published_error=float(published_error))
     assert np.abs(logits - arrays["fixture/logits_f64"]).max() <= bound
-    assert (
-        generate_cmd.main(
-            [
-                "--checkpoint",
-                str(tmp_path / "m.pt"),
-                "--length",
-                "160",
-                "--n-samples",
-                "1",
-                "--out",
-                str(tmp_path / "gen"),
-            ]
-        )
-        == 0
-    )
-    assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
+    assert_generates_one_wav(tmp_path / "m.pt", tmp_path / "gen")
 
 
 def test_v4_default_delta_is_exp_and_says_why(tmp_path, capsys):
@@ -211,22 +203,7 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8-bit, d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, d_state 64, norm scalar" in out
     assert f"parameters: {keys['params']['total_without_weight_g']:,}" in out
-    assert (
-        generate_cmd.main(
-            [
-                "--checkpoint",
-                str(tmp_path / "m.pt"),
-                "--length",
-                "160",
-                "--n-samples",
-                "1",
-                "--out",
-                str(tmp_path / "gen"),
-            ]
-        )
-        == 0
-    )
-    assert len(list((tmp_path / "gen").glob("*.wav"))) == 1
+    assert_generates_one_wav(tmp_path / "m.pt", tmp_path / "gen")
 
 
 def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):

@@ -2,18 +2,16 @@
 notices, impossible sample rates are refused naming the file, a resume refuses a changed data
 folder, and without --data only the main process writes the embedded dataset (the others wait)."""
 
-import struct
 import threading
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from sashimi import train as train_cmd
 from sashimi.audio.dataset import folder_fingerprint
 from sashimi.io import checkpoint
 from sashimi.training import data, loop
-from tests.helpers import assert_one_line_error, run_main, write
+from tests.helpers import assert_one_line_error, run_main, wav_with_rate, write
 
 QUICK = [
     "--max-steps",
@@ -29,17 +27,6 @@ QUICK = [
     "--device",
     "cpu",
 ]
-
-
-def wav_with_rate(path, rate: int):
-    """A valid 16-bit WAV whose header claims `rate` Hz (soundfile refuses to write such rates)."""
-    sf.write(path, np.sin(np.arange(400) / 5), 16000, subtype="PCM_16")
-    data = bytearray(path.read_bytes())
-    assert data[24:28] == struct.pack("<I", 16000)
-    data[24:28] = struct.pack("<I", rate)
-    data[28:32] = struct.pack("<I", (2 * rate) % 2**32)
-    path.write_bytes(bytes(data))
-    return path
 
 
 def bad_folder(tmp_path, kind: str):
