@@ -174,7 +174,7 @@ class FusedStep:
             new(batch, sum(b[0] == "s4" for b in spec["blocks"]), 2, widths[d], n_state // 2)
             for d, spec in enumerate(specs)
         ]
-        self.batch, self.t = batch, 0
+        self.batch, self.t, self.widths = batch, 0, widths
         self.cuda_graphs = compile and weight.is_cuda
         self.functions = [depth_step] * (K + 1)
         if compile:

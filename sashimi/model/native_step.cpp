@@ -1,0 +1,357 @@
+// The fused step (sashimi/model/fused.py) as one native call per sample: the same numbers as
+// `depth_step` and `FusedStep.step`, computed by plain loops over the packed weights, with no
+// operator dispatch between them. Built by sashimi/model/native.py (torch.utils.cpp_extension,
+// at first use); its oracles are the Python fused step and the modules' own step
+// (tests/model/test_native.py).
+//
+// Each depth is described by a program of int64 fields (written by native.py's `program`):
+// the header, then one record of BLOCK fields per residual block; offsets index the depth's
+// flat weight tensor, -1 marks an absent part. Rows of the batch are independent, so threads
+// split the rows and each runs the whole depth on its own.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+// header fields
+enum { H_, EMB, DOWN_W, DOWN_B, DOWN_IN, UP_W, UP_B, UP_OUT, DEC_W, DEC_B, N_CLASSES,
+       FNORM, FNORM_1, FNORM_2, FNORM_EPS, N_BLOCKS, HEADER };
+// block fields: kind (0 S4, 1 feed-forward), its norm (kind, two slots, eps index), then
+// S4: ar ai br bi gr gi mr mi cr ci D W b out glu; feed-forward: W1 b1 W2 b2 hidden
+enum { KIND, NORM, NORM_1, NORM_2, NORM_EPS, P0 };
+constexpr int BLOCK = 20;
+enum { NORM_NONE = 0, NORM_LAYER = 1, NORM_SCALAR = 2 };
+
+// Vectors of 32 bytes (8 floats, 4 doubles) by GCC/Clang vector extensions: AVX on x86, pairs
+// of NEON registers on ARM; loads and stores through memcpy, which compiles to unaligned moves.
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(32)));
+  static constexpr int lanes = 32 / sizeof(T);
+};
+template <typename T>
+inline typename Vec<T>::type load(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+inline void store(T* p, typename Vec<T>::type v) { std::memcpy(p, &v, sizeof v); }
+
+// exp for float in plain arithmetic, so that loops over it vectorize: Cephes' expf (range
+// reduction by ln 2, a degree-5 polynomial, 2^n from the exponent bits), within 2 ulp.
+inline float exp_float(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return (p * r * r + r + 1.0f) * scale;
+}
+
+// F.gelu's exact form, 0.5 x (1 + erf(x / sqrt 2)), in place. In float, erf as PyTorch's own
+// vectorized GELU computes it (Abramowitz & Stegun 7.1.26, absolute error under 1.5e-7), so the
+// loop vectorizes; in double, std::erf (the float64 path is the oracle's precision, not a speed path).
+template <typename T>
+void gelu(T* v, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float z = v[i] * float(M_SQRT1_2), a = std::fabs(z);
+      const float t = 1.0f / (1.0f + 0.3275911f * a);
+      const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+      const float e = 1.0f - poly * exp_float(-a * a);
+      v[i] = 0.5f * v[i] * (1.0f + std::copysign(e, z));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = T(0.5) * v[i] * (T(1) + std::erf(v[i] * T(M_SQRT1_2)));
+  }
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_float(-x));
+  else return T(1) / (T(1) + std::exp(-x));
+}
+
+// y[r] = W x[r] + b, W (out, in) stored packed by native.py's `Packed`: in tiles of TILE outputs
+// (4 vectors), each tile's (in, TILE) block contiguous (W transposed, zero past `out`), so that
+// a tile streams its weights in order. The accumulators for R rows x 4 vectors stay in registers
+// over the whole input; each weight vector loaded serves all R rows.
+template <typename T>
+constexpr int64_t TILE = 4 * Vec<T>::lanes;
+
+template <typename T, int R>
+void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64_t out, int64_t o) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  constexpr int64_t W = TILE<T>;
+  const int64_t valid = std::min(W, out - o);
+  T bias[W] = {}, result[R][W];
+  std::copy_n(b + o, valid, bias);
+  V acc[R][4];
+  for (int c = 0; c < 4; ++c)
+    for (int r = 0; r < R; ++r) acc[r][c] = load(bias + c * L);
+  for (int64_t i = 0; i < in; ++i) {
+    V w[4];
+    for (int c = 0; c < 4; ++c) w[c] = load(block + i * W + c * L);
+    for (int r = 0; r < R; ++r) {
+      const V xi = V{} + x[r * in + i];
+      for (int c = 0; c < 4; ++c) acc[r][c] += xi * w[c];
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    T* dst = valid == W ? y + r * out + o : result[r];
+    for (int c = 0; c < 4; ++c) store(dst + c * L, acc[r][c]);
+    if (valid < W) std::copy_n(result[r], valid, y + r * out + o);
+  }
+}
+
+template <typename T>
+void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in, int64_t out) {
+  constexpr int64_t W = TILE<T>;
+  for (int64_t o = 0; o < out; o += W) {
+    const T* block = Wp + o * in;  // tile o / W starts after o / W blocks of in x W
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) linear_tile<T, 2>(block, b, x + r * in, y + r * out, in, out, o);
+    if (r < rows) linear_tile<T, 1>(block, b, x + r * in, y + r * out, in, out, o);
+  }
+}
+
+// `apply_norm` on rows of width H: LayerNorm (weight, bias, eps) or the pipeline's ScalarNorm
+// (s / sigma) (x - mu + m), sigma the population standard deviation without an epsilon.
+template <typename T>
+void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const T* x, T* y,
+          int64_t rows, int64_t H) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * H;
+    T* yr = y + r * H;
+    T mean = 0;
+    for (int64_t h = 0; h < H; ++h) mean += xr[h];
+    mean /= T(H);
+    T var = 0;
+    for (int64_t h = 0; h < H; ++h) var += (xr[h] - mean) * (xr[h] - mean);
+    var /= T(H);
+    if (kind == NORM_LAYER) {
+      const T inv = T(1) / std::sqrt(var + T(eps));
+      for (int64_t h = 0; h < H; ++h) yr[h] = (xr[h] - mean) * inv * w[slot1 + h] + w[slot2 + h];
+    } else {
+      const T m = w[slot1], scale = w[slot2] / std::sqrt(var);
+      for (int64_t h = 0; h < H; ++h) yr[h] = scale * (xr[h] - mean + m);
+    }
+  }
+}
+
+// `s4_recurrence` for one row: x' = a x + b u - g (m . x), y = c . x'. The coefficients are
+// stored transposed, (N2, H), and the state as (2, N2, H) real and imaginary parts, so that every
+// loop runs along h: vectorized without horizontal sums (N2 is only 32). mu and out: scratch of H.
+template <typename T>
+void recurrence(const T* w, const int64_t* f, const T* u, T* state, T* y, T* mu, int64_t H, int64_t N2) {
+  const T *ar = w + f[0], *ai = w + f[1], *br = w + f[2], *bi = w + f[3], *gr = w + f[4],
+          *gi = w + f[5], *mr = w + f[6], *mi = w + f[7], *cr = w + f[8], *ci = w + f[9];
+  T* re = state;
+  T* im = state + N2 * H;
+  std::fill_n(mu, H, T(0));
+  std::fill_n(y, H, T(0));
+  for (int64_t n = 0; n < N2; ++n) {
+    const int64_t k = n * H;
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) mu[h] += re[k + h] * mr[k + h] + im[k + h] * mi[k + h];
+  }
+  for (int64_t n = 0; n < N2; ++n) {
+    const int64_t k = n * H;
+#pragma omp simd
+    for (int64_t h = 0; h < H; ++h) {
+      const T xr = ar[k + h] * re[k + h] - ai[k + h] * im[k + h] + br[k + h] * u[h] - gr[k + h] * mu[h];
+      const T xi = ar[k + h] * im[k + h] + ai[k + h] * re[k + h] + bi[k + h] * u[h] - gi[k + h] * mu[h];
+      re[k + h] = xr;
+      im[k + h] = xi;
+      y[h] += xr * cr[k + h] + xi * ci[k + h];
+    }
+  }
+}
+
+// One depth for rows [r0, r1): `depth_step`. source: tokens (depth 0) or the finer depth's
+// DownPool buffer (B, DOWN_IN); pending (B, H) or null; states (B, S, 2, N2, H); writes x (the
+// depth's input, B x H) and out (logits B x C, or the UpPool's output B x UP_OUT).
+template <typename T>
+void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const T* w,
+           const int64_t* tokens, const T* source, const T* pending, T* states, T* x, T* out,
+           int64_t r0, int64_t r1, int64_t N2) {
+  const int64_t H = p[H_], rows = r1 - r0, S = p[N_BLOCKS];
+  int64_t n_s4 = 0;
+  for (int64_t i = 0; i < S; ++i) n_s4 += p[HEADER + i * BLOCK + KIND] == 0;
+  int64_t widest = 2 * H;
+  for (int64_t i = 0; i < S; ++i) {
+    const int64_t* f = &p[HEADER + i * BLOCK];
+    widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);
+  }
+  std::vector<T> z(rows * H), u(rows * H), y(rows * H), mu(H), wide(rows * widest);
+  if (p[EMB] >= 0) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);
+  } else {
+    linear(w + p[DOWN_W], w + p[DOWN_B], source + r0 * p[DOWN_IN], x + r0 * H, rows, p[DOWN_IN], H);
+  }
+  for (int64_t i = 0; i < rows * H; ++i) z[i] = x[r0 * H + i] + (pending ? pending[r0 * H + i] : T(0));
+  std::vector<T> h_(z);  // the running residual stream
+  T* hs = h_.data();
+  int64_t s4_index = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    const int64_t* f = &p[HEADER + i * BLOCK];
+    norm(w, int(f[NORM]), f[NORM_1], f[NORM_2], eps[f[NORM_EPS]], hs, u.data(), rows, H);
+    if (f[KIND] == 0) {
+      const int64_t n_out = f[P0 + 13];
+      for (int64_t r = 0; r < rows; ++r) {
+        T* state = states + ((r0 + r) * n_s4 + s4_index) * 2 * H * N2;
+        recurrence(w, f + P0, u.data() + r * H, state, y.data() + r * H, mu.data(), H, N2);
+      }
+      const T* D = w + f[P0 + 10];
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t h = 0; h < H; ++h) y[r * H + h] += D[h] * u[r * H + h];
+      gelu(y.data(), rows * H);
+      linear(w + f[P0 + 11], w + f[P0 + 12], y.data(), wide.data(), rows, H, n_out);
+      const bool glu = f[P0 + 14];
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t h = 0; h < H; ++h) {
+          const T* v = wide.data() + r * n_out;
+          hs[r * H + h] += glu ? v[h] * sigmoid(v[H + h]) : v[h];
+        }
+      ++s4_index;
+    } else {
+      const int64_t hidden = f[P0 + 4];
+      linear(w + f[P0], w + f[P0 + 1], u.data(), wide.data(), rows, H, hidden);
+      gelu(wide.data(), rows * hidden);
+      linear(w + f[P0 + 2], w + f[P0 + 3], wide.data(), y.data(), rows, hidden, H);
+      for (int64_t i = 0; i < rows * H; ++i) hs[i] += y[i];
+    }
+  }
+  for (int64_t i = 0; i < rows * H; ++i) hs[i] += z[i];  // the stage's skip around its blocks
+  if (p[DEC_W] >= 0) {
+    const T* src = hs;
+    if (p[FNORM] != NORM_NONE) {
+      norm(w, int(p[FNORM]), p[FNORM_1], p[FNORM_2], eps[p[FNORM_EPS]], hs, u.data(), rows, H);
+      src = u.data();
+    }
+    linear(w + p[DEC_W], w + p[DEC_B], src, out + r0 * p[N_CLASSES], rows, H, p[N_CLASSES]);
+  } else {
+    linear(w + p[UP_W], w + p[UP_B], hs, out + r0 * p[UP_OUT], rows, H, p[UP_OUT]);
+  }
+}
+
+// The generation state of `FusedStep` (its weights, states, DownPool buffers and pending UpPool
+// outputs, shared with the Python object that built them) and its step.
+class Stepper {
+ public:
+  Stepper(std::vector<std::vector<int64_t>> programs, std::vector<std::vector<double>> eps,
+          std::vector<torch::Tensor> weights, std::vector<torch::Tensor> states,
+          std::vector<torch::Tensor> buffers, std::vector<torch::Tensor> pending,
+          std::vector<int64_t> pool, int64_t n_state, int64_t threads)
+      : programs_(std::move(programs)), eps_(std::move(eps)), weights_(std::move(weights)),
+        states_(std::move(states)), buffers_(std::move(buffers)), pending_(std::move(pending)),
+        pool_(std::move(pool)), N2_(n_state / 2), threads_(threads) {
+    for (auto* list : {&weights_, &states_, &buffers_, &pending_})
+      for (auto& t : *list)
+        TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "native step: tensors must be contiguous, on the CPU");
+    batch_ = states_[0].size(0);
+  }
+
+  torch::Tensor step(torch::Tensor tokens) {
+    TORCH_CHECK(tokens.scalar_type() == torch::kLong && tokens.dim() == 1 && tokens.size(0) == batch_,
+                "native step takes int64 tokens of shape (", batch_, "); got ", tokens.sizes());
+    tokens = tokens.contiguous();
+    const auto& p0 = programs_[0];
+    auto logits = torch::empty({batch_, p0[N_CLASSES]}, weights_[0].options());
+    AT_DISPATCH_FLOATING_TYPES(weights_[0].scalar_type(), "native_step", [&] {
+      run<scalar_t>(tokens.data_ptr<int64_t>(), logits.data_ptr<scalar_t>());
+    });
+    return logits;
+  }
+
+  int64_t t() const { return t_; }
+
+ private:
+  // `FusedStep.step`: depth 0 every sample; depth d once its DownPool buffer holds pool[d-1]
+  // new inputs, refilling depth d-1's pending UpPool outputs.
+  template <typename T>
+  void run(const int64_t* tokens, T* logits) {
+    const int64_t K = pool_.size(), t = t_++;
+    const int64_t H0 = programs_[0][H_];
+    std::vector<T> x(batch_ * H0), slice;
+    if (K) slice = column<T>(pending_[0], t % pool_[0]);
+    call<T>(0, tokens, nullptr, K ? slice.data() : nullptr, x.data(), logits);
+    int64_t period = 1;
+    for (int64_t d = 1; d <= K; ++d) {
+      const int64_t n = (t + 1) / period - 1;
+      set_column<T>(buffers_[d - 1], n % pool_[d - 1], x.data());
+      period *= pool_[d - 1];
+      if ((t + 1) % period) break;
+      std::vector<T> next_x(batch_ * programs_[d][H_]);
+      if (d < K) slice = column<T>(pending_[d], ((t + 1) / period - 1) % pool_[d]);
+      call<T>(d, nullptr, buffers_[d - 1].data_ptr<T>(), d < K ? slice.data() : nullptr, next_x.data(),
+              pending_[d - 1].data_ptr<T>());
+      x = std::move(next_x);
+    }
+  }
+
+  template <typename T>
+  void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out) {
+    const auto& p = programs_[d];
+    const auto& e = eps_[d];
+    const T* w = weights_[d].data_ptr<T>();
+    T* states = states_[d].data_ptr<T>();
+    const int64_t N2 = N2_;
+    auto rows = [&](int64_t r0, int64_t r1) { depth<T>(p, e, w, tokens, source, pending, states, x, out, r0, r1, N2); };
+    if (threads_ <= 1 || batch_ == 1) {
+      rows(0, batch_);
+    } else {
+      const int64_t grain = (batch_ + threads_ - 1) / threads_;
+      at::parallel_for(0, batch_, grain, rows);
+    }
+  }
+
+  // (B, H, P)[:, :, j] as a contiguous (B, H) copy, and its write-back
+  template <typename T>
+  std::vector<T> column(const torch::Tensor& t, int64_t j) {
+    const int64_t B = t.size(0), H = t.size(1), P = t.size(2);
+    const T* src = t.data_ptr<T>();
+    std::vector<T> out(B * H);
+    for (int64_t i = 0; i < B * H; ++i) out[i] = src[i * P + j];
+    return out;
+  }
+  template <typename T>
+  void set_column(torch::Tensor& t, int64_t j, const T* values) {
+    const int64_t B = t.size(0), H = t.size(1), P = t.size(2);
+    T* dst = t.data_ptr<T>();
+    for (int64_t i = 0; i < B * H; ++i) dst[i * P + j] = values[i];
+  }
+
+  std::vector<std::vector<int64_t>> programs_;
+  std::vector<std::vector<double>> eps_;
+  std::vector<torch::Tensor> weights_, states_, buffers_, pending_;
+  std::vector<int64_t> pool_;
+  int64_t N2_, threads_, batch_, t_ = 0;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  pybind11::class_<Stepper>(m, "Stepper")
+      .def(pybind11::init<std::vector<std::vector<int64_t>>, std::vector<std::vector<double>>,
+                          std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
+                          std::vector<torch::Tensor>, std::vector<int64_t>, int64_t, int64_t>())
+      .def("step", &Stepper::step, "logits for the next sample, the states advanced")
+      .def_property_readonly("t", &Stepper::t);
+}
