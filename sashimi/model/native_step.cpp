@@ -1,17 +1,16 @@
 // The fused step (sashimi/model/fused.py) as one native call per sample: the same numbers as
 // `depth_step` and `FusedStep.step`, computed by plain loops over the packed weights, with no
-// operator dispatch between them. Built by sashimi/model/native.py (torch.utils.cpp_extension,
-// at first use); its oracles are the Python fused step and the modules' own step
-// (tests/model/test_native.py).
+// operator dispatch between them. A plain shared library (no torch headers: it builds in about a
+// second), built by sashimi/model/native.py at first use and called through ctypes; its oracles
+// are the Python fused step and the modules' own step (tests/model/test_native.py).
 //
 // Each depth is described by a program of int64 fields (written by native.py's `program`):
 // the header, then one record of BLOCK fields per residual block; offsets index the depth's
 // flat weight tensor, -1 marks an absent part. Rows of the batch are independent, so threads
 // split the rows and each runs the whole depth on its own.
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -251,107 +250,112 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   }
 }
 
-// The generation state of `FusedStep` (its weights, states, DownPool buffers and pending UpPool
-// outputs, shared with the Python object that built them) and its step.
+// The generation state of `FusedStep` (its packed weights, states, DownPool buffers and pending
+// UpPool outputs, held by the Python object that owns this one) and its step.
+template <typename T>
 class Stepper {
  public:
   Stepper(std::vector<std::vector<int64_t>> programs, std::vector<std::vector<double>> eps,
-          std::vector<torch::Tensor> weights, std::vector<torch::Tensor> states,
-          std::vector<torch::Tensor> buffers, std::vector<torch::Tensor> pending,
-          std::vector<int64_t> pool, int64_t n_state, int64_t threads)
+          std::vector<T*> weights, std::vector<T*> states, std::vector<T*> buffers, std::vector<T*> pending,
+          std::vector<int64_t> pool, int64_t n_state, int64_t batch)
       : programs_(std::move(programs)), eps_(std::move(eps)), weights_(std::move(weights)),
         states_(std::move(states)), buffers_(std::move(buffers)), pending_(std::move(pending)),
-        pool_(std::move(pool)), N2_(n_state / 2), threads_(threads) {
-    for (auto* list : {&weights_, &states_, &buffers_, &pending_})
-      for (auto& t : *list)
-        TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "native step: tensors must be contiguous, on the CPU");
-    batch_ = states_[0].size(0);
-  }
+        pool_(std::move(pool)), N2_(n_state / 2), batch_(batch) {}
 
-  torch::Tensor step(torch::Tensor tokens) {
-    TORCH_CHECK(tokens.scalar_type() == torch::kLong && tokens.dim() == 1 && tokens.size(0) == batch_,
-                "native step takes int64 tokens of shape (", batch_, "); got ", tokens.sizes());
-    tokens = tokens.contiguous();
-    const auto& p0 = programs_[0];
-    auto logits = torch::empty({batch_, p0[N_CLASSES]}, weights_[0].options());
-    AT_DISPATCH_FLOATING_TYPES(weights_[0].scalar_type(), "native_step", [&] {
-      run<scalar_t>(tokens.data_ptr<int64_t>(), logits.data_ptr<scalar_t>());
-    });
-    return logits;
-  }
-
-  int64_t t() const { return t_; }
-
- private:
   // `FusedStep.step`: depth 0 every sample; depth d once its DownPool buffer holds pool[d-1]
   // new inputs, refilling depth d-1's pending UpPool outputs.
-  template <typename T>
-  void run(const int64_t* tokens, T* logits) {
+  void step(const int64_t* tokens, T* logits, int threads) {
     const int64_t K = pool_.size(), t = t_++;
-    const int64_t H0 = programs_[0][H_];
-    std::vector<T> x(batch_ * H0), slice;
-    if (K) slice = column<T>(pending_[0], t % pool_[0]);
-    call<T>(0, tokens, nullptr, K ? slice.data() : nullptr, x.data(), logits);
+    std::vector<T> x(batch_ * programs_[0][H_]), slice;
+    if (K) slice = column(0, t % pool_[0]);
+    call(0, tokens, nullptr, K ? slice.data() : nullptr, x.data(), logits, threads);
     int64_t period = 1;
     for (int64_t d = 1; d <= K; ++d) {
       const int64_t n = (t + 1) / period - 1;
-      set_column<T>(buffers_[d - 1], n % pool_[d - 1], x.data());
+      set_column(d - 1, n % pool_[d - 1], x.data());
       period *= pool_[d - 1];
       if ((t + 1) % period) break;
       std::vector<T> next_x(batch_ * programs_[d][H_]);
-      if (d < K) slice = column<T>(pending_[d], ((t + 1) / period - 1) % pool_[d]);
-      call<T>(d, nullptr, buffers_[d - 1].data_ptr<T>(), d < K ? slice.data() : nullptr, next_x.data(),
-              pending_[d - 1].data_ptr<T>());
+      if (d < K) slice = column(d, ((t + 1) / period - 1) % pool_[d]);
+      call(d, nullptr, buffers_[d - 1], d < K ? slice.data() : nullptr, next_x.data(), pending_[d - 1], threads);
       x = std::move(next_x);
     }
   }
 
-  template <typename T>
-  void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out) {
+ private:
+  void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out, int threads) {
     const auto& p = programs_[d];
-    const auto& e = eps_[d];
-    const T* w = weights_[d].data_ptr<T>();
-    T* states = states_[d].data_ptr<T>();
-    const int64_t N2 = N2_;
-    auto rows = [&](int64_t r0, int64_t r1) { depth<T>(p, e, w, tokens, source, pending, states, x, out, r0, r1, N2); };
-    if (threads_ <= 1 || batch_ == 1) {
-      rows(0, batch_);
-    } else {
-      const int64_t grain = (batch_ + threads_ - 1) / threads_;
-      at::parallel_for(0, batch_, grain, rows);
-    }
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));
+#pragma omp parallel for num_threads(chunks) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c)
+      depth<T>(p, eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, batch_ * c / chunks,
+               batch_ * (c + 1) / chunks, N2_);
   }
 
-  // (B, H, P)[:, :, j] as a contiguous (B, H) copy, and its write-back
-  template <typename T>
-  std::vector<T> column(const torch::Tensor& t, int64_t j) {
-    const int64_t B = t.size(0), H = t.size(1), P = t.size(2);
-    const T* src = t.data_ptr<T>();
-    std::vector<T> out(B * H);
-    for (int64_t i = 0; i < B * H; ++i) out[i] = src[i * P + j];
+  // pending[d] (B, H, P)[:, :, j] as a contiguous (B, H) copy; buffers[d][:, :, j] = values
+  std::vector<T> column(int64_t d, int64_t j) {
+    const int64_t BH = batch_ * programs_[d][H_], P = pool_[d];
+    std::vector<T> out(BH);
+    for (int64_t i = 0; i < BH; ++i) out[i] = pending_[d][i * P + j];
     return out;
   }
-  template <typename T>
-  void set_column(torch::Tensor& t, int64_t j, const T* values) {
-    const int64_t B = t.size(0), H = t.size(1), P = t.size(2);
-    T* dst = t.data_ptr<T>();
-    for (int64_t i = 0; i < B * H; ++i) dst[i * P + j] = values[i];
+  void set_column(int64_t d, int64_t j, const T* values) {
+    const int64_t BH = batch_ * programs_[d][H_], P = pool_[d];
+    for (int64_t i = 0; i < BH; ++i) buffers_[d][i * P + j] = values[i];
   }
 
   std::vector<std::vector<int64_t>> programs_;
   std::vector<std::vector<double>> eps_;
-  std::vector<torch::Tensor> weights_, states_, buffers_, pending_;
+  std::vector<T*> weights_, states_, buffers_, pending_;
   std::vector<int64_t> pool_;
-  int64_t N2_, threads_, batch_, t_ = 0;
+  int64_t N2_, batch_, t_ = 0;
 };
+
+template <typename T>
+void* make(int64_t depths, const int64_t* const* programs, const int64_t* program_sizes, const double* const* eps,
+           const int64_t* eps_sizes, void* const* weights, void* const* states, void* const* buffers,
+           void* const* pending, const int64_t* pool, int64_t n_state, int64_t batch) {
+  std::vector<std::vector<int64_t>> p;
+  std::vector<std::vector<double>> e;
+  std::vector<T*> w, s, b, q;
+  for (int64_t d = 0; d < depths; ++d) {
+    p.emplace_back(programs[d], programs[d] + program_sizes[d]);
+    e.emplace_back(eps[d], eps[d] + eps_sizes[d]);
+    w.push_back(static_cast<T*>(weights[d]));
+    s.push_back(static_cast<T*>(states[d]));
+    if (d + 1 < depths) {
+      b.push_back(static_cast<T*>(buffers[d]));
+      q.push_back(static_cast<T*>(pending[d]));
+    }
+  }
+  return new Stepper<T>(p, e, w, s, b, q, std::vector<int64_t>(pool, pool + depths - 1), n_state, batch);
+}
 
 }  // namespace
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<Stepper>(m, "Stepper")
-      .def(pybind11::init<std::vector<std::vector<int64_t>>, std::vector<std::vector<double>>,
-                          std::vector<torch::Tensor>, std::vector<torch::Tensor>, std::vector<torch::Tensor>,
-                          std::vector<torch::Tensor>, std::vector<int64_t>, int64_t, int64_t>())
-      .def("step", &Stepper::step, "logits for the next sample, the states advanced")
-      .def_property_readonly("t", &Stepper::t);
+// The C interface native.py calls through ctypes. double_precision: 0 float32, 1 float64. The
+// pointers are the Python object's contiguous CPU tensors, which it keeps alive.
+extern "C" {
+void* sashimi_stepper_new(int double_precision, int64_t depths, const int64_t* const* programs,
+                          const int64_t* program_sizes, const double* const* eps, const int64_t* eps_sizes,
+                          void* const* weights, void* const* states, void* const* buffers, void* const* pending,
+                          const int64_t* pool, int64_t n_state, int64_t batch) {
+  auto build = double_precision ? make<double> : make<float>;
+  return build(depths, programs, program_sizes, eps, eps_sizes, weights, states, buffers, pending, pool, n_state,
+               batch);
+}
+
+void sashimi_stepper_step(void* stepper, int double_precision, const int64_t* tokens, void* logits, int threads) {
+  if (double_precision)
+    static_cast<Stepper<double>*>(stepper)->step(tokens, static_cast<double*>(logits), threads);
+  else
+    static_cast<Stepper<float>*>(stepper)->step(tokens, static_cast<float*>(logits), threads);
+}
+
+void sashimi_stepper_free(void* stepper, int double_precision) {
+  if (double_precision)
+    delete static_cast<Stepper<double>*>(stepper);
+  else
+    delete static_cast<Stepper<float>*>(stepper);
+}
 }
