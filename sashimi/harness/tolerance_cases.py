@@ -14,6 +14,7 @@ from sashimi.harness.helpers import lm, numpy_state, s4_layer, tokens
 from sashimi.harness.verdict import error_and_scale
 from sashimi.model.cauchy import dplr_response, dplr_response_plain, half_angle_tables
 from sashimi.model.fused import FusedStep
+from sashimi.model.native import NativeStep
 from sashimi.model.rollout import rollout
 from sashimi.training.metrics import MetricSums, evaluate, loss_sum_and_count
 
@@ -121,19 +122,29 @@ def model_step_vs_conv(dtype):
     return case
 
 
-def fused_vs_module(dtype):
+def stepper_vs_module(dtype, make):
+    """A fused step (`make(model, batch)`: FusedStep, NativeStep) against the modules' step."""
+
     def case(rng, seed):
         config = model_case(rng, min_d_model=2 if dtype == torch.float64 else 4)
         model = off_init(lm(seed, dtype, **config), rng)
-        batch = int(rng.integers(1, 4))
+        batch = int(rng.integers(1, 6))
         x = tokens(seed, batch, 3 * math.prod(config["pool"]), 2 ** config["bits"])
         with torch.no_grad():
             want = rollout(model, x)
             model.setup_step()
-            step = FusedStep(model, batch)
+            step = make(model, batch)
             return error_and_scale(torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1), want)
 
     return case
+
+
+def fused_vs_module(dtype):
+    return stepper_vs_module(dtype, FusedStep)
+
+
+def native_vs_module(dtype):
+    return stepper_vs_module(dtype, lambda model, batch: NativeStep(model, batch, threads=1 + batch % 2))
 
 
 def reference_identities(rng, seed):

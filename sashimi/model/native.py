@@ -198,13 +198,13 @@ class NativeStep:
         lib = library()
         if lib is None:
             raise RuntimeError(f"the native step is not available here: {reason()}")
-        fused = FusedStep(model, batch)
-        if fused.weights[0].device.type != "cpu" or fused.weights[0].dtype not in (torch.float32, torch.float64):
+        weight = model.encoder.embedding.weight
+        if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
             raise ValueError(
-                f"the native step runs float32 or float64 models on the CPU; got {fused.weights[0].dtype} "
-                f"on {fused.weights[0].device}"
+                f"the native step runs float32 or float64 models on the CPU; got {weight.dtype} on {weight.device}"
             )
-        self.batch, self.n_classes, self.dtype = batch, fused.n_classes, fused.weights[0].dtype
+        fused = FusedStep(model, batch)
+        self.batch, self.n_classes, self.dtype = batch, fused.n_classes, weight.dtype
         self.threads = threads if threads is not None else torch.get_num_threads()
         programs = [program(*args) for args in zip(fused.specs, fused.widths, fused.weights)]
         # everything the C++ object points into, kept alive by this one

@@ -11,6 +11,7 @@ import math
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
+from sashimi.model import native
 from sashimi.model.fused import FusedStep, compiler_available
 from sashimi.model.lm import SashimiLM, check_tokens
 
@@ -58,11 +59,13 @@ def sample(
     per generated sample under the (tempered, filtered) sampling distribution. `prepared`: the
     caller ran `model.setup_step()` for the current parameters already (it is not repeated).
 
-    compile: True runs `FusedStep` with compiled step functions, False the modules' own
-    `SashimiLM.step` (the plain path), "auto" the former from COMPILE_MIN_STEPS steps on when a
-    C++ compiler is present (or on a GPU). Both give the same samples up to float rounding.
-    `log`: told when compiling starts (it takes seconds) and when it ran past `compile_time_limit`
-    seconds, from where on the step functions not compiled yet run without it (`FusedStep.warm_up`)."""
+    compile: "auto" (the default) runs the native step (`NativeStep`, one C++ call per sample) on a
+    CPU where it builds; elsewhere the compiled `FusedStep` from COMPILE_MIN_STEPS steps on when a
+    C++ compiler is present (or on a GPU), else the modules' own `SashimiLM.step`. True runs the
+    compiled `FusedStep`, False the modules' step (the plain path). All give the same samples up
+    to float rounding. `log`: told when compiling starts (it takes seconds) and when it ran past
+    `compile_time_limit` seconds, from where on the step functions not compiled yet run without it
+    (`FusedStep.warm_up`)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     if not 0 < top_p <= 1:
@@ -73,19 +76,36 @@ def sample(
     if not prepared:
         model.setup_step()
     prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)
-    if compile == "auto":
-        compile = prefix.shape[0] + length >= COMPILE_MIN_STEPS and (device.type == "cuda" or compiler_available())
-    step = model_step(model, n)
-    if compile:
+    steps = prefix.shape[0] + length
+    engine = step_engine(compile, device, next(model.parameters()).dtype, steps)
+    if engine == "native":
+        threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
+        step = functools.partial(native.NativeStep(model, n, threads).step, check=False)
+    elif engine == "compiled":
         if log is not None:
             log("compiling the step functions (once per process; inductor caches them on disk)")
         fused = FusedStep(model, n, compile=True)
         fused.warm_up(compile_time_limit, log)
         step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
+    else:
+        step = model_step(model, n)
     with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
         return sampling_loop(
             step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress
         )
+
+
+def step_engine(compile: bool | str, device: torch.device, dtype: torch.dtype, steps: int) -> str:
+    """What runs the steps (see `sample`): "native", "compiled" or "modules"."""
+    if compile is True:
+        return "compiled"
+    if compile is False:
+        return "modules"
+    if device.type == "cpu" and dtype in (torch.float32, torch.float64) and native.available():
+        return "native"
+    if steps >= COMPILE_MIN_STEPS and (device.type == "cuda" or compiler_available()):
+        return "compiled"
+    return "modules"
 
 
 def model_step(model: SashimiLM, n: int):

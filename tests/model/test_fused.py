@@ -10,7 +10,6 @@ import types
 import warnings
 from unittest import mock
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -24,22 +23,11 @@ from sashimi.model.fused import FusedStep, compiler_available
 from sashimi.sampling.sample import sample
 from tests import helpers
 from tests.helpers import model_properties, seeds, small_model_configs, tokens
+from tests.model.weights import randomized
 
 needs_compiler = pytest.mark.skipif(
     not compiler_available(), reason="torch.compile's CPU backend needs a C++ compiler on PATH"
 )
-
-
-def randomized(seed: int, dtype: torch.dtype, **config):
-    """helpers.lm, with every norm weight and bias, D and bias also moved off their init (a swapped
-    LayerNorm weight and bias would otherwise go unseen: they start at 1 and 0)."""
-    model = helpers.lm(seed, dtype, **config)
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim == 1 or p.shape[0] == 1:
-                p.add_(torch.from_numpy(rng.normal(0, 0.3, p.shape)).to(dtype))
-    return model.eval()
 
 
 CHECKED = ("apply_norm", "s4_recurrence", "run_blocks", "depth_step")
@@ -188,12 +176,14 @@ def test_a_failing_compile_warns_and_runs_eagerly(monkeypatch):
 
 @pytest.mark.parametrize("compile", [False, "auto"])
 def test_sample_paths_choose_by_the_rule(compile, monkeypatch):
-    """sample(compile=...) uses the fused step exactly when asked to, or under "auto" from COMPILE_MIN_STEPS on."""
+    """sample(compile=...) uses the fused step exactly when asked to, or under "auto" (where the native step
+    is not available) from COMPILE_MIN_STEPS on."""
     built = []
     monkeypatch.setattr(
         "sashimi.sampling.sample.FusedStep", lambda *a, **k: built.append(k) or FusedStep(*a, compile=False)
     )
     monkeypatch.setattr("sashimi.sampling.sample.COMPILE_MIN_STEPS", 6)
+    monkeypatch.setattr("sashimi.sampling.sample.native.available", lambda: False)  # the rule without it
     model = randomized(5, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
     sample(model, 1, 5, compile=compile)
     assert built == []

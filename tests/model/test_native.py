@@ -1,0 +1,136 @@
+"""The native step (sashimi/model/native_step.cpp, generation's default path on a CPU) against the
+oracles of the fused step: the modules' own step and the convolution-mode forward, in float64 and
+float32, on random weights, configurations, batch sizes and thread counts; its build, its
+fallback and its errors."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sashimi.harness.verdict import assert_close
+from sashimi.model import native
+from sashimi.model.native import NativeStep
+from sashimi.sampling import sample as sampling
+from tests import helpers
+from tests.helpers import model_properties, seeds, small_model_configs, tokens
+from tests.model.weights import randomized
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"no native step here: {native.reason()}")
+
+
+def native_rollout(model, x: torch.Tensor, threads: int = 1) -> torch.Tensor:
+    model.setup_step()
+    step = NativeStep(model, x.shape[0], threads)
+    with torch.no_grad():
+        return torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
+
+
+def test_the_native_step_builds_wherever_a_compiler_is():
+    """CI and every machine with a C++ compiler run the native path: a build that breaks fails here
+    rather than falling back unseen."""
+    if native.compiler() is not None:
+        assert native.available(), native.reason()
+
+
+@needs_native
+@model_properties()
+@given(small_model_configs(), seeds, st.integers(1, 5), st.integers(1, 2))
+def test_native_step_equals_module_step_and_convolution(config, seed, batch, threads):
+    """Teacher-forced logits of the native step vs the modules' step and vs the parallel forward
+    (float64), over 3 coarse blocks so that every depth runs and refills its finer one more than
+    once; batches of 1 to 5 rows (the row tiles of 2 and their remainder), on 1 or 2 threads."""
+    model = randomized(seed, torch.float64, **config)
+    x = tokens(seed, batch, 3 * math.prod(config["pool"]), 2 ** config["bits"])
+    got = native_rollout(model, x, threads)
+    with torch.no_grad():
+        assert_close(got, helpers.rollout(model, x), "native_vs_module_step_float64")
+        assert_close(got, model(x), "model_step_vs_conv_float64")
+
+
+@needs_native
+def test_native_step_equals_module_step_for_widths_across_tiles():
+    """Widths 36, 72 and 144: whole 128-byte tiles of outputs and a partial one in every linear."""
+    model = randomized(1, torch.float64, bits=8, d_model=36, n_layers=1, pool=[2, 2], expand=2, ff=2, d_state=8)
+    x = tokens(1, 5, 12, 256)
+    assert_close(native_rollout(model, x, threads=2), helpers.rollout(model, x), "native_vs_module_step_float64")
+
+
+@needs_native
+def test_native_step_equals_module_step_for_the_paper_layout_float32():
+    """The paper layout (d_model 64, N 64, pool [4, 4], 8 layers per stage), float32: the float
+    approximations of erf and exp inside, at the size generation runs."""
+    model = randomized(
+        0, torch.float32, bits=8, d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=64
+    )
+    x = tokens(0, 2, 40, 256)
+    assert_close(native_rollout(model, x), helpers.rollout(model, x), "native_vs_module_step_float32")
+
+
+@needs_native
+def test_native_step_leaves_the_model_untouched():
+    model = randomized(2, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    native_rollout(model, tokens(2, 2, 8, 256))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@needs_native
+def test_bad_tokens_missing_setup_and_other_dtypes_are_named():
+    model = randomized(3, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    with pytest.raises(RuntimeError, match="setup_step"):
+        NativeStep(model, 1)
+    model.setup_step()
+    step = NativeStep(model, 2)
+    with pytest.raises(ValueError, match=r"one token per sequence, shape \(2,\); got \(3,\)"):
+        step.step(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="256"):
+        step.step(torch.tensor([0, 256]))
+    with pytest.raises(ValueError, match="float32 or float64 .* got torch.bfloat16"):
+        NativeStep(model.to(torch.bfloat16), 1)
+
+
+@needs_native
+def test_sample_runs_the_native_step_and_draws_what_the_module_step_draws(monkeypatch):
+    """compile="auto" takes the native step on a CPU; the same seed gives the same tokens and
+    log-likelihoods as the modules' step (float64: no draw sits within rounding of a boundary)."""
+    built = []
+    monkeypatch.setattr(sampling.native, "NativeStep", lambda *a: built.append(a[1:]) or NativeStep(*a))
+    model = randomized(6, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    prefix = tokens(6, 1, 5, 256)[0]
+    fast = sampling.sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1)
+    plain = sampling.sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=False)
+    assert built == [(3, 1)]  # 3 rows: at most ONE_THREAD_MAX_BATCH, one thread
+    assert torch.equal(fast[0], plain[0])
+    assert_close(fast[1], plain[1], "native_vs_module_step_float64")
+
+
+@pytest.mark.parametrize("available", [True, False])
+def test_the_engine_rule(available, monkeypatch):
+    """auto: native on a CPU where it builds (float32 or float64); else compiled from
+    COMPILE_MIN_STEPS steps when a compiler is present; else the modules' step. True and False
+    force the compiled and the modules' step."""
+    monkeypatch.setattr(sampling.native, "available", lambda: available)
+    monkeypatch.setattr(sampling, "compiler_available", lambda: True)
+    cpu, long = torch.device("cpu"), sampling.COMPILE_MIN_STEPS
+    engine = sampling.step_engine
+    assert engine("auto", cpu, torch.float32, 10) == ("native" if available else "modules")
+    assert engine("auto", cpu, torch.float64, long) == ("native" if available else "compiled")
+    assert engine("auto", cpu, torch.bfloat16, 10) == "modules"
+    assert engine(True, cpu, torch.float32, 10) == "compiled" and engine(False, cpu, torch.float32, long) == "modules"
+    assert engine("auto", torch.device("cuda"), torch.float32, long) == "compiled"
+
+
+def test_the_build_is_cached_and_a_failing_compiler_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SASHIMI_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="false failed"):
+        native.build("false")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    if native.compiler() is None:
+        return
+    built = native.build(native.compiler())
+    stamp = built.stat().st_mtime_ns
+    assert native.build(native.compiler()) == built and built.stat().st_mtime_ns == stamp
