@@ -28,6 +28,7 @@ from sashimi.core.cli import Parser
 from sashimi.core.config import preset, preset_names
 from sashimi.harness import against
 from sashimi.harness.benchmark import CASES, PRESET, log, run_case, spawn, summarize, table
+from sashimi.sampling.sample import COMPILE_CHOICES
 
 PRESET_LENGTH = preset(PRESET)["train"]["seq_len"]
 MULTIPLE = math.prod(preset(PRESET)["model"]["pool"])
@@ -63,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a checkout of state-spaces/s4: time its standalone SaShiMi beside ours and print ratios",
     )
     parser.add_argument(
-        "--no-compile",
-        action="store_true",
-        help="with --against: generate through the modules' step, without torch.compile",
+        "--compile",
+        choices=tuple(COMPILE_CHOICES),
+        default="auto",
+        help="with --against: our generation as `generate --compile` runs it (auto: the native step on a "
+        "CPU; on: torch.compile'd step functions; off: the modules' own step)",
     )
     parser.add_argument(
         "--preset",
@@ -101,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             summary = against.compare(
-                args.against, L, repeats, gen_steps, cases, compile=not args.no_compile, preset_name=args.preset
+                args.against,
+                L,
+                repeats,
+                gen_steps,
+                cases,
+                compile=COMPILE_CHOICES[args.compile],
+                preset_name=args.preset,
             )
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)

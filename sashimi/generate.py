@@ -20,7 +20,7 @@ from sashimi.audio.quantize import encode
 from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import audio_settings, check_number
 from sashimi.io.checkpoint import CheckpointError, load_model
-from sashimi.sampling.sample import COMPILE_MIN_STEPS
+from sashimi.sampling.sample import COMPILE_CHOICES, COMPILE_MIN_STEPS
 from sashimi.sampling.write import check_generation_fits, generate_to_folder
 from sashimi.training import runs
 
@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, choices=(8, 16), help="refuse a checkpoint of other bits")
     parser.add_argument(
         "--compile",
-        choices=("auto", "on", "off"),
+        choices=tuple(COMPILE_CHOICES),
         default="auto",
-        help="compile the step functions (torch.compile; needs a C++ compiler on a CPU): auto = from "
-        f"{COMPILE_MIN_STEPS} steps on",
+        help="how the steps run: auto = the native step on a CPU (built once with the C++ compiler), "
+        f"else torch.compile'd step functions from {COMPILE_MIN_STEPS} steps on; on = torch.compile'd; off = "
+        "the modules' own step",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -104,7 +105,7 @@ def run(args) -> int:
                 args.batch_size,
                 args.seed,
                 log=print,
-                compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                compile=COMPILE_CHOICES[args.compile],
                 overwrite=args.overwrite,
             )
         except BaseException:

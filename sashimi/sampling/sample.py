@@ -27,6 +27,8 @@ ONE_THREAD_MAX_BATCH = 8
 # Compiling the paper model's step functions takes 8 s on 2 quiet cores and took 320 s beside two
 # other busy processes: past this many seconds, the depths not compiled yet run uncompiled.
 COMPILE_TIME_LIMIT = 60.0
+# the command line's --compile (generate, bench --against) -> sample()'s `compile`
+COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 def top_p_filter(logits: Float[Tensor, "B C"], top_p: float) -> Float[Tensor, "B C"]:
