@@ -42,47 +42,72 @@ inline typename Vec<T>::type load(const T* p) {
 template <typename T>
 inline void store(T* p, typename Vec<T>::type v) { std::memcpy(p, &v, sizeof v); }
 
-// exp for float in plain arithmetic, so that loops over it vectorize: Cephes' expf (range
-// reduction by ln 2, a degree-5 polynomial, 2^n from the exponent bits), within 2 ulp.
-inline float exp_float(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+// Float vectors and their bits, for the vectorized exp below.
+typedef Vec<float>::type VF;
+typedef int32_t VI __attribute__((vector_size(32)));
+
+// exp of 8 floats at once: Cephes' expf (range reduction by ln 2, rounding by the 1.5 * 2^23
+// trick, a degree-5 polynomial, 2^n from the exponent bits), within 2 ulp over [-87, 88].
+inline VF exp_vec(VF x) {
+  const VF lo = VF{} - 87.0f, hi = VF{} + 88.0f, magic = VF{} + 12582912.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const VF n = (x * 1.44269504088896341f + magic) - magic;
+  const VF r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  VF p = VF{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return (p * r * r + r + 1.0f) * scale;
+  const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
+  return (p * r * r + r + 1.0f) * (VF)bits;
 }
 
-// F.gelu's exact form, 0.5 x (1 + erf(x / sqrt 2)), in place. In float, erf as PyTorch's own
-// vectorized GELU computes it (Abramowitz & Stegun 7.1.26, absolute error under 1.5e-7), so the
-// loop vectorizes; in double, std::erf (the float64 path is the oracle's precision, not a speed path).
+// F.gelu's exact form, 0.5 x (1 + erf(x / sqrt 2)), with erf as PyTorch's own vectorized GELU
+// computes it in float (Abramowitz & Stegun 7.1.26, absolute error under 1.5e-7).
+inline VF gelu_vec(VF x) {
+  const VF z = x * float(M_SQRT1_2);
+  const VF a = (VF)((VI)z & 0x7fffffff);
+  const VF t = 1.0f / (1.0f + 0.3275911f * a);
+  const VF poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const VF e = 1.0f - poly * exp_vec(-a * a);
+  const VF erf = (VF)((VI)e | ((VI)z & int32_t(0x80000000)));
+  return 0.5f * x * (1.0f + erf);
+}
+
+// f over v[0:n] in place, 8 floats at a time (the last few through a zero-padded vector).
+template <typename F>
+void map_float(float* v, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store(v + i, f(load(v + i)));
+  if (i < n) {
+    float tail[8] = {};
+    std::copy_n(v + i, n - i, tail);
+    store(tail, f(load(tail)));
+    std::copy_n(tail, n - i, v + i);
+  }
+}
+
+// GELU in place: in float the vectorized form above; in double std::erf (the float64 path is the
+// oracle's precision, not a speed path).
 template <typename T>
 void gelu(T* v, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const float z = v[i] * float(M_SQRT1_2), a = std::fabs(z);
-      const float t = 1.0f / (1.0f + 0.3275911f * a);
-      const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-      const float e = 1.0f - poly * exp_float(-a * a);
-      v[i] = 0.5f * v[i] * (1.0f + std::copysign(e, z));
-    }
+    map_float(v, n, gelu_vec);
   } else {
     for (int64_t i = 0; i < n; ++i) v[i] = T(0.5) * v[i] * (T(1) + std::erf(v[i] * T(M_SQRT1_2)));
   }
 }
 
+// GLU's gate in place: v = 1 / (1 + exp(-v)).
 template <typename T>
-inline T sigmoid(T x) {
-  if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_float(-x));
-  else return T(1) / (T(1) + std::exp(-x));
+void sigmoid(T* v, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    map_float(v, n, [](VF x) { return 1.0f / (1.0f + exp_vec(-x)); });
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = T(1) / (T(1) + std::exp(-v[i]));
+  }
 }
 
 // y[r] = W x[r] + b, W (out, in) stored packed by native.py's `Packed`: in tiles of TILE outputs
@@ -153,31 +178,39 @@ void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const 
   }
 }
 
-// `s4_recurrence` for one row: x' = a x + b u - g (m . x), y = c . x'. The coefficients are
-// stored transposed, (N2, H), and the state as (2, N2, H) real and imaginary parts, so that every
-// loop runs along h: vectorized without horizontal sums (N2 is only 32). mu and out: scratch of H.
+// `s4_recurrence` for `rows` rows: x' = a x + b u - g (m . x), y = c . x'. The coefficients are
+// stored transposed, (N2, H), and each row's state as (2, N2, H) real and imaginary parts, so
+// that every loop runs along h: vectorized without horizontal sums (N2 is only 32). The rows loop
+// sits inside n: one coefficient slice (n, :) serves every row from L1. mu: scratch of rows x H.
 template <typename T>
-void recurrence(const T* w, const int64_t* f, const T* u, T* state, T* y, T* mu, int64_t H, int64_t N2) {
+void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, T* mu, int64_t rows, int64_t H,
+                int64_t N2) {
   const T *ar = w + f[0], *ai = w + f[1], *br = w + f[2], *bi = w + f[3], *gr = w + f[4],
           *gi = w + f[5], *mr = w + f[6], *mi = w + f[7], *cr = w + f[8], *ci = w + f[9];
-  T* re = state;
-  T* im = state + N2 * H;
-  std::fill_n(mu, H, T(0));
-  std::fill_n(y, H, T(0));
+  std::fill_n(mu, rows * H, T(0));
+  std::fill_n(y, rows * H, T(0));
   for (int64_t n = 0; n < N2; ++n) {
     const int64_t k = n * H;
+    for (int64_t r = 0; r < rows; ++r) {
+      const T *re = states[r] + k, *im = states[r] + N2 * H + k;
+      T* m = mu + r * H;
 #pragma omp simd
-    for (int64_t h = 0; h < H; ++h) mu[h] += re[k + h] * mr[k + h] + im[k + h] * mi[k + h];
+      for (int64_t h = 0; h < H; ++h) m[h] += re[h] * mr[k + h] + im[h] * mi[k + h];
+    }
   }
   for (int64_t n = 0; n < N2; ++n) {
     const int64_t k = n * H;
+    for (int64_t r = 0; r < rows; ++r) {
+      T *re = states[r] + k, *im = states[r] + N2 * H + k, *out = y + r * H;
+      const T *m = mu + r * H, *v = u + r * H;
 #pragma omp simd
-    for (int64_t h = 0; h < H; ++h) {
-      const T xr = ar[k + h] * re[k + h] - ai[k + h] * im[k + h] + br[k + h] * u[h] - gr[k + h] * mu[h];
-      const T xi = ar[k + h] * im[k + h] + ai[k + h] * re[k + h] + bi[k + h] * u[h] - gi[k + h] * mu[h];
-      re[k + h] = xr;
-      im[k + h] = xi;
-      y[h] += xr * cr[k + h] + xi * ci[k + h];
+      for (int64_t h = 0; h < H; ++h) {
+        const T xr = ar[k + h] * re[h] - ai[k + h] * im[h] + br[k + h] * v[h] - gr[k + h] * m[h];
+        const T xi = ar[k + h] * im[h] + ai[k + h] * re[h] + bi[k + h] * v[h] - gi[k + h] * m[h];
+        re[h] = xr;
+        im[h] = xi;
+        out[h] += xr * cr[k + h] + xi * ci[k + h];
+      }
     }
   }
 }
@@ -197,7 +230,8 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
     const int64_t* f = &p[HEADER + i * BLOCK];
     widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);
   }
-  std::vector<T> z(rows * H), u(rows * H), y(rows * H), mu(H), wide(rows * widest);
+  std::vector<T> z(rows * H), u(rows * H), y(rows * H), mu(rows * H), wide(rows * widest);
+  std::vector<T*> row_states(rows);
   if (p[EMB] >= 0) {
     for (int64_t r = 0; r < rows; ++r)
       std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);
@@ -213,21 +247,19 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
     norm(w, int(f[NORM]), f[NORM_1], f[NORM_2], eps[f[NORM_EPS]], hs, u.data(), rows, H);
     if (f[KIND] == 0) {
       const int64_t n_out = f[P0 + 13];
-      for (int64_t r = 0; r < rows; ++r) {
-        T* state = states + ((r0 + r) * n_s4 + s4_index) * 2 * H * N2;
-        recurrence(w, f + P0, u.data() + r * H, state, y.data() + r * H, mu.data(), H, N2);
-      }
+      for (int64_t r = 0; r < rows; ++r) row_states[r] = states + ((r0 + r) * n_s4 + s4_index) * 2 * H * N2;
+      recurrence(w, f + P0, u.data(), row_states.data(), y.data(), mu.data(), rows, H, N2);
       const T* D = w + f[P0 + 10];
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t h = 0; h < H; ++h) y[r * H + h] += D[h] * u[r * H + h];
       gelu(y.data(), rows * H);
       linear(w + f[P0 + 11], w + f[P0 + 12], y.data(), wide.data(), rows, H, n_out);
       const bool glu = f[P0 + 14];
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t h = 0; h < H; ++h) {
-          const T* v = wide.data() + r * n_out;
-          hs[r * H + h] += glu ? v[h] * sigmoid(v[H + h]) : v[h];
-        }
+      for (int64_t r = 0; r < rows; ++r) {
+        T* v = wide.data() + r * n_out;
+        if (glu) sigmoid(v + H, H);
+        for (int64_t h = 0; h < H; ++h) hs[r * H + h] += glu ? v[h] * v[H + h] : v[h];
+      }
       ++s4_index;
     } else {
       const int64_t hidden = f[P0 + 4];
