@@ -6,8 +6,9 @@ Builds the paper's 8-bit model (preset sc09) at its init (C~ written by one forw
 samples, as training leaves it), prints the time `setup_step` takes to build the recurrence, cold
 and again on unchanged weights, then microseconds per call of each
 depth's function (`FusedStep.run`: depth 0 every sample, depth d every prod(pool[:d]) samples),
-per whole `FusedStep.step` (all depths and the bookkeeping), and per step of the modules' own
-`SashimiLM.step`, for comparison. Absolute times drift with the machine's load.
+per whole `FusedStep.step` (all depths and the bookkeeping), per step of the native step
+(`NativeStep`, what `generate` runs on a CPU; `--threads` split its rows) and per step of the
+modules' own `SashimiLM.step`, for comparison. Absolute times drift with the machine's load.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import torch
 from sashimi.core.config import model_config
 from sashimi.model.fused import FusedStep
 from sashimi.model.lm import SashimiLM
+from sashimi.model.native import NativeStep, available, reason
 
 
 def per_call_us(fn, n: int) -> float:
@@ -67,6 +69,11 @@ def main() -> None:
                 "call"
             )
         print(f"fused step: {per_call_us(lambda: fused.step(tokens), n):8.1f} us per sample step")
+        if available():
+            stepper = NativeStep(model, B, args.threads)
+            print(f"native step: {per_call_us(lambda: stepper.step(tokens, check=False), n):8.1f} us per sample step")
+        else:
+            print(f"native step: not available ({reason()})")
         state = model.default_state(B)
 
         def module_step():

@@ -23,6 +23,8 @@ class Skipped:
 
 def catalogue_job(mutant: Mutant, root: Path) -> Job:
     """The entry applied to today's code; raises anchor.Stale when its target or pattern is gone."""
+    if not mutant.file.endswith(".py"):
+        return text_job(mutant, root)
     statements = mutant.replace == "" or not _is_expression(mutant.find)
     place = anchor.locate(root, mutant.file, mutant.target, mutant.find, statements)
     before = "\n".join(ast.unparse(n) for n in place.nodes)
@@ -32,6 +34,23 @@ def catalogue_job(mutant: Mutant, root: Path) -> Job:
     text = anchor.splice((root / place.file).read_text(), place, mutant.replace) + mutant.append
     span = range(place.nodes[0].lineno, place.nodes[-1].end_lineno + 1)
     return Job(mutant.id, place.file, place.line, span, mutant.what, text, mutant.kills, f"{before} -> {after}")
+
+
+def text_job(mutant: Mutant, root: Path) -> Job:
+    """An entry for a source that is not Python (the native step's C++): `find` is exact text that
+    must occur once in the file, and `target` (the function it lies in) must still be named there."""
+    path = root / mutant.file
+    text = path.read_text() if path.is_file() else ""
+    if mutant.target not in text:
+        raise anchor.Stale(f"{mutant.target} is not in {mutant.file}")
+    if text.count(mutant.find) != 1:
+        raise anchor.Stale(f"the text matches {text.count(mutant.find)} times in {mutant.file}, not once")
+    line = text[: text.index(mutant.find)].count("\n") + 1
+    span = range(line, line + mutant.find.count("\n") + 1)
+    mutated = text.replace(mutant.find, mutant.replace) + mutant.append
+    return Job(
+        mutant.id, mutant.file, line, span, mutant.what, mutated, mutant.kills, f"{mutant.find} -> {mutant.replace}"
+    )
 
 
 def catalogue_jobs(root: Path, only: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:

@@ -38,3 +38,31 @@ def dense_bilinear(
     A_bar = 2 * M - I
     B_bar = (M @ (dt.to(M.dtype) * conj_pairs(B))[..., None])[..., 0]
     return A_bar, B_bar
+
+
+def real_bilinear_A(
+    dt: Float[Tensor, "H 1"], Lambda: Complex[Tensor, "H N2"], P: Complex[Tensor, "H N2"]
+) -> Float[Tensor, "H N N"]:
+    """`dense_bilinear`'s A_bar in the real basis r = [Re x; Im x] of the stored half x (the full state
+    is T r, T = [[I, iI], [I, -iI]]): T^-1 A_bar T, real, built in O(N^2) from the same closed form.
+    Powers and solves of a real matrix cost a quarter of a complex one's.
+
+    With e = 1 / (1 - h lambda) (h = dt/2) and M = (I - h A)^-1 = diag([e; conj e]) - s u w^T, where
+    u = [e p; conj(e p)], w = [conj(p) e; p conj(e)] and s = h / (1 + h p^H E p) (real: p^H E p over the
+    full state is 2 Re(sum conj(p) e p)): T^-1 diag T = [[Re e, -Im e], [Im e, Re e]] (diagonal blocks),
+    T^-1 u = [Re(e p); Im(e p)], w^T T = [2 Re(conj(p) e), -2 Im(conj(p) e)]; A_bar = 2 M - I."""
+    h = dt / 2
+    e = 1 / (1 - h * Lambda)
+    ep, pe = e * P, P.conj() * e
+    s = h / (1 + 2 * h * (pe * P).sum(-1, keepdim=True).real)
+    diagonal = torch.cat(
+        [
+            torch.cat([torch.diag_embed(e.real), torch.diag_embed(-e.imag)], -1),
+            torch.cat([torch.diag_embed(e.imag), torch.diag_embed(e.real)], -1),
+        ],
+        -2,
+    )
+    u = torch.cat([ep.real, ep.imag], -1)
+    w = torch.cat([2 * pe.real, -2 * pe.imag], -1)
+    M = diagonal - s[..., None] * u[:, :, None] * w[:, None, :]
+    return 2 * M - torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)

@@ -13,7 +13,7 @@ from torch import nn
 
 from sashimi.core.shapes import Complex, Float, Tensor
 from sashimi.model.cauchy import dplr_kernel
-from sashimi.model.dplr import as_complex, conj_pairs, dense_bilinear
+from sashimi.model.dplr import as_complex, conj_pairs, dense_bilinear, real_bilinear_A
 from sashimi.model.hippo import hippo_legs_nplr
 
 # a switch, not a setting: benchmarks and tests turn it off to measure or check the uncached path
@@ -122,6 +122,22 @@ class SSMKernel(nn.Module):
             I = torch.eye(self.N, dtype=A_bar.dtype, device=A_bar.device)
             C_full = torch.linalg.solve((I - torch.linalg.matrix_power(A_bar, l)).mT, C_full)
         return A_bar, B_bar, C_full
+
+    def C_float64(self) -> Complex[Tensor, "H N2"]:
+        """C itself over the stored half, in float64: C~ solved back through the real form of A_bar
+        (`real_bilinear_A`). With A_bar^l = T dA^l T^-1 and T^T [C; conj C] = [2 Re C; -2 Im C], the
+        complex N x N system (I - A_bar^l)^T C = C~ becomes the real (I - dA^l)^T z = [2 Re C~; -2 Im C~],
+        C = (z_re - i z_im) / 2: a quarter of the arithmetic of `discretized_float64`'s C."""
+        dt, Lambda, P, _, C = (
+            x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
+        )
+        l = int(self.l_kernel)
+        if l == 0:
+            return C
+        dA = real_bilinear_A(dt, Lambda, P)
+        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
+        z = torch.linalg.solve((I - torch.linalg.matrix_power(dA, l)).mT, torch.cat([2 * C.real, -2 * C.imag], -1))
+        return torch.complex(z[:, : self.N2], -z[:, self.N2 :]) / 2
 
     @torch.no_grad()
     def _extend_C_tilde(self, L: int) -> None:

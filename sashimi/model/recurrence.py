@@ -45,12 +45,13 @@ def linear_step_coefficients(
     A x = Lambda x - 2 P Re(P^H x): E = 1/(1 - d Lambda), a = E (1 + d Lambda), g = 2 d E P,
     b0 = E dt B, gamma = Re(P^H g), k = 1/(1 + gamma) (Woodbury for the rank-1 part),
     m = (1 - k gamma) conj(P) + k conj(P) a, b = b0 - g k Re(P^H b0); c is C itself
-    (C~ solved back, as in `discretized_float64`).
+    (C~ solved back by `SSMKernel.C_float64`, in the real basis; the dense form's
+    `discretized_float64` solves it in the complex one, independently).
     """
     dt, Lambda, P, B, _ = (
         x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in kernel.ssm_parameters()
     )
-    _, _, C_full = kernel.discretized_float64()
+    C = kernel.C_float64()
     d = dt / 2
     E = 1 / (1 - d * Lambda)
     a = E * (1 + d * Lambda)
@@ -63,7 +64,7 @@ def linear_step_coefficients(
     dtype = kernel.inv_dt.dtype
     pairs = [
         torch.view_as_real(x).flatten(-2).to(dtype)
-        for x in (b, g, m.conj().resolve_conj(), (2 * C_full[:, : kernel.N2]).conj().resolve_conj())
+        for x in (b, g, m.conj().resolve_conj(), (2 * C).conj().resolve_conj())
     ]
     return (a.to(torch.complex64 if dtype == torch.float32 else torch.complex128), *pairs)
 
