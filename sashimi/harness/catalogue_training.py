@@ -113,7 +113,7 @@ TRAINING = [
            'x.detach().to(torch.complex128 if x.is_complex() else torch.float64)',
            'x.detach()',
            'O(N) recurrence coefficients built in float32 instead of float64', kills='tests/model/test_recurrence.py'),
-    Mutant('C-solve-float32', 'sashimi/model/kernel.py', 'SSMKernel.discretized_float64',
+    Mutant('C-solve-float32', 'sashimi/model/kernel.py', 'SSMKernel.C_float64',
            'x.detach().to(torch.complex128 if x.is_complex() else torch.float64)',
            'x.detach()',
            'step-mode discretization and C~ -> C solve in the parameter dtype (float32) instead of float64', kills='tests/model/test_s4.py'),

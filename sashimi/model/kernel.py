@@ -141,20 +141,23 @@ class SSMKernel(nn.Module):
 
     @torch.no_grad()
     def _extend_C_tilde(self, L: int) -> None:
-        """Make C hold C~ for a length >= L (see the class docstring), in float64."""
-        dt, Lambda, P, B, C = (
+        """Make C hold C~ for a length >= L (see the class docstring), in float64, in the real basis
+        of `C_float64`: z = [2 Re C; -2 Im C] maps through (I - dA^L)^T, and each doubling of the
+        length through (I + dA^l)^T, as [C; conj C] does through the complex A_bar's."""
+        dt, Lambda, P, _, C = (
             x.to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
         )
-        A_bar, _ = dense_bilinear(dt, Lambda, P, B)
-        I = torch.eye(self.N, dtype=A_bar.dtype, device=A_bar.device)
-        C_full, l = conj_pairs(C), int(self.l_kernel)
+        dA = real_bilinear_A(dt, Lambda, P)
+        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
+        z, l = torch.cat([2 * C.real, -2 * C.imag], -1), int(self.l_kernel)
         if l == 0:
-            C_full = ((I - torch.linalg.matrix_power(A_bar, L)).mT @ C_full[..., None])[..., 0]
+            z = ((I - torch.linalg.matrix_power(dA, L)).mT @ z[..., None])[..., 0]
             l = L
         while l < L:
-            C_full = ((I + torch.linalg.matrix_power(A_bar, l)).mT @ C_full[..., None])[..., 0]
+            z = ((I + torch.linalg.matrix_power(dA, l)).mT @ z[..., None])[..., 0]
             l *= 2
-        self.C.copy_(torch.view_as_real(C_full[:, : self.N2].to(as_complex(self.C).dtype))[None])
+        C_tilde = torch.complex(z[:, : self.N2], -z[:, self.N2 :]) / 2
+        self.C.copy_(torch.view_as_real(C_tilde.to(as_complex(self.C).dtype))[None])
         self.l_kernel.fill_(l)
 
     def _cache_key(self, L: int) -> tuple:

@@ -32,7 +32,8 @@ def test_every_mutated_file_parses_and_differs_where_the_entry_says():
     for job in jobs:
         original = (ROOT / job.file).read_text().splitlines()
         mutated = job.text.splitlines()
-        ast.parse(job.text)
+        if job.file.endswith(".py"):  # the native C++ entries are exact text (plan.text_job)
+            ast.parse(job.text)
         assert mutated[: job.lines.start - 1] == original[: job.lines.start - 1], (
             job.id
         )  # nothing before the span moves
