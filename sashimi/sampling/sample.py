@@ -80,6 +80,10 @@ def sample(
     prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)
     steps = prefix.shape[0] + length
     engine = step_engine(compile, device, next(model.parameters()).dtype, steps)
+    if compile == "auto" and device.type == "cpu" and engine != "native" and log is not None:
+        why = native.reason() or "not a float32 or float64 model"
+        instead = "compiled fused" if engine == "compiled" else "modules' own"
+        log(f"the native step is not available ({why}): running the {instead} step")
     if engine == "native":
         threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
         step = functools.partial(native.NativeStep(model, n, threads).step, check=False)

@@ -134,3 +134,16 @@ def test_the_build_is_cached_and_a_failing_compiler_is_named(tmp_path, monkeypat
     built = native.build(native.compiler())
     stamp = built.stat().st_mtime_ns
     assert native.build(native.compiler()) == built and built.stat().st_mtime_ns == stamp
+
+
+def test_sample_says_when_the_native_step_is_not_there(monkeypatch):
+    """A user whose machine cannot build the library learns why generation runs slower."""
+    monkeypatch.setattr(sampling.native, "available", lambda: False)
+    monkeypatch.setattr(sampling.native, "WHY_NOT", ["no C++ compiler on PATH (c++, g++, clang++ or $CXX)"])
+    notices = []
+    model = randomized(7, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    sampling.sample(model, 1, 3, log=notices.append)
+    assert notices == [
+        "the native step is not available (no C++ compiler on PATH (c++, g++, clang++ or $CXX)): "
+        "running the modules' own step"
+    ]
