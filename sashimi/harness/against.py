@@ -32,6 +32,9 @@ THREADS = {
     "gen_b1_busy": (1, 2),
 }  # big ops want every core; step mode may not
 BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
+# cases `run_child` also runs for `bench` alone (sashimi/harness/benchmark.py): our forward with the
+# kernel cache warm (as evaluation runs it) and the 16-bit model's chunked-loss training step
+OURS_ONLY = ("fwd_cached", "fwd_bwd_16bit")
 
 
 def run_child(
@@ -45,12 +48,17 @@ def run_child(
     compile: bool | str = "auto",
     preset_name: str = "sc09",
 ) -> dict:
-    """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory."""
+    """Inside the child: build, warm up (full size), time `repeats` runs; times, setup and peak memory.
+    The one runner of both `bench --against` (every case, either side) and `bench` (ours; OURS_ONLY
+    adds its cases)."""
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
-    tokens = torch.randint(0, 256, (1, L), generator=torch.Generator().manual_seed(0))
+    bits = 16 if case == "fwd_bwd_16bit" else 8
+    if side == "official" and case in OURS_ONLY:
+        raise ValueError(f"case {case} times our model only")
+    tokens = torch.randint(0, 2**bits, (1, L), generator=torch.Generator().manual_seed(0))
     if side == "official":
         model = official_model(Path(checkout), preset_name)
 
@@ -61,7 +69,7 @@ def run_child(
         from sashimi.model.lm import SashimiLM
 
         torch.manual_seed(0)
-        model = SashimiLM(model_config(preset_name, 8))
+        model = SashimiLM(model_config(preset_name, bits))
 
         def forward(x):
             return model(x)
@@ -71,11 +79,11 @@ def run_child(
     )
 
     setups = []
-    if case == "fwd":
+    if case in ("fwd", "fwd_cached"):
         model.eval()
 
         def once():
-            with torch.no_grad(), kernel_cache(False):
+            with torch.no_grad(), kernel_cache(case == "fwd_cached"):
                 forward(tokens)
     elif case == "fwd_bwd":
         model.train()
@@ -83,6 +91,17 @@ def run_child(
         def once():
             model.zero_grad(set_to_none=True)
             F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
+    elif case == "fwd_bwd_16bit":  # the 16-bit loss never holds the (B, L, 65536) logits
+        from sashimi.training.metrics import chunked_options
+
+        options, head = chunked_options(), model.decoder.output_transform
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            features = model.features(tokens).flatten(0, 1)
+            F.linear_cross_entropy(
+                features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options
+            ).backward()
     else:
         batch = BATCH[case]
         model.eval()

@@ -30,69 +30,39 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+# bench's cases as `against.run_child` (the one runner) names them; fwd_bwd_checked is fwd_bwd in a
+# child with SASHIMI_TYPECHECK=1 (`spawn`)
+RUNNER_CASE = {
+    "fwd": "fwd_cached",
+    "fwd_cold": "fwd",
+    "fwd_bwd": "fwd_bwd",
+    "gen_b1": "gen_b1",
+    "gen_b16": "gen_b16",
+    "fwd_bwd_16bit": "fwd_bwd_16bit",
+    "fwd_bwd_checked": "fwd_bwd",
+}
+
+
 def run_case(case: str, L: int, repeats: int, gen_steps: int) -> dict:
-    """Inside the child: build, warm up, time `repeats` runs; returns times and peak memory."""
+    """Inside the child: our side of `against.run_child` on all cores (one warm-up run, then
+    `repeats` timed); times and peak memory, and for generation samples/s with the setup apart."""
     import torch
-    import torch.nn.functional as F
 
-    from sashimi.core.config import model_config
-    from sashimi.model.kernel import kernel_cache
-    from sashimi.model.lm import SashimiLM
-    from sashimi.training.metrics import chunked_options
+    from sashimi.harness.against import BATCH, run_child
 
-    torch.manual_seed(0)
-    bits = 16 if case == "fwd_bwd_16bit" else 8
-    model = SashimiLM(model_config(PRESET, bits))
-    tokens = torch.randint(0, 2**bits, (1, L))
-
-    if case in ("fwd", "fwd_cold"):
-        model.eval()
-
-        def once():
-            with torch.no_grad(), kernel_cache(case == "fwd"):
-                model(tokens)
-
-    elif case in ("fwd_bwd", "fwd_bwd_checked"):
-
-        def once():
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
-
-    elif case == "fwd_bwd_16bit":
-        options = chunked_options()
-        head = model.decoder.output_transform
-
-        def once():
-            model.zero_grad(set_to_none=True)
-            features = model.features(tokens).flatten(0, 1)
-            F.linear_cross_entropy(
-                features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options
-            ).backward()
-
-    elif case in ("gen_b1", "gen_b16"):
-        # the one generation figure: `bench --against`'s runner on our side, i.e. `sample()` as
-        # `generate` calls it (compile="auto", the recurrence's setup timed apart)
-        from sashimi.harness.against import run_child
-
-        r = run_child("ours", case, L, repeats, gen_steps, torch.get_num_threads(), None, "auto", PRESET)
-        n = 1 if case == "gen_b1" else 16
-        times = [t - r["setup_s"] for t in r["times"]]  # steady-state generation; setup reported apart
-        return {
-            "times": times,
-            "samples_per_s": [n * gen_steps / t for t in times],
-            "peak_gib": r["peak_gib"],
-            "setup_s": r["setup_s"],
-        }
-    else:
+    if case not in RUNNER_CASE:
         raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
-
-    once()  # warm-up (a fresh model also writes C~ here)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    return {"times": times, "peak_gib": peak_gib()}
+    r = run_child("ours", RUNNER_CASE[case], L, repeats, gen_steps, torch.get_num_threads(), None, "auto", PRESET)
+    if "setup_s" not in r:
+        return {"times": r["times"], "peak_gib": r["peak_gib"]}
+    # the one generation figure: `sample()` as `generate` calls it, the recurrence's setup apart
+    times = [t - r["setup_s"] for t in r["times"]]
+    return {
+        "times": times,
+        "samples_per_s": [BATCH[case] * gen_steps / t for t in times],
+        "peak_gib": r["peak_gib"],
+        "setup_s": r["setup_s"],
+    }
 
 
 def spawn(case: str, L: int, repeats: int, gen_steps: int) -> dict:
