@@ -37,6 +37,92 @@ BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
 OURS_ONLY = ("fwd_cached", "fwd_bwd_16bit")
 
 
+def build(side: str, preset_name: str, bits: int, checkout: str | None):
+    """(model, forward) of one side: the official standalone model behind our heads, or ours."""
+    import torch
+
+    if side == "official":
+        model = official_model(Path(checkout), preset_name)
+        return model, lambda x: official_forward(model, x)
+    from sashimi.core.config import model_config
+    from sashimi.model.lm import SashimiLM
+
+    torch.manual_seed(0)
+    model = SashimiLM(model_config(preset_name, bits))
+    return model, model
+
+
+def training_step(case: str, model, forward, tokens):
+    """One timed call of a forward or training case (the model put in its mode here)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sashimi.model.kernel import kernel_cache  # ours caches the kernel in evaluation; `fwd` recomputes it
+
+    if case in ("fwd", "fwd_cached"):
+        model.eval()
+
+        def once():
+            with torch.no_grad(), kernel_cache(case == "fwd_cached"):
+                forward(tokens)
+
+        return once
+    model.train()
+    if case == "fwd_bwd":
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
+
+        return once
+    from sashimi.training.metrics import chunked_options  # fwd_bwd_16bit: never the (B, L, 65536) logits
+
+    options, head = chunked_options(), model.decoder.output_transform
+
+    def once():
+        model.zero_grad(set_to_none=True)
+        features = model.features(tokens).flatten(0, 1)
+        F.linear_cross_entropy(
+            features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options
+        ).backward()
+
+    return once
+
+
+def generation(side: str, case: str, model, forward, tokens, gen_steps: int, compile, setups: list, extra: dict):
+    """One timed call of a generation case: the cold setup (appended to `setups`) and `gen_steps`
+    samples through each side's sampling. Ours first builds or compiles its step once, as
+    `generate` does once per process (timed into `extra`)."""
+    import torch
+
+    batch = BATCH[case]
+    model.eval()
+    with torch.no_grad():
+        forward(tokens[:, :64])  # the first forward writes C~ on both sides
+    if side == "official":
+        return lambda: setups.append(official_generate(model, batch, gen_steps))
+    from sashimi.sampling.sample import sample, step_engine
+
+    start = time.perf_counter()
+    sample(model, batch, 16, compile=compile)
+    extra["compile_s"] = time.perf_counter() - start
+    extra["engine"] = step_engine(compile, torch.device("cpu"), torch.float32, gen_steps)
+
+    def once():
+        with (
+            torch.no_grad()
+        ):  # an in-place no-op makes the weights "changed": the cold setup is timed, as the official's
+            for p in model.parameters():
+                p.add_(0)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.setup_step()
+        setups.append(time.perf_counter() - start)
+        sample(model, batch, gen_steps, prepared=True, compile=compile)
+
+    return once
+
+
 def run_child(
     side: str,
     case: str,
@@ -52,85 +138,18 @@ def run_child(
     The one runner of both `bench --against` (every case, either side) and `bench` (ours; OURS_ONLY
     adds its cases)."""
     import torch
-    import torch.nn.functional as F
 
-    torch.set_num_threads(threads)
-    bits = 16 if case == "fwd_bwd_16bit" else 8
     if side == "official" and case in OURS_ONLY:
         raise ValueError(f"case {case} times our model only")
+    torch.set_num_threads(threads)
+    bits = 16 if case == "fwd_bwd_16bit" else 8
     tokens = torch.randint(0, 2**bits, (1, L), generator=torch.Generator().manual_seed(0))
-    if side == "official":
-        model = official_model(Path(checkout), preset_name)
-
-        def forward(x):
-            return official_forward(model, x)
+    model, forward = build(side, preset_name, bits, checkout)
+    setups, extra = [], {}
+    if case in BATCH:
+        once = generation(side, case, model, forward, tokens, gen_steps, compile, setups, extra)
     else:
-        from sashimi.core.config import model_config
-        from sashimi.model.lm import SashimiLM
-
-        torch.manual_seed(0)
-        model = SashimiLM(model_config(preset_name, bits))
-
-        def forward(x):
-            return model(x)
-
-    from sashimi.model.kernel import (
-        kernel_cache,  # ours caches the kernel in evaluation; the case asks for it recomputed
-    )
-
-    setups = []
-    if case in ("fwd", "fwd_cached"):
-        model.eval()
-
-        def once():
-            with torch.no_grad(), kernel_cache(case == "fwd_cached"):
-                forward(tokens)
-    elif case == "fwd_bwd":
-        model.train()
-
-        def once():
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
-    elif case == "fwd_bwd_16bit":  # the 16-bit loss never holds the (B, L, 65536) logits
-        from sashimi.training.metrics import chunked_options
-
-        options, head = chunked_options(), model.decoder.output_transform
-
-        def once():
-            model.zero_grad(set_to_none=True)
-            features = model.features(tokens).flatten(0, 1)
-            F.linear_cross_entropy(
-                features, head.weight, tokens.flatten(), linear_bias=head.bias, options=options
-            ).backward()
-    else:
-        batch = BATCH[case]
-        model.eval()
-        with torch.no_grad():
-            forward(tokens[:, :64])  # the first forward writes C~ on both sides
-
-        if side == "ours":  # build the native step or compile the step functions once, as `generate` does
-            from sashimi.sampling.sample import sample, step_engine
-
-            start = time.perf_counter()
-            sample(model, batch, 16, compile=compile)
-            compile_s = time.perf_counter() - start
-            engine = step_engine(compile, torch.device("cpu"), torch.float32, gen_steps)
-
-        def once():
-            if side == "official":
-                setups.append(official_generate(model, batch, gen_steps))
-            else:
-                with (
-                    torch.no_grad()
-                ):  # an in-place no-op makes the weights "changed": the cold setup is timed, as the official's
-                    for p in model.parameters():
-                        p.add_(0)
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    model.setup_step()
-                setups.append(time.perf_counter() - start)
-                sample(model, batch, gen_steps, prepared=True, compile=compile)
-
+        once = training_step(case, model, forward, tokens)
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -150,9 +169,7 @@ def run_child(
         out["setup_s"] = statistics.median(setups[1:] or setups)
         out["median_s"] -= out["setup_s"]  # steady-state generation; setup reported apart
         out["samples_per_s"] = BATCH[case] * gen_steps / out["median_s"]
-        if side == "ours":
-            out["compile_s"], out["engine"] = compile_s, engine
-    return out
+    return {**out, **extra}
 
 
 def spawn(
