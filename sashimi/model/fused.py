@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sashimi.core.shapes import Float, Int, Tensor
-from sashimi.model.fused_layout import Pack, apply_norm, block_spec, norm_spec, take
+from sashimi.model.fused_layout import DepthSpec, Pack, S4BlockSpec, apply_norm, block_spec, norm_spec, take
 from sashimi.model.lm import SashimiLM, check_tokens
 
 
@@ -48,21 +48,21 @@ def s4_recurrence(
 
 @typing.no_type_check  # compiled
 def run_blocks(
-    x: Float[Tensor, "B H"], states: Float[Tensor, "B S 2 H N2"], flat: Float[Tensor, " W"], blocks: list[tuple]
+    x: Float[Tensor, "B H"], states: Float[Tensor, "B S 2 H N2"], flat: Float[Tensor, " W"], blocks: tuple
 ) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B S 2 H N2"]]:
     """x through the residual blocks of one stage; one new recurrence state per S4 block."""
     new_states = []
-    for kind, norm, *slots in blocks:
-        u = apply_norm(x, flat, norm)
-        if kind == "s4":
-            *coefficients, D, weight, bias = (take(flat, s) for s in slots[:-1])
+    for block in blocks:
+        u = apply_norm(x, flat, block.norm)
+        if isinstance(block, S4BlockSpec):
+            coefficients = (take(flat, s) for s in block.coefficients)
             y, state = s4_recurrence(u, states[:, len(new_states)], *coefficients)
             new_states.append(state)
-            z = F.linear(F.gelu(y + D * u), weight, bias)
-            z = F.glu(z, -1) if slots[-1] else z
+            z = F.linear(F.gelu(y + take(flat, block.D) * u), take(flat, block.weight), take(flat, block.bias))
+            z = F.glu(z, -1) if block.glu else z
         else:
-            w1, b1, w2, b2 = (take(flat, s) for s in slots)
-            z = F.linear(F.gelu(F.linear(u, w1, b1)), w2, b2)
+            hidden = F.gelu(F.linear(u, take(flat, block.w1), take(flat, block.b1)))
+            z = F.linear(hidden, take(flat, block.w2), take(flat, block.b2))
         x = x + z
     return x, torch.stack(new_states, 1) if new_states else states
 
@@ -73,22 +73,22 @@ def depth_step(
     pending: Float[Tensor, "B H"] | None,
     states: Float[Tensor, "B S 2 H N2"],
     flat: Float[Tensor, " W"],
-    spec: dict,
+    spec: DepthSpec,
 ) -> tuple[Float[Tensor, "B H"], Float[Tensor, "B C"] | Float[Tensor, "B H_fine P"], Float[Tensor, "B S 2 H N2"]]:
     """One step of one depth: (its input, its output, new states). Depth 0's source is the tokens
     and its output the logits; a deeper one's source is the finer depth's full DownPool buffer
     (B, H, P) and its output the finer depth's next P pending inputs (B, H_fine, P)."""
-    if spec["embedding"] is not None:
-        x = F.embedding(source, take(flat, spec["embedding"]))
+    if spec.embedding is not None:
+        x = F.embedding(source, take(flat, spec.embedding))
     else:
-        x = F.linear(source.flatten(1), *(take(flat, s) for s in spec["down"]))
+        x = F.linear(source.flatten(1), *(take(flat, s) for s in spec.down))
     z = x if pending is None else x + pending  # the centre has no UpPool: its skip is its own input
-    out, states = run_blocks(z, states, flat, spec["blocks"])
+    out, states = run_blocks(z, states, flat, spec.blocks)
     out = out + z
-    if spec["decoder"] is not None:
-        logits = F.linear(apply_norm(out, flat, spec["final_norm"]), *(take(flat, s) for s in spec["decoder"]))
+    if spec.decoder is not None:
+        logits = F.linear(apply_norm(out, flat, spec.final_norm), *(take(flat, s) for s in spec.decoder))
         return x, logits, states
-    return x, F.linear(out, *(take(flat, s) for s in spec["up"])).view(out.shape[0], -1, spec["up_pool"]), states
+    return x, F.linear(out, *(take(flat, s) for s in spec.up)).view(out.shape[0], -1, spec.up_pool), states
 
 
 def compiler_available() -> bool:
@@ -100,7 +100,7 @@ class Depth(torch.nn.Module):
     """`depth_step` of one depth with its layout fixed, traced by torch.fx into straight-line code
     (no layout dictionary left to walk or to guard): what `torch.compile` is given."""
 
-    def __init__(self, spec: dict):
+    def __init__(self, spec: DepthSpec):
         super().__init__()
         self.spec = spec
 
@@ -111,14 +111,14 @@ class Depth(torch.nn.Module):
         return depth_step(source, pending, states, flat, self.spec)
 
 
-def traced_depth(spec: dict, centre: bool) -> torch.fx.GraphModule:
+def traced_depth(spec: DepthSpec, centre: bool) -> torch.fx.GraphModule:
     return torch.fx.symbolic_trace(Depth(spec), concrete_args={"pending": None} if centre else None)
 
 
 COMPILED: dict[tuple, Callable] = {}
 
 
-def compiled_depth(spec: dict, centre: bool, device: str) -> Callable:
+def compiled_depth(spec: DepthSpec, centre: bool, device: str) -> Callable:
     """torch.compile of one depth's traced function, kept per layout for the whole process: every
     FusedStep of the same layout (each batch `generate` samples, each benchmark repeat) reuses it
     rather than tracing and compiling again. The weights are arguments, so the layout is the key."""
@@ -149,20 +149,22 @@ class FusedStep:
         specs, packs = [], []
         for d in range(K + 1):
             pack = Pack()
-            blocks = backbone.c_layers if d == K else backbone.u_layers[K - 1 - d][1:]
-            spec = {"embedding": None, "decoder": None, "final_norm": None, "down": None, "up": None, "up_pool": None}
+            layers = backbone.c_layers if d == K else backbone.u_layers[K - 1 - d][1:]
             if d == 0:
-                spec["embedding"] = pack.slot(weight)
-                spec["final_norm"] = norm_spec(backbone.norm, pack)
-                spec["decoder"] = tuple(
-                    pack.slot(w) for w in (model.decoder.output_transform.weight, model.decoder.output_transform.bias)
+                head = model.decoder.output_transform
+                ends = dict(
+                    embedding=pack.slot(weight),
+                    final_norm=norm_spec(backbone.norm, pack),
+                    decoder=(pack.slot(head.weight), pack.slot(head.bias)),
                 )
             else:
                 down, up = backbone.d_layers[d - 1].linear, backbone.u_layers[K - d][0]
-                spec["down"] = (pack.slot(down.weight), pack.slot(down.bias))
-                spec["up"], spec["up_pool"] = (pack.slot(up.linear.weight), pack.slot(up.linear.bias)), up.pool
-            spec["blocks"] = [block_spec(b, pack) for b in blocks]
-            specs.append(spec)
+                ends = dict(
+                    down=(pack.slot(down.weight), pack.slot(down.bias)),
+                    up=(pack.slot(up.linear.weight), pack.slot(up.linear.bias)),
+                    up_pool=up.pool,
+                )
+            specs.append(DepthSpec(blocks=tuple(block_spec(b, pack) for b in layers), **ends))
             packs.append(pack.tensor())
         self.specs, self.weights = specs, packs
         widths = [backbone.d_model] + [down.d_output for down in backbone.d_layers]
@@ -171,7 +173,7 @@ class FusedStep:
         self.pending = [new(batch, widths[d], self.pool[d]) for d in range(K)]  # zeros: the UpPool shift
         n_state = model.config.d_state
         self.states = [
-            new(batch, sum(b[0] == "s4" for b in spec["blocks"]), 2, widths[d], n_state // 2)
+            new(batch, sum(isinstance(b, S4BlockSpec) for b in spec.blocks), 2, widths[d], n_state // 2)
             for d, spec in enumerate(specs)
         ]
         self.batch, self.t, self.widths = batch, 0, widths

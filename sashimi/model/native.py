@@ -27,6 +27,7 @@ import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.model.fused import FusedStep
+from sashimi.model.fused_layout import DepthSpec, NormSpec, S4BlockSpec
 from sashimi.model.lm import SashimiLM, check_tokens
 
 SOURCE = Path(__file__).with_name("native_step.cpp")
@@ -142,23 +143,23 @@ def offset(slot: tuple | None) -> int:
     return -1 if slot is None else slot[0]
 
 
-def norm_fields(spec: tuple | None, eps: list[float]) -> list[int]:
-    """(kind, slot 1, slot 2, eps index) for `norm_spec`'s tuple; kind 0: no norm."""
-    if spec is None:
+def norm_fields(norm: NormSpec | None, eps: list[float]) -> list[int]:
+    """(kind, slot 1, slot 2, eps index) of a norm; kind 0: no norm."""
+    if norm is None:
         return [0, -1, -1, 0]
-    if spec[0] == "layer":
-        eps.append(float(spec[3]))
-    return [NORM_KIND[spec[0]], spec[1][0], spec[2][0], len(eps) - 1]
+    if norm.kind == "layer":
+        eps.append(float(norm.eps))
+    return [NORM_KIND[norm.kind], norm.first[0], norm.second[0], len(eps) - 1]
 
 
-def program(spec: dict, width: int, flat: Float[Tensor, " W"]) -> tuple[list[int], list[float], Tensor]:
+def program(spec: DepthSpec, width: int, flat: Float[Tensor, " W"]) -> tuple[list[int], list[float], Tensor]:
     """One depth's `FusedStep` spec as native_step.cpp's int64 fields (its header enum, then BLOCK
     fields per block), its eps values and the flat weights the fields index."""
     eps, pack = [0.0], Packed(flat)
-    down, up, decoder = spec["down"], spec["up"], spec["decoder"]
+    down, up, decoder = spec.down, spec.up, spec.decoder
     fields = [
         width,
-        offset(spec["embedding"]),
+        offset(spec.embedding),
         pack.linear(down and down[0]),
         offset(down and down[1]),
         down[0][1][1] if down else 0,
@@ -168,18 +169,16 @@ def program(spec: dict, width: int, flat: Float[Tensor, " W"]) -> tuple[list[int
         pack.linear(decoder and decoder[0]),
         offset(decoder and decoder[1]),
         decoder[0][1][0] if decoder else 0,
-        *norm_fields(spec["final_norm"], eps),
-        len(spec["blocks"]),
+        *norm_fields(spec.final_norm, eps),
+        len(spec.blocks),
     ]
-    for kind, norm, *slots in spec["blocks"]:
-        record = [0 if kind == "s4" else 1, *norm_fields(norm, eps)]
-        if kind == "s4":
-            *coefficients, D, weight, bias, glu = slots
-            record += [pack.transposed(s) for s in coefficients]
-            record += [D[0], pack.linear(weight), bias[0], weight[1][0], int(bool(glu))]
+    for block in spec.blocks:
+        record = [0 if isinstance(block, S4BlockSpec) else 1, *norm_fields(block.norm, eps)]
+        if isinstance(block, S4BlockSpec):
+            record += [pack.transposed(s) for s in block.coefficients]
+            record += [block.D[0], pack.linear(block.weight), block.bias[0], block.weight[1][0], int(block.glu)]
         else:
-            w1, b1, w2, b2 = slots
-            record += [pack.linear(w1), b1[0], pack.linear(w2), b2[0], w1[1][0]]
+            record += [pack.linear(block.w1), block.b1[0], pack.linear(block.w2), block.b2[0], block.w1[1][0]]
         fields += record + [0] * (BLOCK - len(record))
     return fields, eps, pack.tensor()
 
