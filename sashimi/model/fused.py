@@ -91,6 +91,14 @@ def depth_step(
     return x, F.linear(out, *(take(flat, s) for s in spec.up)).view(out.shape[0], -1, spec.up_pool), states
 
 
+def check_step_tokens(owner: str, tokens: Tensor, batch: int, n_classes: int, check: bool) -> None:
+    """One token per sequence; with `check`, each in [0, n_classes) (sampled tokens need no check)."""
+    if tokens.shape != (batch,):
+        raise ValueError(f"{owner}.step takes one token per sequence, shape ({batch},); got {tuple(tokens.shape)}")
+    if check:
+        check_tokens(tokens, n_classes)
+
+
 def compiler_available() -> bool:
     """torch.compile's CPU backend builds C++: it needs a compiler on PATH."""
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
@@ -225,12 +233,7 @@ class FusedStep:
     def step(self, tokens: Int[Tensor, " B"], check: bool = True) -> Float[Tensor, "B C"]:
         """Logits for the next sample. `check` False skips the token range check, for callers whose
         tokens come from sampling these logits (always in range)."""
-        if tokens.shape != (self.batch,):
-            raise ValueError(
-                f"FusedStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}"
-            )
-        if check:
-            check_tokens(tokens, self.n_classes)
+        check_step_tokens("FusedStep", tokens, self.batch, self.n_classes, check)
         t, K = self.t, len(self.pool)
         self.t += 1
         x, logits, self.states[0] = self.run(0, tokens, self.pending[0][:, :, t % self.pool[0]] if K else None)

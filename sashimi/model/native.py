@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
-from sashimi.model.fused import FusedStep
+from sashimi.model.fused import FusedStep, check_step_tokens
 from sashimi.model.fused_layout import DepthSpec, NormSpec, S4BlockSpec
-from sashimi.model.lm import SashimiLM, check_tokens
+from sashimi.model.lm import SashimiLM
 
 SOURCE = Path(__file__).with_name("native_step.cpp")
 # -march=native: the build is for this CPU (the cache key carries the CPU's flags, so a cache shared
@@ -240,12 +240,7 @@ class NativeStep:
     def step(self, tokens: Int[Tensor, " B"], check: bool = True) -> Float[Tensor, "B C"]:
         """Logits for the next sample. `check` False skips the token range check, for callers whose
         tokens come from sampling these logits (always in range)."""
-        if tokens.shape != (self.batch,):
-            raise ValueError(
-                f"NativeStep.step takes one token per sequence, shape ({self.batch},); got {tuple(tokens.shape)}"
-            )
-        if check:
-            check_tokens(tokens, self.n_classes)
+        check_step_tokens("NativeStep", tokens, self.batch, self.n_classes, check)
         tokens = tokens.to(torch.int64).contiguous()
         logits = torch.empty(self.batch, self.n_classes, dtype=self.dtype)
         self.call(tokens.data_ptr(), logits.data_ptr(), self.threads)
