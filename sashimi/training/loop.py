@@ -167,10 +167,37 @@ def prepare_run(
     return run, train_set, val_set, folder
 
 
+def last_good(run: Run) -> str:
+    path = run.run_dir / "checkpoint.pt"
+    return f"the last good checkpoint is kept: {path}" if path.is_file() else "no checkpoint was written"
+
+
+def validate(run: Run, val_set: AudioDataset, procs: Processes, scheduled: bool = True) -> None:
+    """Evaluate on the validation split, record it and save a checkpoint; `scheduled`: also step the
+    plateau schedule (only the --eval-every validations do, so where a run stops does not change it)."""
+    config = run.config
+    batches = sequential_batches(val_set, config.batch_size)
+    result = evaluate(run.model, batches, config.bits, run.device, max_batches=config.eval_batches)
+    if not (math.isfinite(result["loss"]) and weights_finite(run.model)):
+        raise FloatingPointError(
+            f"the model diverged by step {run.step} (validation loss {result['loss']}); {last_good(run)}"
+        )
+    run.last_validation = result
+    if scheduled:
+        run.scheduler.step(result["loss"])
+        run.best_val = min(run.best_val, result["loss"])
+    if procs.is_main:
+        runs.append_jsonl(run.run_dir / "metrics.jsonl", {"kind": "validation", "step": run.step, **result})
+        run.save()
+        procs.log(
+            f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} "
+            f"bits/sample, accuracy {result['accuracy']:.3f}"
+        )
+
+
 def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Processes) -> None:
     """Optimization steps until --max-steps or --max-minutes; validate and checkpoint every
-    --eval-every steps and at the end; Ctrl-C saves a checkpoint first. Only the validations every
-    --eval-every steps step the plateau schedule, so where a run stops does not change its schedule."""
+    --eval-every steps and at the end; Ctrl-C saves a checkpoint first."""
     config, device = run.config, run.device
     loss_model: nn.Module = LossModel(run.model)
     if procs.distributed:
@@ -179,35 +206,6 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
         )
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
     metrics_path = run.run_dir / "metrics.jsonl"
-
-    def kept() -> str:
-        path = run.run_dir / "checkpoint.pt"
-        return f"the last good checkpoint is kept: {path}" if path.is_file() else "no checkpoint was written"
-
-    def validate(scheduled: bool = True) -> None:
-        result = evaluate(
-            run.model,
-            sequential_batches(val_set, config.batch_size),
-            config.bits,
-            device,
-            max_batches=config.eval_batches,
-        )
-        if not (math.isfinite(result["loss"]) and weights_finite(run.model)):
-            raise FloatingPointError(
-                f"the model diverged by step {run.step} (validation loss {result['loss']}); {kept()}"
-            )
-        run.last_validation = result
-        if scheduled:
-            run.scheduler.step(result["loss"])
-            run.best_val = min(run.best_val, result["loss"])
-        if procs.is_main:
-            runs.append_jsonl(metrics_path, {"kind": "validation", "step": run.step, **result})
-            run.save()
-            procs.log(
-                f"step {run.step}: validation loss {result['loss']:.4f} nats, {result['bits_per_sample']:.3f} "
-                f"bits/sample, accuracy {result['accuracy']:.3f}"
-            )
-
     start, start_step = time.monotonic(), run.step
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     bar = progress_bar(
@@ -221,7 +219,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
                 loss_model, run.model, run.optimizer, x.to(device), y.to(device), config.grad_clip, procs.world
             )
             if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; {kept()}")
+                raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; {last_good(run)}")
             run.step += 1
             bar.update(1)
             rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
@@ -232,7 +230,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
                     {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]},
                 )
             if run.step % config.eval_every == 0:
-                validate()
+                validate(run, val_set, procs)
     except KeyboardInterrupt:
         if procs.is_main and weights_finite(run.model):
             run.save()
@@ -241,7 +239,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
                 f"--resume {run.run_dir}"
             )
         elif procs.is_main:
-            procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {kept()}")
+            procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {last_good(run)}")
         raise
     finally:
         bar.close()
@@ -253,7 +251,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     if run.step % config.eval_every != 0 or run.step == start_step:
         # off the --eval-every cadence (or a repeat of its last validation): recorded and saved, but
         # not shown to the schedule, which a straight run through this step never does either
-        validate(scheduled=False)
+        validate(run, val_set, procs, scheduled=False)
 
 
 def weights_finite(model: nn.Module) -> bool:
