@@ -66,3 +66,15 @@ def real_bilinear_A(
     w = torch.cat([2 * pe.real, -2 * pe.imag], -1)
     M = diagonal - s[..., None] * u[:, :, None] * w[:, None, :]
     return 2 * M - torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+
+
+def real_pairs(C: Complex[Tensor, "H N2"]) -> Float[Tensor, "H N"]:
+    """T^T [C; conj C] = [2 Re C; -2 Im C]: an output vector in `real_bilinear_A`'s basis, where
+    (I - A_bar^l)^T acting on [C; conj C] becomes the real (I - dA^l)^T acting on these."""
+    return torch.cat([2 * C.real, -2 * C.imag], -1)
+
+
+def from_real_pairs(z: Float[Tensor, "H N"]) -> Complex[Tensor, "H N2"]:
+    """The inverse of `real_pairs`: C = (z_re - i z_im) / 2."""
+    half = z.shape[-1] // 2
+    return torch.complex(z[..., :half], -z[..., half:]) / 2

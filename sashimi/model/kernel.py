@@ -13,7 +13,7 @@ from torch import nn
 
 from sashimi.core.shapes import Complex, Float, Tensor
 from sashimi.model.cauchy import dplr_kernel
-from sashimi.model.dplr import as_complex, conj_pairs, dense_bilinear, real_bilinear_A
+from sashimi.model.dplr import as_complex, conj_pairs, dense_bilinear, from_real_pairs, real_bilinear_A, real_pairs
 from sashimi.model.hippo import hippo_legs_nplr
 
 # a switch, not a setting: benchmarks and tests turn it off to measure or check the uncached path
@@ -125,9 +125,9 @@ class SSMKernel(nn.Module):
 
     def C_float64(self) -> Complex[Tensor, "H N2"]:
         """C itself over the stored half, in float64: C~ solved back through the real form of A_bar
-        (`real_bilinear_A`). With A_bar^l = T dA^l T^-1 and T^T [C; conj C] = [2 Re C; -2 Im C], the
-        complex N x N system (I - A_bar^l)^T C = C~ becomes the real (I - dA^l)^T z = [2 Re C~; -2 Im C~],
-        C = (z_re - i z_im) / 2: a quarter of the arithmetic of `discretized_float64`'s C."""
+        (`real_bilinear_A`). With A_bar^l = T dA^l T^-1, the complex N x N system (I - A_bar^l)^T C = C~
+        becomes the real (I - dA^l)^T z = real_pairs(C~), C = from_real_pairs(z): a quarter of the
+        arithmetic of `discretized_float64`'s C."""
         dt, Lambda, P, _, C = (
             x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
         )
@@ -136,28 +136,26 @@ class SSMKernel(nn.Module):
             return C
         dA = real_bilinear_A(dt, Lambda, P)
         I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
-        z = torch.linalg.solve((I - torch.linalg.matrix_power(dA, l)).mT, torch.cat([2 * C.real, -2 * C.imag], -1))
-        return torch.complex(z[:, : self.N2], -z[:, self.N2 :]) / 2
+        return from_real_pairs(torch.linalg.solve((I - torch.linalg.matrix_power(dA, l)).mT, real_pairs(C)))
 
     @torch.no_grad()
     def _extend_C_tilde(self, L: int) -> None:
         """Make C hold C~ for a length >= L (see the class docstring), in float64, in the real basis
-        of `C_float64`: z = [2 Re C; -2 Im C] maps through (I - dA^L)^T, and each doubling of the
+        of `C_float64`: z = real_pairs(C) maps through (I - dA^L)^T, and each doubling of the
         length through (I + dA^l)^T, as [C; conj C] does through the complex A_bar's."""
         dt, Lambda, P, _, C = (
             x.to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
         )
         dA = real_bilinear_A(dt, Lambda, P)
         I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
-        z, l = torch.cat([2 * C.real, -2 * C.imag], -1), int(self.l_kernel)
+        z, l = real_pairs(C), int(self.l_kernel)
         if l == 0:
             z = ((I - torch.linalg.matrix_power(dA, L)).mT @ z[..., None])[..., 0]
             l = L
         while l < L:
             z = ((I + torch.linalg.matrix_power(dA, l)).mT @ z[..., None])[..., 0]
             l *= 2
-        C_tilde = torch.complex(z[:, : self.N2], -z[:, self.N2 :]) / 2
-        self.C.copy_(torch.view_as_real(C_tilde.to(as_complex(self.C).dtype))[None])
+        self.C.copy_(torch.view_as_real(from_real_pairs(z).to(as_complex(self.C).dtype))[None])
         self.l_kernel.fill_(l)
 
     def _cache_key(self, L: int) -> tuple:
