@@ -26,7 +26,7 @@ FAULTS = [
            "f'{path.relative_to(folder).as_posix()}\\x00{path.stat().st_size}\\n'",
            "f'{path.relative_to(folder).as_posix()}\\x00\\n'",
            "the data fingerprint ignores the files' sizes (a rewritten clip resumes silently)", kills='tests/training/test_faults_data.py'),
-    Mutant('refused-run-leaves-folder', 'sashimi/training/loop.py', 'train',
+    Mutant('refused-run-leaves-folder', 'sashimi/training/loop.py', 'prepare_run',
            'shutil.rmtree(run_dir, ignore_errors=True)',
            'None',
            'a run refused before its first step leaves its folder behind', kills='tests/training/test_faults_data.py'),

@@ -104,7 +104,7 @@ TRAINING = [
            "self.scheduler.load_state_dict(payload['scheduler'])",
            '',
            'resume starts a fresh plateau schedule', kills='tests/training/test_loop.py'),
-    Mutant('closing-validation-scheduled', 'sashimi/training/loop.py', 'fit',
+    Mutant('closing-validation-scheduled', 'sashimi/training/loop.py', 'close_fit',
            'validate(run, val_set, procs, scheduled=False)',
            'validate(run, val_set, procs)',
            'the closing validation off the cadence steps the schedule (resume diverges)', kills='tests/training/test_loop.py'),

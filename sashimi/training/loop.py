@@ -73,98 +73,85 @@ class Run:
 def train(config: TrainConfig) -> Path:
     """Run training; returns the run directory."""
     procs = Processes.from_environment()
-    payload, model_config, init_state = None, None, None
-    if config.resume and config.init:
-        raise ValueError(
-            "--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of "
-            "them"
-        )
-    if config.resume:
-        config, payload, run_dir = runs.resumed_config(config)
-        model_config = ModelConfig(**payload["config"]["model"])
-    elif config.init:
-        config, model_config, init_state = runs.initial_weights(config)
-    config = config.resolved(model_config.pool if model_config else None)
+    start = runs.starting_point(config)
+    config = start.config
     device = pick_device(config.device)
+    per_process = max(1, config.batch_size // procs.world)
     memory.check_fits(
-        model_config or config.model_config(),
-        max(1, config.batch_size // procs.world),
-        config.seq_len,
-        device,
-        "a training step",
-        "--seq-len or --batch-size",
+        start.model_config, per_process, config.seq_len, device, "a training step", "--seq-len or --batch-size"
     )
     if procs.distributed:
         device = start_processes(device, procs)
-    if payload is None:
-        run_dir = new_run_dir(config, procs)
-    if procs.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if procs.distributed:
-        dist.barrier()
-    try:
-        run, train_set, val_set, folder = prepare_run(config, run_dir, device, model_config, init_state, payload, procs)
-    except BaseException:
-        if payload is None and procs.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves no folder
-        raise
-    if payload is not None:
-        dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
-        procs.log(
-            f"resumed {run_dir} at step {run.step}"
-            + (f" (dropped {dropped} metrics records logged after that step)" if dropped else "")
-        )
-    if procs.is_main:
-        (run_dir / "config.json").write_text(
-            json.dumps(
-                {"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)},
-                indent=1,
-            )
-        )
-        origin = f"the model of {config.init}" if config.init else config.preset
-        procs.log(
-            f"run {run_dir}: {origin} {config.bits}-bit, {run.model.num_params():,} parameters, "
-            f"{len(train_set)} training clips of {config.seq_len} samples, device {device}, {procs.world} process(es)"
-        )
-    start_step, start = run.step, time.monotonic()
+    run_dir = start.run_dir or new_run_dir(config, procs)  # a resumed run's folder, or a new one (every rank's)
+    run, train_set, val_set, folder = prepare_run(start, run_dir, device, procs)
+    record_start(run, start, len(train_set), folder, procs)
+    start_step, started = run.step, time.monotonic()
     fit(run, train_set, val_set, procs)
     if procs.distributed:
         dist.barrier()
         dist.destroy_process_group()
     if procs.is_main and run.step > start_step:
-        finish(run, val_set, start_step, start, procs.log)
+        finish(run, val_set, start_step, started, procs.log)
     return run_dir
 
 
 def prepare_run(
-    config: TrainConfig,
-    run_dir: Path,
-    device: torch.device,
-    model_config: ModelConfig | None,
-    init_state: dict | None,
-    payload: dict | None,
-    procs: Processes,
+    start: runs.Start, run_dir: Path, device: torch.device, procs: Processes
 ) -> tuple[Run, AudioDataset, AudioDataset, Path]:
-    """The data and the run's state before its first step: everything that can refuse a run."""
-    write_embedded_data(config, run_dir, procs)
-    folder = data_folder(config, run_dir)
-    if payload is not None:
-        check_data_unchanged(config, payload, folder, procs)
-    train_set, val_set, folder = datasets(config, run_dir, procs.log)
-    run = Run(config, run_dir, device, model_config)
-    run.data = folder_fingerprint(folder)
-    if init_state is not None:
+    """The data and the run's state before its first step: everything that can refuse a run. A new
+    run refused here leaves no folder behind."""
+    try:
+        train_set, val_set, folder = run_data(start, run_dir, procs)
+        return starting_run(start, run_dir, device, folder, procs), train_set, val_set, folder
+    except BaseException:
+        if start.payload is None and procs.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def run_data(start: runs.Start, run_dir: Path, procs: Processes) -> tuple[AudioDataset, AudioDataset, Path]:
+    """The training and validation splits and their folder; a resumed run refuses a changed folder."""
+    write_embedded_data(start.config, run_dir, procs)
+    if start.payload is not None:
+        check_data_unchanged(start.config, start.payload, data_folder(start.config, run_dir), procs)
+    return datasets(start.config, run_dir, procs.log)
+
+
+def starting_run(start: runs.Start, run_dir: Path, device: torch.device, folder: Path, procs: Processes) -> Run:
+    """The run at its first step: fresh, with --init's weights, or in --resume's state."""
+    run = Run(start.config, run_dir, device, start.model_config)
+    if start.init_state is not None:
         try:
-            run.model.load_state_dict(init_state, strict=True)
+            run.model.load_state_dict(start.init_state, strict=True)
         except RuntimeError as e:
             raise checkpoint.CheckpointError(
-                f"--init {config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}"
+                f"--init {start.config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}"
             ) from None
-        procs.log(f"initialized from {config.init} (weights only: fresh optimizer and schedule)")
-    if payload is not None:
-        run.load(payload)
-        run.data = folder_fingerprint(folder)  # what the run continues on (changed only under --allow-changed-data)
-    return run, train_set, val_set, folder
+        procs.log(f"initialized from {start.config.init} (weights only: fresh optimizer and schedule)")
+    if start.payload is not None:
+        run.load(start.payload)
+    run.data = folder_fingerprint(folder)  # what it trains on (a resume's changes only under --allow-changed-data)
+    return run
+
+
+def record_start(run: Run, start: runs.Start, n_clips: int, folder: Path, procs: Processes) -> None:
+    """Drop what a resumed run logged after its checkpoint, write config.json, and say where the run starts."""
+    config, run_dir = start.config, run.run_dir
+    if start.payload is not None:
+        dropped = runs.truncate_metrics(run_dir / "metrics.jsonl", run.step) if procs.is_main else 0
+        procs.log(
+            f"resumed {run_dir} at step {run.step}"
+            + (f" (dropped {dropped} metrics records logged after that step)" if dropped else "")
+        )
+    if not procs.is_main:
+        return
+    saved = {"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}
+    (run_dir / "config.json").write_text(json.dumps(saved, indent=1))
+    origin = f"the model of {config.init}" if config.init else config.preset
+    procs.log(
+        f"run {run_dir}: {origin} {config.bits}-bit, {run.model.num_params():,} parameters, "
+        f"{n_clips} training clips of {config.seq_len} samples, device {run.device}, {procs.world} process(es)"
+    )
 
 
 def last_good(run: Run) -> str:
@@ -199,13 +186,8 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     """Optimization steps until --max-steps or --max-minutes; validate and checkpoint every
     --eval-every steps and at the end; Ctrl-C saves a checkpoint first."""
     config, device = run.config, run.device
-    loss_model: nn.Module = LossModel(run.model)
-    if procs.distributed:
-        loss_model = nn.parallel.DistributedDataParallel(
-            loss_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    loss_model = distributed(LossModel(run.model), device, procs)
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
-    metrics_path = run.run_dir / "metrics.jsonl"
     start, start_step = time.monotonic(), run.step
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     bar = progress_bar(
@@ -225,24 +207,42 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
             rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
             if procs.is_main:
-                runs.append_jsonl(
-                    metrics_path,
-                    {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]},
-                )
+                record = {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
+                runs.append_jsonl(run.run_dir / "metrics.jsonl", record)
             if run.step % config.eval_every == 0:
                 validate(run, val_set, procs)
     except KeyboardInterrupt:
-        if procs.is_main and weights_finite(run.model):
-            run.save()
-            procs.log(
-                f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with "
-                f"--resume {run.run_dir}"
-            )
-        elif procs.is_main:
-            procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {last_good(run)}")
+        save_interrupted(run, procs)
         raise
     finally:
         bar.close()
+    close_fit(run, val_set, start_step, procs)
+
+
+def distributed(loss_model: nn.Module, device: torch.device, procs: Processes) -> nn.Module:
+    """Under torchrun, DistributedDataParallel averages the gradients of every process's share."""
+    if not procs.distributed:
+        return loss_model
+    return nn.parallel.DistributedDataParallel(loss_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def save_interrupted(run: Run, procs: Processes) -> None:
+    """Ctrl-C: save the run where it stands, unless its weights went non-finite."""
+    if not procs.is_main:
+        return
+    if weights_finite(run.model):
+        run.save()
+        procs.log(
+            f"interrupted at step {run.step}: checkpoint saved to {run.run_dir / 'checkpoint.pt'}; resume with "
+            f"--resume {run.run_dir}"
+        )
+    else:
+        procs.log(f"interrupted at step {run.step} with non-finite weights: nothing saved; {last_good(run)}")
+
+
+def close_fit(run: Run, val_set: AudioDataset, start_step: int, procs: Processes) -> None:
+    """The closing validation and checkpoint, unless the last step already had them."""
+    config = run.config
     if run.step == start_step and (run.run_dir / "checkpoint.pt").is_file():
         procs.log(
             f"nothing to train: the run is at step {run.step} (--max-steps {config.max_steps}); nothing was added to it"

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from sashimi.core.config import ModelConfig, TrainConfig
 from sashimi.io import checkpoint
@@ -100,6 +101,35 @@ def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict
     if config.dropout is not None:
         model_config = dataclasses.replace(model_config, dropout=config.dropout)
     return dataclasses.replace(config, **fill), model_config, payload["model"]
+
+
+class Start(NamedTuple):
+    """Where a run begins: its resolved configuration and the model's, and what it continues or starts from."""
+
+    config: TrainConfig
+    model_config: ModelConfig
+    payload: dict | None = None  # --resume: the checkpoint the run continues
+    run_dir: Path | None = None  # --resume: the run's folder
+    init_state: dict | None = None  # --init: the weights a new run starts from
+
+
+def starting_point(config: TrainConfig) -> Start:
+    """A new run from the preset, a new run from --init's weights, or --resume's run, with its
+    configuration resolved (every None filled, every value checked)."""
+    if config.resume and config.init:
+        raise ValueError(
+            "--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of "
+            "them"
+        )
+    if config.resume:
+        config, payload, run_dir = resumed_config(config)
+        model_config = ModelConfig(**payload["config"]["model"])
+        return Start(config.resolved(model_config.pool), model_config, payload=payload, run_dir=run_dir)
+    if config.init:
+        config, model_config, init_state = initial_weights(config)
+        return Start(config.resolved(model_config.pool), model_config, init_state=init_state)
+    config = config.resolved()
+    return Start(config, config.model_config())
 
 
 def append_jsonl(path: Path, record: dict) -> None:
