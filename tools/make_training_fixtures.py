@@ -29,8 +29,10 @@ import json
 import os
 import sys
 
-import make_published_fixtures as mpf
 import numpy as np
+from official.pipeline import BATCH, BITS, L_FIX, build_module, compose, load_fresh, small_overrides
+from official.randomize import randomize_state_dict
+from official.stubs import install_stubs
 
 STEPS = 3
 PROBE = ["optimizer.lr=0.004", "optimizer.weight_decay=0.1"]  # tells the grouping rules apart
@@ -69,7 +71,7 @@ def configured_optimizer(config, sd_np):
     """A fresh float64 module holding `sd_np` and the optimizer its `configure_optimizers` builds."""
     import torch
 
-    model = mpf.load_fresh(config, sd_np, torch.float64)
+    model = load_fresh(config, sd_np, torch.float64)
     model.train()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         optimizers, schedulers = model.configure_optimizers()
@@ -185,38 +187,30 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--commit", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--length", type=int, default=mpf.L_FIX)
+    ap.add_argument("--length", type=int, default=L_FIX)
     ap.add_argument("--recipes", help="also write the resolved sc09/youtubemix/beethoven recipes to this JSON file")
     args = ap.parse_args()
     s4, ref = os.path.abspath(args.s4), args.ref
     sys.path.insert(0, s4)
-    stubbed = mpf.install_stubs()
+    stubbed = install_stubs()
     import torch
     import train  # noqa: F401  the official SequenceLightningModule
     from omegaconf import OmegaConf
 
     torch.manual_seed(args.seed)
-    overrides = mpf.small_overrides(ref)
-    config = mpf.compose(s4, overrides)
-    sd0 = mpf.build_module(config).state_dict()
-    base = mpf.V3_LMAX if ref == "v3.0.0" else mpf.L_BUF
-
-    def stage_len(key):  # as in make_published_fixtures: c_layers at base/16, u_layers.0 at base/4, u_layers.1 at base
-        for prefix, div in (("model.c_layers.", 16), ("model.u_layers.0.", 4), ("model.u_layers.1.", 1)):
-            if key.startswith(prefix):
-                return base // div
-        raise KeyError(key)
-
-    sd_np = mpf.randomize_state_dict(sd0, args.seed, ref, stage_len)
+    overrides = small_overrides(ref)
+    config = compose(s4, overrides)
+    sd0 = build_module(config).state_dict()
+    sd_np = randomize_state_dict(sd0, args.seed, ref)
     rng = np.random.default_rng([args.seed, 777])
-    x_np = rng.integers(0, 1 << mpf.BITS, size=(mpf.BATCH, args.length), dtype=np.int64)
-    y_np = rng.integers(0, 1 << mpf.BITS, size=(mpf.BATCH, args.length), dtype=np.int64)
+    x_np = rng.integers(0, 1 << BITS, size=(BATCH, args.length), dtype=np.int64)
+    y_np = rng.integers(0, 1 << BITS, size=(BATCH, args.length), dtype=np.int64)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
 
     loss0, grads, params, groups, scheduler = training_run(config, sd_np, x, y)
     again = training_run(config, sd_np, x, y)  # the official run is deterministic on CPU
     repeat = max(float(np.abs(again[2][k] - params[k]).max()) for k in params)
-    probe = configured_optimizer(mpf.compose(s4, overrides + PROBE), sd_np)
+    probe = configured_optimizer(compose(s4, overrides + PROBE), sd_np)
     probe_groups = groups_of(probe[0], probe[1])
 
     arrays = dict(sd_np)
