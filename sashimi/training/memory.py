@@ -15,8 +15,8 @@ import torch
 from sashimi.core.config import LossConfig, ModelConfig
 from sashimi.model.lm import SashimiLM
 
-# measured peak RSS growth over the bare count below (`python -m sashimi.training.memory`, B = 2):
-# per added position 1.24x (tiny) and 1.77x (sc09); in total 1.8-3.5x, fixed overheads included
+# measured peak RSS growth over the bare count below (`python tools/calibrate_memory.py`, B = 2):
+# per added position 1.10x (tiny) and 1.77x (sc09); in total 1.8-3.5x, fixed overheads included
 MEASURED_FACTOR = 2.0
 
 
@@ -97,44 +97,3 @@ def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) ->
             f"{device}: lower {flags}"
         )
     return need
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Measure peak resident memory of training steps against the estimate (the calibration above)."""
-    import subprocess
-    import sys
-
-    from sashimi.core.cli import Parser
-
-    Parser(
-        prog="python -m sashimi.training.memory",
-        description="Calibrate the memory estimate: peak RSS of two training "
-        "steps (B = 2) of the tiny and sc09 presets at L = 2048 and 8192, each in a fresh process, against the bare "
-        "count "
-        "(about 2 minutes).",
-    ).parse_args(argv)
-
-    for preset, seq_len in (("tiny", 2048), ("tiny", 8192), ("sc09", 2048), ("sc09", 8192)):
-        code = (
-            "import resource, torch; torch.set_num_threads(1)\n"
-            "from sashimi.core.config import model_config\nfrom sashimi.model.lm import SashimiLM\n"
-            "from sashimi.training.metrics import LossModel\n"
-            f"m = SashimiLM(model_config('{preset}', 8)); x = torch.randint(0, 256, (2, {seq_len}))\n"
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            "for _ in range(2):\n    loss, n = LossModel(m)(x, x); loss.backward()\n"
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)\n"
-        )
-        measured = int(
-            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
-        )
-        from sashimi.core.config import model_config
-
-        bare = bare_bytes(model_config(preset, 8), 2, seq_len)
-        print(
-            f"{preset} L={seq_len}: measured {human(measured)}, bare estimate {human(bare)}, ratio "
-            f"{measured / bare:.2f}"
-        )
-
-
-if __name__ == "__main__":
-    main()
