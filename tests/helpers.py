@@ -1,9 +1,7 @@
 """The one helpers module of the tests: hypothesis strategies, the models and seeded draws shared
 with the harness (`sashimi.harness.helpers`), the rollout, fixtures, and small command-line helpers.
-
-Registered as a pytest plugin by the root conftest.py, so its fixtures are available everywhere;
-test modules import what else they need from here, never from each other.
-"""
+A pytest plugin of the root conftest.py (its fixtures reach every test); test modules import from here,
+never from each other."""
 
 import copy
 import json
@@ -78,12 +76,12 @@ def l_kernel_for(mode: str, L: int) -> int:
 
 
 @st.composite
-def small_model_configs(draw, bits=None, dropout: bool = False):
+def small_model_configs(draw, bits=None, dropout: bool = False, min_d_model: int = 2):
     """Small SaShiMi configurations: every layout feature (pools, odd lengths with [3, 3], expand, ff on/off,
     n_ssm None or any divisor of d_model, which divides every stage's width) at toy sizes, in every published
     variant (norm, Delta transform, S4 output); with `dropout`, a dropout rate > 0 as well."""
     pool = draw(st.sampled_from([[2, 2], [4, 4], [2, 3], [3, 2], [3, 3]]))
-    d_model = draw(st.sampled_from([2, 4, 6]))
+    d_model = draw(st.sampled_from([d for d in (2, 4, 6) if d >= min_d_model]))
     config = dict(
         bits=draw(st.sampled_from([8, 16])) if bits is None else bits,
         d_model=d_model,
@@ -106,6 +104,9 @@ def small_model_configs(draw, bits=None, dropout: bool = False):
 # cache, fused == module step): more than the other properties, at the toy sizes above ---------
 
 MODEL_EXAMPLES = {"ci": 100, "mutate": 100, "thorough": 1000, "dev": 20}
+# whole models compared to rounding start at d_model 4: at 2 a norm over two channels amplifies rounding
+# without bound (specs/tolerances.json, model_float64); d_model 2 stays in every other property
+PRECISE = 4
 
 
 def hypothesis_profile() -> str:

@@ -29,10 +29,12 @@ def ssm_case(rng) -> tuple[int, int, int | None, int, int]:
     return H, N2, n_ssm, L, l_kernel
 
 
-def model_case(rng, bits: int | None = None, min_d_model: int = 2) -> dict:
-    """A configuration as tests/helpers.py `small_model_configs` draws it."""
+def model_case(rng, bits: int | None = None) -> dict:
+    """A configuration as tests/helpers.py `small_model_configs(min_d_model=PRECISE)` draws it for the
+    properties that compare whole models to rounding: d_model 4 or 6 (at 2, a norm over two channels
+    amplifies rounding without bound)."""
     pick = lambda options: options[int(rng.integers(0, len(options)))]  # noqa: E731
-    d_model = pick([d for d in (2, 4, 6) if d >= min_d_model])
+    d_model = pick([4, 6])
     return dict(
         bits=bits or pick([8, 16]),
         d_model=d_model,
@@ -112,7 +114,7 @@ def off_init(model, rng):
 
 def model_step_vs_conv(dtype):
     def case(rng, seed):
-        config = model_case(rng, bits=8, min_d_model=2 if dtype == torch.float64 else 4)
+        config = model_case(rng, bits=8)
         model = off_init(lm(seed, dtype, **config), rng)
         x = tokens(seed, 2, 3 * math.prod(config["pool"]), 256)
         with torch.no_grad():
@@ -126,7 +128,7 @@ def stepper_vs_module(dtype, make):
     """A fused step (`make(model, batch)`: FusedStep, NativeStep) against the modules' step."""
 
     def case(rng, seed):
-        config = model_case(rng, min_d_model=2 if dtype == torch.float64 else 4)
+        config = model_case(rng)
         model = off_init(lm(seed, dtype, **config), rng)
         batch = int(rng.integers(1, 6))
         x = tokens(seed, batch, 3 * math.prod(config["pool"]), 2 ** config["bits"])
@@ -203,7 +205,7 @@ def metrics_from_float32(rng, seed):
 
 
 def evaluate_batching(rng, seed):
-    config = model_case(rng, bits=8, min_d_model=4)
+    config = model_case(rng, bits=8)
     model = lm(seed, torch.float32, **config)
     x = tokens(seed, 6, 4 * math.prod(config["pool"]), 256)
     one = evaluate(model, [(x, x)], 8, torch.device("cpu"))
