@@ -5,7 +5,8 @@ in their last bits from one CPU to another, so compare against the committed fil
 
     python tools/compare_fixtures.py /tmp/before /tmp/after
 
-Prints one line per file and exits 1 if any differs or is missing from the second folder.
+Prints one line per file (for arrays that differ, the largest relative difference per dtype) and
+exits 1 if any file differs or is missing from the second folder.
 """
 
 import argparse
@@ -15,15 +16,28 @@ from pathlib import Path
 import numpy as np
 
 
-def npz_differences(a: Path, b: Path) -> list[str]:
+def npz_report(a: Path, b: Path) -> tuple[int, str]:
+    """(number of arrays that differ, a line): for arrays of the same dtype and shape that differ,
+    the largest difference relative to the largest magnitude of the first file's array, per dtype."""
     x, y = np.load(a), np.load(b)
     if sorted(x.files) != sorted(y.files):
-        return [f"keys only in one: {sorted(set(x.files) ^ set(y.files))[:5]}"]
-    return [
-        k
-        for k in x.files
-        if x[k].dtype != y[k].dtype or x[k].shape != y[k].shape or not np.array_equal(x[k], y[k], equal_nan=True)
-    ]
+        return 1, f"keys only in one: {sorted(set(x.files) ^ set(y.files))[:5]}"
+    differ, worst = [], {}
+    for k in x.files:
+        u, v = x[k], y[k]
+        if u.dtype != v.dtype or u.shape != v.shape:
+            differ.append(f"{k} ({u.dtype}{list(u.shape)} vs {v.dtype}{list(v.shape)})")
+        elif not np.array_equal(u, v, equal_nan=True):
+            differ.append(k)
+            if u.dtype.kind == "f" and u.size:
+                rel = float(np.max(np.abs(u.astype(np.float64) - v)) / max(float(np.max(np.abs(u))), 1e-300))
+                if rel > worst.get(str(u.dtype), (0.0, ""))[0]:
+                    worst[str(u.dtype)] = (rel, k)
+    if not differ:
+        return 0, f"{len(x.files)} arrays, equal"
+    largest = "; ".join(f"{dtype} at most {rel:.2g} relative ({k})" for dtype, (rel, k) in sorted(worst.items()))
+    line = f"{len(x.files)} arrays, {len(differ)} differ: {differ[:3]}"
+    return len(differ), line + (f"; {largest}" if largest else "")
 
 
 def main(argv=None) -> int:
@@ -42,9 +56,8 @@ def main(argv=None) -> int:
             bad += 1
             continue
         if path.suffix == ".npz":
-            differ = npz_differences(path, other)
-            verdict = f"differ: {differ[:5]}" if differ else "equal"
-            print(f"{path.name}: {len(np.load(path).files)} arrays, {verdict}")
+            differ, line = npz_report(path, other)
+            print(f"{path.name}: {line}")
         else:
             differ = path.read_bytes() != other.read_bytes()
             print(f"{path.name}: " + ("differs" if differ else "equal"))
