@@ -1,36 +1,51 @@
 """python -m sashimi.mutate: would the tests notice if this code were wrong?
 
-Two modes:
+Three modes:
   python -m sashimi.mutate               the catalogue: realistic, hand-written bugs in this
                                          code (sashimi/harness/catalogue.py), each anchored to a
                                          function and a syntax-tree pattern
-  python -m sashimi.mutate --diff REV    mutants generated on the lines of sashimi/ and
-                                         reference/ changed since git revision REV (committed or
-                                         not): generic operators (arithmetic, comparison,
-                                         constants, booleans, removed statements and calls,
-                                         argument order) and numerical ones (conjugate, float64
-                                         -> float32, slice shifted by one, axis moved, exp /
-                                         softplus / log swapped, mask or clamp dropped)
-First the fast suite runs once under coverage (per-test contexts) and the gate once per family;
-then each mutant is applied alone to a temporary copy of the checkout, the tests that execute
-its lines run fastest first and stop at the first failure (`killed by <test>`, or SURVIVED),
-and the gate families that execute them run apart (reported beside, never deciding the kill).
-A changed line marked `# mutate: skip <reason>` is reported as skipped (an equivalent mutant).
-Exit status: 0 when every mutant run was killed, 1 when one survived or a catalogue entry is
-stale, 2 on a usage error. Run from a source checkout (tests/ beside sashimi/).
+  python -m sashimi.mutate --diff REV    mutants generated on the Python and C++ lines of
+                                         sashimi/ and reference/ changed since git revision REV
+                                         (committed or not), at most one a line: numerical
+                                         operators first (conjugate, float64 -> float32, slice
+                                         shifted by one, axis moved, exp / softplus / log
+                                         swapped, mask or clamp dropped), then generic ones
+                                         (arithmetic, comparison, constants, booleans, unary
+                                         minus, range bounds, keyword dropped or its mode
+                                         changed, return None, handler / raise / decorator
+                                         removed, break <-> continue, removed statements and
+                                         calls, argument order); C++ by text (loop bound,
+                                         comparison, arithmetic, constant, statement removed)
+  python -m sashimi.mutate --replay      the bug history (sashimi/harness/history.py): past
+                                         bugs re-applied to today's code, and the tests that
+                                         catch each
+All the files are copied into one template git work tree; the tests run there once under
+coverage (per-test contexts), which is also the baseline: a test that fails there is broken and
+never counts as a kill. With --diff the first round measures the test files that reach the
+changed code without the shared helpers; the rest of the fast suite is measured only for the
+mutants that survive it. Each mutant then runs in its own copy of the template: the tests that
+execute its lines, fastest first, stopping at the first failure. Verdicts: killed (a test
+failed), error (a test errored: collection, fixture, crash), timeout, survived, not run (the
+budget ended), invalid (a C++ mutant that does not build), equivalent (same bytecode). A changed
+line marked `# mutate: skip <reason>` is reported as skipped. Nothing runs past --budget.
+Exit status: 0 when every mutant was caught; 1 when one survived or a catalogue entry is stale;
+3 when some were not run (--allow-partial accepts that); 2 on a usage error. Run from a source
+checkout (tests/ beside sashimi/).
 """
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.harness import plan, selection
+from sashimi.harness import coverage_run, plan, report, selection
 from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.markdown import markdown
-from sashimi.harness.mutation import ROOT, environment, line_of, run_all, source_files
+from sashimi.harness.mutation import ROOT, environment, make_template, source_files
+from sashimi.harness.runner import Settings, line_of, run_all
 
 
 def log(message: str) -> None:
@@ -41,46 +56,55 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(
         prog="python -m sashimi.mutate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--diff", metavar="REV", help="mutate the lines changed since git revision REV instead of running the catalogue"
-    )
-    parser.add_argument(
-        "--list", action="store_true", help="print the catalogue with each entry's place or why it is stale, and exit"
-    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--diff", metavar="REV", help="mutate the lines changed since git revision REV")
+    mode.add_argument("--replay", action="store_true", help="re-apply the bug history and name the tests catching each")
+    mode.add_argument("--list", action="store_true", help="print the catalogue with each entry's place, and exit")
     parser.add_argument("--only", action="append", metavar="ID", help="run only this catalogue entry (repeatable)")
     parser.add_argument(
         "--budget",
         type=float,
         metavar="MINUTES",
-        help="start no mutant after this many minutes, coverage included (default 10 with --diff, none for the "
-        "catalogue)",
+        help="the whole run's limit, coverage included: no mutant starts "
+        "or runs past it (default 10 with --diff, none otherwise)",
     )
     parser.add_argument(
-        "--per-line", type=int, default=3, help="at most this many generated mutants per changed line (default 3)"
+        "--under",
+        action="append",
+        metavar="PATH",
+        help="with --diff: only the changed files under PATH (repeatable; a long change in parts)",
+    )
+    parser.add_argument("--allow-partial", action="store_true", help="exit 0 even if the budget left mutants unrun")
+    parser.add_argument(
+        "--per-line", type=int, default=1, help="at most this many mutants per changed line (default 1)"
     )
     parser.add_argument("--jobs", type=int, default=2, help="mutants run side by side, one core each (default 2)")
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument("--gate", action="store_true", help="also run the gate against each mutant (--diff)")
+    gate.add_argument("--no-gate", action="store_true", help="do not run the gate against each catalogue mutant")
+    parser.add_argument("--fixtures", type=Path, help="published fixtures folder (default: the copy's tests/published)")
+    parser.add_argument("--timeout", type=int, default=600, help="most seconds for one stage of a mutant's tests")
     parser.add_argument(
-        "--no-gate", action="store_true", help="do not run the gate (sashimi.check) against each mutant"
+        "--root", type=Path, default=ROOT, help="the checkout to mutate (default: the one this package is in)"
     )
-    parser.add_argument(
-        "--fixtures", type=Path, help="published fixtures folder (default: the copy's own tests/published)"
-    )
-    parser.add_argument("--timeout", type=int, default=600, help="most seconds for one mutant's tests (default 600)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with a `mutants` list")
-    parser.add_argument("--markdown", type=Path, help="also write the report as Markdown (docs/MUTATION.md)")
+    parser.add_argument("--markdown", type=Path, help="also write the report as Markdown")
     args = parser.parse_args(argv)
     for flag, value in (("--timeout", args.timeout), ("--jobs", args.jobs), ("--per-line", args.per_line)):
         if value < 1:
             parser.error(f"{flag} must be at least 1{' second' if flag == '--timeout' else ''}; got {value}")
-    if args.diff and args.only:
-        parser.error("--only names catalogue entries; it cannot be combined with --diff")
+    if (args.diff or args.replay) and args.only:
+        parser.error("--only names catalogue entries; it cannot be combined with --diff or --replay")
+    if args.under and not args.diff:
+        parser.error("--under limits the files of a change; it needs --diff")
     if args.budget is None and args.diff:
         args.budget = 10.0
-    if args.budget is not None and args.budget <= 0:
-        parser.error(f"--budget must be positive; got {args.budget}")
+    if args.budget is not None and not 0 < args.budget < float("inf"):
+        parser.error(f"--budget must be a positive number of minutes; got {args.budget}")
     unknown = set(args.only or []) - {m.id for m in CATALOGUE}
     if unknown:
         parser.error(f"unknown catalogue entries {sorted(unknown)}; see --list")
+    args.with_gate = args.gate if args.diff else not args.no_gate
     return args
 
 
@@ -94,60 +118,123 @@ def list_catalogue() -> int:
     return 1 if stale else 0
 
 
+def plan_jobs(args) -> tuple[list, list, dict]:
+    if args.diff:
+        jobs, skipped = plan.diff_jobs(args.root, args.diff, args.per_line)
+        if args.under:
+            inside = tuple(u.rstrip("/") for u in args.under)
+            jobs = [j for j in jobs if j.file.startswith(inside)]
+            skipped = [s for s in skipped if s.file.startswith(inside)]
+        log(
+            f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; "
+            f"{len(skipped)} lines marked skip"
+        )
+        return jobs, skipped, {}
+    if args.replay:
+        from sashimi.harness import history
+
+        jobs, stale = history.replay_jobs(args.root)
+    else:
+        jobs, stale = plan.catalogue_jobs(args.root, args.only)
+    for mutant_id, why in stale.items():
+        log(f"STALE {mutant_id}: {why}")
+    return jobs, [], stale
+
+
+def measure(args, template: Path, jobs: list, tests: list[str] | None, deadline: float | None):
+    """One round of coverage over `tests` (None: the fast suite) in the template."""
+    include = sorted({j.file for j in jobs if j.file.endswith(".py")} | {j.probe[0] for j in jobs if j.probe})
+    return coverage_run.cached(
+        args.root / ".mutate-cache",
+        template,
+        source_files(template),
+        tests,
+        include if args.diff else None,
+        jobs=str(args.jobs),
+        env=environment(template, args.fixtures),
+        log=log,
+        deadline=deadline,
+        with_gate=args.with_gate,
+    )
+
+
+def later_rounds(args, template, jobs, results, measured, settings, deadline) -> list[dict]:
+    """The survivors against each later round of test files (selection.rounds), measured only
+    while some survive; a survivor caught there takes the new verdict. Returns the results."""
+    first, *later = measured
+    broken = dict(first.broken)
+    for number, files in enumerate(later, 2):
+        survivors = {r["id"] for r in results if r["status"] == "survived"}
+        if not survivors:
+            break
+        log(f"round {number}: {len(survivors)} survivors against {len(files)} more test files ...")
+        again = [j for j in jobs if j.id in survivors]
+        try:
+            coverage = measure(args, template, again, files, deadline)
+        except coverage_run.Spent as e:
+            log(f"round {number}: {e}; the survivors were judged by the earlier rounds' tests only")
+            break
+        broken |= coverage.broken
+        coverage.broken = broken
+        redone, _ = run_all(again, coverage, settings, args.jobs, deadline, log)
+        better = {r["id"]: r for r in redone if r["status"] not in ("survived", "not run")}
+        results = [better.get(r["id"], r) for r in results]
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.list:
         return list_catalogue()
-    if not (ROOT / "tests").is_dir():
+    args.root = args.root.resolve()
+    if not (args.root / "tests").is_dir():
         print("error: run from a source checkout: tests/ not found beside sashimi/", file=sys.stderr)
         return 2
     start = time.monotonic()
-    skipped: list[plan.Skipped] = []
-    stale: dict[str, str] = {}
-    if args.diff:
+    deadline = None if args.budget is None else start + 60 * args.budget
+    try:
+        jobs, skipped, stale = plan_jobs(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results, unrun, broken, why = [], list(jobs), {}, ""
+    with tempfile.TemporaryDirectory(prefix="sashimi-mutate-") as tmp:
+        template = Path(tmp) / "template"
+        make_template(template, args.root)
         try:
-            jobs, skipped = plan.diff_jobs(ROOT, args.diff, args.per_line)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        log(
-            f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; {len(skipped)} "
-            "lines marked skip"
-        )
-    else:
-        jobs, stale = plan.catalogue_jobs(ROOT, args.only)
-        for mutant_id, why in stale.items():
-            log(f"STALE {mutant_id}: {why}")
-    coverage = selection.Coverage()
-    if jobs:
-        include = sorted({j.file for j in jobs}) if args.diff else None
-        try:
-            coverage = selection.cached(
-                ROOT, include, str(args.jobs), environment(ROOT, args.fixtures), log, source_files(), not args.no_gate
-            )
+            if jobs:
+                files = sorted({j.file for j in jobs} | {j.probe[0] for j in jobs if j.probe})
+                rounds = selection.rounds(template, files) if args.diff else [None]
+                coverage = measure(args, template, jobs, rounds[0], deadline)
+                broken = coverage.broken
+                for test, failure in broken.items():
+                    log(f"BROKEN {test}: {failure}")
+                log(f"coverage ready after {time.monotonic() - start:.0f} s ({len(coverage.tests)} tests)")
+                startup = coverage_run.startup_seconds(template, environment(template, args.fixtures), coverage)
+                settings = Settings(
+                    template,
+                    args.fixtures,
+                    args.with_gate,
+                    args.timeout,
+                    startup,
+                    args.root / ".mutate-cache" / "native",
+                )
+                results, unrun = run_all(jobs, coverage, settings, args.jobs, deadline, log)
+                results = later_rounds(args, template, jobs, results, [coverage, *rounds[1:]], settings, deadline)
+        except coverage_run.Spent as e:
+            why = f" ({e})"
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        log(f"coverage collected in {time.monotonic() - start:.0f} s ({len(coverage.tests)} tests)")
-    startup = selection.startup_seconds(ROOT, environment(ROOT, args.fixtures), coverage)
-    deadline = None if args.budget is None else start + 60 * args.budget
-    results, unrun = run_all(
-        jobs, coverage, args.fixtures, not args.no_gate, args.timeout, args.jobs, deadline, log, startup
-    )
     minutes = (time.monotonic() - start) / 60
-    killed = sum(r["killed"] for r in results)
-    what = f"on the change since {args.diff}" if args.diff else "of the catalogue"
-    summary = f"{killed} of {len(results)} mutants {what} killed"
-    if unrun:
-        summary += f"; {len(unrun)} not run: the budget of {args.budget:g} min was spent (cut short)"
-    summary += f"; {len(skipped)} lines skipped; {len(stale)} stale entries; {minutes:.1f} min"
+    what = f"on the change since {args.diff}" if args.diff else "of the history" if args.replay else "of the catalogue"
+    extra = dict(budget=args.budget, skipped=len(skipped), stale=len(stale), broken=len(broken), minutes=minutes)
+    summary = report.summary(results, len(unrun), what, {**extra, "not_run_why": why})
     if args.markdown:
-        command = (
-            "python -m sashimi.mutate"
-            + (f" --diff {args.diff}" if args.diff else "")
-            + "".join(f" --only {m}" for m in (args.only or []))
-        )
-        args.markdown.write_text(markdown(results, stale, command, minutes))
+        command = "python -m sashimi.mutate" + (f" --diff {args.diff}" if args.diff else "")
+        command += "".join(f" --under {u}" for u in (args.under or []))
+        command += " --replay" * args.replay + "".join(f" --only {m}" for m in (args.only or []))
+        args.markdown.write_text(markdown(results, stale, command, minutes, summary, skipped))
     if args.json:
         print(
             json.dumps(
@@ -155,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                     "summary": summary,
                     "minutes": round(minutes, 2),
                     "mutants": results,
-                    "not_run": [{"file": j.file, "line": j.line, "operator": j.operator} for j in unrun],
+                    "not_run": [{"id": j.id, "file": j.file, "line": j.line, "operator": j.operator} for j in unrun],
+                    "broken": broken,
                     "skipped": [vars(s) for s in skipped],
                     "stale": stale,
                 },
@@ -167,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
             print(line_of(r))
         for s in skipped:
             print(f"{s.file}:{s.line} skipped: {s.reason}")
-        for mutant_id, why in stale.items():
-            print(f"{mutant_id}: STALE: {why}")
+        for mutant_id, why_stale in stale.items():
+            print(f"{mutant_id}: STALE: {why_stale}")
+        for line in report.survivors_by_file(results):
+            print(line)
         print(summary)
-    return 1 if killed < len(results) or stale else 0
+    return report.exit_status(results, len(unrun), len(stale), args.allow_partial)
 
 
 if __name__ == "__main__":

@@ -34,39 +34,51 @@ writes mutants (only the matched span of the file changes), coverage.py's per-te
 """
 
 
-def markdown(results: list[dict], stale: dict[str, str], command: str, minutes: float) -> str:
+def gate_catches(results: list[dict]) -> int:
+    """Mutants the gate alone fails on: a failing row or an error, not `passed`, `not reached` or absent."""
+    return sum(r.get("gate") not in (None, "passed", "not reached") for r in results)
+
+
+def markdown(
+    results: list[dict], stale: dict[str, str], command: str, minutes: float, summary: str = "", skipped=()
+) -> str:
     lines = [
         "# Mutation testing",
         "",
-        "Each mutant is one bug applied alone to a temporary copy of the checkout. The tests that execute its",
+        "Each mutant is one bug applied alone to a copy of the checkout. The tests that execute its",
         "lines (found by coverage, run fastest first, stopping at the first failure) judge it: *tests alone*.",
         "Apart, the families of `python -m sashimi.check` that execute its lines run against it: *gate alone*",
-        "(`not reached` when no family executes them). Regenerate this page with:",
+        "(`not reached` when no family executes them, `-` when the gate was not run). Regenerate this page with:",
         "",
         "```",
-        f"{command} --markdown docs/MUTATION.md",
+        f"{command} --markdown <this file>",
         "```",
         "",
         f"Commit `{commit()}`; {minutes:.1f} min wall time for the whole run (coverage included).",
         "",
-        "| mutant | where | bug | tests alone | first failing test | gate alone |",
-        "|---|---|---|---|---|---|",
+    ]
+    if summary:
+        lines += ["```", summary, "```", ""]
+    lines += [
+        "| mutant | where | bug | change | tests alone | first failing test | gate alone |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        tests = "killed" if r["killed"] else "SURVIVED"
-        lines.append(
-            f"| `{r['id']}` | {r['file']}:{r['line']} | {r['operator']} | {tests} | `{r['killed_by']}` | "
-            f"{r['gate'] or '-'} |"
-        )
+        status = r.get("status", "killed" if r["killed"] else "survived")
+        tests = {"survived": "SURVIVED"}.get(status, status)
+        where = f"{r['file']}:{r['line']}"
+        change = f"`{r['change']}`".replace("|", "\\|") if r.get("change") else ""
+        test = f"`{r['killed_by']}`" if r.get("killed_by") else r.get("detail") or "-"
+        lines.append(f"| `{r['id']}` | {where} | {r['operator']} | {change} | {tests} | {test} | {r['gate'] or '-'} |")
     for mutant_id, why in stale.items():
-        lines.append(f"| `{mutant_id}` | - | STALE: {why} | - | - | - |")
+        lines.append(f"| `{mutant_id}` | - | STALE: {why} | - | - | - | - |")
+    for s in skipped:
+        lines.append(f"| - | {s.file}:{s.line} | skipped: {s.reason} | - | - | - | - |")
     killed = sum(r["killed"] for r in results)
-    caught = sum(r["gate"] not in (None, "passed", "not reached") for r in results)
     lines += [
         "",
-        f"{killed} of {len(results)} mutants killed by the tests alone; {caught} of {len(results)} make the gate fail "
-        "alone;"
-        f" {len(stale)} stale entries.",
+        f"{killed} of {len(results)} mutants caught by the tests alone; {gate_catches(results)} of {len(results)} make "
+        f"the gate fail alone; {len(stale)} stale entries.",
         "",
         ENGINE,
     ]

@@ -1,7 +1,10 @@
-"""Run mutants: each applied alone to a temporary copy of the checkout, judged by the tests that
-execute its lines (fastest first, stopping at the first failure) and, apart, by the gate
-families that execute them. A mutant is killed when a test fails; the gate's verdict is
-reported beside it. Run from a source checkout (tests/ beside sashimi/).
+"""Run mutants: each applied alone to a copy of the checkout, judged by the tests that execute its
+lines (fastest first, stopping at the first failure) and, apart, by the gate families that
+execute them. Run from a source checkout (tests/ beside sashimi/).
+
+Every copy is a git work tree (tests that list the tracked files see the same files as in a
+clone), made from one template per run; the template is where the unmutated baseline ran, and a
+test that fails there is broken, never a kill. A mutant's verdict is one of STATUSES.
 """
 
 import os
@@ -9,14 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from sashimi.harness.selection import FAST, Coverage
-from sashimi.harness.verdict import Verdict
+from sashimi.harness.selection import Coverage
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = [
@@ -26,6 +26,12 @@ FAMILIES = [
     "reference",
     "published",
 ]  # sashimi.harness.gate.FAMILIES, without importing torch here
+# killed: a test failed; error: a test errored (collection, fixture, a crash of the process);
+# timeout: the tests ran past ten times their time; survived: every selected test passed;
+# not run: the budget ended first; invalid: the mutant does not build (C++), no program to judge;
+# equivalent: it compiles to the original's bytecode, so no test can tell them apart (not run)
+STATUSES = ("killed", "error", "timeout", "survived", "not run", "invalid", "equivalent")
+CAUGHT = ("killed", "error", "timeout")
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,19 @@ class Job:
     operator: str
     text: str
     kills: str = ""  # a test file to run first (the catalogue's expected killer)
-    change: str = ""  # the code replaced and its replacement, as normalized source
+    change: str = ""  # the code replaced and its replacement
+    column: int = 0
+    probe: tuple[str, range] | None = None  # where coverage sees code it cannot trace (C++: its Python caller)
+    equivalent: bool = False  # compiles to the original's bytecode (plan.same_bytecode): not run
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one pytest run in a mutated copy says: a STATUS, the test, and why."""
+
+    status: str
+    test: str | None = None
+    detail: str = ""
 
 
 def source_files(root: Path = ROOT) -> list[str]:
@@ -54,6 +72,17 @@ def make_copy(dest: Path, root: Path = ROOT) -> None:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, target)
+
+
+def make_template(dest: Path, root: Path = ROOT) -> None:
+    """The checkout's files as one commit of a new git work tree: what every mutant copies."""
+    make_copy(dest, root)
+    quiet = {"cwd": dest, "capture_output": True, "check": True}
+    who = {**os.environ, "GIT_AUTHOR_NAME": "mutate", "GIT_AUTHOR_EMAIL": "mutate@localhost"}
+    who |= {"GIT_COMMITTER_NAME": "mutate", "GIT_COMMITTER_EMAIL": "mutate@localhost"}
+    subprocess.run(["git", "init", "-q"], **quiet)
+    subprocess.run(["git", "add", "-A"], **quiet)
+    subprocess.run(["git", "commit", "-q", "--no-verify", "-m", "template"], env=who, **quiet)
 
 
 def environment(tree: Path, fixtures: Path | None) -> dict:
@@ -76,27 +105,57 @@ def first(pattern: str, text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def run_tests(cmd: list[str], tree: Path, env: dict, timeout: int | float) -> tuple[bool, str | None]:
-    """(killed, the first failing test) of one pytest run in the mutated copy; exit 5 (no test ran) is no kill."""
+def classify(returncode: int, output: str) -> Outcome:
+    """A finished pytest run: exit 0 or 5 (no test ran) passes; a FAILED test kills; an ERROR
+    (fixture or collection), a usage or internal error, or a crash of the process is an error."""
+    if returncode in (0, 5):
+        return Outcome("survived")
+    failed = first(r"^FAILED (\S+)", output)
+    if returncode == 1 and failed:
+        return Outcome("killed", failed, first(r"^FAILED \S+ - (.+)$", output) or "")
+    errored = first(r"^ERROR (\S+)", output)
+    if returncode < 0:
+        return Outcome("error", errored or failed, f"the test process died (signal {-returncode})")
+    what = {1: "a fixture error", 2: "a collection error", 3: "an internal error", 4: "a usage error"}
+    kind = what.get(returncode, f"pytest exit {returncode}")
+    if "ERROR collecting" in output or re.search(r"^ERROR \S+\.py( |$)", output, re.MULTILINE):
+        kind = "a collection error"  # pytest exits 2, or 4 when the test ids it was given could not be collected
+    detail = first(r"^E\s+(\S.*)$", output) or f"pytest exit {returncode}"
+    return Outcome("error", errored or failed, f"{kind}: {detail}")
+
+
+def run_tests(cmd: list[str], tree: Path, env: dict, limit: float | int, deadline: float | None = None) -> Outcome:
+    """One pytest run in the mutated copy, stopped at `limit` seconds (a timeout: the mutant made
+    the tests run away) or at `deadline` (time.monotonic(); the budget ended: not run)."""
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 0:
+        return Outcome("not run", detail="the budget ended before its tests")
+    cut_by_budget = left is not None and left < limit
     try:
-        tests = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        tests = subprocess.run(
+            cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=left if cut_by_budget else limit
+        )
     except subprocess.TimeoutExpired:
-        return True, f"timeout after {timeout:.0f} s"
-    if tests.returncode in (0, 5):
-        return False, None
-    output = tests.stdout + tests.stderr
-    return True, first(r"^FAILED (\S+)", output) or first(r"^ERROR (\S+)", output) or f"pytest exit {tests.returncode}"
+        if cut_by_budget:
+            return Outcome("not run", detail="the budget ended during its tests")
+        return Outcome("timeout", detail=f"its tests ran past {limit:.0f} s")
+    return classify(tests.returncode, tests.stdout + tests.stderr)
 
 
 def selected_tests(job: Job, coverage: Coverage) -> tuple[list[str], str]:
-    """The tests to run against `job`, in order, and how they were chosen."""
-    chosen = coverage.tests_for(job.file, job.lines)
-    how = "the tests executing its lines"
+    """The tests to run against `job`, in order, and how they were chosen; tests that fail on the
+    unmutated copy (coverage.broken) are never chosen."""
     if not coverage.tests:
         return [], "none: no test imports this code"
+    if job.probe:
+        chosen = coverage.tests_for(*job.probe, import_time=False) or []
+        how = f"the tests executing {job.probe[0]} (its Python caller)"
+    else:
+        chosen = coverage.tests_for(job.file, job.lines)
+        how = "the tests executing its lines"
     if chosen is None:
         chosen = sorted(coverage.tests, key=lambda t: (coverage.tests[t], t))
-        how = "every test (its lines run at import time, or in no test's process)"
+        how = "every measured test (its lines run at import time, or in no test's process)"
     if job.kills:
         # the named killer's tests run first, all of them: coverage cannot see the lines a test runs
         # in a child process (the 16-bit memory probe, the command-line tests)
@@ -104,7 +163,7 @@ def selected_tests(job: Job, coverage: Coverage) -> tuple[list[str], str]:
             (t for t in coverage.tests if t.startswith(job.kills + "::")), key=lambda t: (coverage.tests[t], t)
         )
         chosen = named + [t for t in chosen if t not in set(named)]
-    return chosen, how
+    return [t for t in chosen if t not in coverage.broken], how
 
 
 def stages(tests: list[str], kills: str) -> list[list[str]]:
@@ -113,6 +172,11 @@ def stages(tests: list[str], kills: str) -> list[list[str]]:
     first = [t for t in tests if kills and t.startswith(kills + "::")] or tests[:20]
     rest = [t for t in tests if t not in set(first)]
     return [s for s in (first, rest) if s]
+
+
+def judge(stage_outcomes: list[Outcome]) -> Outcome:
+    """The stages' one verdict: the first stage that did not pass decides; all passed: survived."""
+    return next((o for o in stage_outcomes if o.status != "survived"), Outcome("survived"))
 
 
 def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, timeout: int | float) -> str:
@@ -134,97 +198,4 @@ def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, 
         or first(r"^(error: .+)$", output)
         or first(r"(\w+Error: .+)$", output)
         or f"exit {check.returncode}"
-    )
-
-
-def run_job(
-    job: Job,
-    coverage: Coverage,
-    fixtures: Path | None,
-    with_gate: bool,
-    timeout: int | float,
-    root: Path = ROOT,
-    startup: float = 10.0,
-) -> dict:
-    """One mutant. Its tests may take ten times what they took before mutation, pytest's startup
-    (`startup`, measured under the current load) included, before a timeout counts as a kill."""
-    start = time.perf_counter()
-    tests, how = selected_tests(job, coverage)
-    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
-        tree = Path(tmp)
-        make_copy(tree, root)
-        (tree / job.file).write_text(job.text)
-        env = environment(tree, fixtures)
-        if not job.file.endswith(".py"):  # a mutated native source builds into the copy, not the user's cache
-            env["SASHIMI_CACHE"] = str(tree / ".native-cache")
-        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", FAST]
-        killed, killer = False, None
-        for stage in stages(tests, job.kills):
-            limit = min(timeout, 30 + 10 * (startup + sum(coverage.tests.get(t, 1.0) for t in stage)))
-            killed, killer = run_tests([*pytest, *stage], tree, env, limit)
-            if killed:
-                break
-        families = coverage.families_for(job.file, job.lines, FAMILIES) if with_gate else []
-        gate = run_gate(tree, env, families, fixtures, timeout) if with_gate else None
-    return {
-        "id": job.id,
-        "file": job.file,
-        "line": job.line,
-        "operator": job.operator,
-        "killed": killed,
-        "killed_by": killer,
-        "tests_run": len(tests),
-        "selection": how,
-        "gate": gate,
-        "gate_families": families,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-
-
-def run_all(
-    jobs: list[Job],
-    coverage: Coverage,
-    fixtures: Path | None,
-    with_gate: bool,
-    timeout: float,
-    parallel: int,
-    deadline: float | None,
-    log,
-    startup: float = 10.0,
-) -> tuple[list[dict], list[Job]]:
-    """Every job, `parallel` at a time, none started after `deadline` (time.monotonic()); returns the
-    results in the jobs' order and the jobs left unrun."""
-    results: dict[str, dict] = {}
-    pending = list(jobs)
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        running = {}
-        while pending or running:
-            while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
-                job = pending.pop(0)
-                running[pool.submit(run_job, job, coverage, fixtures, with_gate, timeout, ROOT, startup)] = job
-            if not running:
-                break
-            done = next(as_completed(running))
-            job = running.pop(done)
-            results[job.id] = r = done.result()
-            log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
-    return [results[j.id] for j in jobs if j.id in results], pending
-
-
-def line_of(r: dict) -> str:
-    """`file:line operator: killed by <test>` or `SURVIVED`, with the gate's verdict beside it."""
-    verdict = f"killed by {r['killed_by']}" if r["killed"] else "SURVIVED"
-    gate = f"; gate: {r['gate']}" if r.get("gate") else ""
-    return f"{r['file']}:{r['line']} {r['operator']}: {verdict}{gate}"
-
-
-def verdict(r: dict) -> Verdict:
-    """A killed mutant passes; a survivor fails."""
-    return Verdict(
-        "mutant",
-        f"{r['file']}:{r['line']} {r['operator']}",
-        "killed" if r["killed"] else "SURVIVED",
-        "killed",
-        r["killed"],
-        comment=f"by {r['killed_by']}" if r["killed"] else f"{r['tests_run']} tests run: {r['selection']}",
     )

@@ -114,7 +114,53 @@ ORDER = [
     "arithmetic",
     "constant",
     "boolean",
+    "unary",
+    "range",
+    "string",
+    "keyword",
+    "return",
+    "exception",
+    "decorator",
+    "loop",
     "statement",
     "argument",
     "call",
 ]
+MATH_MODULES = {"torch", "np", "numpy", "math", "F"}  # receivers whose log / exp / clamp are the math functions
+# calls that only report (logging, progress, messages): a line that is one of them is arid, never mutated
+ARID = {
+    "log",
+    "print",
+    "debug",
+    "info",
+    "warning",
+    "warn",
+    "set_description",
+    "set_postfix",
+    "set_postfix_str",
+    "write_status",
+}
+# string modes a keyword argument selects, and the other mode a realistic slip picks
+MODES = {
+    "sum": "mean",
+    "mean": "sum",
+    "none": "mean",
+    "batchmean": "mean",
+    "forward": "backward",
+    "backward": "forward",
+    "ortho": "backward",
+    "left": "right",
+    "right": "left",
+    "reflect": "constant",
+    "constant": "reflect",
+    "replicate": "constant",
+    "circular": "constant",
+    "linear": "nearest",
+    "nearest": "linear",
+    "tanh": "none",
+    "fan_in": "fan_out",
+    "fan_out": "fan_in",
+    "high": "low",
+    "low": "high",
+}
+AUGMENTED = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div}

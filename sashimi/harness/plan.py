@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sashimi.harness import anchor, operators
+from sashimi.harness import anchor, operators, operators_cpp
 from sashimi.harness.catalogue import CATALOGUE, Mutant
 from sashimi.harness.mutation import Job
 
@@ -74,11 +74,17 @@ def _is_expression(source: str) -> bool:
         return False
 
 
+# where coverage sees a source it cannot trace: the Python function that calls into it
+PROBES = {"sashimi/model/native_step.cpp": ("sashimi/model/native.py", "NativeStep.step")}
+MUTATED = (".py", ".cpp")  # the languages --diff mutates: Python by syntax tree, C++ by text (operators_cpp)
+
+
 def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
-    """Lines added or modified since `rev` (committed or not) in the Python files of sashimi/ and
-    reference/; tests and docs are not mutated."""
+    """Lines added or modified since `rev` (committed or not) in the Python and C++ files of
+    sashimi/ and reference/, under their new names after a rename; a deletion adds no line, and
+    tests and docs are not mutated."""
     diff = subprocess.run(
-        ["git", "diff", "--unified=0", "--no-color", "--no-ext-diff", rev, "--", *anchor.ROOTS],
+        ["git", "diff", "-M", "--unified=0", "--no-color", "--no-ext-diff", rev, "--", *anchor.ROOTS],
         cwd=root,
         capture_output=True,
         text=True,
@@ -88,7 +94,7 @@ def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
     changed: dict[str, set[int]] = {}
     for block in re.split(r"^diff --git ", diff.stdout, flags=re.MULTILINE)[1:]:
         target = re.search(r"^\+\+\+ (?:b/)?(.+)$", block, re.MULTILINE)
-        if not target or target.group(1) == "/dev/null" or not target.group(1).endswith(".py"):
+        if not target or target.group(1) == "/dev/null" or not target.group(1).endswith(MUTATED):
             continue
         lines = set()
         for start, count in HUNK.findall(block):
@@ -98,24 +104,91 @@ def changed_lines(root: Path, rev: str) -> dict[str, set[int]]:
     return changed
 
 
-def diff_jobs(root: Path, rev: str, per_line: int) -> tuple[list[Job], list[Skipped]]:
-    """Generated mutants on the lines changed since `rev`, at most `per_line` distinct ones a line,
-    and the lines marked `# mutate: skip`."""
+def run_order(file: str) -> tuple[bool, bool, str]:
+    """Library code first, the harness after it, the catalogue's data last: a short budget is
+    spent on the code users run."""
+    return file.startswith("sashimi/harness/catalogue"), file.startswith("sashimi/harness/"), file
+
+
+def diff_jobs(root: Path, rev: str, per_line: int = 1) -> tuple[list[Job], list[Skipped]]:
+    """Generated mutants on the lines changed since `rev`, at most `per_line` distinct ones a line
+    (the first in the operators' order), and the lines marked `# mutate: skip`."""
     jobs, skipped = [], []
-    for file, lines in sorted(changed_lines(root, rev).items()):
+    for file, lines in sorted(changed_lines(root, rev).items(), key=lambda item: run_order(item[0])):
         text = (root / file).read_text()
+        if file.endswith(".cpp"):
+            marked = operators.skip_marks(text, lines)
+            skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
+            jobs += _cpp_jobs(file, text, set(lines) - set(marked), per_line, root)
+            continue
         by_line, marked = operators.candidates(text, lines)
         skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
         for line, found in by_line.items():
             seen: set[str] = set()
             for c in found:
-                mutated = anchor.splice(
-                    text, anchor.Place(file, (c.node,), {}), "" if c.new is None else ast.unparse(c.new)
-                )
+                new = "" if c.new is None else "\n".join(ast.unparse(n) for n in _as_list(c.new))
+                mutated = anchor.splice(text, anchor.Place(file, (c.node,), {}), new)
                 normal = ast.unparse(ast.parse(mutated))  # `dim=-1 -> -2` and `1 -> 2` there are one mutant
-                if normal in seen or len(seen) == per_line:
+                if normal in seen or normal == ast.unparse(ast.parse(text)) or len(seen) == per_line:
                     continue
                 seen.add(normal)
                 span = range(c.node.lineno, c.node.end_lineno + 1)
-                jobs.append(Job(f"{file}:{line}:{len(seen)}", file, line, span, c.operator, mutated))
+                before = ast.get_source_segment(text, c.node) or ast.unparse(c.node)
+                change = f"{_short(before)} -> {_short(new) if new else '(removed)'}"
+                job_id = f"{file}:{line}:{len(seen)}"
+                column, equivalent = c.node.col_offset + 1, same_bytecode(text, mutated)
+                jobs.append(Job(job_id, file, line, span, c.operator, mutated, "", change, column, None, equivalent))
     return jobs, skipped
+
+
+def _as_list(node) -> list:
+    return node if isinstance(node, list) else [node]
+
+
+def _short(source: str, width: int = 60) -> str:
+    flat = " ".join(source.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def probe(root: Path, file: str) -> tuple[str, range] | None:
+    """The lines of the Python function whose tests judge a mutant of the non-Python `file`."""
+    if file not in PROBES:
+        return None
+    caller, name = PROBES[file]
+    node = anchor.qualified_defs(ast.parse((root / caller).read_text())).get(name)
+    return (caller, range(node.lineno, node.end_lineno + 1)) if node else None
+
+
+def same_bytecode(original: str, mutated: str) -> bool:
+    """Trivial compiler equivalence: the mutated module compiles to the original's code objects
+    (constants folded, line numbers ignored), so no test can tell them apart."""
+    try:
+        return _code_key(compile(original, "m", "exec")) == _code_key(compile(mutated, "m", "exec"))
+    except SyntaxError:
+        return False
+
+
+def _code_key(code) -> tuple:
+    consts = tuple(_code_key(c) if hasattr(c, "co_code") else (type(c).__name__, repr(c)) for c in code.co_consts)
+    return code.co_code, consts, code.co_names, code.co_varnames
+
+
+def _cpp_jobs(file: str, text: str, lines: set[int], per_line: int, root: Path) -> list[Job]:
+    lines_of = text.splitlines(keepends=True)
+    caller = probe(root, file)
+    jobs = []
+    for line, found in operators_cpp.candidates(text, lines).items():
+        seen: set[str] = set()
+        for m in found:
+            if m.text in seen or len(seen) == per_line:
+                continue
+            seen.add(m.text)
+            ending = "\n" if lines_of[line - 1].endswith("\n") else ""
+            mutated = "".join(lines_of[: line - 1]) + m.text + ending + "".join(lines_of[line:])
+            change = f"{_short(m.before)} -> {_short(m.after)}"
+            job_id = f"{file}:{line}:{len(seen)}"
+            span = range(line, line + 1)
+            jobs.append(
+                Job(job_id, file, line, span, m.operator, mutated, change=change, column=m.column, probe=caller)
+            )
+    return jobs

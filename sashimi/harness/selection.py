@@ -1,21 +1,17 @@
-"""Which tests, and which families of the gate, execute which lines: collected once per run.
+"""Which tests, and which families of the gate, execute which lines, and which tests a run
+measures first.
 
-The fast suite runs once under coverage.py with per-test contexts (pytest-cov's
-`--cov-context=test`, pytest's `--durations=0` giving each test's time), and the gate once with
-one context per family, so that a mutant runs only the tests that execute its lines, fastest
-first. Lines executed only while modules are imported (context "")
-select everything: a change there reaches every test.
+The tests run under coverage.py with per-test contexts (pytest-cov's `--cov-context=test`,
+pytest's `--durations=0` giving each test's time; `sashimi.harness.coverage_run`), so that a
+mutant runs only the tests that execute its lines, fastest first. Lines executed only while
+modules are imported (context "") select every measured test: a change there reaches them all.
+A run measures in rounds: first the test files that reach the changed code without going
+through the shared test helpers (`first_round`), then, only for the mutants that survive those,
+the rest of the fast suite.
 """
 
 import ast
-import hashlib
-import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +22,39 @@ EVERYTHING = "*"  # a line executed at import time: every test and every family 
 
 @dataclass
 class Coverage:
-    """tests: nodeid -> seconds; lines[file][line] -> nodeids (or EVERYTHING); gate likewise -> families."""
+    """tests: nodeid -> seconds; lines[file][line] -> nodeids (or EVERYTHING); gate likewise ->
+    families; broken: the tests that fail on the unmutated copy (nodeid or file -> the failure),
+    never a kill; files: the test files measured."""
 
     tests: dict[str, float] = field(default_factory=dict)
     lines: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     gate: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
-    def tests_for(self, file: str, lines: range) -> list[str] | None:
-        """The tests executing any of `lines`, fastest first; None when none does (or all may)."""
+    def tests_for(self, file: str, lines: range, import_time: bool = True) -> list[str] | None:
+        """The tests executing any of `lines`, fastest first; None when none does, or when a line
+        runs at import time and `import_time` says such a line reaches every test."""
         found = _union(self.lines, file, lines)
+        if not import_time:
+            found.discard(EVERYTHING)
         if not found or EVERYTHING in found:
             return None
         return sorted(found, key=lambda t: (self.tests.get(t, 0.0), t))
+
+    def merged(self, other: "Coverage") -> "Coverage":
+        """This round and a later one together (a test measured twice keeps the later lines)."""
+        lines = {f: {n: set(v) for n, v in by.items()} for f, by in self.lines.items()}
+        for f, by in other.lines.items():
+            for n, v in by.items():
+                lines.setdefault(f, {}).setdefault(n, set()).update(v)
+        return Coverage(
+            {**self.tests, **other.tests},
+            lines,
+            other.gate or self.gate,
+            {**self.broken, **other.broken},
+            sorted({*self.files, *other.files}),
+        )
 
     def families_for(self, file: str, lines: range, families: list[str]) -> list[str]:
         found = _union(self.gate, file, lines)
@@ -93,9 +110,17 @@ def _imports(path: Path) -> set[str]:
     return {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
 
 
-def test_files_importing(root: Path, files: list[str]) -> list[str] | None:
-    """The test files that import any of `files` directly or through other modules, or None when
-    every test does (conftest.py or tests/helpers.py imports one of them)."""
+SHARED = ("conftest.py", "tests/helpers.py")  # imported by every test: reaching code through them says nothing
+
+
+def test_files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in (root / "tests").rglob("test_*.py"))
+
+
+def test_files_importing(root: Path, files: list[str], through_shared: bool = True) -> list[str] | None:
+    """The test files that import any of `files` directly or through other modules. When one of
+    SHARED reaches them: None (every test may) if `through_shared`, else only the files that reach
+    them without going through SHARED."""
     modules = {
         p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")
     }
@@ -109,158 +134,32 @@ def test_files_importing(root: Path, files: list[str]) -> list[str] | None:
     while todo:
         for importer in importers[_module(todo.pop())] - reached:
             reached.add(importer)
-            todo.append(importer)
-    if {"conftest.py", "tests/helpers.py"} & reached:
+            if importer not in SHARED or through_shared:
+                todo.append(importer)
+    if through_shared and set(SHARED) & reached:
         return None
     return sorted(f for f in reached if f.startswith("tests/") and Path(f).name.startswith("test_"))
 
 
-def collect(
-    root: Path,
-    include: list[str] | None,
-    jobs: str,
-    env: dict,
-    log,
-    sources: tuple[str, ...] = ("sashimi", "reference"),
-    with_gate: bool = True,
-) -> Coverage:
-    """Run the fast suite and the gate under coverage in `root`; `include` limits the files measured
-    and the tests run to those that import them."""
-    targets = test_files_importing(root, include) if include else None
-    if targets == []:
-        log("coverage: no test imports the changed files")
-        return Coverage()
-    with tempfile.TemporaryDirectory(prefix="sashimi-coverage-") as tmp:
-        tmp = Path(tmp)
-        rc = tmp / "coveragerc"
-        rc.write_text(
-            "[run]\nsource =\n"
-            + "".join(f"    {s}\n" for s in sources)
-            + "relative_files = True\n"
-            + ("include =\n" + "".join(f"    {f}\n" for f in include) if include else "")
-        )
-        env = {**env, "COVERAGE_FILE": str(tmp / "tests.coverage")}
-        what = "the fast suite" if targets is None else f"the {len(targets)} test files that import the changed code"
-        log(f"coverage: {what} once with per-test contexts ...")
-        workers = "0" if targets and len(targets) <= 2 else jobs  # starting workers costs more than a file or two
-        suite = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-m",
-                FAST,
-                "-n",
-                workers,
-                "--durations=0",
-                "--durations-min=0",
-                f"--cov-config={rc}",
-                *[f"--cov={s}" for s in sources],
-                "--cov-context=test",
-                "--cov-report=",
-                *(targets or []),
-            ],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if suite.returncode != 0:
-            tail = "\n".join((suite.stdout + suite.stderr).splitlines()[-15:])
-            raise RuntimeError(
-                f"the fast suite fails on the code before mutation (pytest exit {suite.returncode}); fix it "
-                f"first:\n{tail}"
-            )
-        tests = durations(suite.stdout)
-        lines = _read(tmp / "tests.coverage", root, _test_context)
-        if not with_gate:
-            return Coverage(tests, lines, {})
-        log("coverage: the gate once, one context per family ...")
-        env["COVERAGE_FILE"] = str(tmp / "gate.coverage")
-        gate = subprocess.run(
-            [sys.executable, "-m", "sashimi.harness.selection", str(rc)],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if gate.returncode != 0:
-            raise RuntimeError(f"the gate could not run under coverage:\n{gate.stderr[-2000:]}")
-        return Coverage(tests, lines, _read(tmp / "gate.coverage", root, lambda c: c or EVERYTHING))
+def mirror(file: str) -> str:
+    """The test file named after a module: sashimi/model/kernel.py -> tests/model/test_kernel.py."""
+    path = Path(file)
+    parts = path.parts[1:-1] if path.parts[0] == "sashimi" else path.parts[:-1]
+    return Path("tests", *parts, f"test_{path.stem}.py").as_posix()
 
 
-def startup_seconds(root: Path, env: dict, coverage: Coverage) -> float:
-    """Seconds pytest takes to start and collect one test file here, now (load included): the
-    part of every mutant's run that is not its tests."""
-    if not coverage.tests:
-        return 0.0
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-n",
-            "0",
-            "--co",
-            "-p",
-            "no:cacheprovider",
-            min(coverage.tests).split("::")[0],
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
+def rounds(root: Path, files: list[str]) -> list[list[str]]:
+    """The test files a run measures, round by round, each round only for the mutants that
+    survived the ones before: the test files importing `files` directly and each file's mirror
+    test; those importing them through other modules but not only through the shared helpers;
+    the rest of the suite."""
+    python = [f for f in files if f.endswith(".py")]
+    direct = {f for f in test_files(root) if _module_names(python) & _imports(root / f)}
+    direct |= {mirror(f) for f in files if (root / mirror(f)).is_file()}
+    reached = set(test_files_importing(root, python, through_shared=False) or []) - direct
+    rest = set(test_files(root)) - direct - reached
+    return [sorted(r) for r in (direct, reached, rest) if r]
 
 
-def cached(
-    root: Path, include: list[str] | None, jobs: str, env: dict, log, files: list[str], with_gate: bool = True
-) -> Coverage:
-    """`collect`, kept in .mutate-cache/ under a hash of every source file (`files`) and `include`:
-    a second run on the same tree reuses it; any change to the code or the tests collects anew."""
-    digest = hashlib.sha256(json.dumps([include, with_gate]).encode())
-    for name in files:
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
-    path = root / ".mutate-cache" / f"coverage-{digest.hexdigest()[:20]}.json"
-    if path.is_file():
-        raw = json.loads(path.read_text())
-        log(f"coverage: reusing {path.relative_to(root)} (the tree is unchanged since it was collected)")
-        return Coverage(raw["tests"], _sets(raw["lines"]), _sets(raw["gate"]))
-    coverage = collect(root, include, jobs, env, log, with_gate=with_gate)
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps({"tests": coverage.tests, "lines": _lists(coverage.lines), "gate": _lists(coverage.gate)})
-    )
-    tmp.replace(path)
-    return coverage
-
-
-def _sets(table: dict) -> dict[str, dict[int, set[str]]]:
-    return {f: {int(n): set(v) for n, v in lines.items()} for f, lines in table.items()}
-
-
-def _lists(table: dict[str, dict[int, set[str]]]) -> dict:
-    return {f: {n: sorted(v) for n, v in lines.items()} for f, lines in table.items()}
-
-
-def gate_under_coverage(rc: str) -> None:
-    """Every family of the gate, each in its own coverage context (imports count as context "")."""
-    import coverage
-
-    cov = coverage.Coverage(config_file=rc, data_file=os.environ["COVERAGE_FILE"])
-    cov.start()
-    from sashimi.harness import gate
-
-    for family in gate.FAMILIES:
-        cov.switch_context(family)
-        gate.run(only=[family])
-    cov.stop()
-    cov.save()
-
-
-if __name__ == "__main__":
-    gate_under_coverage(sys.argv[1])
+def _module_names(files: list[str]) -> set[str]:
+    return {_module(f) for f in files}

@@ -1,0 +1,175 @@
+"""The mutants of one run, side by side: each in a fresh copy of the template, its tests in
+stages, a C++ mutant built first (one that does not compile is invalid, not a kill), none
+started after the deadline and none left running past it."""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from sashimi.harness.mutation import (
+    CAUGHT,
+    FAMILIES,
+    Job,
+    Outcome,
+    environment,
+    judge,
+    run_gate,
+    run_tests,
+    selected_tests,
+    stages,
+)
+from sashimi.harness.selection import FAST, Coverage
+from sashimi.harness.verdict import Verdict
+
+BUILD = (
+    "import sys; from sashimi.model import native; c = native.compiler(); sys.exit(native.build(c) and 0 if c else 3)"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every mutant of a run shares."""
+
+    template: Path  # the unmutated copy (a git work tree) where the baseline ran
+    fixtures: Path | None = None
+    with_gate: bool = False
+    timeout: float | int = 600  # the most seconds one stage of a mutant's tests may take
+    startup: float = 10.0  # pytest's start and collection here, now (selection.startup_seconds)
+    native_cache: Path | None = None  # built mutated native libraries, kept by source (native.build's key)
+
+
+def stage_limit(tests: list[str], coverage: Coverage, settings: Settings) -> float:
+    """Ten times what the stage took before mutation, startup included, plus 30 s of slack."""
+    return min(float(settings.timeout), 30 + 10 * (settings.startup + sum(coverage.tests.get(t, 1.0) for t in tests)))
+
+
+def build_native(tree: Path, env: dict, deadline: float | None) -> Outcome | None:
+    """None when the mutated native source builds; else why the mutant cannot be judged."""
+    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", BUILD], cwd=tree, env=env, capture_output=True, text=True, timeout=left
+        )
+    except subprocess.TimeoutExpired:
+        return Outcome("not run", detail="the budget ended while it was built")
+    if done.returncode == 3:
+        return Outcome("invalid", detail="no C++ compiler to build it")
+    if done.returncode:
+        return Outcome("invalid", detail="it does not compile: " + (done.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
+def run_job(job: Job, coverage: Coverage, settings: Settings, deadline: float | None = None) -> dict:
+    """One mutant in its own copy of the template; its verdict and the gate's beside it."""
+    start = time.perf_counter()
+    tests, how = selected_tests(job, coverage)
+    families: list[str] = []
+    gate = None
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
+        tree = Path(tmp) / "tree"
+        shutil.copytree(settings.template, tree, symlinks=True)
+        (tree / job.file).write_text(job.text)
+        env = environment(tree, settings.fixtures)
+        outcome = Outcome("equivalent", detail="the same bytecode as the original") if job.equivalent else None
+        if outcome is None and not job.file.endswith(
+            ".py"
+        ):  # a mutated native source builds apart from the user's cache
+            env["SASHIMI_CACHE"] = str(settings.native_cache or tree / ".native-cache")
+            outcome = build_native(tree, env, deadline)
+        if outcome is None:
+            pytest = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-rfE",
+                "-n",
+                "0",
+                "-p",
+                "no:cacheprovider",
+                "-m",
+                FAST,
+            ]
+            outcomes: list[Outcome] = []
+            for stage in stages(tests, job.kills):
+                outcomes.append(
+                    run_tests([*pytest, *stage], tree, env, stage_limit(stage, coverage, settings), deadline)
+                )
+                if outcomes[-1].status != "survived":
+                    break
+            outcome = judge(outcomes)
+        if settings.with_gate and outcome.status not in ("not run", "invalid", "equivalent"):
+            families = coverage.families_for(job.file, job.lines, FAMILIES)
+            gate = run_gate(tree, env, families, settings.fixtures, settings.timeout)
+    return {
+        "id": job.id,
+        "file": job.file,
+        "line": job.line,
+        "column": job.column,
+        "operator": job.operator,
+        "change": job.change,
+        "status": outcome.status,
+        "killed": outcome.status in CAUGHT,
+        "killed_by": outcome.test if outcome.status in CAUGHT else None,
+        "detail": outcome.detail,
+        "tests_run": len(tests),
+        "selection": how,
+        "gate": gate,
+        "gate_families": families,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def run_all(
+    jobs: list[Job], coverage: Coverage, settings: Settings, parallel: int, deadline: float | None, log
+) -> tuple[list[dict], list[Job]]:
+    """Every job, `parallel` at a time, none started after `deadline` (time.monotonic()); returns the
+    results in the jobs' order (a job the deadline cut short says `not run`) and the jobs never started."""
+    results: dict[str, dict] = {}
+    pending = list(jobs)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        running = {}
+        while pending or running:
+            while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
+                job = pending.pop(0)
+                running[pool.submit(run_job, job, coverage, settings, deadline)] = job
+            if not running:
+                break
+            done = next(as_completed(running))
+            job = running.pop(done)
+            results[job.id] = r = done.result()
+            log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
+    return [results[j.id] for j in jobs if j.id in results], pending
+
+
+def line_of(r: dict) -> str:
+    """`file:line:column operator `old -> new`: verdict`, with the gate's beside it."""
+    where = f"{r['file']}:{r['line']}" + (f":{r['column']}" if r.get("column") else "")
+    change = f" `{r['change']}`" if r.get("change") else ""
+    status = r.get("status", "killed" if r["killed"] else "survived")
+    verdict = {
+        "killed": f"killed by {r['killed_by']}",
+        "error": f"error in {r['killed_by']}: {r.get('detail', '')}",
+        "timeout": f"timeout: {r.get('detail', '')}",
+        "survived": "SURVIVED",
+    }.get(status, f"{status}: {r.get('detail', '')}")
+    gate = f"; gate: {r['gate']}" if r.get("gate") else ""
+    return f"{where} {r['operator']}{change}: {verdict}{gate}"
+
+
+def verdict(r: dict) -> Verdict:
+    """A caught mutant passes; a survivor fails."""
+    return Verdict(
+        "mutant",
+        f"{r['file']}:{r['line']} {r['operator']}",
+        r.get("status", "killed" if r["killed"] else "survived"),
+        "killed",
+        r["killed"],
+        comment=f"by {r['killed_by']}" if r["killed"] else f"{r['tests_run']} tests run: {r['selection']}",
+    )

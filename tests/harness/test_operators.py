@@ -1,0 +1,152 @@
+"""The mutation operators compute what they name: each mutant executed beside the original on a
+small function (Python), or compared as text with the line it must give (C++); arid lines and
+builtins that only look like math are left alone."""
+
+import ast
+import textwrap
+
+import pytest
+
+from sashimi.harness import anchor, operators, operators_cpp, plan
+
+
+def mutate(source: str, operator: str) -> str:
+    """The source with the one candidate named `operator` applied."""
+    found = [c for line in operators.candidates(source, set(range(1, 100)))[0].values() for c in line]
+    chosen = [c for c in found if c.operator == operator]
+    assert len(chosen) == 1, [c.operator for c in found]
+    c = chosen[0]
+    new = "" if c.new is None else "\n".join(ast.unparse(n) for n in (c.new if isinstance(c.new, list) else [c.new]))
+    return anchor.splice(source, anchor.Place("m.py", (c.node,), {}), new)
+
+
+def call(source: str, expression: str):
+    scope: dict = {}
+    exec(source, scope)
+    try:
+        return eval(expression, scope)
+    except Exception as e:  # the mutant's exception is its behaviour
+        return type(e).__name__
+
+
+CASES = [
+    ("def f(x):\n    return -x\n", "unary: minus removed", "f(3)", -3, 3),
+    ("def f(x):\n    return x + 1\n", "return: value -> None", "f(3)", 4, None),
+    ("def f(n):\n    return sum(i for i in range(n))\n", "range: stop one early", "f(4)", 6, 3),
+    ("def f(a, n):\n    return [a[i] for i in range(1, n)]\n", "range: stop one early", "f([5, 6, 7], 3)", [6, 7], [6]),
+    (
+        "def f(x):\n    try:\n        return 1 / x\n    except ZeroDivisionError:\n        return 0.0\n",
+        "exception: handler removed",
+        "f(0)",
+        0.0,
+        "ZeroDivisionError",
+    ),
+    (
+        "def f(x):\n    if x < 0:\n        raise ValueError(x)\n    return x\n",
+        "exception: raise removed",
+        "f(-1)",
+        "ValueError",
+        -1,
+    ),
+    (
+        "import functools\n\n\n@functools.lru_cache\ndef f(x):\n    return []\n",
+        "decorator: @functools.lru_cache removed",
+        "f(1) is f(1)",
+        True,
+        False,
+    ),
+    (
+        "def f(*a, **k):\n    return k\n\n\ndef g():\n    return f(1, scale=2)\n",
+        "keyword: scale= dropped",
+        "g()",
+        {"scale": 2},
+        {},
+    ),
+    (
+        "def f(x, reduction):\n    return sum(x) if reduction == 'sum' else sum(x) / len(x)\n\n\n"
+        "def g():\n    return f([1, 3], reduction='sum')\n",
+        "string: reduction='sum' -> 'mean'",
+        "g()",
+        4,
+        2.0,
+    ),
+    ("def f(x):\n    t = 1\n    t += x\n    return t\n", "arithmetic: += -> -=", "f(3)", 4, -2),
+    (
+        "def f(xs):\n    out = []\n    for x in xs:\n        if x < 0:\n            break\n"
+        "        out.append(x)\n    return out\n",
+        "loop: break -> continue",
+        "f([1, -1, 2])",
+        [1],
+        [1, 2],
+    ),
+]
+
+
+@pytest.mark.parametrize("source,operator,expression,before,after", CASES, ids=[c[1] for c in CASES])
+def test_each_operator_changes_what_it_names(source, operator, expression, before, after):
+    assert call(source, expression) == before
+    assert call(mutate(source, operator), expression) == after
+
+
+def test_arid_lines_and_builtins_are_left_alone():
+    source = textwrap.dedent("""\
+        def f(procs, x, bar):
+            procs.log(f"step {x + 1}")
+            print("done", x * 2)
+            bar.set_postfix(loss=x - 1)
+            return max(x, 1) + procs.log(x)
+        """)
+    by_line, _ = operators.candidates(source, {2, 3, 4, 5})
+    assert set(by_line) == {5}
+    ops = {c.operator for c in by_line[5]}
+    assert not any(op.startswith(("axis", "function")) for op in ops), ops  # max(x, 1) has no axis; log is a logger's
+    assert "arithmetic: + -> -" in ops
+
+
+def test_same_bytecode_is_trivially_equivalent():
+    assert plan.same_bytecode("x = 2 * 3\n", "x = 6\n")  # constants folded by the compiler
+    assert not plan.same_bytecode("x = 2 * 3\n", "x = 2 / 3\n")
+    assert not plan.same_bytecode("def f(a):\n    return a\n", "def f(a):\n    return None\n")
+
+
+CPP = textwrap.dedent("""\
+    // a comment: x < y + 1.5f
+    /* a block
+       i < n; */
+    #define WIDTH 8
+    for (int64_t i = 0; i < n; ++i) v[i] = T(0.5) * v[i];
+    for (; i + 8 <= n; i += 8) store(v + i, f(load(v + i)));
+    if (x > 0) acc += w * x;  // keep this comment
+    hs[i] += z[i];
+    const float scale = 0.7978845608f;
+    log("a < b - c", x - y);
+    """)
+
+
+def cpp(line: int) -> list[tuple[int, str, str]]:
+    return [(m.column, m.operator, m.text.strip()) for m in operators_cpp.candidates(CPP, {line}).get(line, [])]
+
+
+def test_cpp_operators_give_the_line_they_name():
+    assert operators_cpp.candidates(CPP, {1, 2, 3, 4}) == {}  # comments and the preprocessor
+    first = cpp(5)[:3]
+    assert first == [
+        (25, "loop: bound one early", "for (int64_t i = 0; i < n - 1; ++i) v[i] = T(0.5) * v[i];"),
+        (23, "comparison: < -> <=", "for (int64_t i = 0; i <= n; ++i) v[i] = T(0.5) * v[i];"),
+        (47, "arithmetic: * -> /", "for (int64_t i = 0; i < n; ++i) v[i] = T(0.5) / v[i];"),
+    ]
+    constants = [m for m in cpp(5) if m[1].startswith("constant")]
+    assert constants[0][2] == "for (int64_t i = 1; i < n; ++i) v[i] = T(0.5) * v[i];"
+    assert constants[1][1] == "constant: 0.5 -> 0.5005"
+    assert cpp(5)[-1][1:] == ("statement: for body removed", "for (int64_t i = 0; i < n; ++i) ;")
+    assert cpp(6)[0][2] == "for (; i + 8 <= n - 1; i += 8) store(v + i, f(load(v + i)));"  # the vector tail
+    assert ("arithmetic: += -> -=", "for (; i + 8 <= n; i -= 8) store(v + i, f(load(v + i)));") in [
+        m[1:] for m in cpp(6)
+    ]
+    seven = [m[2] for m in cpp(7)]
+    assert seven[0] == "if (x >= 0) acc += w * x;  // keep this comment"
+    assert "if (x > 0) ;  // keep this comment" in seven
+    assert cpp(8)[-1][1:] == ("statement: removed", ";")
+    scale = [m for m in cpp(9) if m[1].startswith("constant")]
+    assert scale[0][2] == f"const float scale = {0.7978845608 * 1.001!r}f;"
+    assert all("a < b - c" in m[2] for m in cpp(10)[:-1]) and cpp(10)[-1][2] == ";"  # the string is never mutated
