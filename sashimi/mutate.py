@@ -120,11 +120,8 @@ def list_catalogue() -> int:
 
 def plan_jobs(args) -> tuple[list, list, dict]:
     if args.diff:
-        jobs, skipped = plan.diff_jobs(args.root, args.diff, args.per_line)
-        if args.under:
-            inside = tuple(u.rstrip("/") for u in args.under)
-            jobs = [j for j in jobs if j.file.startswith(inside)]
-            skipped = [s for s in skipped if s.file.startswith(inside)]
+        under = tuple(u.rstrip("/") for u in args.under or [])
+        jobs, skipped = plan.diff_jobs(args.root, args.diff, args.per_line, under)
         log(
             f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; "
             f"{len(skipped)} lines marked skip"
@@ -149,7 +146,7 @@ def measure(args, template: Path, jobs: list, tests: list[str] | None, deadline:
         template,
         source_files(template),
         tests,
-        include if args.diff else None,
+        include if args.diff or args.replay else None,
         jobs=str(args.jobs),
         env=environment(template, args.fixtures),
         log=log,
@@ -204,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if jobs:
                 files = sorted({j.file for j in jobs} | {j.probe[0] for j in jobs if j.probe})
-                rounds = selection.rounds(template, files) if args.diff else [None]
+                named = tuple(sorted({j.kills for j in jobs if j.kills}))
+                rounds = selection.rounds(template, files, named) if args.diff or args.replay else [None]
                 coverage = measure(args, template, jobs, rounds[0], deadline)
                 broken = coverage.broken
                 for test, failure in broken.items():

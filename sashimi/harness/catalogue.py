@@ -157,10 +157,12 @@ CATALOGUE = [
 ]
 
 # the rest of the catalogue (data, sampling, training, model properties, faults): one list, files by size
+from sashimi.harness.catalogue_classes_io import CLASSES_IO  # noqa: E402
+from sashimi.harness.catalogue_classes_runs import CLASSES_RUNS  # noqa: E402
 from sashimi.harness.catalogue_faults import FAULTS  # noqa: E402
 from sashimi.harness.catalogue_more import MORE  # noqa: E402
 from sashimi.harness.catalogue_native import NATIVE  # noqa: E402
 from sashimi.harness.catalogue_small import SMALL  # noqa: E402
 from sashimi.harness.catalogue_training import TRAINING  # noqa: E402
 
-CATALOGUE += MORE + TRAINING + FAULTS + SMALL + NATIVE
+CATALOGUE += MORE + TRAINING + FAULTS + SMALL + NATIVE + CLASSES_RUNS + CLASSES_IO

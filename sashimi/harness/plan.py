@@ -4,6 +4,7 @@ the lines a change touched since a git revision."""
 import ast
 import re
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,11 +111,13 @@ def run_order(file: str) -> tuple[bool, bool, str]:
     return file.startswith("sashimi/harness/catalogue"), file.startswith("sashimi/harness/"), file
 
 
-def diff_jobs(root: Path, rev: str, per_line: int = 1) -> tuple[list[Job], list[Skipped]]:
-    """Generated mutants on the lines changed since `rev`, at most `per_line` distinct ones a line
-    (the first in the operators' order), and the lines marked `# mutate: skip`."""
+def diff_jobs(root: Path, rev: str, per_line: int = 1, under: tuple[str, ...] = ()) -> tuple[list[Job], list[Skipped]]:
+    """Generated mutants on the lines changed since `rev` (in the files under any of `under`, if
+    given), at most `per_line` distinct ones a line (the first in the operators' order), and the
+    lines marked `# mutate: skip`."""
     jobs, skipped = [], []
-    for file, lines in sorted(changed_lines(root, rev).items(), key=lambda item: run_order(item[0])):
+    changed = {f: lines for f, lines in changed_lines(root, rev).items() if not under or f.startswith(under)}
+    for file, lines in sorted(changed.items(), key=lambda item: run_order(item[0])):
         text = (root / file).read_text()
         if file.endswith(".cpp"):
             marked = operators.skip_marks(text, lines)
@@ -123,20 +126,23 @@ def diff_jobs(root: Path, rev: str, per_line: int = 1) -> tuple[list[Job], list[
             continue
         by_line, marked = operators.candidates(text, lines)
         skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
+        original, original_code = ast.unparse(ast.parse(text)), _code_key(compile(text, "m", "exec"))
         for line, found in by_line.items():
             seen: set[str] = set()
             for c in found:
+                if len(seen) == per_line:
+                    break
                 new = "" if c.new is None else "\n".join(ast.unparse(n) for n in _as_list(c.new))
                 mutated = anchor.splice(text, anchor.Place(file, (c.node,), {}), new)
                 normal = ast.unparse(ast.parse(mutated))  # `dim=-1 -> -2` and `1 -> 2` there are one mutant
-                if normal in seen or normal == ast.unparse(ast.parse(text)) or len(seen) == per_line:
+                if normal in seen or normal == original:
                     continue
                 seen.add(normal)
                 span = range(c.node.lineno, c.node.end_lineno + 1)
                 before = ast.get_source_segment(text, c.node) or ast.unparse(c.node)
                 change = f"{_short(before)} -> {_short(new) if new else '(removed)'}"
                 job_id = f"{file}:{line}:{len(seen)}"
-                column, equivalent = c.node.col_offset + 1, same_bytecode(text, mutated)
+                column, equivalent = c.node.col_offset + 1, _compiles_to(mutated, original_code)
                 jobs.append(Job(job_id, file, line, span, c.operator, mutated, "", change, column, None, equivalent))
     return jobs, skipped
 
@@ -162,8 +168,14 @@ def probe(root: Path, file: str) -> tuple[str, range] | None:
 def same_bytecode(original: str, mutated: str) -> bool:
     """Trivial compiler equivalence: the mutated module compiles to the original's code objects
     (constants folded, line numbers ignored), so no test can tell them apart."""
+    return _compiles_to(mutated, _code_key(compile(original, "m", "exec")))
+
+
+def _compiles_to(mutated: str, code_key: tuple) -> bool:
     try:
-        return _code_key(compile(original, "m", "exec")) == _code_key(compile(mutated, "m", "exec"))
+        with warnings.catch_warnings():  # the compiler's SyntaxWarnings on code it does not run
+            warnings.simplefilter("ignore")
+            return _code_key(compile(mutated, "m", "exec")) == code_key
     except SyntaxError:
         return False
 

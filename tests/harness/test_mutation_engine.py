@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sashimi.harness import coverage_run, markdown, plan, report, selection
-from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests
+from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests, stages
 from sashimi.harness.runner import Settings, run_job, stage_limit
 
 GEOMETRY = textwrap.dedent("""\
@@ -196,6 +196,11 @@ def test_verdicts_on_real_mutants(measured):
 
 
 def test_a_stage_that_passes_hands_on_to_the_next():
+    tests = [f"tests/t.py::t{i}" for i in range(25)]
+    assert stages(tests, "") == [tests[:20], tests[20:]]  # the 20 fastest in a process of their own
+    named = ["tests/k.py::a", "tests/k.py::b"]
+    assert stages([tests[0], *named], "tests/k.py") == [named, [tests[0]]]
+    assert stages([], "") == []
     assert judge([Outcome("survived"), Outcome("killed", "t2")]) == Outcome("killed", "t2")
     assert judge([Outcome("error", "t1"), Outcome("killed", "t2")]).status == "error"
     assert judge([Outcome("survived"), Outcome("survived")]).status == "survived"
