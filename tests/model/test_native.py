@@ -4,7 +4,11 @@ float32, on random weights, configurations, batch sizes and thread counts; its b
 fallback and its errors."""
 
 import dataclasses
+import hashlib
 import math
+import platform
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,10 +129,15 @@ def test_the_engine_rule(available, monkeypatch):
 
 
 def test_the_build_is_cached_and_a_failing_compiler_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASHIMI_CACHE", str(tmp_path))
+    monkeypatch.setenv("SASHIMI_CACHE", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError, match="false failed"):
         native.build("false")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+    assert list((tmp_path / "cache").iterdir()) == []  # nothing half-written left behind
+    failing = tmp_path / "cxx"
+    failing.write_text("#!/bin/sh\necho 'first line' >&2\necho 'native_step.cpp:3: error: boom' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    with pytest.raises(RuntimeError, match="native_step.cpp:3: error: boom"):  # the compiler's own words
+        native.build(str(failing))
     if native.compiler() is None:
         return
     built = native.build(native.compiler())
@@ -147,3 +156,50 @@ def test_sample_says_when_the_native_step_is_not_there(monkeypatch):
         "the native step is not available (no C++ compiler on PATH (c++, g++, clang++ or $CXX)): "
         "running the modules' own step"
     ]
+
+
+@pytest.mark.parametrize(
+    "cpuinfo,expected",
+    [
+        ("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512f\n", "flags\t\t: fpu avx2 avx512f"),
+        ("processor\t: 0\nFeatures\t: fp asimd sve\n", "Features\t: fp asimd sve"),  # aarch64 names them so
+        ("processor\t: 0\n", ""),
+    ],
+)
+def test_the_build_key_holds_the_cpus_flag_line(cpuinfo, expected, monkeypatch):
+    """A cache shared between machines must never load another CPU's -march=native build: the key
+    carries /proc/cpuinfo's flag line, not its first line (the same on every CPU)."""
+    monkeypatch.setattr(native.Path, "read_text", lambda self: cpuinfo)
+    assert native.cpu_flags() == expected
+
+
+def test_no_cpuinfo_gives_an_empty_flag_line(monkeypatch):
+    def unreadable(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(native.Path, "read_text", unreadable)
+    assert native.cpu_flags() == ""
+
+
+def test_every_input_of_the_build_key_names_another_library(tmp_path, monkeypatch):
+    """Source, compiler and CPU flags each change the cached file's name, computed here from the
+    documented key (source, compiler, flags, machine, CPU flag line), not read from the code."""
+    cache = tmp_path / "not" / "yet" / "there"  # the build makes the cache's parents too
+    monkeypatch.setenv("SASHIMI_CACHE", str(cache))
+    compiled = []
+
+    def fake_compiler(cmd, **kwargs):
+        compiled.append(cmd[0])
+        # written beside its target, so that the rename into the cache is atomic (one file system)
+        assert Path(cmd[-1]).parent.parent == cache
+        Path(cmd[-1]).write_bytes(b"")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(native.subprocess, "run", fake_compiler)
+    key = "\n".join([native.SOURCE.read_text(), "c++", *native.FLAGS, platform.machine(), native.cpu_flags()])
+    assert native.build("c++").name == f"sashimi_native_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+    other_compiler = native.build("clang++")
+    monkeypatch.setattr(native, "cpu_flags", lambda: "flags : another cpu")
+    other_cpu = native.build("c++")
+    assert len({p.name for p in cache.iterdir()}) == 3 and compiled == ["c++", "clang++", "c++"]
+    assert other_compiler != other_cpu
