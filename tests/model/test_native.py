@@ -165,6 +165,7 @@ def test_sample_says_when_the_native_step_is_not_there(monkeypatch):
         ("processor\t: 0\nFeatures\t: fp asimd sve\n", "Features\t: fp asimd sve"),  # aarch64 names them so
         ("processor\t: 0\n", ""),
     ],
+    ids=["x86", "aarch64", "no-flags"],
 )
 def test_the_build_key_holds_the_cpus_flag_line(cpuinfo, expected, monkeypatch):
     """A cache shared between machines must never load another CPU's -march=native build: the key
@@ -203,3 +204,33 @@ def test_every_input_of_the_build_key_names_another_library(tmp_path, monkeypatc
     other_cpu = native.build("c++")
     assert len({p.name for p in cache.iterdir()}) == 3 and compiled == ["c++", "clang++", "c++"]
     assert other_compiler != other_cpu
+
+
+@pytest.fixture
+def fresh_library():
+    """library() tried anew, and its cached answer restored for the tests after."""
+    native.library.cache_clear()
+    yield
+    native.library.cache_clear()
+
+
+def test_why_the_native_step_is_off_is_said(monkeypatch, fresh_library):
+    monkeypatch.setenv("SASHIMI_NATIVE", "0")
+    assert not native.available() and native.reason() == "SASHIMI_NATIVE=0"
+    monkeypatch.delenv("SASHIMI_NATIVE")
+    native.library.cache_clear()
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    assert not native.available() and native.reason() == "no C++ compiler on PATH (c++, g++, clang++ or $CXX)"
+    native.library.cache_clear()
+    monkeypatch.setattr(native, "compiler", lambda: "cxx")
+
+    def failing(cxx):
+        raise RuntimeError(f"{cxx} failed: boom")
+
+    monkeypatch.setattr(native, "build", failing)
+    assert not native.available() and native.reason() == "building native_step.cpp failed: cxx failed: boom"
+
+
+@needs_native
+def test_the_library_is_loaded_once(fresh_library):
+    assert native.library() is native.library() and native.reason() == ""
