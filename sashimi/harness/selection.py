@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAST = "not slow and not external"  # the fast suite: a -m given here replaces pyproject's own
+FAST = "not slow and not external and not nightly"  # the fast suite: a -m given here replaces pyproject's own
 EVERYTHING = "*"  # a line executed at import time: every test and every family may see it
 
 

@@ -124,7 +124,7 @@ class Packed:
 
     def linear(self, slot: tuple | None) -> int:
         if slot is None:
-            return -1
+            return -1  # mutate: skip any negative offset means "absent" to the C++ (`p[...] >= 0`)
         offset, (out, inp) = slot
         weight = self.flat[offset : offset + out * inp].view(out, inp)
         padded = -(-out // self.tile) * self.tile

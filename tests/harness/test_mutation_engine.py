@@ -270,6 +270,7 @@ def test_summary_exit_status_and_the_markdown_page_count_what_happened():
 
 
 @pytest.mark.slow
+@pytest.mark.nightly  # 20 s of whole-command runs; the verdicts and exit codes are tested above, piece by piece
 def test_the_command_on_a_change(project):
     """The whole command: a change with a killed and a surviving mutant exits 1; a budget too
     short for any mutant exits 3, or 0 with --allow-partial; nothing is killed by the broken test."""
