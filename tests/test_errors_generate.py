@@ -3,6 +3,7 @@ each WAV with its PNG or neither, write errors naming the file, Ctrl-C keeping w
 request that cannot fit refused before it starts, the prefix's place in the output, quiet plotting."""
 
 import errno
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -227,3 +228,43 @@ def test_a_prefix_with_an_impossible_rate_is_refused_naming_it(rate, ckpt, tmp_p
         capsys,
     )
     assert_one_line_error(code, err, f"audio file {prefix}: its header says {rate:,} Hz, outside 1,000-384,000 Hz")
+
+
+@pytest.mark.parametrize("seconds", ["0.0011", "0.0014"])
+def test_seconds_give_the_nearest_whole_number_of_samples(seconds, ckpt, tmp_path, plots_touched):
+    """--seconds s at 8000 Hz: the nearest whole number of samples to s x 8000, worked out exactly
+    (8.8 -> 9, not 8; 11.2 -> 11, not 12)."""
+    out = tmp_path / "o"
+    argv = ["--checkpoint", str(ckpt), "--n-samples", "1", "--seconds", seconds, "--out", str(out)]
+    assert generate.main(argv) == 0
+    (wav,) = out.glob("*.wav")
+    assert sf.info(wav).frames == round(Fraction(seconds) * 8000)
+
+
+def test_a_failed_run_keeps_the_users_own_empty_out_folder(ckpt, tmp_path, capsys, monkeypatch):
+    """Ctrl-C before the first batch finished: the run wrote nothing, and an --out folder the user made
+    (empty) is still there; only a folder the run made itself (no --out) is removed."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write, "sample", interrupted)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert generate.main(["--checkpoint", str(ckpt), "--length", "8", "--out", str(mine)]) == 130
+    assert mine.is_dir() and not any(mine.iterdir())
+    assert generate.main(["--checkpoint", str(ckpt), "--length", "8"]) == 130
+    generated = ckpt.parent / "generated"
+    assert not generated.exists() or not any(generated.iterdir())
+
+
+@pytest.mark.parametrize("rate, n", [(1000, 5), (384_000, 384)])
+def test_a_prefix_at_either_limit_of_the_rate_range_is_accepted(rate, n, ckpt, tmp_path, capsys, plots_touched):
+    """1,000 and 384,000 Hz lie inside the allowed range (both limits included): the prefix is read and
+    resampled to the checkpoint's 8000 Hz, n x 8000 / rate samples, each WAV holding them first."""
+    prefix = tmp_path / "edge.wav"
+    sf.write(prefix, np.linspace(-0.5, 0.5, n), rate, subtype="PCM_16")
+    argv = ["--checkpoint", str(ckpt), "--length", "8", "--n-samples", "1", "--prefix", str(prefix)]
+    assert generate.main([*argv, "--out", str(tmp_path / "o")]) == 0
+    (wav,) = (tmp_path / "o").glob("*.wav")
+    assert sf.info(wav).frames == n * 8000 // rate + 8

@@ -2,14 +2,20 @@
 gradients, optimizer groups and steps pass every row, and a fixture with one gradient off by
 1e-6 relative fails exactly the row naming that parameter."""
 
+import copy
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
+import torch
 
+import specs
+from sashimi.core.config import OptimizerConfig
 from sashimi.harness import published
-from sashimi.harness.published_training import RECORDS
+from sashimi.harness.published_training import RECORDS, PipelineParameters, group_rows
+from sashimi.io import pipeline
 from tests.helpers import PUBLISHED
 
 pytestmark = pytest.mark.slow
@@ -66,3 +72,30 @@ def test_group_rows_name_an_unexplained_difference(tmp_path):
     failed = [name for name, r in results.items() if not r.passed]
     assert failed == ["param groups (probe: lr 0.004, weight decay 0.1)"], failed
     assert "encoder.0.weight" in results[failed[0]].comment
+
+
+def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
+    """specs/recipes.json explains why v3.0.0's probe decays model.norm.* and ours does not. The
+    pipeline's groups rewritten with model.norm.* undecayed (as ours): the reason is stale, and the
+    row fails naming it; as recorded, the row passes."""
+    path = PUBLISHED / "training_v3.0.0.npz"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with np.load(path) as f:
+        state = {k: torch.from_numpy(f[k]) for k in f.files if not k.startswith(RECORDS)}
+    model = PipelineParameters(state, pipeline.detect_layout(state), meta.get("dt_transform"))
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
+    known = specs.load("recipes")["param_groups"]["v3.0.0"]["probe"]
+    assert set(known) == {"model.norm.weight", "model.norm.bias"}
+
+    def row(groups):
+        return group_rows("v3", model, groups, "probe", 0.004, spec, known)
+
+    assert row(meta["probe_param_groups"]).passed
+    fixed = copy.deepcopy(meta["probe_param_groups"])
+    decayed = next(g for g in fixed if g["weight_decay"] == 0.1)
+    plain = next(g for g in fixed if g["weight_decay"] == 0.0 and g["lr"] == 0.004)
+    for name in known:
+        plain["names"].append(decayed["names"].pop(decayed["names"].index(name)))
+    stale = row(fixed)
+    assert not stale.passed and "model.norm.weight no longer differs" in stale.comment, stale.line()
+    assert stale.measured == f"0 of {len(model.names)} differ"

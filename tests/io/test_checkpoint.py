@@ -2,7 +2,9 @@
 leaves nothing behind; files that are not plain-value sashimi checkpoints are refused; checkpoints
 that cannot be used (truncated, of another configuration) are one-line errors of the commands."""
 
+import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,6 +53,32 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary_fil
         checkpoint.save(broken, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_the_temporary_file_is_written_beside_its_target_and_renamed_there(tmp_path, monkeypatch):
+    """A rename is atomic only within one file system: while torch.save writes, the partial file lies
+    in the target's own folder (next to the previous checkpoint), and it is that file that becomes
+    the target."""
+    path = checkpoint.save(payload(), tmp_path / "ck.pt")
+    real_save, real_replace = torch.save, os.replace
+    during, renamed = [], []
+
+    def watching_save(obj, f, *args, **kwargs):
+        during.append(sorted(p.name for p in tmp_path.iterdir()))
+        return real_save(obj, f, *args, **kwargs)
+
+    def watching_replace(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(torch, "save", watching_save)
+    monkeypatch.setattr(os, "replace", watching_replace)
+    checkpoint.save({**payload(), "step": 8}, path)
+    assert len(during) == 1 and len(during[0]) == 2 and "ck.pt" in during[0], during
+    (partial,) = set(during[0]) - {"ck.pt"}
+    assert partial.startswith("."), partial  # hidden: a listing of the run folder does not show it
+    assert renamed == [(tmp_path / partial, path)], renamed
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"] and checkpoint.load(path)["step"] == 8
 
 
 def test_a_checkpoint_with_arbitrary_objects_is_refused(tmp_path, capsys):

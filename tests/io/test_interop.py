@@ -138,3 +138,20 @@ def test_missing_fixture_is_a_one_line_error(tmp_path, capsys):
     assert interop_cmd.main(["check", str(tmp_path / "nope.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: fixture not found") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("rate", [1000, 384000, 999, 384001])
+def test_import_records_the_given_sample_rate_within_its_inclusive_limits(rate, tmp_path, capsys):
+    """--sample-rate anywhere in [1000, 384000] Hz, both limits included, is the rate the checkpoint
+    records (and generate writes at); one past either limit is refused, and nothing is written."""
+    from tests.helpers import PUBLISHED
+
+    out = tmp_path / "imported.pt"
+    argv = ["import", str(PUBLISHED / "pipeline_v4.npz"), "--sample-rate", str(rate)]
+    code = interop_cmd.main([*argv, "--out", str(out)])
+    if 1000 <= rate <= 384000:
+        assert code == 0 and checkpoint.load(out)["config"]["train"]["sample_rate"] == rate
+        assert f"at {rate} Hz" in capsys.readouterr().out
+    else:
+        assert code == 2 and "--sample-rate must be a finite number in [1000, 384000]" in capsys.readouterr().err
+        assert not out.exists()

@@ -133,6 +133,16 @@ def test_state_dict_of_objects_is_refused_with_the_conversion_recipe(tmp_path):
     assert not marker.exists()
 
 
+def test_an_npz_of_pickled_objects_is_refused_without_running_them(tmp_path):
+    """np.savez pickles an object array; reading it back must not unpickle it (allow_pickle stays off)."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "objects.npz"
+    np.savez(path, weight=np.zeros(3, dtype=np.float32), extra=np.array([_Exploit(marker)], dtype=object))
+    with pytest.raises(statefile.StateFileError, match="cannot read .*objects.npz as a .npz of arrays"):
+        statefile.read_state_dict(path)
+    assert not marker.exists()
+
+
 def test_truncated_file_is_one_error(tmp_path):
     path = tmp_path / "cut.pt"
     torch.save({"a": torch.zeros(1000)}, path)

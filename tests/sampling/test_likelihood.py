@@ -3,12 +3,14 @@ state exactly as a convolution-mode pass over [z, prefix] does, and the mean log
 generated sample is the one that pass gives under the tempered, filtered distribution
 (`reference.sampling.sequence_log_likelihood` on a float64 forward pass: tests/helpers.py, `teacher_forced_loglik`)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from sashimi.harness.verdict import tolerance_bound
-from sashimi.sampling.sample import sample
+from sashimi.sampling.sample import one_thread, sample, sampling_loop
 from tests.helpers import lm, teacher_forced_loglik, tiny_config, tokens
 
 
@@ -63,3 +65,20 @@ def test_zero_length_reports_zero_log_likelihood_and_returns_the_prefix():
     prefix = tokens(1, 1, 3, 256)[0]
     sequences, loglik = sample(model, 2, 0, prefix=prefix)
     assert torch.equal(sequences, prefix.expand(2, -1)) and torch.equal(loglik, torch.zeros(2, dtype=torch.float64))
+
+
+def test_the_log_likelihood_of_a_long_sample_keeps_float64_digits():
+    """Uniform logits over 256 classes: every generated sample's log-probability is the same float32
+    number v (about -log 256), so the mean over 2000 of them is v exactly when summed in float64 (each
+    partial sum k v is exact); a float32 sum drifts from it by about 1e-7."""
+    v = float(torch.zeros(256).log_softmax(-1)[0])
+    assert abs(v + math.log(256)) < 1e-6
+
+    def step(token):
+        return torch.zeros(token.shape[0], 256)
+
+    prefix, generator = torch.zeros(0, dtype=torch.long), torch.Generator().manual_seed(0)
+    with one_thread():
+        sequences, loglik = sampling_loop(step, 8, 3, 2000, 1.0, 1.0, prefix, generator, torch.device("cpu"), None)
+    assert sequences.shape == (3, 2000) and len(sequences.unique()) == 256
+    assert loglik.dtype == torch.float64 and loglik.tolist() == [v] * 3

@@ -143,3 +143,17 @@ def test_repeated_sampling_reuses_the_recurrence_until_a_parameter_changes(monke
     rebuilt = build(edited.kernel)
     assert all(torch.equal(a, b) for a, b in zip(edited._step, rebuilt))
     assert not torch.equal(before[1], rebuilt[1])
+
+
+def test_a_model_in_train_mode_samples_as_its_twin_without_dropout():
+    """Sampling runs in eval mode: a model left in train mode with dropout 0.5 draws the same tokens and
+    scores through the modules' step (where dropout would fire) as the same weights built with dropout 0."""
+    from tests.helpers import lm, tiny_config
+
+    config = tiny_config(8).to_dict()
+    model = lm(3, torch.float32, **{**config, "dropout": 0.5}).train()
+    twin = lm(3, torch.float32, **{**config, "dropout": 0.0}).eval()
+    twin.load_state_dict(model.state_dict())
+    want, want_loglik = sampling.sample(twin, 2, 40, seed=4, compile=False)
+    got, loglik = sampling.sample(model, 2, 40, seed=4, compile=False)
+    assert torch.equal(got, want) and torch.equal(loglik, want_loglik)

@@ -153,3 +153,40 @@ def test_generate_command_writes_at_the_checkpoint_rate_and_quantization(
     if quantization == "linear":  # the prefix is on the linear grid with its extremes: it encodes to its own tokens
         assert np.array_equal(rows[:, :8], np.broadcast_to(prefix_tokens, (3, 8)))
     assert np.all(np.abs(named - teacher_forced_loglik(model, torch.from_numpy(rows), 8, 0.8, 1.0)) <= 5e-4 + 1e-6)
+
+
+@pytest.mark.parametrize("at", ["wav", "png", "png rename"])
+def test_ctrl_c_during_a_write_leaves_no_file_of_that_sample(at, tmp_path, monkeypatch):
+    """A KeyboardInterrupt once the second sample's WAV or PNG is written (under its hidden name), or
+    as its PNG is renamed: it propagates, and the folder holds the first sample's pair only, no hidden
+    partial file and no file of the second."""
+    calls = []
+
+    def interrupted(real):
+        def call(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2 and at == "png rename":
+                raise KeyboardInterrupt
+            done = real(*args, **kwargs)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return done
+
+        return call
+
+    def touch(audio, rate, path, title):
+        path.touch()
+
+    monkeypatch.setattr(write, "plot_sample", interrupted(touch) if at == "png" else touch)
+    if at == "wav":
+        monkeypatch.setattr(write.sf, "write", interrupted(sf.write))
+    elif at == "png rename":
+        rename, real = interrupted(write.os.replace), write.os.replace
+        monkeypatch.setattr(
+            write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(".png") else real(src, dst)
+        )
+    audio = np.linspace(-0.5, 0.5, 32, dtype=np.float32)
+    write.write_pair(audio, 8000, tmp_path / "sample_00.wav", "first")
+    with pytest.raises(KeyboardInterrupt):
+        write.write_pair(audio, 8000, tmp_path / "sample_01.wav", "second")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample_00.png", "sample_00.wav"]

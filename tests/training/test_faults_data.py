@@ -141,3 +141,38 @@ def test_only_the_main_process_writes_the_embedded_dataset_and_the_others_wait(t
         t.join()
     assert len(written) == 1 and len(seen[0]) == 6 and seen[1] == seen[0]
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # the partial folder was renamed, not left
+
+
+@pytest.mark.parametrize("change", ["resized", "renamed", "replaced"])
+def test_a_resume_refuses_changed_files_of_the_same_count(change, tmp_path, capsys):
+    """The fingerprint covers names and sizes, not only how many files there are: a file of another
+    length, a renamed one, or one swapped for another of another name, each with 3 files before and
+    after, are a changed folder."""
+    folder = tmp_path / "data"
+    for i in range(3):
+        write(folder / f"clip{i}.wav", np.zeros(100 + i, dtype=np.float32))
+    payload = {"data": folder_fingerprint(folder)}
+    if change == "resized":
+        write(folder / "clip1.wav", np.zeros(150, dtype=np.float32))
+    elif change == "renamed":
+        (folder / "clip1.wav").rename(folder / "clip7.wav")
+    else:
+        (folder / "clip2.wav").unlink()
+        write(folder / "other.wav", np.zeros(102, dtype=np.float32))
+    assert len(list(folder.iterdir())) == 3
+    config = train_cmd.parse_args(["--data", str(folder)])
+    with pytest.raises(ValueError, match=r"changed since the checkpoint \(3 files, changed names or sizes\)"):
+        data.check_data_unchanged(config, payload, folder, loop.Processes())
+    allowed = train_cmd.parse_args(["--data", str(folder), "--allow-changed-data"])
+    data.check_data_unchanged(allowed, payload, folder, loop.Processes())
+    assert "--allow-changed-data: continuing on the changed data folder" in capsys.readouterr().err
+
+
+def test_a_resume_on_the_same_files_goes_on_silently(tmp_path, capsys):
+    folder = tmp_path / "data"
+    for i in range(3):
+        write(folder / f"clip{i}.wav", np.zeros(100 + i, dtype=np.float32))
+    payload = {"data": folder_fingerprint(folder)}
+    write(folder / "clip1.wav", np.ones(101, dtype=np.float32))  # other samples, same name and size
+    data.check_data_unchanged(train_cmd.parse_args(["--data", str(folder)]), payload, folder, loop.Processes())
+    assert capsys.readouterr().err == ""

@@ -6,8 +6,10 @@ import torch
 
 from sashimi import interop as interop_cmd
 from sashimi import train as train_cmd
+from sashimi.core.config import ModelConfig
 from sashimi.io import checkpoint
-from sashimi.training import loop
+from sashimi.model.lm import SashimiLM
+from sashimi.training import loop, runs
 from tests.helpers import PUBLISHED, assert_one_line_error, losses, run_main, train_config
 
 
@@ -77,3 +79,38 @@ def test_fine_tuning_an_imported_model_on_speech_lowers_its_validation_loss(tmp_
     after = losses(loop.train(train_config(SPEECH, tmp_path / "tuned", max_steps=8, eval_every=8, **run)), "validation")
     assert list(before) == [1] and list(after) == [8]
     assert after[8] < before[1] - 0.05, (before, after)
+
+
+def small_checkpoint(tmp_path, train: dict) -> str:
+    """Our checkpoint of a small 8-bit model made for `train`'s audio settings."""
+    model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4))
+    payload = {"config": {"model": model.config.to_dict(), "train": train}, "model": model.state_dict()}
+    return str(checkpoint.save(payload, tmp_path / "small.pt"))
+
+
+@pytest.mark.parametrize(
+    "flags, want",
+    [
+        ([], ("linear", 8000)),
+        (["--quantization", "mulaw"], ("mulaw", 8000)),
+        (["--sample-rate", "16000"], ("linear", 16000)),
+        (["--quantization", "mulaw", "--sample-rate", "22050"], ("mulaw", 22050)),
+    ],
+    ids=["checkpoint's", "--quantization", "--sample-rate", "both flags"],
+)
+def test_init_audio_settings_come_from_the_flags_then_the_checkpoint(flags, want, tmp_path):
+    """What the command line leaves open, the checkpoint's training settings fill; a flag given wins."""
+    init = small_checkpoint(tmp_path, {"quantization": "linear", "sample_rate": 8000, "seq_len": 64})
+    start = runs.starting_point(train_cmd.parse_args(["--init", init, *flags]))
+    assert (start.config.quantization, start.config.sample_rate) == want
+    assert start.config.bits == 8 and start.init_state is not None
+
+
+def test_init_dropout_reaches_the_model(tmp_path):
+    """--dropout replaces the checkpoint's rate (0) in the model the run builds; without it the rate stays."""
+    init = small_checkpoint(tmp_path, {})
+    start = runs.starting_point(train_cmd.parse_args(["--init", init, "--dropout", "0.3"]))
+    model = loop.Run(start.config, tmp_path, torch.device("cpu"), start.model_config).model
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) or type(m).__name__ == "ChannelDropout"}
+    assert model.config.dropout == 0.3 and rates == {0.3}
+    assert runs.starting_point(train_cmd.parse_args(["--init", init])).model_config.dropout == 0.0

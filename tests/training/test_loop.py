@@ -63,6 +63,27 @@ def test_the_closing_report_sets_the_last_validation_beside_the_unigram_baseline
     )
 
 
+def entropy_bits(values: np.ndarray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+@pytest.mark.parametrize("eval_batches", [1, 2])
+def test_the_unigram_baseline_counts_the_positions_validated(audio_folder, eval_batches):
+    """The baseline of the clips the first `eval_batches` batches of 8 hold (their targets, padding
+    left out), counted here clip by clip with numpy; not the whole split's, which differs."""
+    val = AudioDataset(audio_folder, "validation", 256, 8, "mulaw")
+    assert len(val) > 8 * eval_batches
+    targets = np.concatenate([val[i][1].numpy() for i in range(8 * eval_batches)])
+    want = entropy_bits(targets[targets != -100])
+    assert loop.validation_unigram_bits(val, 8, eval_batches) == pytest.approx(want, rel=1e-12)
+    every = np.concatenate([val[i][1].numpy() for i in range(len(val))])
+    whole = entropy_bits(every[every != -100])
+    assert abs(want - whole) > 1e-3, (want, whole)
+    assert loop.validation_unigram_bits(val, 8, 1000) == pytest.approx(whole, rel=1e-12)
+
+
 def test_resume_is_bit_exact(audio_folder, tmp_path):
     straight = loop.train(train_config(audio_folder, tmp_path / "a", max_steps=8))
     interrupted = loop.train(train_config(audio_folder, tmp_path / "b", max_steps=4))

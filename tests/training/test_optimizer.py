@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import specs
 from reference import optimizer as ref_optimizer
 from sashimi.core.config import ModelConfig, OptimizerConfig
 from sashimi.harness.verdict import assert_close
@@ -110,3 +111,48 @@ def test_a_non_finite_loss_skips_the_update():
     loss = optimizer.optimization_step(SummedLoss(model), model, opt, x, y, 1.0)
     assert not math.isfinite(loss)
     assert torch.equal(model.table.detach()[1:], before[1:]) and not opt.state
+
+
+# --- the plateau schedule against the official pipeline's -------------------------------------
+
+
+def official_plateau(opt: torch.optim.Optimizer, recipe: str) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The official pipeline's schedule: its registry maps `plateau` to torch's ReduceLROnPlateau, built
+    with the recipe's arguments (specs/official_recipes.json) and torch's defaults for the rest."""
+    kwargs = {k: v for k, v in specs.load("official_recipes")[recipe]["scheduler"].items() if k != "_name_"}
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+
+
+PLATEAU_SETTINGS = ("mode", "threshold", "threshold_mode", "factor", "patience", "cooldown", "min_lrs", "eps")
+
+
+@pytest.mark.parametrize("recipe", ["sc09", "youtubemix", "beethoven"])
+def test_the_plateau_schedule_has_every_setting_of_the_official_one(recipe):
+    model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4))
+    opt, ours = optimizer.make_optimizer(model, 0.004)
+    theirs = official_plateau(opt, recipe)
+    assert {k: getattr(ours, k) for k in PLATEAU_SETTINGS} == {k: getattr(theirs, k) for k in PLATEAU_SETTINGS}
+
+
+@pytest.mark.parametrize(
+    "start, step, fires",
+    [(10.0, -2e-5, True), (0.1, -4e-6, False), (3.0, 1e-6, True)],
+    ids=["tiny relative gains at a high loss", "large relative gains at a low loss", "creeping up"],
+)
+def test_the_plateau_schedule_fires_where_the_official_one_does(start, step, fires):
+    """Loss sequences that tell torch's default relative threshold (1e-4 of the best loss) from an
+    absolute one: at loss 10, gains of 2e-5 nats a validation add up to 1e-3 only after 50, so the
+    pipeline fires after patience + 1; at loss 0.1, gains of 4e-6 nats pass 1e-5 every 3rd one, so it
+    never fires. The learning rates after each validation equal the official schedule's."""
+    model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4))
+    opt, ours = optimizer.make_optimizer(model, 0.004)
+    twin = copy.deepcopy(opt)
+    theirs = official_plateau(twin, "sc09")
+    seen = []
+    for i in range(3 * OptimizerConfig.from_specs().plateau_patience):
+        loss = start + step * i
+        ours.step(loss)
+        theirs.step(loss)
+        seen.append(([g["lr"] for g in opt.param_groups], [g["lr"] for g in twin.param_groups]))
+    assert all(mine == official for mine, official in seen), next(s for s in seen if s[0] != s[1])
+    assert (seen[-1][1] != seen[0][1]) == fires, seen[-1]
