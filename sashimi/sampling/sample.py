@@ -74,31 +74,35 @@ def sample(
         raise ValueError(f"top_p must lie in (0, 1]; got {top_p}")
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device = next(model.parameters()).device
+    training = model.training  # the caller's mode comes back afterwards (a training run samples mid-run)
     model.eval()
-    if not prepared:
-        model.setup_step()
-    prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)
-    steps = prefix.shape[0] + length
-    engine = step_engine(compile, device, next(model.parameters()).dtype, steps)
-    if compile == "auto" and device.type == "cpu" and engine != "native" and log is not None:
-        why = native.reason() or "not a float32 or float64 model"
-        instead = "compiled fused" if engine == "compiled" else "modules' own"
-        log(f"the native step is not available ({why}): running the {instead} step")
-    if engine == "native":
-        threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
-        step = functools.partial(native.NativeStep(model, n, threads).step, check=False)
-    elif engine == "compiled":
-        if log is not None:
-            log("compiling the step functions (once per process; inductor caches them on disk)")
-        fused = FusedStep(model, n, compile=True)
-        fused.warm_up(compile_time_limit, log)
-        step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
-    else:
-        step = model_step(model, n)
-    with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
-        return sampling_loop(
-            step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress
-        )
+    try:
+        if not prepared:
+            model.setup_step()
+        prefix = prefix if prefix is not None else torch.zeros(0, dtype=torch.long)
+        steps = prefix.shape[0] + length
+        engine = step_engine(compile, device, next(model.parameters()).dtype, steps)
+        if compile == "auto" and device.type == "cpu" and engine != "native" and log is not None:
+            why = native.reason() or "not a float32 or float64 model"
+            instead = "compiled fused" if engine == "compiled" else "modules' own"
+            log(f"the native step is not available ({why}): running the {instead} step")
+        if engine == "native":
+            threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
+            step = functools.partial(native.NativeStep(model, n, threads).step, check=False)
+        elif engine == "compiled":
+            if log is not None:
+                log("compiling the step functions (once per process; inductor caches them on disk)")
+            fused = FusedStep(model, n, compile=True)
+            fused.warm_up(compile_time_limit, log)
+            step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
+        else:
+            step = model_step(model, n)
+        with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
+            return sampling_loop(
+                step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress
+            )
+    finally:
+        model.train(training)
 
 
 def step_engine(compile: bool | str, device: torch.device, dtype: torch.dtype, steps: int) -> str:

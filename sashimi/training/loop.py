@@ -288,7 +288,7 @@ def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) 
             config.sample_rate,
             run.run_dir / "samples",
             n_samples=1,
-            length=int(config.sample_seconds * config.sample_rate),
+            length=round(config.sample_seconds * config.sample_rate),  # as generate's --seconds
             seed=config.seed,
             log=log,
             overwrite=True,

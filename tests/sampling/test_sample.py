@@ -157,3 +157,4 @@ def test_a_model_in_train_mode_samples_as_its_twin_without_dropout():
     want, want_loglik = sampling.sample(twin, 2, 40, seed=4, compile=False)
     got, loglik = sampling.sample(model, 2, 40, seed=4, compile=False)
     assert torch.equal(got, want) and torch.equal(loglik, want_loglik)
+    assert model.training and not twin.training  # each model's own mode is given back (a run samples mid-run)

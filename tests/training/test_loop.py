@@ -7,9 +7,11 @@ import os
 import re
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from sashimi import train as train_cmd
@@ -403,3 +405,13 @@ def test_the_loop_schedules_on_the_validation_loss(audio_folder, tmp_path, monke
     factor = OptimizerConfig.from_specs().plateau_factor
     # validations after steps 1 (best), 2 and 3 (bad: the 2nd exceeds patience 1) -> step 4 trains at lr x factor
     assert [lrs[s] for s in range(1, 6)] == [0.01, 0.01, 0.01, 0.01 * factor, 0.01 * factor]
+
+
+def test_the_closing_sample_has_the_nearest_whole_number_of_samples(audio_folder, tmp_path):
+    """sample_seconds x sample_rate rounded to the nearest sample, as generate's --seconds: 0.2500475 s
+    at 16 kHz is 4000.76 samples, so 4001 (truncation gives 4000); counted from the WAV written."""
+    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=1, eval_every=1, sample_seconds=0.2500475))
+    rate = json.loads((run_dir / "config.json").read_text())["train"]["sample_rate"]
+    want = round(Fraction("0.2500475") * rate)
+    (wav,) = (run_dir / "samples").glob("*.wav")
+    assert soundfile.info(str(wav)).frames == want == 4001 and rate == 16000
