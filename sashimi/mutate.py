@@ -35,6 +35,7 @@ checkout (tests/ beside sashimi/).
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -74,6 +75,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="with --diff: only the changed files under PATH (repeatable; a long change in parts)",
     )
+    parser.add_argument(
+        "--lines",
+        action="append",
+        metavar="FILE:LINE",
+        help="with --diff: only the mutants of these changed lines "
+        "(repeatable; a survivor checked again once a test or a skip mark answers it)",
+    )
     parser.add_argument("--allow-partial", action="store_true", help="exit 0 even if the budget left mutants unrun")
     parser.add_argument(
         "--per-line", type=int, default=1, help="at most this many mutants per changed line (default 1)"
@@ -95,8 +103,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"{flag} must be at least 1{' second' if flag == '--timeout' else ''}; got {value}")
     if (args.diff or args.replay) and args.only:
         parser.error("--only names catalogue entries; it cannot be combined with --diff or --replay")
-    if args.under and not args.diff:
-        parser.error("--under limits the files of a change; it needs --diff")
+    if (args.under or args.lines) and not args.diff:
+        parser.error("--under and --lines limit the mutants of a change; they need --diff")
+    bad = [x for x in args.lines or [] if not re.fullmatch(r"[^:]+:\d+", x)]
+    if bad:
+        parser.error(f"--lines takes FILE:LINE (sashimi/model/native.py:50); got {bad[0]!r}")
     if args.budget is None and args.diff:
         args.budget = 10.0
     if args.budget is not None and not 0 < args.budget < float("inf"):
@@ -120,8 +131,11 @@ def list_catalogue() -> int:
 
 def plan_jobs(args) -> tuple[list, list, dict]:
     if args.diff:
-        under = tuple(u.rstrip("/") for u in args.under or [])
+        under = tuple(u.rstrip("/") for u in args.under or []) or tuple(x.rsplit(":", 1)[0] for x in args.lines or [])
         jobs, skipped = plan.diff_jobs(args.root, args.diff, args.per_line, under)
+        if args.lines:
+            jobs = [j for j in jobs if f"{j.file}:{j.line}" in set(args.lines)]
+            skipped = [s for s in skipped if f"{s.file}:{s.line}" in set(args.lines)]
         log(
             f"{len(jobs)} mutants on the lines of sashimi/ and reference/ changed since {args.diff}; "
             f"{len(skipped)} lines marked skip"
@@ -230,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.summary(results, len(unrun), what, {**extra, "not_run_why": why})
     if args.markdown:
         command = "python -m sashimi.mutate" + (f" --diff {args.diff}" if args.diff else "")
-        command += "".join(f" --under {u}" for u in (args.under or []))
+        command += "".join(f" --under {u}" for u in (args.under or [])) + "".join(
+            f" --lines {x}" for x in args.lines or []
+        )
         command += " --replay" * args.replay + "".join(f" --only {m}" for m in (args.only or []))
         args.markdown.write_text(markdown(results, stale, command, minutes, summary, skipped))
     if args.json:

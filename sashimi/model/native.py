@@ -146,7 +146,7 @@ def offset(slot: tuple | None) -> int:
 def norm_fields(norm: NormSpec | None, eps: list[float]) -> list[int]:
     """(kind, slot 1, slot 2, eps index) of a norm; kind 0: no norm."""
     if norm is None:
-        return [0, -1, -1, 0]
+        return [0, -1, -1, 0]  # mutate: skip only a depth > 0's final norm is None; the C++ reads it under DEC_W >= 0
     if norm.kind == "layer":
         eps.append(float(norm.eps))
     return [NORM_KIND[norm.kind], norm.first[0], norm.second[0], len(eps) - 1]
@@ -155,7 +155,7 @@ def norm_fields(norm: NormSpec | None, eps: list[float]) -> list[int]:
 def program(spec: DepthSpec, width: int, flat: Float[Tensor, " W"]) -> tuple[list[int], list[float], Tensor]:
     """One depth's `FusedStep` spec as native_step.cpp's int64 fields (its header enum, then BLOCK
     fields per block), its eps values and the flat weights the fields index."""
-    eps, pack = [0.0], Packed(flat)
+    eps, pack = [0.0], Packed(flat)  # mutate: skip eps[0] is the placeholder of scalar norms; only layer norms read eps
     down, up, decoder = spec.down, spec.up, spec.decoder
     fields = [
         width,
@@ -165,10 +165,10 @@ def program(spec: DepthSpec, width: int, flat: Float[Tensor, " W"]) -> tuple[lis
         down[0][1][1] if down else 0,
         pack.linear(up and up[0]),
         offset(up and up[1]),
-        up[0][1][0] if up else 0,
+        up[0][1][0] if up else 0,  # mutate: skip the bias has the weight's out; 0 at depth 0, where UP_* is unread
         pack.linear(decoder and decoder[0]),
         offset(decoder and decoder[1]),
-        decoder[0][1][0] if decoder else 0,
+        decoder[0][1][0] if decoder else 0,  # mutate: skip the bias has the weight's out; unread below depth 0
         *norm_fields(spec.final_norm, eps),
         len(spec.blocks),
     ]
