@@ -190,11 +190,21 @@ def skip_marks(source: str, lines: set[int]) -> dict[int, str]:
     }
 
 
+def statement_marks(tree: ast.AST, marks: dict[int, str], lines: set[int]) -> dict[int, str]:
+    """A mark on the last line of a simple statement covers all its lines (a formatter puts the
+    comment after the closing bracket); returned for `lines` only."""
+    spread = dict(marks)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and not hasattr(node, "body") and node.end_lineno in marks:
+            spread.update({n: marks[node.end_lineno] for n in range(node.lineno, node.end_lineno)})
+    return {n: r for n, r in spread.items() if n in lines}
+
+
 def candidates(source: str, lines: set[int]) -> tuple[dict[int, list[Candidate]], dict[int, str]]:
     """Mutants of the nodes that start on `lines`, per line with the numerical operators first,
     and the lines marked `# mutate: skip <reason>` with their reasons."""
     tree = ast.parse(source)
-    skipped = skip_marks(source, lines)
+    skipped = statement_marks(tree, skip_marks(source, set(range(1, source.count("\n") + 2))), lines)
     found: dict[int, list[Candidate]] = {}
 
     def add(line: int, op: str, target: ast.AST, new: ast.AST | list | None) -> None:

@@ -207,14 +207,16 @@ class NativeStep:
         self.threads = threads if threads is not None else torch.get_num_threads()
         programs = [program(*args) for args in zip(fused.specs, fused.widths, fused.weights)]
         # everything the C++ object points into, kept alive by this one
-        self.fields = [torch.tensor(p, dtype=torch.int64) for p, _, _ in programs]
+        self.fields = [torch.tensor(p, dtype=torch.int64) for p, _, _ in programs]  # mutate: skip ints are int64
         self.eps = [torch.tensor(e, dtype=torch.float64) for _, e, _ in programs]
         self.weights = [w.contiguous() for _, _, w in programs]
         self.states = [s.new_zeros(s.shape[:3] + (s.shape[4], s.shape[3])) for s in fused.states]  # (B, S, 2, N2, H)
         self.buffers, self.pending = fused.buffers, fused.pending
-        self.pool = torch.tensor(list(fused.pool) or [0], dtype=torch.int64)
+        self.pool = torch.tensor(list(fused.pool) or [0], dtype=torch.int64)  # mutate: skip no pool: never read
         self.double = int(self.dtype == torch.float64)
-        sizes = [torch.tensor([t.numel() for t in ts], dtype=torch.int64) for ts in (self.fields, self.eps)]
+        sizes = [
+            torch.tensor([t.numel() for t in ts], dtype=torch.int64) for ts in (self.fields, self.eps)
+        ]  # mutate: skip Python ints are int64 already
         self.handle = lib.sashimi_stepper_new(
             self.double,
             len(programs),

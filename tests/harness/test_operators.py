@@ -150,3 +150,11 @@ def test_cpp_operators_give_the_line_they_name():
     scale = [m for m in cpp(9) if m[1].startswith("constant")]
     assert scale[0][2] == f"const float scale = {0.7978845608 * 1.001!r}f;"
     assert all("a < b - c" in m[2] for m in cpp(10)[:-1]) and cpp(10)[-1][2] == ";"  # the string is never mutated
+
+
+def test_a_mark_after_the_closing_bracket_covers_the_statement():
+    source = "x = [\n    1 + 2,\n    3,\n]  # mutate: skip as formatted\n"
+    source += "y = [\n    4,  # mutate: skip this one only\n    5,\n]\n"
+    by_line, skipped = operators.candidates(source, set(range(1, 9)))
+    assert sorted(skipped) == [1, 2, 3, 4, 6] and set(skipped.values()) == {"as formatted", "this one only"}
+    assert set(by_line) == {7}

@@ -234,3 +234,18 @@ def test_why_the_native_step_is_off_is_said(monkeypatch, fresh_library):
 @needs_native
 def test_the_library_is_loaded_once(fresh_library):
     assert native.library() is native.library() and native.reason() == ""
+
+
+def test_a_native_step_where_there_is_none_says_why(monkeypatch, fresh_library):
+    monkeypatch.setenv("SASHIMI_NATIVE", "0")
+    model = randomized(7, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    with pytest.raises(RuntimeError, match="the native step is not available here: SASHIMI_NATIVE=0"):
+        NativeStep(model, 1)
+
+
+@needs_native
+def test_the_native_step_uses_the_threads_asked_for():
+    model = randomized(7, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    model.setup_step()
+    assert NativeStep(model, 3, threads=2).threads == 2
+    assert NativeStep(model, 3).threads == torch.get_num_threads()
