@@ -70,7 +70,9 @@ def build(cxx: str) -> Path:
         partial = Path(tmp) / target.name
         done = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True)
         if done.returncode:
-            raise RuntimeError(f"{cxx} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+            lines = done.stderr.strip().splitlines()
+            first_error = next((line for line in lines if "error" in line), lines[-1] if lines else "")
+            raise RuntimeError(f"{cxx} failed: {first_error.strip()}")  # the cause, not the caret under it
         os.replace(partial, target)
     return target
 

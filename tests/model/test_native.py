@@ -134,7 +134,9 @@ def test_the_build_is_cached_and_a_failing_compiler_is_named(tmp_path, monkeypat
         native.build("false")
     assert list((tmp_path / "cache").iterdir()) == []  # nothing half-written left behind
     failing = tmp_path / "cxx"
-    failing.write_text("#!/bin/sh\necho 'first line' >&2\necho 'native_step.cpp:3: error: boom' >&2\nexit 1\n")
+    failing.write_text(
+        "#!/bin/sh\necho 'first line' >&2\necho 'native_step.cpp:3: error: boom' >&2\necho '   ^~~' >&2\nexit 1\n"
+    )
     failing.chmod(0o755)
     with pytest.raises(RuntimeError, match="native_step.cpp:3: error: boom"):  # the compiler's own words
         native.build(str(failing))
