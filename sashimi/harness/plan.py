@@ -197,7 +197,9 @@ def _cpp_jobs(file: str, text: str, lines: set[int], per_line: int, root: Path) 
             seen.add(m.text)
             ending = "\n" if lines_of[line - 1].endswith("\n") else ""
             mutated = "".join(lines_of[: line - 1]) + m.text + ending + "".join(lines_of[line:])
-            change = f"{_short(m.before)} -> {_short(m.after)}"
+            original = lines_of[line - 1].rstrip("\n")
+            start = max(m.column - 1 - 20, 0)  # the change in its context: a lone `* -> /` says little
+            change = f"{_short(original[start:].strip())} -> {_short(m.text[start:].strip())}"
             job_id = f"{file}:{line}:{len(seen)}"
             span = range(line, line + 1)
             jobs.append(

@@ -132,16 +132,19 @@ def test_changed_lines_map_each_hunk_to_its_first_and_last_line(tmp_path):
 
 def test_one_mutant_a_line_library_first_and_skip_marks(tmp_path):
     write(tmp_path, {"sashimi/harness/h.py": "k = 1\n", "sashimi/m.py": "def f(x):\n    return x.sum(dim=-1)\n"})
+    write(tmp_path, {"sashimi/s.cpp": "// c\nint a = 1;\n"})
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-qm", "one")
     source = "def f(x):\n    y = x * 2  # mutate: skip the factor cancels below\n    return y / 2 + x - 1\n"
-    write(tmp_path, {"sashimi/harness/h.py": "k = 2\n", "sashimi/m.py": source})
+    write(tmp_path, {"sashimi/harness/h.py": "k = 2\n", "sashimi/m.py": source, "sashimi/s.cpp": "// c\nint a = 2;\n"})
     jobs, skips = plan.diff_jobs(tmp_path, "HEAD")
     assert [(j.file, j.line, j.operator, j.change) for j in jobs] == [
         ("sashimi/m.py", 3, "arithmetic: - -> +", "y / 2 + x - 1 -> y / 2 + x + 1"),  # outermost first
+        ("sashimi/s.cpp", 2, "constant: 2 -> 3", "int a = 2; -> int a = 3;"),
         ("sashimi/harness/h.py", 1, "constant: 2 -> 3", "2 -> 3"),  # the harness after the library
     ]
+    assert jobs[1].text == "// c\nint a = 3;\n"
     assert jobs[0].column == 12 and [(s.line, s.reason) for s in skips] == [(2, "the factor cancels below")]
     assert [j.operator for j in plan.diff_jobs(tmp_path, "HEAD", per_line=2)[0]][:2] == [
         "arithmetic: - -> +",
