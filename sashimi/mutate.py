@@ -119,6 +119,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def rounds_apply(args) -> bool:
+    """Coverage in rounds for a change, the history or a few catalogue entries; the whole
+    catalogue measures the whole fast suite once."""
+    return bool(args.diff or args.replay or args.only)
+
+
 def list_catalogue() -> int:
     jobs, stale = plan.catalogue_jobs(ROOT)
     where = {j.id: f"{j.file}:{j.line}" for j in jobs}
@@ -160,7 +166,7 @@ def measure(args, template: Path, jobs: list, tests: list[str] | None, deadline:
         template,
         source_files(template),
         tests,
-        include if args.diff or args.replay else None,
+        include if rounds_apply(args) else None,
         jobs=str(args.jobs),
         env=environment(template, args.fixtures),
         log=log,
@@ -216,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             if jobs:
                 files = sorted({j.file for j in jobs} | {j.probe[0] for j in jobs if j.probe})
                 named = tuple(sorted({j.kills for j in jobs if j.kills}))
-                rounds = selection.rounds(template, files, named) if args.diff or args.replay else [None]
+                rounds = selection.rounds(template, files, named) if rounds_apply(args) else [None]
                 coverage = measure(args, template, jobs, rounds[0], deadline)
                 broken = coverage.broken
                 for test, failure in broken.items():
