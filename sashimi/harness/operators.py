@@ -29,7 +29,7 @@ from sashimi.harness.operator_tables import (
 )
 from sashimi.harness.operators_numerical import numerical, with_fields
 
-SKIP = re.compile(r"#\s*mutate:\s*skip\b\s*(.*)")
+SKIP = re.compile(r"(?:#|//)\s*mutate:\s*skip\b\s*(.*)")  # Python's comment, or C++'s
 IDENTITY = ast.Lambda(
     ast.arguments([], [ast.arg("f")], None, [], [], None, []), ast.Name("f", ast.Load())
 )  # a decorator that changes nothing: `@deco` -> `@(lambda f: f)`

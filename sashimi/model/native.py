@@ -97,7 +97,19 @@ def library() -> ctypes.CDLL | None:
     lib.sashimi_stepper_new.argtypes = [ctypes.c_int, i64, p, p, p, p, p, p, p, p, p, i64, i64]
     lib.sashimi_stepper_step.argtypes = [p, ctypes.c_int, p, p, ctypes.c_int]
     lib.sashimi_stepper_free.argtypes = [p, ctypes.c_int]
+    lib.sashimi_activation.argtypes = [ctypes.c_int, ctypes.c_int, p, i64]
     return lib
+
+
+def activation(x: Float[Tensor, " n"], gate: bool = False) -> Float[Tensor, " n"]:
+    """The native step's GELU (or, with `gate`, GLU's sigmoid) of x, float32 or float64 as x: the
+    float32 path is the vectorized math the step runs (its oracle: torch in float64)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"the native step is not available here: {reason()}")
+    out = x.detach().to("cpu", copy=True).contiguous()
+    lib.sashimi_activation(int(out.dtype == torch.float64), int(gate), out.data_ptr(), out.numel())
+    return out
 
 
 def available() -> bool:

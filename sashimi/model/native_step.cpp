@@ -80,8 +80,8 @@ inline VF gelu_vec(VF x) {
 template <typename F>
 void map_float(float* v, int64_t n, F f) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) store(v + i, f(load(v + i)));
-  if (i < n) {
+  for (; i + 8 <= n; i += 8) store(v + i, f(load(v + i)));  // mutate: skip one early: the tail gives the same
+  if (i < n) {  // mutate: skip i <= n: an empty tail writes nothing
     float tail[8] = {};
     std::copy_n(v + i, n - i, tail);
     store(tail, f(load(tail)));
@@ -389,5 +389,14 @@ void sashimi_stepper_free(void* stepper, int double_precision) {
     delete static_cast<Stepper<double>*>(stepper);
   else
     delete static_cast<Stepper<float>*>(stepper);
+}
+
+// The step's activations alone, in place over n values (gate 0: GELU, 1: GLU's sigmoid), so that
+// the vector math (its constants, its tail past the last full vector) meets float64 directly.
+void sashimi_activation(int double_precision, int gate, void* values, int64_t n) {
+  if (double_precision)
+    gate ? sigmoid(static_cast<double*>(values), n) : gelu(static_cast<double*>(values), n);
+  else
+    gate ? sigmoid(static_cast<float*>(values), n) : gelu(static_cast<float*>(values), n);
 }
 }

@@ -158,3 +158,8 @@ def test_a_mark_after_the_closing_bracket_covers_the_statement():
     by_line, skipped = operators.candidates(source, set(range(1, 9)))
     assert sorted(skipped) == [1, 2, 3, 4, 6] and set(skipped.values()) == {"as formatted", "this one only"}
     assert set(by_line) == {7}
+
+
+def test_skip_marks_in_either_language():
+    assert operators.skip_marks("int a = 1;  // mutate: skip the C++ says why\n", {1}) == {1: "the C++ says why"}
+    assert operators.skip_marks("a = 1  # mutate: skip\nb = 2\n", {1, 2}) == {1: "no reason given"}
