@@ -50,8 +50,8 @@ typedef int32_t VI __attribute__((vector_size(32)));
 // trick, a degree-5 polynomial, 2^n from the exponent bits), within 2 ulp over [-87, 88].
 inline VF exp_vec(VF x) {
   const VF lo = VF{} - 87.0f, hi = VF{} + 88.0f, magic = VF{} + 12582912.0f;
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
+  x = x < lo ? lo : x;  // mutate: skip <=: at x == lo both give lo
+  x = x > hi ? hi : x;  // mutate: skip >=: at x == hi both give hi
   const VF n = (x * 1.44269504088896341f + magic) - magic;
   const VF r = x - n * 0.693359375f + n * 2.12194440e-4f;
   VF p = VF{} + 1.9875691500e-4f;
@@ -125,11 +125,11 @@ void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64
   const int64_t valid = std::min(W, out - o);
   T bias[W] = {}, result[R][W];
   std::copy_n(b + o, valid, bias);
-  V acc[R][4];
+  V acc[R][4];  // mutate: skip a larger array: nothing reads its extra vector
   for (int c = 0; c < 4; ++c)
     for (int r = 0; r < R; ++r) acc[r][c] = load(bias + c * L);
   for (int64_t i = 0; i < in; ++i) {
-    V w[4];
+    V w[4];  // mutate: skip as above
     for (int c = 0; c < 4; ++c) w[c] = load(block + i * W + c * L);
     for (int r = 0; r < R; ++r) {
       const V xi = V{} + x[r * in + i];
