@@ -225,7 +225,7 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   const int64_t H = p[H_], rows = r1 - r0, S = p[N_BLOCKS];
   int64_t n_s4 = 0;
   for (int64_t i = 0; i < S; ++i) n_s4 += p[HEADER + i * BLOCK + KIND] == 0;
-  int64_t widest = 2 * H;
+  int64_t widest = 2 * H;  // mutate: skip a floor only: wide's writers are the blocks' widths, in the max
   for (int64_t i = 0; i < S; ++i) {
     const int64_t* f = &p[HEADER + i * BLOCK];
     widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);

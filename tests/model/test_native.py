@@ -4,6 +4,7 @@ float32, on random weights, configurations, batch sizes and thread counts; its b
 fallback and its errors."""
 
 import dataclasses
+import gc
 import hashlib
 import math
 import platform
@@ -279,3 +280,16 @@ def test_the_native_activations_meet_float64(gate, n):
     bound = 2 * eps * want.abs() + (0 if gate else 1.5e-7 * x.abs())
     assert got.dtype == torch.float32 and bool(((got.double() - want).abs() <= bound).all())
     assert torch.allclose(native.activation(x, gate), want, rtol=1e-15, atol=1e-15)  # float64: std::erf, std::exp
+
+
+@needs_native
+def test_a_native_step_frees_its_cpp_object_once():
+    model = randomized(7, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    model.setup_step()
+    stepper = NativeStep(model, 2)
+    calls = []
+    real = stepper.free
+    stepper.free = lambda: calls.append(real())
+    del stepper
+    gc.collect()
+    assert len(calls) == 1
