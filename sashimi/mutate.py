@@ -44,7 +44,7 @@ from pathlib import Path
 from sashimi.core.cli import Parser
 from sashimi.harness import coverage_run, plan, report, selection
 from sashimi.harness.catalogue import CATALOGUE
-from sashimi.harness.markdown import markdown
+from sashimi.harness.markdown import commit, markdown
 from sashimi.harness.mutation import ROOT, environment, make_template, source_files
 from sashimi.harness.runner import Settings, line_of, run_all
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.root / "tests").is_dir():
         print("error: run from a source checkout: tests/ not found beside sashimi/", file=sys.stderr)
         return 2
-    start = time.monotonic()
+    start, at = time.monotonic(), commit(args.root)
     deadline = None if args.budget is None else start + 60 * args.budget
     try:
         jobs, skipped, stale = plan_jobs(args)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             f" --lines {x}" for x in args.lines or []
         )
         command += " --replay" * args.replay + "".join(f" --only {m}" for m in (args.only or []))
-        args.markdown.write_text(markdown(results, stale, command, minutes, summary, skipped))
+        args.markdown.write_text(markdown(results, stale, command, minutes, summary, skipped, at))
     if args.json:
         print(
             json.dumps(

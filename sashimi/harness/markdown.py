@@ -2,18 +2,19 @@
 for each mutant the tests' verdict and the gate's, each on its own."""
 
 import subprocess
+from pathlib import Path
 
 from sashimi.harness.mutation import ROOT
 
 
-def commit() -> str:
+def commit(root: Path = ROOT) -> str:
     """The checkout's commit, marked when the tree has uncommitted changes."""
     head = (
-        subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
         or "unknown"
     )
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
     ).stdout.strip()
     return head + (" (with uncommitted changes)" if dirty else "")
 
@@ -40,8 +41,15 @@ def gate_catches(results: list[dict]) -> int:
 
 
 def markdown(
-    results: list[dict], stale: dict[str, str], command: str, minutes: float, summary: str = "", skipped=()
+    results: list[dict],
+    stale: dict[str, str],
+    command: str,
+    minutes: float,
+    summary: str = "",
+    skipped=(),
+    at: str | None = None,
 ) -> str:
+    """The page; `at` is the commit the run started from (`commit()` then), since the tree may move on."""
     lines = [
         "# Mutation testing",
         "",
@@ -54,7 +62,7 @@ def markdown(
         f"{command} --markdown <this file>",
         "```",
         "",
-        f"Commit `{commit()}`; {minutes:.1f} min wall time for the whole run (coverage included).",
+        f"Commit `{at or commit()}`; {minutes:.1f} min wall time for the whole run (coverage included).",
         "",
     ]
     if summary:
