@@ -46,7 +46,7 @@ from sashimi.harness import coverage_run, plan, report, selection
 from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.markdown import commit, markdown
 from sashimi.harness.mutation import ROOT, environment, make_template, source_files
-from sashimi.harness.runner import Settings, line_of, run_all
+from sashimi.harness.runner import Settings, line_of, liveness, run_all
 
 
 def log(message: str) -> None:
@@ -237,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                     startup,
                     args.root / ".mutate-cache" / "native",
                 )
+                dead = liveness(jobs, coverage, settings, deadline)
+                if dead:
+                    print(f"error: {dead}", file=sys.stderr)
+                    return 1
                 results, unrun = run_all(jobs, coverage, settings, args.jobs, deadline, log)
                 results = later_rounds(args, template, jobs, results, [coverage, *rounds[1:]], settings, deadline)
         except coverage_run.Spent as e:

@@ -2,6 +2,7 @@
 stages, a C++ mutant built first (one that does not compile is invalid, not a kill), none
 started after the deadline and none left running past it."""
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,26 @@ def run_all(
             results[job.id] = r = done.result()
             log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
     return [results[j.id] for j in jobs if j.id in results], pending
+
+
+def liveness(jobs: list[Job], coverage: Coverage, settings: Settings, deadline: float | None = None) -> str | None:
+    """A forced failure first (as mutmut's): the first Python mutant's file made to raise on import
+    must fail its selected tests, else the tests do not see the copy (an installed package shadows
+    it, say) and every verdict would be a survivor. None when live; else what is wrong."""
+    probe = next((j for j in jobs if j.file.endswith(".py") and selected_tests(j, coverage)[0]), None)
+    if probe is None:
+        return None
+    original = (settings.template / probe.file).read_text()
+    forced = dataclasses.replace(
+        probe, id="liveness", text='raise RuntimeError("forced failure")\n' + original, kills="", equivalent=False
+    )
+    result = run_job(forced, coverage, settings, deadline)
+    if result["status"] in (*CAUGHT, "not run"):
+        return None
+    return (
+        f"{probe.file} made to raise on import passed its {result['tests_run']} selected tests: the tests do not "
+        "import the copied tree (is the package installed non-editable, or PYTHONPATH overridden?)"
+    )
 
 
 def line_of(r: dict) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from sashimi.harness import coverage_run, markdown, plan, report, selection
 from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests, stages
-from sashimi.harness.runner import Settings, run_job, stage_limit
+from sashimi.harness.runner import Settings, liveness, run_job, stage_limit
 
 GEOMETRY = textwrap.dedent("""\
     SCALE = 2
@@ -82,22 +82,26 @@ def write(tree, files: dict[str, str]) -> None:
         (tree / name).write_text(textwrap.dedent(text))
 
 
-@pytest.fixture
-def project(tmp_path):
+def make_project(path):
     """sashimi/geometry.py with a pinning test, a weak test, a broken test, a test that needs git and
     one that runs the code in a child process; committed."""
-    write(tmp_path, {"sashimi/__init__.py": "", "sashimi/geometry.py": GEOMETRY, "tests/__init__.py": "", **TESTS})
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "one")
-    return tmp_path
+    write(path, {"sashimi/__init__.py": "", "sashimi/geometry.py": GEOMETRY, "tests/__init__.py": "", **TESTS})
+    git(path, "init", "-q")
+    git(path, "add", ".")
+    git(path, "commit", "-qm", "one")
+    return path
 
 
 @pytest.fixture
-def measured(project, tmp_path_factory):
-    """The project's template copy and its coverage, measured for real."""
+def project(tmp_path):
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """The project's template copy and its coverage, measured for real (once: the tests only read them)."""
     template = tmp_path_factory.mktemp("template") / "t"
-    make_template(template, project)
+    make_template(template, make_project(tmp_path_factory.mktemp("project")))
     env = {**os.environ, "PYTHONPATH": str(template), "PYTHONDONTWRITEBYTECODE": "1"}
     coverage = coverage_run.collect(template, None, None, "0", env, lambda m: None, sources=("sashimi",))
     return template, coverage
@@ -173,8 +177,8 @@ def test_verdicts_on_real_mutants(measured):
     template, coverage = measured
     settings = Settings(template, startup=1.0)
     times = mutant(GEOMETRY, "w * h", "w + h", 5)
-    assert run_job(times, coverage, settings)["status"] == "killed"
-    assert run_job(times, coverage, settings)["killed_by"] == "tests/test_geometry.py::test_area"
+    killed = run_job(times, coverage, settings)
+    assert killed["status"] == "killed" and killed["killed_by"] == "tests/test_geometry.py::test_area"
     weak = mutant(GEOMETRY, "SCALE * (w + h)", "(SCALE + 1) * (w + h)", 9)
     result = run_job(weak, coverage, settings)
     assert result["status"] == "survived" and not result["killed"]
@@ -196,6 +200,18 @@ def test_verdicts_on_real_mutants(measured):
     assert looped["status"] == "timeout"
     late = run_job(times, coverage, settings, deadline=time.monotonic() - 1)
     assert late["status"] == "not run" and not late["killed"]
+
+
+def test_a_forced_failure_proves_the_tests_see_the_copy(measured):
+    template, coverage = measured
+    settings = Settings(template, startup=1.0)
+    times = mutant(GEOMETRY, "w * h", "w + h", 5)
+    assert liveness([times], coverage, settings) is None
+    # a table that sends the mutant to a test that never imports the module: its verdicts would all be survivors
+    blind = selection.Coverage(
+        coverage.tests, {"sashimi/geometry.py": {5: {"tests/test_git.py::test_the_tree_is_a_git_work_tree"}}}
+    )
+    assert "made to raise on import passed its 1 selected tests" in liveness([times], blind, settings)
 
 
 def test_a_stage_that_passes_hands_on_to_the_next():
