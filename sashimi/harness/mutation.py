@@ -149,7 +149,7 @@ def selected_tests(job: Job, coverage: Coverage) -> tuple[list[str], str]:
         return [], "none: no test imports this code"
     if job.probe:
         chosen = coverage.tests_for(*job.probe, import_time=False) or []
-        how = f"the tests executing {job.probe[0]} (its Python caller)"
+        how = f"the tests executing {job.probe[0]} (what loads and calls it)"
     else:
         chosen = coverage.tests_for(job.file, job.lines)
         how = "the tests executing its lines"

@@ -82,7 +82,7 @@ void map_float(float* v, int64_t n, F f) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) store(v + i, f(load(v + i)));  // mutate: skip one early: the tail gives the same
   if (i < n) {  // mutate: skip i <= n: an empty tail writes nothing
-    float tail[8] = {};
+    float tail[8] = {};  // mutate: skip a larger array: the vector reads its first 8
     std::copy_n(v + i, n - i, tail);
     store(tail, f(load(tail)));
     std::copy_n(tail, n - i, v + i);
