@@ -234,7 +234,7 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   std::vector<T*> row_states(rows);
   if (p[EMB] >= 0) {
     for (int64_t r = 0; r < rows; ++r)
-      std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);
+      std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);  // mutate: skip EMB is 0 (packed first)
   } else {
     linear(w + p[DOWN_W], w + p[DOWN_B], source + r0 * p[DOWN_IN], x + r0 * H, rows, p[DOWN_IN], H);
   }
