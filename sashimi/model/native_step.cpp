@@ -270,7 +270,7 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
     }
   }
   for (int64_t i = 0; i < rows * H; ++i) hs[i] += z[i];  // the stage's skip around its blocks
-  if (p[DEC_W] >= 0) {
+  if (p[DEC_W] >= 0) {  // mutate: skip > 0: the decoder is never at offset 0 (the embedding is)
     const T* src = hs;
     if (p[FNORM] != NORM_NONE) {
       norm(w, int(p[FNORM]), p[FNORM_1], p[FNORM_2], eps[p[FNORM_EPS]], hs, u.data(), rows, H);
@@ -317,7 +317,7 @@ class Stepper {
  private:
   void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out, int threads) {
     const auto& p = programs_[d];
-    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
 #pragma omp parallel for num_threads(chunks) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c)
       depth<T>(p, eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, batch_ * c / chunks,
@@ -355,7 +355,7 @@ void* make(int64_t depths, const int64_t* const* programs, const int64_t* progra
     e.emplace_back(eps[d], eps[d] + eps_sizes[d]);
     w.push_back(static_cast<T*>(weights[d]));
     s.push_back(static_cast<T*>(states[d]));
-    if (d + 1 < depths) {
+    if (d + 1 < depths) {  // mutate: skip <=: one more pointer read, never used
       b.push_back(static_cast<T*>(buffers[d]));
       q.push_back(static_cast<T*>(pending[d]));
     }
