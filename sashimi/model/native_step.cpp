@@ -228,7 +228,7 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   int64_t widest = 2 * H;  // mutate: skip a floor only: wide's writers are the blocks' widths, in the max
   for (int64_t i = 0; i < S; ++i) {
     const int64_t* f = &p[HEADER + i * BLOCK];
-    widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);
+    widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);  // mutate: skip !=: an offset, wider still
   }
   std::vector<T> z(rows * H), u(rows * H), y(rows * H), mu(rows * H), wide(rows * widest);
   std::vector<T*> row_states(rows);
