@@ -150,15 +150,16 @@ def mirror(file: str) -> str:
 
 def rounds(root: Path, files: list[str], named: tuple[str, ...] = ()) -> list[list[str]]:
     """The test files a run measures, round by round, each round only for the mutants that
-    survived the ones before: the test files importing `files` directly and each file's mirror
-    test; those importing them through other modules but not only through the shared helpers;
-    the rest of the suite. `named` test files (a catalogue entry's expected killer) join the first."""
+    survived the ones before: the `named` test files (catalogue entries' expected killers) when
+    there are any; the test files importing `files` directly and each file's mirror test; those
+    importing them through other modules but not only through the shared helpers; the rest."""
     python = [f for f in files if f.endswith(".py")]
+    first = {f for f in named if (root / f).is_file()}
     direct = {f for f in test_files(root) if _module_names(python) & _imports(root / f)}
-    direct |= {mirror(f) for f in files if (root / mirror(f)).is_file()} | {f for f in named if (root / f).is_file()}
-    reached = set(test_files_importing(root, python, through_shared=False) or []) - direct
-    rest = set(test_files(root)) - direct - reached
-    return [sorted(r) for r in (direct, reached, rest) if r]
+    direct = (direct | {mirror(f) for f in files if (root / mirror(f)).is_file()}) - first
+    reached = set(test_files_importing(root, python, through_shared=False) or []) - direct - first
+    rest = set(test_files(root)) - first - direct - reached
+    return [sorted(r) for r in (first, direct, reached, rest) if r]
 
 
 def _module_names(files: list[str]) -> set[str]:

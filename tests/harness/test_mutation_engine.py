@@ -307,3 +307,22 @@ def test_the_command_on_a_change(project):
     assert short.returncode == 3 and json.loads(short.stdout)["summary"].startswith("0 of 0 mutants")
     assert "2 not run" in json.loads(short.stdout)["summary"]
     assert subprocess.run([*cmd, "--budget", "0.01", "--allow-partial"], capture_output=True).returncode == 0
+
+
+def test_rounds_go_from_the_named_killers_to_the_whole_suite(tmp_path):
+    write(tmp_path, {"sashimi/__init__.py": "", "sashimi/a.py": "X = 1\n", "sashimi/b.py": "from sashimi import a\n"})
+    write(tmp_path, {"tests/helpers.py": "from sashimi import b\n", "tests/test_a.py": "from sashimi import a\n"})
+    write(
+        tmp_path,
+        {
+            "tests/test_b.py": "from sashimi import b\n",
+            "tests/test_k.py": "",
+            "tests/test_h.py": "from tests import helpers\n",
+        },
+    )
+    assert selection.rounds(tmp_path, ["sashimi/a.py"]) == [
+        ["tests/test_a.py"],  # imports it (and is its mirror)
+        ["tests/test_b.py"],  # through another module of the package
+        ["tests/test_h.py", "tests/test_k.py"],  # only through the shared helpers, or not at all
+    ]
+    assert selection.rounds(tmp_path, ["sashimi/a.py"], ("tests/test_k.py",))[0] == ["tests/test_k.py"]
