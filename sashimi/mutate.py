@@ -21,9 +21,9 @@ Three modes:
                                          catch each
 All the files are copied into one template git work tree; the tests run there once under
 coverage (per-test contexts), which is also the baseline: a test that fails there is broken and
-never counts as a kill. With --diff the first round measures the test files that reach the
-changed code without the shared helpers; the rest of the fast suite is measured only for the
-mutants that survive it. Each mutant then runs in its own copy of the template: the tests that
+never counts as a kill. With --diff, --replay or --only coverage comes in rounds: the expected
+killers, the test files importing the changed modules, those reaching them through other modules,
+the rest; each later round only for the mutants that survived the ones before. Each mutant then runs in its own copy of the template: the tests that
 execute its lines, fastest first, stopping at the first failure. Verdicts: killed (a test
 failed), error (a test errored: collection, fixture, crash), timeout, survived, not run (the
 budget ended), invalid (a C++ mutant that does not build), equivalent (same bytecode). A changed
