@@ -18,7 +18,6 @@ from sashimi.harness.published_training import RECORDS, PipelineParameters, grou
 from sashimi.io import pipeline
 from tests.helpers import PUBLISHED
 
-pytestmark = pytest.mark.slow
 PARAMETER = "model.u_layers.1.1.layer.layer.kernel.B"  # an SSM parameter, in its own optimizer group
 
 
@@ -26,6 +25,7 @@ def rows(path) -> dict:
     return {r.name.split(": ", 1)[1]: r for r in published.check(path)}
 
 
+@pytest.mark.slow  # the whole training check of a fixture
 def test_v3_fixture_passes_every_row():
     results = rows(PUBLISHED / "training_v3.0.0.npz")
     assert all(r.passed for r in results.values()), [r.line() for r in results.values() if not r.passed]
@@ -44,6 +44,7 @@ def test_v3_fixture_passes_every_row():
     } <= set(results)
 
 
+@pytest.mark.slow  # the whole training check of a fixture
 def test_one_gradient_off_by_a_millionth_fails_its_row(tmp_path):
     source = PUBLISHED / "training_v4.npz"
     with np.load(source) as f:
@@ -57,6 +58,7 @@ def test_one_gradient_off_by_a_millionth_fails_its_row(tmp_path):
     assert len(results) == 241 and "loss (float64)" in results
 
 
+@pytest.mark.slow  # the whole training check of a fixture
 def test_group_rows_name_an_unexplained_difference(tmp_path):
     """The pipeline's groups rewritten so that one decayed parameter sits without weight decay:
     the probe's group row fails and names it."""
