@@ -23,8 +23,9 @@ All the files are copied into one template git work tree; the tests run there on
 coverage (per-test contexts), which is also the baseline: a test that fails there is broken and
 never counts as a kill. With --diff, --replay or --only coverage comes in rounds: the expected
 killers, the test files importing the changed modules, those reaching them through other modules,
-the rest; each later round only for the mutants that survived the ones before. Each mutant then runs in its own copy of the template: the tests that
-execute its lines, fastest first, stopping at the first failure. Verdicts: killed (a test
+the rest; each later round only for the mutants that survived the ones before. Each mutant then
+runs in its own copy of the template: the tests that execute its lines, fastest first, stopping at
+the first failure. Verdicts: killed (a test
 failed), error (a test errored: collection, fixture, crash), timeout, survived, not run (the
 budget ended), invalid (a C++ mutant that does not build), equivalent (same bytecode). A changed
 line marked `# mutate: skip <reason>` is reported as skipped. Nothing runs past --budget.
