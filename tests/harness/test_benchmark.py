@@ -36,6 +36,7 @@ class Sashimi(Backbone):
 
 
 @pytest.mark.slow  # six child processes (each imports torch and builds the tiny preset)
+@pytest.mark.nightly  # 18 s: the bench's side-by-side runner, not a numeric property; make test keeps its 3 minutes
 def test_against_times_both_sides_and_prints_ratios(tmp_path, capsys):
     """With a stand-in official checkout (our backbone behind its API), every case runs on both sides,
     each in its own process at each thread count, and the table and JSON carry the ratios."""

@@ -173,6 +173,7 @@ def test_coverage_is_the_baseline_and_finds_import_time_and_child_lines(measured
     assert selected_tests(area, coverage)[0] == ["tests/test_geometry.py::test_area"]  # the broken test is left out
 
 
+@pytest.mark.nightly  # whole mutant runs (copies, pytest in them); their parts are tested one by one here
 def test_verdicts_on_real_mutants(measured):
     template, coverage = measured
     settings = Settings(template, startup=1.0)
@@ -202,6 +203,7 @@ def test_verdicts_on_real_mutants(measured):
     assert late["status"] == "not run" and not late["killed"]
 
 
+@pytest.mark.nightly  # whole mutant runs (copies, pytest in them); their parts are tested one by one here
 def test_a_forced_failure_proves_the_tests_see_the_copy(measured):
     template, coverage = measured
     settings = Settings(template, startup=1.0)
