@@ -328,3 +328,10 @@ def test_rounds_go_from_the_named_killers_to_the_whole_suite(tmp_path):
         ["tests/test_h.py", "tests/test_k.py"],  # only through the shared helpers, or not at all
     ]
     assert selection.rounds(tmp_path, ["sashimi/a.py"], ("tests/test_k.py",))[0] == ["tests/test_k.py"]
+
+
+def test_a_cpp_mutant_is_judged_by_every_line_of_its_python_module(tmp_path):
+    write(tmp_path, {"sashimi/model/native.py": "".join(f"x{i} = {i}\n" for i in range(1, 8))})
+    caller, lines = plan.probe(tmp_path, "sashimi/model/native_step.cpp")
+    assert caller == "sashimi/model/native.py" and set(range(1, 8)) <= set(lines)
+    assert plan.probe(tmp_path, "sashimi/other.cpp") is None
