@@ -26,13 +26,11 @@ FLOAT_SCALE = 1.001
 
 @dataclass(frozen=True)
 class TextMutant:
-    """One mutant of one line: `before` at `column` (1-based) replaced by `after`."""
+    """One mutant of one line: the text at `column` (1-based) changed, as the operator says."""
 
     line: int
     column: int
     operator: str
-    before: str
-    after: str
     text: str  # the whole line, mutated
 
 
@@ -63,7 +61,7 @@ def _outside_strings(line: str, end: int) -> list[tuple[int, int]]:
 
 
 def _at(line: str, start: int, end: int, new: str, operator: str, number: int) -> TextMutant:
-    return TextMutant(number, start + 1, operator, line[start:end], new, line[:start] + new + line[end:])
+    return TextMutant(number, start + 1, operator, line[:start] + new + line[end:])
 
 
 def _float(value: str, suffix: str) -> str:

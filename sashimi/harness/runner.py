@@ -25,7 +25,6 @@ from sashimi.harness.mutation import (
     stages,
 )
 from sashimi.harness.selection import FAST, Coverage
-from sashimi.harness.verdict import Verdict
 
 BUILD = (
     "import sys; from sashimi.model import native; c = native.compiler(); sys.exit(native.build(c) and 0 if c else 3)"
@@ -182,15 +181,3 @@ def line_of(r: dict) -> str:
     }.get(status, f"{status}: {r.get('detail', '')}")
     gate = f"; gate: {r['gate']}" if r.get("gate") else ""
     return f"{where} {r['operator']}{change}: {verdict}{gate}"
-
-
-def verdict(r: dict) -> Verdict:
-    """A caught mutant passes; a survivor fails."""
-    return Verdict(
-        "mutant",
-        f"{r['file']}:{r['line']} {r['operator']}",
-        r.get("status", "killed" if r["killed"] else "survived"),
-        "killed",
-        r["killed"],
-        comment=f"by {r['killed_by']}" if r["killed"] else f"{r['tests_run']} tests run: {r['selection']}",
-    )

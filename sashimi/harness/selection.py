@@ -6,7 +6,7 @@ pytest's `--durations=0` giving each test's time; `sashimi.harness.coverage_run`
 mutant runs only the tests that execute its lines, fastest first. Lines executed only while
 modules are imported (context "") select every measured test: a change there reaches them all.
 A run measures in rounds: first the test files that reach the changed code without going
-through the shared test helpers (`first_round`), then, only for the mutants that survive those,
+through the shared test helpers (`rounds`), then, only for the mutants that survive those,
 the rest of the fast suite.
 """
 
@@ -41,24 +41,6 @@ class Coverage:
         if not found or EVERYTHING in found:
             return None
         return sorted(found, key=lambda t: (self.tests.get(t, 0.0), t))
-
-    def merged(self, other: "Coverage") -> "Coverage":
-        """This round and a later one together (a test measured twice keeps the later lines)."""
-        lines = {f: {n: set(v) for n, v in by.items()} for f, by in self.lines.items()}
-        for f, by in other.lines.items():
-            for n, v in by.items():
-                lines.setdefault(f, {}).setdefault(n, set()).update(v)
-        return Coverage(
-            {**self.tests, **other.tests},
-            lines,
-            other.gate or self.gate,
-            {**self.broken, **other.broken},
-            sorted({*self.files, *other.files}),
-        )
-
-    def families_for(self, file: str, lines: range, families: list[str]) -> list[str]:
-        found = _union(self.gate, file, lines)
-        return list(families) if EVERYTHING in found else [f for f in families if f in found]
 
 
 def durations(output: str) -> dict[str, float]:
@@ -117,10 +99,9 @@ def test_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in (root / "tests").rglob("test_*.py"))
 
 
-def test_files_importing(root: Path, files: list[str], through_shared: bool = True) -> list[str] | None:
-    """The test files that import any of `files` directly or through other modules. When one of
-    SHARED reaches them: None (every test may) if `through_shared`, else only the files that reach
-    them without going through SHARED."""
+def test_files_importing(root: Path, files: list[str]) -> list[str]:
+    """The test files that import any of `files` directly or through other modules, not going
+    through SHARED (which every test imports)."""
     modules = {
         p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")
     }
@@ -134,10 +115,8 @@ def test_files_importing(root: Path, files: list[str], through_shared: bool = Tr
     while todo:
         for importer in importers[_module(todo.pop())] - reached:
             reached.add(importer)
-            if importer not in SHARED or through_shared:
+            if importer not in SHARED:
                 todo.append(importer)
-    if through_shared and set(SHARED) & reached:
-        return None
     return sorted(f for f in reached if f.startswith("tests/") and Path(f).name.startswith("test_"))
 
 
@@ -157,7 +136,7 @@ def rounds(root: Path, files: list[str], named: tuple[str, ...] = ()) -> list[li
     first = {f for f in named if (root / f).is_file()}
     direct = {f for f in test_files(root) if _module_names(python) & _imports(root / f)}
     direct = (direct | {mirror(f) for f in files if (root / mirror(f)).is_file()}) - first
-    reached = set(test_files_importing(root, python, through_shared=False) or []) - direct - first
+    reached = set(test_files_importing(root, python)) - direct - first
     rest = set(test_files(root)) - first - direct - reached
     return [sorted(r) for r in (first, direct, reached, rest) if r]
 

@@ -269,9 +269,8 @@ def test_the_native_activations_meet_float64(gate, n):
     """The float32 step's vectorized GELU (erf by Abramowitz & Stegun 7.1.26, |error| < 1.5e-7, so
     the GELU's is under 0.75e-7 |x|) and GLU sigmoid (Cephes' expf, 2 ulp) against torch in float64
     on the same float32 inputs over [-12, 12]. Bounds: GELU 1.5e-7 |x| + 2 eps |y|, sigmoid
-    2 eps |y| (eps: float32's); measured here at 0.92 and 0.49 of them over the 100003 draws. One
-    polynomial constant of expf rounded to four digits gives 2.4x and 4.3x, the erf's 56x, a tail
-    value left unwritten fails outright."""
+    2 eps |y| (eps: float32's), twice the documented errors; the mutants of the expf polynomial and
+    of the tail past the last full vector fail them (docs/MUTATION_DIFF.md, parts 3b and 3c)."""
     x32 = (torch.rand(n, generator=torch.Generator().manual_seed(n)) * 24 - 12).float()
     x = x32.double()
     want = torch.sigmoid(x) if gate else torch.nn.functional.gelu(x)
