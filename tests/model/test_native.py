@@ -274,7 +274,11 @@ def test_the_native_activations_meet_float64(gate, n):
     x32 = (torch.rand(n, generator=torch.Generator().manual_seed(n)) * 24 - 12).float()
     x = x32.double()
     want = torch.sigmoid(x) if gate else torch.nn.functional.gelu(x)
+    kept = x32.clone()
     got = native.activation(x32, gate)
+    assert torch.equal(x32, kept)  # the caller's values are left alone: the activation runs on a copy
+    if not gate:
+        assert torch.equal(native.activation(x32), got)  # GELU is the default
     eps = torch.finfo(torch.float32).eps
     bound = 2 * eps * want.abs() + (0 if gate else 1.5e-7 * x.abs())
     assert got.dtype == torch.float32 and bool(((got.double() - want).abs() <= bound).all())
