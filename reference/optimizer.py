@@ -25,7 +25,7 @@ def optimization_steps(
     p = np.array(table, dtype=np.float64)
     m, v, losses = np.zeros_like(p), np.zeros_like(p), []
     for t, (x, y) in enumerate(batches, start=1):
-        x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)
+        x, y = np.asarray(x).reshape(-1), np.asarray(y).reshape(-1)  # mutate: skip NumPy takes any negative size as -1
         keep = y != IGNORE_INDEX
         rows, targets = x[keep], y[keep]
         z = p[rows] - p[rows].max(-1, keepdims=True)

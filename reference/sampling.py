@@ -24,13 +24,13 @@ def nucleus_log_probs(
     mass = np.cumsum(np.exp(np.take_along_axis(logp, order, -1)), -1)
     kept = np.minimum((mass < top_p).sum(-1, keepdims=True) + 1, z.shape[-1])  # smallest k with mass[k-1] >= top_p
     for k in (kept, np.maximum(kept - 1, 1)):
-        near = np.abs(np.take_along_axis(mass, k - 1, -1) - top_p) < margin
+        near = np.abs(np.take_along_axis(mass, k - 1, -1) - top_p) < margin  # mutate: skip <= only at exactly margin
         if near.any():
             raise ValueError(
                 f"nucleus of row {np.argwhere(near)[0][:-1].tolist()} is ambiguous: its mass lies within {margin} of "
                 f"top_p = {top_p}"
             )
-    inside = np.zeros(z.shape, dtype=bool)
+    inside = np.zeros(z.shape, dtype=bool)  # mutate: skip a 0/1 float mask selects the same
     np.put_along_axis(inside, order, np.arange(z.shape[-1]) < kept, -1)
     z = np.where(inside, z, -np.inf)
     return z - np.log(np.exp(z).sum(-1, keepdims=True))

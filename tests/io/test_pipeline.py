@@ -219,6 +219,11 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     assert "8-bit, d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, d_state 64, norm scalar" in out
     assert f"parameters: {keys['params']['total_without_weight_g']:,}" in out
     assert_generates_one_wav(tmp_path / "m.pt", tmp_path / "gen")
+    # and the reference writes that model back in the official key set: weight-normed pool linears
+    # (not the output linears), the scalar norm's m and s one level down, v3's kernel names
+    model, _ = load_model(tmp_path / "m.pt")
+    written = pipeline_layout(model.state_dict(), "pipeline-" + ref[:2])
+    assert {k: list(v.shape) for k, v in written.items()} == {k: shape for k, (shape, _) in keys["state_dict"].items()}
 
 
 def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):
