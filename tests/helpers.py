@@ -268,7 +268,7 @@ def teacher_forced_loglik(
 def pipeline_layout(state: dict, layout: str, seed: int = 0) -> dict:
     """`reference.pipeline.pipeline_layout` as tensors, as torch.load of the pipeline's checkpoint gives them."""
     written = ref_pipeline.pipeline_layout(state, layout, seed)
-    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in written.items()}
+    return {key: torch.from_numpy(np.array(value)) for key, value in written.items()}  # a 0-d array stays 0-d
 
 
 def random_pipeline_state(keys: dict, seed: int = 0) -> dict:
