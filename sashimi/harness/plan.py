@@ -128,6 +128,7 @@ def diff_jobs(root: Path, rev: str, per_line: int = 1, under: tuple[str, ...] = 
         by_line, marked = operators.candidates(text, lines)
         skipped += [Skipped(file, line, reason) for line, reason in sorted(marked.items())]
         original, original_code = ast.unparse(ast.parse(text)), _code_key(compile(text, "m", "exec"))
+        calls = called_lines(text)
         for line, found in by_line.items():
             seen: set[str] = set()
             for c in found:
@@ -139,13 +140,30 @@ def diff_jobs(root: Path, rev: str, per_line: int = 1, under: tuple[str, ...] = 
                 if normal in seen or normal == original:
                     continue
                 seen.add(normal)
-                span = range(c.node.lineno, c.node.end_lineno + 1)
+                span = calls.get(_position(c.node)) or range(c.node.lineno, c.node.end_lineno + 1)
                 before = ast.get_source_segment(text, c.node) or ast.unparse(c.node)
                 change = f"{_short(before)} -> {_short(new) if new else '(removed)'}"
                 job_id = f"{file}:{line}:{len(seen)}"
                 column, equivalent = c.node.col_offset + 1, _compiles_to(mutated, original_code)
                 jobs.append(Job(job_id, file, line, span, c.operator, mutated, "", change, column, None, equivalent))
     return jobs, skipped
+
+
+def _position(node) -> tuple:
+    return type(node).__name__, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset
+
+
+def called_lines(source: str) -> dict[tuple, range]:
+    """Each node of a function's default values and decorators -> the lines of the function's body.
+    Those nodes run at import time, which would select every test; their change shows when the
+    function is called, so the tests that run its body judge it."""
+    found = {}
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = range(fn.body[0].lineno, fn.end_lineno + 1)
+            for part in [*fn.args.defaults, *filter(None, fn.args.kw_defaults), *fn.decorator_list]:
+                found.update((_position(n), body) for n in ast.walk(part) if hasattr(n, "end_lineno"))
+    return found
 
 
 def _as_list(node) -> list:

@@ -4,7 +4,9 @@ measures first.
 The tests run under coverage.py with per-test contexts (pytest-cov's `--cov-context=test`,
 pytest's `--durations=0` giving each test's time; `sashimi.harness.coverage_run`), so that a
 mutant runs only the tests that execute its lines, fastest first. Lines executed only while
-modules are imported (context "") select every measured test: a change there reaches them all.
+modules are imported (context "") select every measured test: a change there reaches them all
+(except a function's default values and decorators, judged by the tests running its body:
+`plan.called_lines`).
 A run measures in rounds: first the test files that reach the changed code without going
 through the shared test helpers (`rounds`), then, only for the mutants that survive those,
 the rest of the fast suite.

@@ -156,6 +156,25 @@ def test_one_mutant_a_line_library_first_and_skip_marks(tmp_path):
     ]
 
 
+def test_a_default_value_or_a_decorator_is_judged_by_the_tests_running_the_functions_body(tmp_path):
+    """Defaults and decorators run at import time, which would select every test; their change
+    shows when the function runs, so the lines that judge them are the body's."""
+    write(tmp_path, {"sashimi/m.py": "def f(x, k=1):\n    return x * k\n"})
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "one")
+    source = "import functools\n\n\n@functools.cache\ndef f(x, *, k=2):\n    y = x * k\n    return y\n\n\nZ = f(1)\n"
+    write(tmp_path, {"sashimi/m.py": source})
+    jobs = {j.line: j for j in plan.diff_jobs(tmp_path, "HEAD")[0]}
+    assert jobs[4].operator.startswith("decorator") and jobs[5].change == "2 -> 3"
+    assert jobs[4].lines == jobs[5].lines == range(6, 8) and jobs[10].lines == range(10, 11)
+    coverage = selection.Coverage(
+        {"t::calls_f": 1.0, "t::other": 1.0}, {"sashimi/m.py": {5: {"*"}, 6: {"t::calls_f"}, 10: {"*"}}}
+    )
+    assert selected_tests(jobs[5], coverage)[0] == ["t::calls_f"]
+    assert selected_tests(jobs[10], coverage)[0] == ["t::calls_f", "t::other"]  # module level: every test
+
+
 def test_coverage_is_the_baseline_and_finds_import_time_and_child_lines(measured):
     template, coverage = measured
     assert set(coverage.broken) == {"tests/test_broken.py::test_fails_before_any_mutant"}
