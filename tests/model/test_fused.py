@@ -147,6 +147,7 @@ def test_bad_tokens_and_missing_setup_are_named():
 
 
 @needs_compiler
+@pytest.mark.nightly  # 20-30 s in torch.compile (the opt-in compile=True path); make test keeps its 3 minutes
 def test_compiled_step_equals_eager_step():
     """The compiled depth functions vs the same functions run eagerly, float32, over 3 coarse blocks."""
     model = randomized(3, torch.float32, bits=8, d_model=8, n_layers=1, pool=[2, 2], expand=2, ff=2, n_ssm=1, d_state=8)
