@@ -30,8 +30,8 @@ failed), error (a test errored: collection, fixture, crash), timeout, survived, 
 budget ended), invalid (a C++ mutant that does not build), equivalent (same bytecode). A changed
 line marked `# mutate: skip <reason>` is reported as skipped. Nothing runs past --budget.
 Exit status: 0 when every mutant was caught; 1 when one survived or a catalogue entry is stale;
-3 when some were not run (--allow-partial accepts that); 2 on a usage error. Run from a source
-checkout (tests/ beside sashimi/).
+3 when some were not run (--allow-partial accepts that); 2 on a usage error; 130 when stopped
+(SIGTERM or Ctrl-C: what finished is reported). Run from a source checkout (tests/ beside sashimi/).
 """
 
 import argparse
@@ -46,7 +46,7 @@ from sashimi.core.cli import Parser
 from sashimi.harness import coverage_run, plan, report, selection
 from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.markdown import commit, markdown
-from sashimi.harness.mutation import ROOT, environment, make_template, source_files
+from sashimi.harness.mutation import ROOT, STOPPING, environment, make_template, source_files, stoppable
 from sashimi.harness.runner import Settings, line_of, liveness, run_all
 
 
@@ -183,7 +183,7 @@ def later_rounds(args, template, jobs, results, measured, settings, deadline) ->
     broken = dict(first.broken)
     for number, files in enumerate(later, 2):
         survivors = {r["id"] for r in results if r["status"] == "survived"}
-        if not survivors:
+        if not survivors or STOPPING.is_set():
             break
         log(f"round {number}: {len(survivors)} survivors against {len(files)} more test files ...")
         again = [j for j in jobs if j.id in survivors]
@@ -202,6 +202,11 @@ def later_rounds(args, template, jobs, results, measured, settings, deadline) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    with stoppable():
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.list:
         return list_catalogue()
     args.root = args.root.resolve()
@@ -246,9 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 results = later_rounds(args, template, jobs, results, [coverage, *rounds[1:]], settings, deadline)
         except coverage_run.Spent as e:
             why = f" ({e})"
+        except KeyboardInterrupt:  # stopped (mutation.stoppable: the children are ended already)
+            pass
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+    why = " (the run was stopped: SIGTERM or Ctrl-C)" if STOPPING.is_set() else why
     minutes = (time.monotonic() - start) / 60
     what = f"on the change since {args.diff}" if args.diff else "of the history" if args.replay else "of the catalogue"
     extra = dict(budget=args.budget, skipped=len(skipped), stale=len(stale), broken=len(broken), minutes=minutes)
@@ -285,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in report.survivors_by_file(results):
             print(line)
         print(summary)
-    return report.exit_status(results, len(unrun), len(stale), args.allow_partial)
+    return 130 if STOPPING.is_set() else report.exit_status(results, len(unrun), len(stale), args.allow_partial)
 
 
 if __name__ == "__main__":

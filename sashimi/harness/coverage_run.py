@@ -19,6 +19,7 @@ import time
 import tokenize
 from pathlib import Path
 
+from sashimi.harness.mutation import child
 from sashimi.harness.selection import EVERYTHING, FAST, Coverage, _read, _test_context, durations
 
 
@@ -87,7 +88,7 @@ def _run(cmd: list[str], tree: Path, env: dict, deadline: float | None) -> subpr
     if left is not None and left <= 0:
         raise Spent("the budget ended before coverage could start")
     try:
-        return subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=left)
+        return child(cmd, tree, env, left)
     except subprocess.TimeoutExpired:
         raise Spent("the budget ended while coverage was being collected") from None
 

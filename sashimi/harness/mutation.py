@@ -7,11 +7,14 @@ clone), made from one template per run; the template is where the unmutated base
 test that fails there is broken, never a kill. A mutant's verdict is one of STATUSES.
 """
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,65 @@ FAMILIES = [
 # equivalent: it compiles to the original's bytecode, so no test can tell them apart (not run)
 STATUSES = ("killed", "error", "timeout", "survived", "not run", "invalid", "equivalent")
 CAUGHT = ("killed", "error", "timeout")
+LIVE: set[subprocess.Popen] = set()  # the child processes running now (`child`)
+STOPPING = threading.Event()  # set by `stop_children`: no child starts after it
+
+
+class Stopped(Exception):
+    """The run was stopped (SIGTERM, Ctrl-C): no child process may start."""
+
+
+def child(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float | int | None = None):
+    """subprocess.run(cmd, capture_output=True, text=True, timeout=timeout), in a process group of
+    its own that a timeout or `stop_children` ends whole: pytest's workers, a test's torchrun or
+    compiler are not left running."""
+    if STOPPING.is_set():
+        raise Stopped
+    pipe = subprocess.PIPE
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True) as proc:
+        LIVE.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            raise
+        finally:
+            LIVE.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # mutate: skip the group ended on its own meanwhile
+        pass
+
+
+def stop_children() -> None:
+    """End every running child's process group; none starts after this."""
+    STOPPING.set()
+    for proc in list(LIVE):
+        _kill_group(proc)
+
+
+def _stop(signum, frame) -> None:
+    stop_children()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stoppable():
+    """SIGTERM and Ctrl-C end the children first (each in its own process group, out of the
+    terminal's reach), then raise KeyboardInterrupt: the run reports what it finished and removes
+    its copies. The handlers before are restored after."""
+    STOPPING.clear()
+    before = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 @dataclass(frozen=True)
@@ -132,9 +194,7 @@ def run_tests(cmd: list[str], tree: Path, env: dict, limit: float | int, deadlin
         return Outcome("not run", detail="the budget ended before its tests")
     cut_by_budget = left is not None and left < limit
     try:
-        tests = subprocess.run(
-            cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=left if cut_by_budget else limit
-        )
+        tests = child(cmd, tree, env, left if cut_by_budget else limit)
     except subprocess.TimeoutExpired:
         if cut_by_budget:
             return Outcome("not run", detail="the budget ended during its tests")
@@ -187,7 +247,7 @@ def run_gate(tree: Path, env: dict, families: list[str], fixtures: Path | None, 
         ["--fixtures", str(fixtures)] if fixtures else []
     )
     try:
-        check = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        check = child(cmd, tree, env, timeout)
     except subprocess.TimeoutExpired:
         return f"timeout after {timeout:.0f} s"
     output = check.stdout + check.stderr

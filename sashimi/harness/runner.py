@@ -17,12 +17,14 @@ from sashimi.harness.mutation import (
     FAMILIES,
     Job,
     Outcome,
+    child,
     environment,
     judge,
     run_gate,
     run_tests,
     selected_tests,
     stages,
+    stop_children,
 )
 from sashimi.harness.selection import FAST, Coverage
 
@@ -52,9 +54,7 @@ def build_native(tree: Path, env: dict, deadline: float | None) -> Outcome | Non
     """None when the mutated native source builds; else why the mutant cannot be judged."""
     left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", BUILD], cwd=tree, env=env, capture_output=True, text=True, timeout=left
-        )
+        done = child([sys.executable, "-c", BUILD], tree, env, left)
     except subprocess.TimeoutExpired:
         return Outcome("not run", detail="the budget ended while it was built")
     if done.returncode == 3:
@@ -135,16 +135,20 @@ def run_all(
     pending = list(jobs)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         running = {}
-        while pending or running:
-            while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
-                job = pending.pop(0)
-                running[pool.submit(run_job, job, coverage, settings, deadline)] = job
-            if not running:
-                break
-            done = next(as_completed(running))
-            job = running.pop(done)
-            results[job.id] = r = done.result()
-            log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
+        try:
+            while pending or running:
+                while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
+                    job = pending.pop(0)
+                    running[pool.submit(run_job, job, coverage, settings, deadline)] = job
+                if not running:
+                    break
+                done = next(as_completed(running))
+                job = running.pop(done)
+                results[job.id] = r = done.result()
+                log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
+        except KeyboardInterrupt:  # SIGTERM or Ctrl-C (sashimi.mutate): the running mutants are cut short
+            stop_children()
+            pending = [*running.values(), *pending]
     return [results[j.id] for j in jobs if j.id in results], pending
 
 

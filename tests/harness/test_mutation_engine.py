@@ -5,15 +5,17 @@ and the exit status."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from sashimi.harness import coverage_run, markdown, plan, report, selection
+from sashimi.harness import coverage_run, markdown, mutation, plan, report, selection
 from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests, stages
 from sashimi.harness.runner import Settings, liveness, run_job, stage_limit
 
@@ -235,6 +237,47 @@ def test_a_forced_failure_proves_the_tests_see_the_copy(measured):
     assert "made to raise on import passed its 1 selected tests" in liveness([times], blind, settings)
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed orphan waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_a_child_ends_with_everything_it_started(tmp_path):
+    """A mutant's pytest runs in a process group of its own: a timeout ends it and what it started
+    (xdist workers, a test's torchrun), and so does stop_children (SIGTERM or Ctrl-C), which also
+    refuses new children."""
+    script = ["sh", "-c", "sleep 60 & echo $! > grandchild; wait"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        mutation.child(script, tmp_path, timeout=1)
+    assert gone(int((tmp_path / "grandchild").read_text()))
+    (tmp_path / "grandchild").unlink()
+    finished = {}
+    thread = threading.Thread(target=lambda: finished.update(done=mutation.child(script, tmp_path)))
+    thread.start()
+    while not (tmp_path / "grandchild").exists() or not (tmp_path / "grandchild").read_text().strip():
+        time.sleep(0.05)
+    try:
+        mutation.stop_children()
+        thread.join(10)
+        assert finished["done"].returncode == -9 and gone(int((tmp_path / "grandchild").read_text()))
+        with pytest.raises(mutation.Stopped):
+            mutation.child(["true"], tmp_path)
+    finally:
+        mutation.STOPPING.clear()
+    done = mutation.child(["sh", "-c", "echo out; echo err >&2; exit 3"], tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+
+
 def test_a_stage_that_passes_hands_on_to_the_next():
     tests = [f"tests/t.py::t{i}" for i in range(25)]
     assert stages(tests, "") == [tests[:20], tests[20:]]  # the 20 fastest in a process of their own
@@ -328,6 +371,38 @@ def test_the_command_on_a_change(project):
     assert short.returncode == 3 and json.loads(short.stdout)["summary"].startswith("0 of 0 mutants")
     assert "2 not run" in json.loads(short.stdout)["summary"]
     assert subprocess.run([*cmd, "--budget", "0.01", "--allow-partial"], capture_output=True).returncode == 0
+
+
+@pytest.mark.nightly  # a whole command, stopped while a mutant's test sleeps
+def test_a_stopped_run_ends_its_tests_reports_and_cleans_up(project, tmp_path):
+    """SIGTERM while a mutant's test runs: the test's process ends, the command exits 130 with its
+    summary saying it was stopped, and its temporary copies are removed."""
+    pid_file, scratch = tmp_path / "pid", tmp_path / "tmp"
+    scratch.mkdir()
+    sleeper = f"""\
+        import os, time
+        from sashimi.geometry import volume
+
+
+        def test_volume():
+            if volume(1, 2, 3) != 6:  # only a mutant sleeps
+                open({str(pid_file)!r}, "w").write(str(os.getpid()))
+                time.sleep(120)
+        """
+    write(project, {"sashimi/geometry.py": GEOMETRY + "\n\ndef volume(w, h, d):\n    return w * h * d\n"})
+    write(project, {"tests/test_volume.py": sleeper})
+    cmd = [sys.executable, "-m", "sashimi.mutate", "--root", str(project), "--diff", "HEAD", "--json"]
+    run = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)}
+    )
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130, err
+    assert gone(int(pid_file.read_text()))
+    assert "stopped" in json.loads(out)["summary"] and not list(scratch.glob("sashimi-mutate-*"))
 
 
 def test_rounds_go_from_the_named_killers_to_the_whole_suite(tmp_path):
