@@ -103,7 +103,7 @@ def small_model_configs(draw, bits=None, dropout: bool = False, min_d_model: int
 # --- how many examples the model properties draw (step == convolution, fast == reference, purity,
 # cache, fused == module step): more than the other properties, at the toy sizes above ---------
 
-MODEL_EXAMPLES = {"ci": 40, "mutate": 40, "thorough": 1000, "dev": 20}
+MODEL_EXAMPLES = {"ci": 50, "mutate": 50, "thorough": 1000, "dev": 20}
 # whole models compared to rounding start at d_model 4: at 2 a norm over two channels amplifies rounding
 # without bound (specs/tolerances.json, model_float64); d_model 2 stays in every other property
 PRECISE = 4
