@@ -34,7 +34,7 @@ PRESET_LENGTH = preset(PRESET)["train"]["seq_len"]
 MULTIPLE = math.prod(preset(PRESET)["model"]["pool"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> Parser:
     parser = Parser(
         prog="python -m sashimi.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"with --against: the model both sides build (default {PRESET}, the paper's 8-bit model)",
     )
     parser.add_argument("--child-against", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.child_against:
         print(json.dumps(against.run_child(*json.loads(args.child_against))))

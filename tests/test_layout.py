@@ -128,7 +128,7 @@ def test_every_command_answers_help(command, capsys):
     `python -m sashimi`)."""
     with pytest.raises(SystemExit) as e:
         sashimi_main.main([command, "--help"])
-    assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert e.value.code == 0 and f"usage: python -m sashimi.{command} " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("tool", sorted((ROOT / "tools").glob("*.py")), ids=lambda p: p.name)

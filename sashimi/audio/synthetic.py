@@ -74,7 +74,10 @@ N_CLIPS, SECONDS = 144, 0.5
 
 
 def synthetic_dataset(
-    n_clips: int = N_CLIPS, seconds: float = SECONDS, sample_rate: int | None = None, seed: int = 0
+    n_clips: int = N_CLIPS,
+    seconds: float = SECONDS,
+    sample_rate: int | None = None,
+    seed: int = 0,  # mutate: skip any seed draws such a corpus
 ) -> list[Float[np.ndarray, " L"]]:
     """n_clips float32 clips cycling through plucked strings, chirps and vowels, peak in [0.3, 0.9].
 
@@ -98,7 +101,7 @@ def write_synthetic_dataset(
     n_clips: int = N_CLIPS,
     seconds: float = SECONDS,
     sample_rate: int | None = None,
-    seed: int = 0,
+    seed: int = 0,  # mutate: skip any seed draws such a corpus
 ) -> list[Path]:
     """synthetic_dataset(...) written as 16-bit PCM WAV files `{i:03d}_{kind}.wav` into `folder`.
 

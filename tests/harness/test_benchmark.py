@@ -13,6 +13,15 @@ def test_bench_help_exits_cleanly(capsys):
     assert "--quick" in capsys.readouterr().out
 
 
+def test_bench_flags_parse_as_their_help_says():
+    args = bench.make_parser().parse_args(["--quick", "--gen-steps", "5", "--compile", "off"])
+    assert (args.quick, args.gen_steps, args.compile) == (True, 5, "off")
+    defaults = bench.make_parser().parse_args([])
+    assert defaults.quick is False and defaults.preset == bench.PRESET == "sc09" and defaults.compile == "auto"
+    with pytest.raises(SystemExit):
+        bench.make_parser().parse_args(["--compile", "fast"])
+
+
 FAKE_OFFICIAL = '''
 """Stands in for the official models/sashimi/sashimi.py: our backbone behind the official API."""
 import torch

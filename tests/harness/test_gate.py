@@ -56,6 +56,7 @@ def test_golden_outputs_are_deterministic(measured):
     assert all(np.array_equal(measured[k], again[k]) for k in measured)
 
 
+@pytest.mark.nightly  # 9 s, every family again: CI runs `python -m sashimi.check` itself (ci.yml)
 def test_command_passes(capsys):
     assert check_cmd.main([]) == 0
     out = capsys.readouterr().out
