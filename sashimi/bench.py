@@ -80,6 +80,14 @@ def make_parser() -> Parser:
     return parser
 
 
+def against_cases(asked: str) -> list[str]:
+    """The side-by-side cases of a --cases list: all of them by default (--cases not given), else
+    those of the list that the side-by-side run has (the bench's own cases it lacks are left out)."""
+    if asked == ",".join(CASES):
+        return list(against.CASES)
+    return [c for c in asked.split(",") if c in against.CASES]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -102,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(
                 f"--against {args.against}: not a checkout of state-spaces/s4 (models/sashimi/sashimi.py not found)"
             )
-        cases = (
-            [c for c in args.cases.split(",") if c in against.CASES]
-            if args.cases != ",".join(CASES)
-            else list(against.CASES)
-        )
+        cases = against_cases(args.cases)
         try:
             summary = against.compare(
                 args.against,

@@ -22,6 +22,15 @@ def test_bench_flags_parse_as_their_help_says():
         bench.make_parser().parse_args(["--compile", "fast"])
 
 
+def test_against_runs_the_cases_asked_that_it_has():
+    from sashimi.harness import against
+
+    assert bench.against_cases(",".join(bench.CASES)) == list(against.CASES)
+    mine, theirs = [c for c in bench.CASES if c not in against.CASES], list(against.CASES)
+    assert bench.against_cases(",".join([*mine, theirs[-1]])) == [theirs[-1]]
+    assert bench.against_cases(mine[0]) == []
+
+
 FAKE_OFFICIAL = '''
 """Stands in for the official models/sashimi/sashimi.py: our backbone behind the official API."""
 import torch

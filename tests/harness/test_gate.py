@@ -63,6 +63,20 @@ def test_command_passes(capsys):
     assert "checks pass" in out and "FAIL" not in out
 
 
+def test_update_golden_writes_the_measured_outputs_and_says_what_changed(monkeypatch, tmp_path, capsys):
+    target = tmp_path / "golden" / "golden.npz"
+    monkeypatch.setattr(golden, "GOLDEN", target)
+    monkeypatch.setattr(golden, "golden_outputs", lambda: {"a": np.arange(3.0), "b": np.ones(2)})
+    assert check_cmd.main(["--update-golden"]) == 0
+    monkeypatch.setattr(golden, "golden_outputs", lambda: {"a": np.arange(3.0) + 0.5, "c": np.zeros(1)})
+    assert check_cmd.main(["--update-golden"]) == 0
+    out = capsys.readouterr().out
+    assert "added    a (3,)" in out and "changed  a: max diff 5.000e-01" in out and "removed  b" in out
+    written = dict(np.load(target))
+    assert set(written) == {"a", "c"} and np.array_equal(written["a"], np.arange(3.0) + 0.5)
+    assert not list(target.parent.glob("*.tmp*"))
+
+
 def test_a_crashing_part_is_a_named_failure(monkeypatch):
     """A mutant that makes the model raise shows up as a failed check naming the part, not as a crash."""
 
