@@ -77,6 +77,17 @@ def test_update_golden_writes_the_measured_outputs_and_says_what_changed(monkeyp
     assert not list(target.parent.glob("*.tmp*"))
 
 
+def test_the_command_passes_its_flags_to_the_gate(monkeypatch, tmp_path):
+    asked = {}
+    monkeypatch.setattr(
+        gate, "run", lambda fixtures, only, **kw: asked.update(fixtures=fixtures, only=only, **kw) or []
+    )
+    argv = ["--only", "specs", "--only", "golden", "--fixtures", str(tmp_path), "--allow-missing-fixtures", "-x"]
+    assert check_cmd.main(argv) == 0
+    assert asked["only"] == ["specs", "golden"] and asked["fixtures"] == tmp_path
+    assert asked["allow_missing_fixtures"] is True and asked["exitfirst"] is True
+
+
 def test_a_crashing_part_is_a_named_failure(monkeypatch):
     """A mutant that makes the model raise shows up as a failed check naming the part, not as a crash."""
 
