@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         args.fixtures,
         args.only,
         log=lambda stage: print(
-            f"check {stage} ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True
+            f"check {stage} ({time.perf_counter() - start:.0f} s so far)",
+            file=sys.stderr,
+            flush=True,  # mutate: skip flush: when, not what
         ),
         allow_missing_fixtures=args.allow_missing_fixtures,
         exitfirst=args.exitfirst,

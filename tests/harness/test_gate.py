@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,13 @@ def test_the_command_passes_its_flags_to_the_gate(monkeypatch, tmp_path):
     assert check_cmd.main(argv) == 0
     assert asked["only"] == ["specs", "golden"] and asked["fixtures"] == tmp_path
     assert asked["allow_missing_fixtures"] is True and asked["exitfirst"] is True
+
+
+def test_the_command_names_each_family_on_stderr_as_it_starts(monkeypatch, capsys):
+    monkeypatch.setattr(gate, "run", lambda fixtures, only, log, **kw: log("golden") or [])
+    assert check_cmd.main([]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"^check golden \(\d+ s so far\)$", err, re.MULTILINE) and "check golden" not in out
 
 
 def test_a_crashing_part_is_a_named_failure(monkeypatch):
