@@ -1,5 +1,7 @@
 """The benchmark's command line."""
 
+import json
+
 import pytest
 
 from sashimi import bench
@@ -29,6 +31,22 @@ def test_against_runs_the_cases_asked_that_it_has():
     mine, theirs = [c for c in bench.CASES if c not in against.CASES], list(against.CASES)
     assert bench.against_cases(",".join([*mine, theirs[-1]])) == [theirs[-1]]
     assert bench.against_cases(mine[0]) == []
+
+
+def test_against_hands_the_run_what_was_asked(tmp_path, monkeypatch, capsys):
+    from sashimi.harness import against
+    from sashimi.sampling.sample import COMPILE_CHOICES
+
+    (tmp_path / "models" / "sashimi").mkdir(parents=True)
+    (tmp_path / "models" / "sashimi" / "sashimi.py").write_text("")
+    asked = {}
+    monkeypatch.setattr(against, "compare", lambda *a, **kw: asked.update(args=a, **kw) or {"ratio": 2.0})
+    argv = ["--against", str(tmp_path), "--compile", "off", "--preset", "tiny", "--quick", "--cases", "gen_b1"]
+    argv.append("--json")
+    assert bench.main(argv) == 0
+    assert asked["args"] == (tmp_path, 800, 2, 100, ["gen_b1"])
+    assert asked["compile"] == COMPILE_CHOICES["off"] and asked["preset_name"] == "tiny"
+    assert json.loads(capsys.readouterr().out) == {"ratio": 2.0}
 
 
 FAKE_OFFICIAL = '''
