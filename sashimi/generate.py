@@ -25,7 +25,7 @@ from sashimi.sampling.write import check_generation_fits, generate_to_folder
 from sashimi.training import runs
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> Parser:
     parser = Parser(
         prog="python -m sashimi.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -52,14 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--out",
-        default=None,
-        help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)",
+        "--out", help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)"
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the samples an --out folder already holds (default: refuse)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     with notices():
         return run(args)
 

@@ -35,6 +35,17 @@ def names(folder, suffix):
     return sorted(p.stem for p in folder.glob(f"*{suffix}"))
 
 
+def test_generate_flags_parse_as_their_help_says(capsys):
+    parser = generate.make_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    assert "the following arguments are required: --checkpoint" in capsys.readouterr().err
+    args = parser.parse_args(["--checkpoint", "m.pt"])
+    assert (args.compile, args.out, args.overwrite, args.n_samples, args.batch_size) == ("auto", None, False, 4, 16)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--checkpoint", "m.pt", "--compile", "fast"])
+
+
 def test_each_run_without_out_gets_a_fresh_folder(ckpt, capsys, plots_touched):
     for n in ("3", "2"):
         assert generate.main(["--checkpoint", str(ckpt), "--n-samples", n, "--length", "8"]) == 0
