@@ -106,7 +106,6 @@ def run(args) -> int:
                 prefix,
                 args.batch_size,
                 args.seed,
-                log=print,
                 compile=COMPILE_CHOICES[args.compile],
                 overwrite=args.overwrite,
             )
