@@ -66,7 +66,7 @@ def run_import(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> Parser:
     parser = Parser(
         prog="python -m sashimi.interop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "--quantization", choices=QUANTIZATIONS, help="how the model hears audio (default: the sc09 preset's, mulaw)"
     )
     p_import.add_argument("--sample-rate", type=int, help="Hz (default: the sc09 preset's, 16000)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     try:
         if args.command == "import":
             return run_import(args)

@@ -155,3 +155,15 @@ def test_import_records_the_given_sample_rate_within_its_inclusive_limits(rate, 
     else:
         assert code == 2 and "--sample-rate must be a finite number in [1000, 384000]" in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_interop_flags_parse_as_their_help_says():
+    parser = interop_cmd.make_parser()
+    helps = parser.format_help()
+    assert "compare against a published fixture" in helps and "published state dict (.pt, .ckpt or .npz)" in helps
+    args = parser.parse_args(["import", "m.pt", "--out", "o.pt", "--bits", "8", "--dt-transform", "softplus"])
+    assert (args.command, args.bits, args.dt_transform) == ("import", 8, "softplus")
+    assert parser.parse_args(["check", "f.npz", "--dt-transform", "exp"]).dt_transform == "exp"
+    for bad in (["import", "m.pt", "--out", "o", "--dt-transform", "relu"], ["check", "f.npz", "--dt-transform", "id"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
