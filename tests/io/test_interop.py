@@ -164,6 +164,7 @@ def test_interop_flags_parse_as_their_help_says():
     args = parser.parse_args(["import", "m.pt", "--out", "o.pt", "--bits", "8", "--dt-transform", "softplus"])
     assert (args.command, args.bits, args.dt_transform) == ("import", 8, "softplus")
     assert parser.parse_args(["check", "f.npz", "--dt-transform", "exp"]).dt_transform == "exp"
-    for bad in (["import", "m.pt", "--out", "o", "--dt-transform", "relu"], ["check", "f.npz", "--dt-transform", "id"]):
+    bad = [["import", "m.pt", "--out", "o", "--dt-transform", "relu"], ["check", "f.npz", "--dt-transform", "id"]]
+    for argv in [*bad, ["import", "m.pt", "--out", "o", "--quantization", "cubic"]]:
         with pytest.raises(SystemExit):
-            parser.parse_args(bad)
+            parser.parse_args(argv)

@@ -116,6 +116,9 @@ def test_check_without_a_sidecar_names_the_transform_that_passes(tmp_path, capsy
     assert "note: every check passes with Delta = softplus(inv_dt): rerun with --dt-transform softplus" in out, out
     assert interop_cmd.main(["check", str(fixture), "--dt-transform", "softplus"]) == 0
     assert "note:" not in capsys.readouterr().out
+    # a transform the user named is checked as named: it fails, without advice to use another
+    assert interop_cmd.main(["check", str(fixture), "--dt-transform", "exp"]) == 1
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_import_reads_the_fixture_sidecar(tmp_path, capsys):
