@@ -14,7 +14,7 @@ from sashimi.core.config import ModelConfig
 from sashimi.io import checkpoint, interop
 from sashimi.model.backbone import Backbone
 from sashimi.model.lm import SashimiLM
-from tests.helpers import numpy_state
+from tests.helpers import numpy_state, pipeline_layout
 
 
 def test_published_fixture_passes(capsys):
@@ -168,3 +168,22 @@ def test_interop_flags_parse_as_their_help_says():
     for argv in [*bad, ["import", "m.pt", "--out", "o", "--quantization", "cubic"]]:
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
+
+
+def test_standalone_kwargs_left_out_take_the_official_constructor_defaults(tmp_path):
+    """The official standalone Sashimi(d_model=64, n_layers=8, pool=[4, 4], expand=2, ff=2, dropout=0.0)
+    (state-spaces/s4, models/sashimi/sashimi.py): a kwargs file that leaves a field out means that
+    default; the classes are --bits, 8 unless given."""
+    torch.manual_seed(0)
+    config = ModelConfig(bits=16, d_model=4, n_layers=8, pool=[4, 4], expand=2, ff=2, n_ssm=1, d_state=2)
+    state = SashimiLM(config).backbone.state_dict()
+    c = interop.standalone_model(state, {"d_model": 4}, bits=16).model.config
+    assert (c.bits, c.n_layers, c.pool, c.expand, c.ff, c.dropout) == (16, 8, [4, 4], 2, 2, 0.0)
+    torch.save(state, tmp_path / "backbone.pt")
+    assert interop.import_file(tmp_path / "backbone.pt").model.config.bits == 8
+
+
+def test_a_transform_given_for_a_v4_state_dict_is_noted_as_given():
+    model = SashimiLM(ModelConfig(bits=8, d_model=4, n_layers=1, pool=[2, 2], n_ssm=1, d_state=2))
+    imported = interop.pipeline_model(pipeline_layout(model.state_dict(), "pipeline-v4"), "pipeline-v4", "softplus")
+    assert imported.notes == ["Delta = softplus(inv_dt) (as given: --dt-transform, or the fixture's sidecar)"]
