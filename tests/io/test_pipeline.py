@@ -252,3 +252,11 @@ def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):
     )
     result = json.loads(capsys.readouterr().out)
     assert result["files"] > 0 and 0 < result["bits_per_sample"] < 16 and result["unigram_bits_per_sample"] > 0
+
+
+def test_keys_without_an_anchor_carry_no_prefix_and_a_stray_key_is_named():
+    assert pipeline.key_prefix(["weights.a", "weights.b"]) == ""
+    model = helpers.lm(0, torch.float32, bits=8, d_model=4, n_layers=1, pool=[2, 2], n_ssm=1, d_state=2)
+    state = {**pipeline_layout(model.state_dict(), "pipeline-v4"), "optimizer.step": torch.zeros(())}
+    with pytest.raises(pipeline.LayoutError, match=r"unexpected key 'optimizer.step': a pipeline state dict holds"):
+        pipeline.convert(state, "pipeline-v4")
