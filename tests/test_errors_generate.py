@@ -44,6 +44,7 @@ def test_generate_flags_parse_as_their_help_says(capsys):
     assert (args.compile, args.out, args.overwrite, args.n_samples, args.batch_size) == ("auto", None, False, 4, 16)
     with pytest.raises(SystemExit):
         parser.parse_args(["--checkpoint", "m.pt", "--compile", "fast"])
+    assert "default: a fresh generated/<timestamp>/ beside the checkpoint" in " ".join(parser.format_help().split())
 
 
 def test_each_run_without_out_gets_a_fresh_folder(ckpt, capsys, plots_touched):
