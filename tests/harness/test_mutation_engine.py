@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sashimi import mutate as mutate_cmd
 from sashimi.harness import coverage_run, markdown, mutation, plan, report, selection
 from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests, stages
 from sashimi.harness.runner import Settings, liveness, run_job, stage_limit
@@ -403,6 +404,17 @@ def test_a_stopped_run_ends_its_tests_reports_and_cleans_up(project, tmp_path):
     assert run.returncode == 130, err
     assert gone(int(pid_file.read_text()))
     assert "stopped" in json.loads(out)["summary"] and not list(scratch.glob("sashimi-mutate-*"))
+
+
+def test_the_command_returns_its_exit_status_in_process(project, capsys):
+    """main() returns what the command exits with (python -m sashimi.mutate calls sys.exit on it): a
+    budget that ends before any mutant is 3, or 0 with --allow-partial; a bad revision is 2."""
+    write(project, {"sashimi/geometry.py": GEOMETRY.replace("w * h", "h * w")})
+    argv = ["--root", str(project), "--diff", "HEAD", "--budget", "0.001", "--json"]
+    assert mutate_cmd.main(argv) == 3
+    assert "1 not run" in json.loads(capsys.readouterr().out)["summary"]
+    assert mutate_cmd.main([*argv, "--allow-partial"]) == 0
+    assert mutate_cmd.main(["--root", str(project), "--diff", "no-such-rev"]) == 2
 
 
 def test_rounds_go_from_the_named_killers_to_the_whole_suite(tmp_path):
