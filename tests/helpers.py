@@ -114,10 +114,10 @@ def hypothesis_profile() -> str:
     return os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 
 
-def model_properties() -> settings:
-    """The loaded profile with MODEL_EXAMPLES[profile] examples (call it in the decorator: the
-    profile is loaded by then)."""
-    return settings(settings.default, max_examples=MODEL_EXAMPLES.get(hypothesis_profile(), 20))
+def model_properties(share: float = 1.0) -> settings:
+    """The loaded profile with `share` of MODEL_EXAMPLES[profile] examples (purity, a structural property: 0.4; call
+    it in the decorator: the profile is loaded by then)."""
+    return settings(settings.default, max_examples=round(share * MODEL_EXAMPLES.get(hypothesis_profile(), 20)))
 
 
 # Audio quantization and datasets (tests/test_quantize.py, tests/test_data.py)

@@ -10,7 +10,7 @@ from tests.helpers import model_properties, randn, seeds, small_model_configs
 from tests.model import purity
 
 
-@model_properties()
+@model_properties(0.4)
 @given(small_model_configs(bits=8, dropout=True), seeds)
 def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     """Over one coarsest block and one more step (every pool buffer empty, filling, full; every up stage idle or

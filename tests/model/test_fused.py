@@ -112,7 +112,7 @@ def test_fused_step_equals_module_step_for_the_paper_layout_float32():
     assert_close(fused_rollout(model, x), helpers.rollout(model, x), "fused_vs_module_step_float32")
 
 
-@model_properties()
+@model_properties(0.4)
 @given(small_model_configs(bits=8), seeds)
 def test_fused_step_leaves_the_model_untouched(config, seed):
     model = randomized(seed, torch.float64, **config)
