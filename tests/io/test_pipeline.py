@@ -210,7 +210,8 @@ def test_v4_default_delta_is_exp_and_says_why(tmp_path, capsys):
 @pytest.mark.parametrize("ref", ["v3.0.0", "v4"])
 def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     """The full sc09 pipeline key set and shapes (random values) imports as the sc09 model in its
-    pipeline variant, with the published parameter count, and generates."""
+    pipeline variant, with the published parameter count, and generates (once: v4; the layouts meet
+    at the import, and generating with the full-size model costs 5 s)."""
     keys = json.loads((PUBLISHED / f"sc09_{ref}_keys.json").read_text())["final_act_glu"]
     path = tmp_path / "sc09.pt"
     torch.save(random_pipeline_state(keys["state_dict"]), path)
@@ -218,7 +219,8 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8-bit, d_model 64, n_layers 8, pool [4, 4], expand 2, ff 2, n_ssm 1, d_state 64, norm scalar" in out
     assert f"parameters: {keys['params']['total_without_weight_g']:,}" in out
-    assert_generates_one_wav(tmp_path / "m.pt", tmp_path / "gen")
+    if ref == "v4":
+        assert_generates_one_wav(tmp_path / "m.pt", tmp_path / "gen")
     # and the reference writes that model back in the official key set: weight-normed pool linears
     # (not the output linears), the scalar norm's m and s one level down, v3's kernel names
     model, _ = load_model(tmp_path / "m.pt")
