@@ -94,6 +94,7 @@ def stoppable():
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+        STOPPING.clear()  # a caller in the same process may start children again
 
 
 @dataclass(frozen=True)

@@ -417,6 +417,54 @@ def test_the_command_returns_its_exit_status_in_process(project, capsys):
     assert mutate_cmd.main(["--root", str(project), "--diff", "no-such-rev"]) == 2
 
 
+def test_later_rounds_judge_only_the_survivors_and_keep_what_they_catch(monkeypatch):
+    """Round 2 measures and runs only round 1's survivors; a survivor caught there takes the new
+    verdict, one still surviving keeps its own; with none left no round is measured; a broken test
+    of any round stays broken."""
+    jobs = [Job(i, "sashimi/m.py", n, range(n, n + 1), "op", "") for n, i in enumerate("abc", 1)]
+    first = [{"id": "a", "status": "killed"}, {"id": "b", "status": "survived"}, {"id": "c", "status": "survived"}]
+    measured, ran = [], []
+    round2 = selection.Coverage(broken={"t::new": "fails"})
+
+    def measure(args, template, again, files, deadline):
+        measured.append(([j.id for j in again], files))
+        return round2
+
+    def run_all(again, coverage, settings, parallel, deadline, log):
+        ran.append((sorted(j.id for j in again), dict(coverage.broken)))
+        return [{"id": "b", "status": "killed"}, {"id": "c", "status": "survived"}], []
+
+    monkeypatch.setattr(mutate_cmd, "measure", measure)
+    monkeypatch.setattr(mutate_cmd, "run_all", run_all)
+    args = type("Args", (), {"jobs": 2})()
+    round1 = selection.Coverage(broken={"t::old": "fails"})
+    results = mutate_cmd.later_rounds(
+        args, None, jobs, first, [round1, ["tests/test_b.py"], ["tests/test_c.py"]], None, None
+    )
+    assert [r["status"] for r in results] == ["killed", "killed", "survived"]
+    assert measured == [(["b", "c"], ["tests/test_b.py"]), (["c"], ["tests/test_c.py"])]
+    assert ran[0] == (["b", "c"], {"t::old": "fails", "t::new": "fails"})
+    measured.clear()
+    assert mutate_cmd.later_rounds(args, None, jobs, first[:1], [round1, ["tests/test_b.py"]], None, None) == first[:1]
+    assert measured == []
+
+
+def test_a_stop_during_the_run_reports_what_it_has_and_returns_130(project, monkeypatch, capsys):
+    """What the SIGTERM handler does (end the children, raise KeyboardInterrupt), here during the
+    coverage round: the report still comes out, says why nothing ran, and the status is 130."""
+    write(project, {"sashimi/geometry.py": GEOMETRY.replace("w * h", "h * w")})
+
+    def stopped(*args, **kwargs):
+        mutation.stop_children()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mutate_cmd, "measure", stopped)
+    assert mutate_cmd.main(["--root", str(project), "--diff", "HEAD", "--json"]) == 130
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert "1 not run" in summary and "the run was stopped: SIGTERM or Ctrl-C" in summary
+    assert not mutation.STOPPING.is_set()  # children may start again in this process
+
+
 def test_rounds_go_from_the_named_killers_to_the_whole_suite(tmp_path):
     write(tmp_path, {"sashimi/__init__.py": "", "sashimi/a.py": "X = 1\n", "sashimi/b.py": "from sashimi import a\n"})
     write(tmp_path, {"tests/helpers.py": "from sashimi import b\n", "tests/test_a.py": "from sashimi import a\n"})
