@@ -266,3 +266,6 @@ def test_keys_without_an_anchor_carry_no_prefix_and_a_stray_key_is_named():
     model16 = helpers.lm(0, torch.float32, bits=16, d_model=4, n_layers=1, pool=[2, 2], n_ssm=1, d_state=2)
     ours = pipeline.convert(pipeline_layout(model16.state_dict(), "pipeline-v4"), "pipeline-v4")
     assert pipeline.infer_config(ours, "exp").bits == 16
+    ours["encoder.embedding.weight"] = ours["encoder.embedding.weight"][:100]
+    with pytest.raises(pipeline.LayoutError, match=r"the embedding has 100 classes; only 8-bit \(256\)"):
+        pipeline.infer_config(ours, "exp")
