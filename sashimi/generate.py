@@ -19,9 +19,10 @@ from sashimi.audio.dataset import load_audio
 from sashimi.audio.quantize import encode
 from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import audio_settings, check_number
+from sashimi.core.lock import exclusive
 from sashimi.io.checkpoint import CheckpointError, load_model
 from sashimi.sampling.sample import COMPILE_CHOICES, COMPILE_MIN_STEPS
-from sashimi.sampling.write import check_generation_fits, generate_to_folder
+from sashimi.sampling.write import check_generation_fits, generate_to_folder, prepare_folder
 from sashimi.training import runs
 
 
@@ -94,21 +95,23 @@ def run(args) -> int:
         check_generation_fits(model, args.n_samples, n_steps, 0 if prefix is None else prefix.shape[0], args.batch_size)
         out = Path(args.out) if args.out else runs.new_run_dir(Path(args.checkpoint).parent / "generated")
         try:
-            written = generate_to_folder(
-                model,
-                audio.quantization,
-                audio.sample_rate,
-                out,
-                args.n_samples,
-                n_steps,
-                args.temperature,
-                args.top_p,
-                prefix,
-                args.batch_size,
-                args.seed,
-                compile=COMPILE_CHOICES[args.compile],
-                overwrite=args.overwrite,
-            )
+            prepare_folder(out, args.overwrite)  # created and checked before its lock is taken in it
+            with exclusive(out, "generation"):
+                written = generate_to_folder(
+                    model,
+                    audio.quantization,
+                    audio.sample_rate,
+                    out,
+                    args.n_samples,
+                    n_steps,
+                    args.temperature,
+                    args.top_p,
+                    prefix,
+                    args.batch_size,
+                    args.seed,
+                    compile=COMPILE_CHOICES[args.compile],
+                    overwrite=args.overwrite,
+                )
         except BaseException:
             if not args.out and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # the fresh folder of a run that wrote nothing

@@ -31,14 +31,30 @@ def describe(config) -> str:
     )
 
 
+def json_object(path: Path, what: str) -> dict:
+    """The JSON object in `path`; a ValueError naming the file and what is wrong with it."""
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not a text file") from None
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{what} {path} holds a JSON {type(meta).__name__}; expected an object of the constructor's keyword "
+            'arguments (or {"constructor_kwargs": {...}, "dt_transform": ...})'
+        )
+    return meta
+
+
 def run_import(args) -> int:
     check_number("--sample-rate", args.sample_rate, *SAMPLE_RATE_RANGE)
     kwargs, dt_transform, sidecar = None, args.dt_transform, args.file.with_suffix(".json")
     if args.config is not None:
-        meta = json.loads(args.config.read_text())
+        meta = json_object(args.config, "--config")
         kwargs = meta.get("constructor_kwargs", meta)
     elif args.file.suffix == ".npz" and sidecar.is_file():  # a fixture's sidecar says how it was made
-        meta = json.loads(sidecar.read_text())
+        meta = json_object(sidecar, "the sidecar")
         kwargs = meta.get("constructor_kwargs")
         dt_transform = dt_transform or meta.get("dt_transform")
         print(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sashimi import bench, evaluate, generate, interop, mutate, selfcheck, specs, train
+from sashimi.harness import tolerances
 from sashimi.io import checkpoint
 from tests.helpers import PUBLISHED, write
 
@@ -95,6 +96,8 @@ GENERATE = [
     ([], "nan", "non-finite weights"),
     ([], "cut", "cannot read checkpoint"),
     ([], "missing", "checkpoint not found"),
+    (["--prefix", "/nonexistent.wav"], "good", "audio file /nonexistent.wav does not exist"),
+    (["--prefix", "/"], "good", "/ is not a file"),
 ]
 
 
@@ -153,6 +156,21 @@ def test_interop_refuses(tmp_path, capsys):
             "--sample-rate must be a finite number in [1",
         ),
     ]
+    listed, broken = tmp_path / "list.json", tmp_path / "broken.json"
+    listed.write_text("[64, 8]")
+    broken.write_text('{"d_model": 64,')
+    sidecar = tmp_path / "fixture.npz"
+    sidecar.write_bytes((PUBLISHED / "pipeline_v4.npz").read_bytes())
+    sidecar.with_suffix(".json").write_text("{dt_transform: softplus}")
+    v4, m = str(PUBLISHED / "pipeline_v4.npz"), str(tmp_path / "m.pt")
+    cases += [
+        (
+            ["import", v4, "--config", str(listed), "--out", m],
+            f"--config {listed} holds a JSON list; expected an object",
+        ),
+        (["import", v4, "--config", str(broken), "--out", m], f"--config {broken} is not valid JSON: Expecting"),
+        (["import", str(sidecar), "--out", m], f"the sidecar {sidecar.with_suffix('.json')} is not valid JSON"),
+    ]
     for argv, needle in cases:
         code, err = call(interop, argv, capsys)
         assert_one_error_line(code, err, needle)
@@ -169,6 +187,8 @@ def test_small_commands_refuse(capsys):
         (bench, ["--repeats", "0"], "--repeats must be at least 1"),
         (bench, ["--cases", "nope"], "unknown case"),
         (mutate, ["--timeout", "0"], "--timeout must be at least 1"),
+        (tolerances, ["--measure", "--seed", "-1"], "--seed must be a non-negative integer; got -1"),
+        (tolerances, ["--measure", "--cases", "0"], "--cases must be at least 1; got 0"),
     ]
     for module, argv, needle in cases:
         code, err = call(module, argv, capsys)

@@ -12,6 +12,7 @@ import torch
 
 from sashimi import generate
 from sashimi.io import checkpoint
+from sashimi.sampling import sample as sample_module
 from sashimi.sampling import write
 from tests.helpers import assert_one_line_error, lm, run_main, tiny_config, wav_with_rate
 
@@ -161,10 +162,11 @@ def test_ctrl_c_keeps_the_finished_samples_and_exits_130_without_a_traceback(
     generated = ckpt.parent / "generated"
     if kept:
         (folder,) = generated.iterdir()
-        assert f"interrupted: kept the 2 of 4 samples finished so far in {folder}" in captured.out
+        assert "interrupted: kept the 2 of 4 samples finished so far (sample_00_loglik_" in captured.out
+        assert f", ...) in {folder}" in captured.out
         assert len(names(folder, ".wav")) == 2 and names(folder, ".wav") == names(folder, ".png")
     else:
-        assert "interrupted before the first batch of 2 samples finished: nothing written" in captured.out
+        assert "interrupted before any sample: nothing written" in captured.out
         assert not generated.exists() or not any(generated.iterdir())  # no empty folder left
 
 
@@ -280,3 +282,32 @@ def test_a_prefix_at_either_limit_of_the_rate_range_is_accepted(rate, n, ckpt, t
     assert generate.main([*argv, "--out", str(tmp_path / "o")]) == 0
     (wav,) = (tmp_path / "o").glob("*.wav")
     assert sf.info(wav).frames == n * 8000 // rate + 8
+
+
+def test_ctrl_c_mid_batch_keeps_the_samples_in_progress_cut_where_they_stopped(ckpt, tmp_path, monkeypatch, capsys):
+    """Ctrl-C at the 13th draw: the first batch (2 x 8 steps) is finished, the second batch has drawn
+    4 steps. Its 2 samples are kept as partial_*, and they are the first 4 samples of what an
+    uninterrupted run with the same seed writes for that batch."""
+    argv = ["--checkpoint", str(ckpt), "--n-samples", "4", "--batch-size", "2", "--length", "8"]
+    assert generate.main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == 13:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
+    capsys.readouterr()
+    assert generate.main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    out = capsys.readouterr().out
+    assert "kept the 2 of 4 samples finished so far" in out and "the 2 in progress, cut at 4 of 8 steps" in out
+    whole = {p.name: sf.read(p, dtype="int16")[0] for p in (tmp_path / "whole").glob("*.wav")}
+    cut = {p.name: sf.read(p, dtype="int16")[0] for p in (tmp_path / "cut").glob("*.wav")}
+    finished = [a for n, a in cut.items() if n.startswith("sample_")]
+    partial = [a for n, a in cut.items() if n.startswith("partial_")]
+    assert len(finished) == 2 and len(partial) == 2 and all(len(a) == 4 for a in partial)
+    assert all(any(np.array_equal(a, b) for b in whole.values()) for a in finished)
+    assert all(any(np.array_equal(a, b[:4]) for b in whole.values()) for a in partial)
+    assert sorted(p.suffix for p in (tmp_path / "cut").iterdir()) == [".png"] * 4 + [".wav"] * 4

@@ -43,11 +43,19 @@ class AudioNotice(UserWarning):
 
 
 def list_audio_files(folder: str | os.PathLike) -> list[Path]:
-    """Every .wav and .flac file (suffix in any case) under `folder`, recursively, sorted by path."""
+    """Every .wav and .flac file (suffix in any case) under `folder`, recursively, sorted by path;
+    a name that is not UTF-8 is skipped with a notice (it cannot be logged, hashed or stored)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"audio folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    files = []
+    for p in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        try:
+            os.fsdecode(os.fsencode(p)).encode("utf-8")  # a name that is not UTF-8 holds lone surrogates
+        except UnicodeEncodeError:
+            warnings.warn(f"skipping {os.fsencode(p)!r}: its name is not UTF-8; rename it", AudioNotice, stacklevel=2)
+            continue
+        files.append(p)
     if not files:
         raise ValueError(f"no .wav or .flac files under {folder}")
     return files
@@ -67,6 +75,10 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict:
 def load_audio(path: str | os.PathLike, sample_rate: int) -> Float[np.ndarray, " L"]:
     """Mono float32 samples of `path` at `sample_rate`: channels averaged, other rates resampled
     (scipy.signal.resample_poly). Each change is reported by one AudioNotice warning naming the file."""
+    if not os.path.isfile(path):  # soundfile would say only "System error."
+        raise AudioFileError(
+            f"audio file {path} does not exist" if not os.path.exists(path) else f"{path} is not a file"
+        )
     try:
         audio, rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError, EOFError) as err:

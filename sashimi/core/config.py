@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import specs
 
 DEFAULT_PRESET = "tiny"
+DEMO_MINUTES = 3.0  # the stop of a run given neither --max-steps nor --max-minutes (`make run`'s demo)
 QUANTIZATIONS = ("mulaw", "linear")
 # the published variants (docs/DESIGN.md, "Pipeline variants"): the standalone model's choice first
 NORMS = ("layer", "scalar")
@@ -159,7 +160,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     max_steps: int | None = None
-    max_minutes: float | None = 3.0
+    max_minutes: float | None = None  # neither stop given: DEMO_MINUTES (runs.starting_point says so)
     out: str = "runs"
     resume: str | None = None
     init: str | None = None
@@ -196,14 +197,15 @@ class TrainConfig:
         check_number("--ssm-lr", c.ssm_lr, 0.0)
         check_number("--grad-clip", c.grad_clip, 0.0, low_open=True)
         check_number("--max-steps", c.max_steps, 1)
-        check_number("--max-minutes", c.max_minutes, 0.0, low_open=True)
+        if c.max_minutes != math.inf:  # inf: no time limit (the run stops at --max-steps, or at Ctrl-C)
+            check_number("--max-minutes", c.max_minutes, 0.0, low_open=True)
         check_number("--eval-every", c.eval_every, 1)
         check_number("--eval-batches", c.eval_batches, 1)
         check_number("--sample-seconds", c.sample_seconds, 0.0)
         check_number("--sample-rate", c.sample_rate, *SAMPLE_RATE_RANGE)
         check_number("--seed", c.seed, 0, 2**63 - 1)
         if c.max_steps is None and c.max_minutes is None:
-            raise ValueError("give --max-steps or --max-minutes (or both): training needs a stop")
+            c.max_minutes = DEMO_MINUTES  # the demo's stop (runs.starting_point tells the user)
         return c
 
     def model_config(self) -> ModelConfig:

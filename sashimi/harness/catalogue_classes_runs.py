@@ -30,7 +30,7 @@ CLASSES_RUNS: list[Mutant] = [
            "now['files'] == saved['files']",
            'a resume compares only the number of data files: renamed or resized files pass unnoticed',
            kills='tests/training/test_faults_data.py'),
-    Mutant('unigram-over-whole-split', 'sashimi/training/loop.py', 'validation_unigram_bits',
+    Mutant('unigram-over-whole-split', 'sashimi/training/evaluation.py', 'validation_unigram_bits',
            'zip(range(eval_batches), sequential_batches(val_set, batch_size))',
            'enumerate(sequential_batches(val_set, batch_size))',
            'the unigram baseline counts the whole validation split, not the --eval-batches batches validated',

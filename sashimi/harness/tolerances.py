@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, help="seed of the cases (default: fresh from the OS; printed)")
     args = parser.parse_args(argv)
+    if args.seed is not None and args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer; got {args.seed}")
+    if args.cases < 1:
+        parser.error(f"--cases must be at least 1; got {args.cases}")
     table = [row for row in specs.load("tolerances") if not row.startswith("_")]
     rows = args.rows or table
     unknown = sorted(set(rows) - set(table))

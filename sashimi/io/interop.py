@@ -112,6 +112,10 @@ def fixture_state(arrays: dict) -> dict:
     return arrays
 
 
+CKPT_DEFAULT_REASON = (
+    "default softplus: a Lightning .ckpt is written by the v4 pipeline's training, whose default is softplus; "
+    "give --dt-transform exp for weights trained with exp"
+)
 DT_DEFAULT_REASON = (
     "default exp: the released *_v4.pt files were converted from v3-trained weights, which use exp; "
     "give --dt-transform softplus for a model trained by the v4 pipeline (its default)"
@@ -157,8 +161,11 @@ def standalone_model(state: dict, constructor_kwargs: dict | None, bits: int) ->
     )
 
 
-def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: torch.dtype = torch.float32) -> Imported:
-    """A pipeline v3 / v4 state dict as a complete language model, its configuration read off the shapes."""
+def pipeline_model(
+    state: dict, layout: str, dt_transform: str | None, dtype: torch.dtype = torch.float32, lightning: bool = False
+) -> Imported:
+    """A pipeline v3 / v4 state dict as a complete language model, its configuration read off the shapes.
+    `lightning`: the state came from a Lightning .ckpt, which only the v4 pipeline's training writes."""
     notes = []
     if layout == "pipeline-v3":
         if dt_transform not in (None, "exp"):
@@ -169,8 +176,8 @@ def pipeline_model(state: dict, layout: str, dt_transform: str | None, dtype: to
         dt_transform = "exp"
         notes.append("Delta = exp(log_dt) (v3 layout)")
     elif dt_transform is None:
-        dt_transform = "exp"
-        notes.append(f"Delta = exp(inv_dt): {DT_DEFAULT_REASON}")
+        dt_transform = "softplus" if lightning else "exp"
+        notes.append(f"Delta = {dt_transform}(inv_dt): {CKPT_DEFAULT_REASON if lightning else DT_DEFAULT_REASON}")
     else:
         notes.append(f"Delta = {dt_transform}(inv_dt) (as given: --dt-transform, or the fixture's sidecar)")
     try:
@@ -197,7 +204,7 @@ def import_file(
             raise InteropError(f"--dt-transform {dt_transform}: the standalone model's Delta is exp(inv_dt)")
         imported = standalone_model(state, constructor_kwargs, bits or 8)
     else:
-        imported = pipeline_model(state, layout, dt_transform)
+        imported = pipeline_model(state, layout, dt_transform, lightning=Path(path).suffix == ".ckpt")
     if bits is not None and bits != imported.model.config.bits:
         raise InteropError(
             f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has "

@@ -169,19 +169,39 @@ def sampling_loop(
         step(token)
         token = prefix[t].expand(n).to(device)
     out, picked = [], []
-    for _ in range(length):
-        logits = step(token)
-        logits = (
-            logits.float() if temperature == 1.0 else logits.float() / temperature
-        )  # a step costs ~0.2 ms: each op counts
-        logp = top_p_filter(logits, top_p).log_softmax(-1).cpu()
-        token_cpu = draw(logp, generator)
-        picked.append(logp.gather(1, token_cpu))
-        token_cpu = token_cpu[:, 0]
-        token = token_cpu.to(device)
-        out.append(token_cpu)
-        if progress is not None:
-            progress.update(1)
+    try:
+        for _ in range(length):
+            logits = step(token)
+            logits = (
+                logits.float() if temperature == 1.0 else logits.float() / temperature
+            )  # a step costs ~0.2 ms: each op counts
+            logp = top_p_filter(logits, top_p).log_softmax(-1).cpu()
+            token_cpu = draw(logp, generator)
+            picked.append(logp.gather(1, token_cpu))
+            token_cpu = token_cpu[:, 0]
+            token = token_cpu.to(device)
+            out.append(token_cpu)
+            if progress is not None:
+                progress.update(1)
+    except KeyboardInterrupt:
+        done = min(len(out), len(picked))  # Ctrl-C may land between the two appends
+        raise Interrupted(*sampled(prefix, out[:done], picked[:done], n), done) from None
+    return sampled(prefix, out, picked, n)
+
+
+def sampled(
+    prefix: Int[Tensor, " P"], out: list, picked: list, n: int
+) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
+    """The prefix then the tokens drawn, and their mean log-likelihood per generated sample."""
     generated = torch.stack(out, 1) if out else torch.zeros(n, 0, dtype=torch.long)
     loglik = torch.cat(picked, 1).double().sum(1) if picked else torch.zeros(n, dtype=torch.float64)
-    return torch.cat([prefix.expand(n, -1).cpu(), generated], 1), loglik / max(length, 1)
+    return torch.cat([prefix.expand(n, -1).cpu(), generated], 1), loglik / max(len(out), 1)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during sampling, with what was sampled: the prefix and the first `done` tokens drawn
+    (`tokens`, `loglik` as `sample` returns them)."""
+
+    def __init__(self, tokens: Int[Tensor, "B T"], loglik: Float[Tensor, " B"], done: int):
+        super().__init__(f"interrupted after {done} sampled steps")
+        self.tokens, self.loglik, self.done = tokens, loglik, done

@@ -21,10 +21,11 @@ from sashimi.core.progress import progress_bar
 from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.io.plots import plot_sample
 from sashimi.model.lm import SashimiLM
-from sashimi.sampling.sample import sample
+from sashimi.sampling.sample import Interrupted, sample
 from sashimi.training import memory
 
 SAMPLE_GLOB = "sample_*_loglik_*"
+PARTIAL_GLOB = "partial_*_loglik_*"  # samples in progress when Ctrl-C stopped generation, cut there
 # bytes a kept per-step tensor costs beyond its data (the tensor object and its allocation); two are
 # kept per step of a batch until the batch is stacked. Measured: `sample` of the tiny model grew peak
 # RSS by 39.5 MB over 30,000 steps at B = 1 (1.3 KB a step) and 12.5 MB over 5,000 at B = 16; with
@@ -46,7 +47,7 @@ def prepare_folder(out: Path, overwrite: bool = False) -> Path:
         raise OSError(
             f"cannot write into the output folder {out}: {e.strerror or e}; give a writable folder with --out"
         ) from None
-    earlier = sorted(out.glob(SAMPLE_GLOB + ".wav"))
+    earlier = sorted([*out.glob(SAMPLE_GLOB + ".wav"), *out.glob(PARTIAL_GLOB + ".wav")])
     if earlier and not overwrite:
         raise ValueError(
             f"--out {out} already holds {len(earlier)} generated samples ({earlier[0].name}, ...): "
@@ -80,7 +81,14 @@ def _tensors(state):
             yield from _tensors(v)
 
 
-def check_generation_fits(model: SashimiLM, n_samples: int, length: int, prefix_length: int, batch_size: int) -> int:
+def check_generation_fits(
+    model: SashimiLM,
+    n_samples: int,
+    length: int,
+    prefix_length: int,
+    batch_size: int,
+    flags: str = "--n-samples, --seconds/--length or --batch-size",
+) -> int:
     """MemoryError naming the estimate and the flags to lower when generation cannot fit."""
     device = next(model.parameters()).device
     need = generation_bytes(model, n_samples, length, prefix_length, batch_size)
@@ -88,7 +96,7 @@ def check_generation_fits(model: SashimiLM, n_samples: int, length: int, prefix_
         need,
         device,
         f"generating {n_samples} x {prefix_length + length:,} samples (batches of {batch_size})",
-        "--n-samples, --seconds/--length or --batch-size",
+        flags,
     )
 
 
@@ -134,17 +142,57 @@ def write_samples(
     sample_rate: int,
     out: Path,
     overwrite: bool,
+    stem: str = "sample",
 ) -> list[Path]:
-    """Every sample as WAV + PNG, named by rank and mean log-likelihood, best first; with
-    `overwrite`, the folder's earlier samples are removed first (never mixed with these)."""
+    """Every sample as WAV + PNG, named `stem`_rank_loglik_..., best first; with `overwrite`, the
+    folder's earlier samples (finished and partial) are removed first (never mixed with these)."""
     if overwrite:
-        _discard(*out.glob(SAMPLE_GLOB + ".wav"), *out.glob(SAMPLE_GLOB + ".png"))
+        _discard(
+            *(p for glob in (SAMPLE_GLOB, PARTIAL_GLOB) for p in out.glob(glob + ".*") if p.suffix in (".wav", ".png"))
+        )
     written = []
     for rank, i in enumerate(scores.argsort(descending=True).tolist()):
         audio = decode(tokens[i], model.config.bits, quantization).numpy().astype(np.float32)
-        path = out / f"sample_{rank:02d}_loglik_{scores[i]:.3f}.wav"
+        path = out / f"{stem}_{rank:02d}_loglik_{scores[i]:.3f}.wav"
         written.append(write_pair(audio, sample_rate, path, f"{path.name}: mean log-likelihood {scores[i]:.3f} nats"))
     return written
+
+
+def keep_interrupted(
+    stop: KeyboardInterrupt,
+    tokens: list,
+    scores: list,
+    n_samples: int,
+    length: int,
+    model,
+    quantization: str,
+    sample_rate: int,
+    out: Path,
+    overwrite: bool,
+    log,
+) -> None:
+    """Ctrl-C: the batches finished so far as samples, and the batch in progress (when `sample` says
+    how far it got) as partial_* samples, cut where they stopped; then say what was kept."""
+    done = sum(len(s) for s in scores)
+    finished = (
+        write_samples(torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite)
+        if done
+        else []
+    )
+    cut = stop if isinstance(stop, Interrupted) and stop.done else None
+    partial = (
+        write_samples(cut.tokens, cut.loglik, model, quantization, sample_rate, out, overwrite and not done, "partial")
+        if cut
+        else []
+    )
+    kept = [f"the {done} of {n_samples} samples finished so far ({finished[0].name}, ...)"] if done else []
+    if cut:
+        kept.append(f"the {len(partial)} in progress, cut at {cut.done:,} of {length:,} steps ({partial[0].name}, ...)")
+    log(
+        f"interrupted: kept {' and '.join(kept)} in {out}"
+        if kept
+        else f"interrupted before any sample: nothing written to {out}"
+    )
 
 
 def generate_to_folder(
@@ -206,20 +254,8 @@ def generate_to_folder(
                 )
                 tokens.append(t)
                 scores.append(s)
-    except KeyboardInterrupt:
-        done = sum(len(s) for s in scores)
-        if done:
-            written = write_samples(
-                torch.cat(tokens), torch.cat(scores), model, quantization, sample_rate, out, overwrite
-            )
-            log(
-                f"interrupted: kept the {done} of {n_samples} samples finished so far in {out} ({written[0].name}, ...)"
-            )
-        else:
-            log(
-                f"interrupted before the first batch of {min(batch_size, n_samples)} samples finished: nothing written "
-                f"to {out}"
-            )
+    except KeyboardInterrupt as stop:
+        keep_interrupted(stop, tokens, scores, n_samples, length, model, quantization, sample_rate, out, overwrite, log)
         raise
     elapsed = time.perf_counter() - start
     after = f" after the {n_prefix}-sample prefix (each WAV holds {n_prefix + length})" if n_prefix else ""

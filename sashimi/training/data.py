@@ -5,6 +5,7 @@ it was trained on."""
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch.distributed as dist
 
 from sashimi.audio.dataset import AudioDataset, EmptySplitError, folder_fingerprint
@@ -27,12 +28,38 @@ def datasets(config: TrainConfig, run_dir: Path, log) -> tuple[AudioDataset, Aud
             f"no file under {folder} falls in the training split (80% of names by hash): training on all "
             f"{len(train.files)} files"
         )
+    for notice in degenerate(train, config.batch_size):
+        log(f"notice: {notice}")
     try:
         validation = AudioDataset(folder, "validation", *settings)
     except ValueError:
         log(f"no validation files under {folder}: validating on the training files")
         validation = train
     return train, validation, folder
+
+
+def degenerate(train: AudioDataset, batch_size: int) -> list[str]:
+    """What makes the training data say less than it seems, with its numbers: one value throughout
+    (silence), clips mostly padding, batches larger than the split (each clip repeated in a batch)."""
+    out = []
+    values = np.unique(np.concatenate(train.tokens))
+    if len(values) == 1:
+        out.append(
+            f"the {len(train.files)} training files hold one value throughout (token {values[0]}: silence?): "
+            "the model learns to repeat it, and its loss says nothing about audio"
+        )
+    real, positions = sum(len(t) for t in train.tokens), len(train.clips) * train.seq_len
+    if real < positions / 2:
+        out.append(
+            f"{1 - real / positions:.0%} of the training positions are padding (--seq-len {train.seq_len} on files "
+            f"of {real / len(train.files):,.0f} samples on average): a shorter --seq-len trains on more audio a step"
+        )
+    if batch_size > len(train):
+        out.append(
+            f"--batch-size {batch_size} on {len(train)} training clips: each batch holds every clip about "
+            f"{batch_size / len(train):.1f} times"
+        )
+    return out
 
 
 def data_folder(config: TrainConfig, run_dir: Path) -> Path:
@@ -58,11 +85,18 @@ def write_embedded_data(config: TrainConfig, run_dir: Path, procs) -> None:
 def check_data_unchanged(config: TrainConfig, payload: dict, folder: Path, procs) -> None:
     """A resumed run reads the data folder it was trained on: its file list (names and sizes) must
     match the fingerprint in the checkpoint, unless --allow-changed-data says to continue anyway."""
+    if not folder.is_dir():
+        raise ValueError(
+            f"--resume: the run's data folder {folder} does not exist (moved?); give its new place with --data"
+        )
     saved = payload.get("data")
     if saved is None:  # written before checkpoints recorded their data
         return
     now = folder_fingerprint(folder)
     if now["sha256"] == saved["sha256"]:
+        was = (payload.get("config", {}).get("train") or {}).get("data")
+        if was and Path(was).resolve() != folder.resolve():
+            procs.log(f"notice: the data folder {folder} holds the files the run was trained on (in {was} then)")
         return
     change = (
         f"{saved['files']} files when checkpointed, {now['files']} now"

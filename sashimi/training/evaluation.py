@@ -7,13 +7,20 @@ import time
 import numpy as np
 import torch
 
-from sashimi.audio.dataset import AudioDataset
+from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset
 from sashimi.core.config import audio_settings
 from sashimi.core.progress import progress_bar
 from sashimi.io.checkpoint import load_model
 from sashimi.training import memory
 from sashimi.training.metrics import evaluate, unigram_bits
 from sashimi.training.sampler import sequential_batches
+
+
+def validation_unigram_bits(val_set: AudioDataset, batch_size: int, eval_batches: int) -> float:
+    """The unigram baseline of exactly the positions a validation reads (its first `eval_batches`
+    batches): the entropy of their token histogram, the bits per sample a model must beat."""
+    targets = [y[y != IGNORE_INDEX] for _, (_, y) in zip(range(eval_batches), sequential_batches(val_set, batch_size))]
+    return unigram_bits(torch.cat(targets), 2**val_set.bits)
 
 
 def evaluate_folder(

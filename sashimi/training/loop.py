@@ -4,6 +4,7 @@ A run folder holds config.json, metrics.jsonl, checkpoint.pt (atomic), loss.png 
 Several processes (torchrun) train with DistributedDataParallel on shares of one global batch.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -18,14 +19,15 @@ from torch import nn
 from sashimi.audio.dataset import IGNORE_INDEX, AudioDataset, folder_fingerprint
 from sashimi.core.cli import pick_device
 from sashimi.core.config import ModelConfig, TrainConfig
+from sashimi.core.lock import exclusive
 from sashimi.core.progress import progress_bar
 from sashimi.io import checkpoint
-from sashimi.io.plots import plot_losses
 from sashimi.model.lm import SashimiLM
-from sashimi.sampling.write import generate_to_folder
+from sashimi.sampling.write import check_generation_fits
 from sashimi.training import memory, runs
+from sashimi.training.closing import finish
 from sashimi.training.data import check_data_unchanged, data_folder, datasets, write_embedded_data
-from sashimi.training.metrics import LossModel, evaluate, unigram_bits
+from sashimi.training.metrics import LossModel, evaluate
 from sashimi.training.optimizer import make_optimizer, optimization_step
 from sashimi.training.processes import Processes, new_run_dir, rng_state, set_rng_state, start_processes
 from sashimi.training.sampler import EpochBatches, collate, sequential_batches
@@ -70,11 +72,13 @@ class Run:
         return checkpoint.save(self.state(), self.run_dir / name)
 
 
-def train(config: TrainConfig) -> Path:
-    """Run training; returns the run directory."""
+def train(config: TrainConfig, given: frozenset[str] | None = None) -> Path:
+    """Run training; returns the run directory. `given`: the flags given (runs.starting_point)."""
     procs = Processes.from_environment()
-    start = runs.starting_point(config)
+    start = runs.starting_point(config, given)
     config = start.config
+    if config.batch_size % procs.world:  # before any process joins or any folder exists
+        raise ValueError(f"--batch-size {config.batch_size} must be divisible by the number of processes {procs.world}")
     device = pick_device(config.device)
     per_process = max(1, config.batch_size // procs.world)
     memory.check_fits(
@@ -83,15 +87,16 @@ def train(config: TrainConfig) -> Path:
     if procs.distributed:
         device = start_processes(device, procs)
     run_dir = start.run_dir or new_run_dir(config, procs)  # a resumed run's folder, or a new one (every rank's)
-    run, train_set, val_set, folder = prepare_run(start, run_dir, device, procs)
-    record_start(run, start, len(train_set), folder, procs)
-    start_step, started = run.step, time.monotonic()
-    fit(run, train_set, val_set, procs)
-    if procs.distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    if procs.is_main and run.step > start_step:
-        finish(run, val_set, start_step, started, procs.log)
+    with exclusive(run_dir, "training run") if procs.is_main else contextlib.nullcontext():
+        run, train_set, val_set, folder = prepare_run(start, run_dir, device, procs)
+        record_start(run, start, len(train_set), folder, procs)
+        start_step, started = run.step, time.monotonic()
+        fit(run, train_set, val_set, procs)
+        if procs.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        if procs.is_main and run.step > start_step:
+            finish(run, val_set, start_step, started, procs.log)
     return run_dir
 
 
@@ -130,6 +135,9 @@ def starting_run(start: runs.Start, run_dir: Path, device: torch.device, folder:
         procs.log(f"initialized from {start.config.init} (weights only: fresh optimizer and schedule)")
     if start.payload is not None:
         run.load(start.payload)
+    if start.config.sample_seconds > 0:  # the closing sample must fit before a step is spent
+        length = round(start.config.sample_seconds * start.config.sample_rate)
+        check_generation_fits(run.model, 1, length, 0, 1, "--sample-seconds (0: no closing sample)")
     run.data = folder_fingerprint(folder)  # what it trains on (a resume's changes only under --allow-changed-data)
     return run
 
@@ -143,6 +151,8 @@ def record_start(run: Run, start: runs.Start, n_clips: int, folder: Path, procs:
             f"resumed {run_dir} at step {run.step}"
             + (f" (dropped {dropped} metrics records logged after that step)" if dropped else "")
         )
+    for note in start.notes:
+        procs.log(f"notice: {note}")
     if not procs.is_main:
         return
     saved = {"model": run.model.config.to_dict(), "train": dataclasses.asdict(config), "data_folder": str(folder)}
@@ -188,7 +198,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     config, device = run.config, run.device
     loss_model = distributed(LossModel(run.model), device, procs)
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
-    start, start_step = time.monotonic(), run.step
+    start, start_step, real = time.monotonic(), run.step, 0
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     bar = progress_bar(
         total=config.max_steps, initial=run.step, disable=not procs.is_main, unit="step", dynamic_ncols=True
@@ -203,9 +213,10 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at step {run.step + 1}; {last_good(run)}")
             run.step += 1
+            real += int((y != IGNORE_INDEX).sum()) * procs.world  # audio, not padding: this share times the shares
+            rate = real / max(time.monotonic() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}", refresh=False)  # drawn by update
             bar.update(1)
-            rate = (run.step - start_step) * config.batch_size * config.seq_len / max(time.monotonic() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", samples_per_s=f"{rate:,.0f}")
             if procs.is_main:
                 record = {"kind": "train", "step": run.step, "loss": loss, "lr": run.optimizer.param_groups[0]["lr"]}
                 runs.append_jsonl(run.run_dir / "metrics.jsonl", record)
@@ -244,6 +255,8 @@ def close_fit(run: Run, val_set: AudioDataset, start_step: int, procs: Processes
     """The closing validation and checkpoint, unless the last step already had them."""
     config = run.config
     if run.step == start_step and (run.run_dir / "checkpoint.pt").is_file():
+        if procs.is_main:  # no step, but the settings it was resumed with (a stop, a moved data folder) are kept
+            run.save()
         procs.log(
             f"nothing to train: the run is at step {run.step} (--max-steps {config.max_steps}); nothing was added to it"
         )
@@ -256,42 +269,3 @@ def close_fit(run: Run, val_set: AudioDataset, start_step: int, procs: Processes
 
 def weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def validation_unigram_bits(val_set: AudioDataset, batch_size: int, eval_batches: int) -> float:
-    """The unigram baseline of exactly the positions a validation reads (its first `eval_batches`
-    batches): the entropy of their token histogram, the bits per sample a model must beat."""
-    targets = [y[y != IGNORE_INDEX] for _, (_, y) in zip(range(eval_batches), sequential_batches(val_set, batch_size))]
-    return unigram_bits(torch.cat(targets), 2**val_set.bits)
-
-
-def finish(run: Run, val_set: AudioDataset, start_step: int, start: float, log) -> None:
-    """The loss plot, the last validation against the unigram baseline of the validation split
-    (did it learn?) and, with --sample-seconds, one generated sample."""
-    config = run.config
-    plot = plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "loss.png")
-    log(
-        f"trained {run.step - start_step} steps in {time.monotonic() - start:.0f} s; checkpoint "
-        f"{run.run_dir / 'checkpoint.pt'}; loss plot {plot}"
-    )
-    if run.last_validation is not None:
-        bits = run.last_validation["bits_per_sample"]
-        baseline = validation_unigram_bits(val_set, config.batch_size, config.eval_batches)
-        log(
-            f"validation {bits:.2f} bits/sample, unigram baseline of the validation split {baseline:.2f} "
-            f"({abs(baseline - bits):.2f} {'below' if bits <= baseline else 'above'})"
-        )
-    if config.sample_seconds > 0:
-        written = generate_to_folder(
-            run.model,
-            config.quantization,
-            config.sample_rate,
-            run.run_dir / "samples",
-            n_samples=1,
-            length=round(config.sample_seconds * config.sample_rate),  # as generate's --seconds
-            seed=config.seed,
-            log=log,
-            overwrite=True,
-        )  # the run's sample at its latest step replaces the one of an earlier stop
-        for path in written:
-            log(f"generated sample: {path}; waveform and spectrogram {path.with_suffix('.png')}")

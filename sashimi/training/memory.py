@@ -90,7 +90,10 @@ def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) ->
     limit = available_bytes(device)
     override = os.environ.get("SASHIMI_MEMORY_LIMIT")
     if override:
-        limit = int(float(override))
+        try:
+            limit = int(float(override))
+        except ValueError:
+            raise ValueError(f"SASHIMI_MEMORY_LIMIT must be a number of bytes; got {override!r}") from None
     if limit is not None and need > limit:
         raise MemoryError(
             f"{what} needs about {human(need)} of memory (estimate), more than the {human(limit)} available on "

@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from sashimi.core.config import ModelConfig, TrainConfig
+from sashimi.core.config import DEMO_MINUTES, ModelConfig, TrainConfig
 from sashimi.io import checkpoint
 
-# what a resumed run may change: when and where it stops, and the device; everything else would
-# break "resume equals a straight run" (docs/DESIGN.md, "Optimizer and schedule")
-RESUMABLE = ("max_steps", "max_minutes", "device", "resume", "sample_seconds", "out", "allow_changed_data")
+# what a resumed run may change (a notice says so): when it stops, where it runs, what it samples at
+# the end; everything else would break "resume equals a straight run" (docs/DESIGN.md, "Optimizer
+# and schedule"). The data folder may move: it is matched by its files (data.check_data_unchanged).
+RESUMABLE = ("max_steps", "max_minutes", "device", "sample_seconds")
+PER_CALL = ("resume", "out", "allow_changed_data")  # how this command was called, never the run's
 
 
 def new_run_dir(out: str | Path) -> Path:
@@ -40,21 +42,18 @@ def resolve_resume(path: str) -> Path:
     return p
 
 
-def conflicts(asked: TrainConfig, saved: TrainConfig) -> list[str]:
-    """Flags given (different from their defaults) that differ from the run's saved configuration."""
+def given_flags(config: TrainConfig) -> frozenset[str]:
+    """The settings a configuration built in code gives: those not at their defaults."""
     default = TrainConfig()
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        mine, theirs = getattr(asked, f.name), getattr(saved, f.name)
-        if f.name in RESUMABLE or mine == getattr(default, f.name) or mine == theirs:
-            continue
-        out.append(f"--{f.name.replace('_', '-')} {mine} (the run has {theirs})")
-    return out
+    return frozenset(
+        f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)
+    )
 
 
-def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
-    """The saved configuration with the stopping rule and the device of `config`; any other flag
-    that differs from the run's is refused, naming it."""
+def resumed_config(config: TrainConfig, given: frozenset[str]) -> tuple[TrainConfig, dict, Path, list[str]]:
+    """The run's saved configuration, with the given flags of RESUMABLE (and --data) replacing its
+    values; any other given flag that differs from the run's is refused, naming it. Returns the
+    configuration, the checkpoint, the run's folder and the notices of what changed."""
     resume_path = resolve_resume(config.resume)
     payload = checkpoint.load(resume_path)
     if "optimizer" not in payload or "step" not in payload:
@@ -71,14 +70,24 @@ def resumed_config(config: TrainConfig) -> tuple[TrainConfig, dict, Path]:
             f"({', '.join(unknown)}); resume it with the version that wrote it"
         )
     saved = TrainConfig(**saved_fields)
-    clash = conflicts(config, saved)
+    changes, clash, notes = {name: getattr(config, name) for name in PER_CALL}, [], []
+    for name in sorted(given - set(PER_CALL)):
+        mine, theirs = getattr(config, name), getattr(saved, name)
+        if name == "data":
+            changes[name] = mine  # the same files under another name is the same run
+        elif mine == theirs:
+            continue
+        elif name in RESUMABLE:
+            changes[name] = mine
+            notes.append(f"--{name.replace('_', '-')} {mine} replaces the run's {theirs}")
+        else:
+            clash.append(f"--{name.replace('_', '-')} {mine} (the run has {theirs})")
     if clash:
         raise ValueError(
             f"--resume continues a run with its own configuration; these flags differ from it: {'; '.join(clash)} "
             "(start a new run, or one from its weights with --init)"
         )
-    config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RESUMABLE})
-    return config, payload, resume_path.parent
+    return dataclasses.replace(saved, **changes), payload, resume_path.parent, notes
 
 
 def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict]:
@@ -111,25 +120,33 @@ class Start(NamedTuple):
     payload: dict | None = None  # --resume: the checkpoint the run continues
     run_dir: Path | None = None  # --resume: the run's folder
     init_state: dict | None = None  # --init: the weights a new run starts from
+    notes: tuple[str, ...] = ()  # what the run was not told and does anyway, said when it starts
 
 
-def starting_point(config: TrainConfig) -> Start:
+def starting_point(config: TrainConfig, given: frozenset[str] | None = None) -> Start:
     """A new run from the preset, a new run from --init's weights, or --resume's run, with its
-    configuration resolved (every None filled, every value checked)."""
+    configuration resolved (every None filled, every value checked, --data made absolute so the run
+    resumes from any directory). `given`: the flags given (default: the settings not at their defaults)."""
     if config.resume and config.init:
         raise ValueError(
             "--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of "
             "them"
         )
+    given = given_flags(config) if given is None else given
+    if config.data and "data" in given:
+        config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
     if config.resume:
-        config, payload, run_dir = resumed_config(config)
+        config, payload, run_dir, notes = resumed_config(config, given)
         model_config = ModelConfig(**payload["config"]["model"])
-        return Start(config.resolved(model_config.pool), model_config, payload=payload, run_dir=run_dir)
+        return Start(config.resolved(model_config.pool), model_config, payload, run_dir, notes=tuple(notes))
+    notes = ()
+    if config.max_steps is None and config.max_minutes is None:
+        notes = (f"neither --max-steps nor --max-minutes given: training stops after {DEMO_MINUTES:g} minutes",)
     if config.init:
         config, model_config, init_state = initial_weights(config)
-        return Start(config.resolved(model_config.pool), model_config, init_state=init_state)
+        return Start(config.resolved(model_config.pool), model_config, init_state=init_state, notes=notes)
     config = config.resolved()
-    return Start(config, config.model_config())
+    return Start(config, config.model_config(), notes=notes)
 
 
 def append_jsonl(path: Path, record: dict) -> None:

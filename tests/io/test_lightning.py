@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sashimi import generate as generate_cmd
 from sashimi import interop as interop_cmd
 from sashimi.io import statefile
 from sashimi.io.checkpoint import load_model
@@ -128,3 +129,32 @@ def test_import_reads_the_fixture_sidecar(tmp_path, capsys):
     assert f"read {PUBLISHED / 'pipeline_v4.json'} beside it: dt_transform softplus" in capsys.readouterr().out
     model, _ = load_model(tmp_path / "m.pt")
     assert model.config.dt_transform == "softplus"
+
+
+def test_a_lightning_ckpt_imports_with_the_v4_default_and_says_so(tmp_path, capsys):
+    """Only the v4 pipeline's training writes a Lightning .ckpt, and its Delta default is softplus;
+    the same state dict as a plain .pt keeps the exp default (released v4 files are v3 conversions)."""
+    model, state = tiny_pipeline_state()
+    ckpt, pt = tmp_path / "last.ckpt", tmp_path / "plain.pt"
+    torch.save({"state_dict": state, "hyper_parameters": {"obj": Hyperparameters(tmp_path / "m")}}, ckpt)
+    torch.save(state, pt)
+    assert interop_cmd.main(["import", str(ckpt), "--out", str(tmp_path / "c.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "note: Delta = softplus(inv_dt): default softplus: a Lightning .ckpt is written by the v4" in out, out
+    assert load_model(tmp_path / "c.pt")[0].config.dt_transform == "softplus"
+    assert interop_cmd.main(["import", str(pt), "--out", str(tmp_path / "p.pt")]) == 0
+    assert "note: Delta = exp(inv_dt): default exp" in capsys.readouterr().out
+    assert load_model(tmp_path / "p.pt")[0].config.dt_transform == "exp"
+    assert interop_cmd.main(["import", str(ckpt), "--dt-transform", "exp", "--out", str(tmp_path / "e.pt")]) == 0
+    assert load_model(tmp_path / "e.pt")[0].config.dt_transform == "exp"  # a transform given wins
+
+
+def test_generate_on_a_released_file_names_interop_import(tmp_path, capsys):
+    _, state = tiny_pipeline_state()
+    ckpt, pt = tmp_path / "last.ckpt", tmp_path / "sc09.pt"
+    torch.save({"state_dict": state, "hyper_parameters": {"obj": Hyperparameters(tmp_path / "m")}}, ckpt)
+    torch.save(state, pt)
+    for path, what in ((ckpt, "it holds objects the safe loader refuses"), (pt, "is a state dict of another")):
+        code, err = run_main(generate_cmd, ["--checkpoint", str(path), "--length", "2"], capsys)
+        assert_one_line_error(code, err, what, f"python -m sashimi.interop import {path} --out model.pt")
+        assert "\x1b" not in err and "weights_only" not in err

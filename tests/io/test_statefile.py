@@ -45,5 +45,7 @@ def test_a_foreign_pickle_cut_short_is_one_error_naming_the_file_and_the_fix(tmp
         for info in whole.infolist():
             data = whole.read(info)
             cut.writestr(info, data[:-3] if info.filename.endswith("data.pkl") else data)
-    with pytest.raises(statefile.StateFileError, match=r"cannot read .*cut.pt without running code .*EOFError.*convert"):
+    with pytest.raises(
+        statefile.StateFileError, match=r"cannot read .*cut.pt without running code .*EOFError.*convert"
+    ):
         statefile.read_state_dict(path)
