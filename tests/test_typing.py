@@ -127,6 +127,11 @@ def width_cases():
             "forward",
             torch.randn(2, 8, 4),
         ),
+        "Backbone.step": (
+            Backbone(ModelConfig(d_model=4, n_layers=1, pool=[2], ff=0, d_state=4)),
+            "step",
+            torch.randn(2, 4),
+        ),
     }
 
 
@@ -138,6 +143,8 @@ def test_a_module_fed_the_wrong_width_names_the_dimension(name):
 
     module, method, x = width_cases()[name]
     call = getattr(module, method)
+    if method == "step" and hasattr(module, "setup_step"):
+        module.setup_step()
     state = [module.default_state(x.shape[0])] if method == "step" else []
     call(x, *state)  # the good width passes
     wide = torch.cat([x, x[..., :1]], -1)

@@ -145,7 +145,7 @@ class _DPLRResponse(torch.autograd.Function):
             dW.baddbmm_(gr[..., f0:f1], qr.mT).baddbmm_(gi[..., f0:f1], qi.mT)
             T.baddbmm_(torch.addcmul(qr * qr, qi, qi, value=-1), Dr[..., f0:f1].mT).baddbmm_(
                 qr.mul_(qi), Di[..., f0:f1].mT
-            )
+            )  # mutate: skip Dr and Di are real: .mH is .mT
         Wt = W.mT
         dM = -(Wt * T[..., :K]).sum(-1)
         dR4 = (Wt * T[..., K:]).sum(-1)

@@ -34,7 +34,7 @@ def dense_bilinear(
     ep, pe = e * p, p.conj() * e
     scale = h / (1 + h * (pe * p).sum(-1, keepdim=True))
     M = torch.diag_embed(e) - scale[..., None] * ep[:, :, None] * pe[:, None, :]
-    I = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    I = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)  # mutate: skip M is square: shape[-1] is shape[-2]
     A_bar = 2 * M - I
     B_bar = (M @ (dt.to(M.dtype) * conj_pairs(B))[..., None])[..., 0]
     return A_bar, B_bar

@@ -21,16 +21,20 @@ def new_run_dir(out: str | Path) -> Path:
     """OUT/<timestamp>, or <timestamp>-2, -3, ...: created here, exclusively (mkdir fails on an
     existing folder), so runs started in the same second never share one."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     run_dir = out / time.strftime("%Y%m%d-%H%M%S")
     stem, n = run_dir.name, 1
     while True:
         try:
+            out.mkdir(parents=True, exist_ok=True)
             run_dir.mkdir()
             return run_dir
         except FileExistsError:
+            if not out.is_dir():
+                raise OSError(f"cannot create a folder in {out}: it is a file; give a folder with --out") from None
             n += 1
             run_dir = run_dir.with_name(f"{stem}-{n}")
+        except OSError as e:
+            raise OSError(f"cannot create a folder in {out}: {e.strerror or e}; give a writable --out") from None
 
 
 def resolve_resume(path: str) -> Path:

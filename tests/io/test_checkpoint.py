@@ -84,7 +84,9 @@ def test_the_temporary_file_is_written_beside_its_target_and_renamed_there(tmp_p
 def test_a_checkpoint_with_arbitrary_objects_is_refused(tmp_path, capsys):
     path = tmp_path / "foreign.pt"
     torch.save({**payload(), "extra": Foreign()}, path)
-    with pytest.raises(checkpoint.CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(
+        checkpoint.CheckpointError, match="not a sashimi checkpoint: it holds objects the safe loader refuses"
+    ):
         checkpoint.load(path)
     assert "code ran" not in capsys.readouterr().out
 

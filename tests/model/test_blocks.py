@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sashimi.harness.verdict import assert_close
+from sashimi.model import blocks
 from sashimi.model.blocks import ChannelDropout, ScalarNorm
 from sashimi.model.kernel import SSMKernel
 from tests import helpers
@@ -65,3 +66,28 @@ def test_softplus_kernel_starts_in_the_exp_kernels_delta_range():
     dt_exp, dt_softplus = a.ssm_parameters()[0].detach(), b.ssm_parameters()[0].detach()
     assert torch.allclose(dt_exp, dt_softplus, rtol=1e-5)
     assert float(dt_exp.min()) >= 1e-3 and float(dt_exp.max()) <= 1e-1
+
+
+def test_a_block_checkpoints_only_when_a_gradient_will_flow(monkeypatch):
+    """Checkpointing pays an extra forward to save memory for backward: on when grad mode is on and
+    the input or the block's parameters need a gradient; off under no_grad, for a frozen block fed
+    a plain tensor, and when switched off. Counted at the checkpoint call itself."""
+    calls, real = [], blocks.checkpoint
+    monkeypatch.setattr(blocks, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    block = blocks.ff_block(4, 2, 0.0)
+    x = randn(0, 2, 8, 4).float()
+
+    def checkpointed(x) -> bool:
+        calls.clear()
+        block(x)
+        return len(calls) == 1
+
+    assert checkpointed(x)  # the parameters need a gradient, the input does not
+    with torch.no_grad():
+        assert not checkpointed(x)
+    block.requires_grad_(False)
+    assert not checkpointed(x)  # nothing needs a gradient
+    assert checkpointed(x.clone().requires_grad_())  # the input does
+    block.requires_grad_(True)
+    block.checkpoint = False
+    assert not checkpointed(x)

@@ -15,7 +15,9 @@ from reference import sashimi as ref
 from sashimi.core import config
 from sashimi.core.config import DT_TRANSFORMS, NORMS, S4_OUTPUTS
 from sashimi.harness.verdict import assert_close
+from sashimi.model.blocks import FFLayer
 from sashimi.model.lm import SashimiLM
+from sashimi.model.s4 import S4Layer
 from tests import helpers
 from tests.helpers import (
     MODEL_EXAMPLES,
@@ -222,3 +224,12 @@ def test_the_model_properties_draw_every_variant():
     assert {str(c["pool"]) for c in seen} == {"[2, 2]", "[4, 4]", "[2, 3]", "[3, 2]", "[3, 3]"}
     assert {(c["bits"], c["expand"], c["ff"]) for c in seen} == set(itertools.product((8, 16), (1, 2), (0, 2)))
     assert {c["dropout"] for c in seen} == {0.1, 0.25, 0.5} and {c["n_layers"] for c in seen} == {1, 2}
+
+
+@pytest.mark.parametrize("ff", [0, 1, 2])
+def test_ff_0_builds_no_feed_forward_blocks_and_otherwise_one_after_each_s4_block(ff):
+    """The paper's stage: n_layers times (S4 block, then an FF block of expansion ff when ff > 0)."""
+    model = SashimiLM(config.ModelConfig(d_model=4, n_layers=2, pool=[2, 2], expand=2, ff=ff, d_state=4))
+    layers = [type(m) for m in model.modules() if isinstance(m, (S4Layer, FFLayer))]
+    assert layers.count(S4Layer) == 2 * 3  # the centre and one stage per up level: the down path only pools
+    assert layers == ([S4Layer, FFLayer] * 6 if ff else [S4Layer] * 6)

@@ -20,7 +20,7 @@ from sashimi.core.config import OptimizerConfig, TrainConfig
 from sashimi.harness.verdict import assert_close
 from sashimi.io import checkpoint
 from sashimi.model.lm import SashimiLM
-from sashimi.training import loop
+from sashimi.training import evaluation, loop
 from sashimi.training.optimizer import make_optimizer, param_groups
 from tests.helpers import (
     ROOT,
@@ -79,11 +79,11 @@ def test_the_unigram_baseline_counts_the_positions_validated(audio_folder, eval_
     assert len(val) > 8 * eval_batches
     targets = np.concatenate([val[i][1].numpy() for i in range(8 * eval_batches)])
     want = entropy_bits(targets[targets != -100])
-    assert loop.validation_unigram_bits(val, 8, eval_batches) == pytest.approx(want, rel=1e-12)
+    assert evaluation.validation_unigram_bits(val, 8, eval_batches) == pytest.approx(want, rel=1e-12)
     every = np.concatenate([val[i][1].numpy() for i in range(len(val))])
     whole = entropy_bits(every[every != -100])
     assert abs(want - whole) > 1e-3, (want, whole)
-    assert loop.validation_unigram_bits(val, 8, 1000) == pytest.approx(whole, rel=1e-12)
+    assert evaluation.validation_unigram_bits(val, 8, 1000) == pytest.approx(whole, rel=1e-12)
 
 
 def test_resume_is_bit_exact(audio_folder, tmp_path):

@@ -201,3 +201,13 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_a_notice(tmp_path):
         assert list_audio_files(tmp_path) == [tmp_path / "good.wav"]
     with pytest.warns(AudioNotice):
         assert folder_fingerprint(tmp_path)["files"] == 1
+
+
+def test_an_out_folder_that_cannot_be_made_is_named_with_its_cause(tmp_path, capsys):
+    """A folder under a file cannot be made (as root too): the cause in words, not errno text."""
+    file = tmp_path / "a-file"
+    file.write_text("")
+    for out, cause in ((file / "runs", "Not a directory"), (file, "it is a file")):
+        code, err = run_main(train_cmd, ["--out", str(out), "--max-steps", "1", *SMALL], capsys)
+        assert_one_line_error(code, err, f"cannot create a folder in {out}: {cause}")
+        assert "Errno" not in err
