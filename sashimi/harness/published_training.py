@@ -35,6 +35,9 @@ class PipelineParameters(nn.Module):
 
     def __init__(self, state: dict, layout: str, dt_transform: str | None):
         super().__init__()
+        # its own copy: a forward writes the buffers (l_kernel, when C~ is made from a fresh C), and
+        # another pass built from the same fixture must start from the fixture, not from this one
+        state = {k: v.clone() for k, v in state.items()}
         self.layout, self.names = layout, [k for k, v in state.items() if v.is_floating_point()]
         self.buffers_ = {k: v for k, v in state.items() if not v.is_floating_point()}
         self.leaves = nn.ParameterList(nn.Parameter(state[k].double().clone()) for k in self.names)

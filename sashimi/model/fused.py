@@ -220,7 +220,7 @@ class FusedStep:
         start = time.perf_counter()
         for d in range(K + 1):
             elapsed = time.perf_counter() - start
-            if elapsed > time_limit and self.functions[d] is not depth_step:
+            if elapsed > time_limit and self.functions[d] is not depth_step:  # mutate: skip clocks never tie
                 self.functions[d:] = [depth_step] * (K + 1 - d)
                 notice = (
                     f"compiling the step functions took {elapsed:.1f} s, over the limit of {time_limit:g} s: "

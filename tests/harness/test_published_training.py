@@ -101,3 +101,23 @@ def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
     stale = row(fixed)
     assert not stale.passed and "model.norm.weight no longer differs" in stale.comment, stale.line()
     assert stale.measured == f"0 of {len(model.names)} differ"
+
+
+def test_each_pass_builds_from_the_fixture_not_from_an_earlier_pass():
+    """A fresh pipeline state (l_kernel 0: C not yet C~) converts C and sets l_kernel at its first
+    forward. The training check builds the gradient pass and the 3-step pass from one loaded
+    fixture: the first pass's forward must leave the fixture, and so the second pass, as loaded."""
+    arrays = np.load(PUBLISHED / "training_v4.npz")
+    state = {k: torch.from_numpy(arrays[k]) for k in arrays.files if not k.startswith(RECORDS)}
+    for k in state:
+        if k.endswith("l_kernel"):
+            state[k] = torch.zeros_like(state[k])
+    pristine = copy.deepcopy(state)
+    x, y = (torch.from_numpy(arrays[k]) for k in ("train/tokens", "train/targets"))
+    layout, dt = pipeline.detect_layout(state), "softplus"
+    first, second = PipelineParameters(state, layout, dt), PipelineParameters(state, layout, dt)
+    first(x, y)
+    assert all(torch.equal(state[k], pristine[k]) for k in state)
+    assert all(int(v) == 0 for k, v in second.buffers_.items() if k.endswith("l_kernel"))
+    alone = PipelineParameters(pristine, layout, dt)
+    assert torch.equal(second(x, y)[0], alone(x, y)[0])
