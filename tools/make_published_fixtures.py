@@ -55,15 +55,10 @@ import os
 import sys
 
 import numpy as np
+from official import pipeline as P
 from official.pipeline import (
     BATCH,
-    BITS,
-    D_STATE,
-    L_BUF,
-    L_FIX,
-    POOL,
     REFS,
-    V3_LMAX,
     build_module,
     cfg_dict,
     compose,
@@ -87,12 +82,20 @@ def parse_args():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--commit", default=None, help="commit id to record (default: git rev-parse if a work tree)")
     ap.add_argument("--batch", type=int, default=BATCH)
-    ap.add_argument("--length", type=int, default=L_FIX, help="fixture length (multiple of 16)")
+    ap.add_argument("--length", type=int, default=P.L_FIX, help="fixture length (multiple of prod(pool))")
     ap.add_argument("--steps", type=int, default=None, help="step positions T (default: = length)")
+    ap.add_argument(
+        "--shape",
+        default="",
+        help="another model: d_model=12,n_layers=1,pool=2x4,expand=2,ff=0,d_state=8,bits=8,weight_scale=2 "
+        "(names not given keep the small model's)",
+    )
+    ap.add_argument("--name", default=None, help="the files' stem (default: pipeline_<ref>)")
     args = ap.parse_args()
+    args.shape_used = P.set_shape(args.shape)
     T = args.length if args.steps is None else args.steps
-    assert args.length % (POOL[0] * POOL[1]) == 0 and 0 < T <= args.length
-    assert args.length <= (V3_LMAX if args.ref == "v3.0.0" else L_BUF), "fixture must not be longer than the C~ buffer"
+    assert args.length % int(np.prod(P.POOL)) == 0 and 0 < T <= args.length
+    assert args.length <= (P.V3_LMAX if args.ref == "v3.0.0" else P.L_BUF), "fixture longer than the C~ buffer"
     return args, T
 
 
@@ -109,7 +112,7 @@ def randomized_model(s4, ref, seed):
         # v3: buffer L is set by _setup_C(l_max) at the first forward; record what
         # the pipeline itself sets (must equal stage_len).
         with torch.no_grad():
-            run_forward(model, torch.zeros(1, L_FIX, dtype=torch.long))
+            run_forward(model, torch.zeros(1, P.L_FIX, dtype=torch.long))
         for k, v in kernel_buffers(model).items():
             assert v == stage_len(k, ref), (k, v, stage_len(k, ref))
     return config, randomize_state_dict(sd0, seed, ref)
@@ -151,11 +154,11 @@ def buffer_dynamics(config, ref):
 
     probe = build_module(config)
     dyn = []
-    for Lp in (L_BUF, L_FIX, 320) if ref != "v3.0.0" else (L_FIX, 4 * V3_LMAX):
+    for Lp in (P.L_BUF, P.L_FIX, 320) if ref != "v3.0.0" else (P.L_FIX, 4 * P.V3_LMAX):
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             run_forward(probe, torch.zeros(1, Lp, dtype=torch.long))
         bufs = kernel_buffers(probe)
-        top = sorted(v for k, v in bufs.items() if k.startswith("model.u_layers.1."))
+        top = sorted(v for k, v in bufs.items() if k.startswith(f"model.u_layers.{len(P.POOL) - 1}."))
         dyn.append({"forward_length": Lp, "top_stage_buffer": top[0], "all": sorted(set(bufs.values()))})
     return dyn
 
@@ -188,6 +191,11 @@ def measured_errors(config, sd_np, tokens, r):
     }
 
 
+def stages(L: int) -> str:
+    """The lengths each depth of the U-Net runs at, top first: "64/16/4" for L 64 and pool [4, 4]."""
+    return "/".join(str(L // int(np.prod(P.POOL[:i]))) for i in range(len(P.POOL) + 1))
+
+
 def sidecar(args, T, commit, config, measured, buffers, dyn, stubbed, npz):
     """pipeline_<ref>.json: how the fixture was made and what was measured on it."""
     import torch
@@ -203,12 +211,13 @@ def sidecar(args, T, commit, config, measured, buffers, dyn, stubbed, npz):
         "lambda": ("Lambda = -exp(inv_w_real) + 1j*w_imag" if ref == "v3.0.0" else "Lambda = -exp(A_real) - 1j*A_imag"),
         "config": cfg_dict(config),
         "overrides": small_overrides(ref),
+        **({"shape": args.shape_used} if args.shape else {}),
         "fixture": {
             "B": B,
             "L": L,
             "T_step": T,
-            "n_classes": 1 << BITS,
-            "d_state": D_STATE,
+            "n_classes": 1 << P.BITS,
+            "d_state": P.D_STATE,
             "n_ssm": config.model.layer.get("n_ssm"),
         },
         "measured": measured,
@@ -222,14 +231,14 @@ def sidecar(args, T, commit, config, measured, buffers, dyn, stubbed, npz):
         ),
         "buffers_note": (
             "C~ length per S4 layer (v4: kernel.l_kernel, v3: kernel.kernel.L). The stored C is C~ "
-            f"for that length; the fixture input (L={L} -> stage lengths {L}/{L // 4}/{L // 16}) is not longer, "
+            f"for that length; the fixture input (L={L} -> stage lengths {stages(L)}) is not longer, "
             "so the kernel of the buffer length is computed and truncated. "
             + (
                 "v3: L buffers are what the pipeline's own first forward sets (_setup_C(l_max) with "
-                f"dataset.__l_max={V3_LMAX} -> layer l_max per stage); the random C is stored as C~."
+                f"dataset.__l_max={P.V3_LMAX} -> layer l_max per stage); the random C is stored as C~."
                 if ref == "v3.0.0"
-                else f"v4: l_kernel set in the state dict to {L_BUF}/{L_BUF // 4}/{L_BUF // 16}, i.e. what a "
-                f"first forward at length {L_BUF} leaves (model.layer.l_max is null in the sashimi "
+                else f"v4: l_kernel set in the state dict to {stages(P.L_BUF)}, i.e. what a "
+                f"first forward at length {P.L_BUF} leaves (model.layer.l_max is null in the sashimi "
                 "config); the random C is stored as C~ for that length."
             )
         ),
@@ -257,7 +266,7 @@ def main():
 
     config, sd_np = randomized_model(s4, ref, args.seed)
     rng = np.random.default_rng([args.seed, 12345])
-    tokens_np = rng.integers(0, 1 << BITS, size=(B, L), dtype=np.int64)
+    tokens_np = rng.integers(0, 1 << P.BITS, size=(B, L), dtype=np.int64)
     tokens = torch.from_numpy(tokens_np)
     r = pipeline_runs(config, sd_np, tokens, T, s4)
     dyn = buffer_dynamics(config, ref)
@@ -268,13 +277,14 @@ def main():
     arrays["fixture/logits_f64"] = r["logits64"].numpy()
     arrays["fixture/logits_f32"] = r["logits32"].numpy()
     arrays["fixture/step_dense_f64"] = r["step64"].numpy()
-    npz = os.path.join(args.out, f"pipeline_{ref}.npz")
+    stem = args.name or f"pipeline_{ref}"
+    npz = os.path.join(args.out, f"{stem}.npz")
     np.savez_compressed(npz, **arrays)
     commit = args.commit or git_commit(s4)
     side = sidecar(args, T, commit, config, measured, r["buffers"], dyn, stubbed, npz)
-    with open(os.path.join(args.out, f"pipeline_{ref}.json"), "w") as f:
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(side, f, indent=1)
-    if ref in ("v3.0.0", "v4"):
+    if ref in ("v3.0.0", "v4") and not args.name:
         kj = keys_json(ref, s4)
         kj["commit"] = commit
         kj["torch_version"] = torch.__version__

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sashimi.harness.published_training import check_training
-from sashimi.harness.verdict import Verdict, tolerance_bound, within
+from sashimi.harness.verdict import Verdict, compare, tolerance_bound, within
 from sashimi.io import pipeline, statefile
 from sashimi.io.interop import InteropError, fixture_state, load_backbone, pipeline_model, state_of
 from sashimi.model.backbone import Backbone
@@ -79,6 +79,14 @@ def other_transform_passes(path: Path, results: list[Verdict]) -> str | None:
     return other if not any(r.failed for r in check_pipeline(path, arrays, {**meta, "dt_transform": other})) else None
 
 
+def fixture_row(path: Path, name: str, ours, theirs, bound: float | None = None) -> Verdict:
+    """One row of a fixture's check: within `bound`, or, given none, interop_float64 relative to
+    max |theirs| (the row and the scale kept for the tolerance measure)."""
+    if bound is None:
+        return compare(ours, theirs, "interop_float64", "published", f"{path.stem}: {name}")
+    return within("published", f"{path.stem}: {name}", ours, theirs, bound)
+
+
 def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     """Our full model (float64 and float32 forward, teacher-forced step mode) against the pipeline's
     float64 logits (interop_float64; float32: twice the pipeline's own float32 error plus
@@ -92,17 +100,16 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     dt_transform = meta.get("dt_transform")
     tokens = torch.from_numpy(arrays["fixture/tokens"])
     expected = arrays["fixture/logits_f64"]
-    tol64 = tolerance_bound("interop_float64", expected)
     results = []
 
-    def compare(name, ours, theirs, bound):
-        results.append(within("published", f"{path.stem}: {name}", ours, theirs, bound))
+    def compare(name, ours, theirs, bound=None):
+        results.append(fixture_row(path, name, ours, theirs, bound))
 
     model64 = pipeline_model(state, layout, dt_transform, torch.float64).model.eval()
     with torch.no_grad():
-        compare("float64 forward vs published float64", model64(tokens), expected, tol64)
+        compare("float64 forward vs published float64", model64(tokens), expected)
     step64 = rollout(model64, tokens)
-    compare("float64 step (teacher-forced) vs published float64 forward", step64, expected, tol64)
+    compare("float64 step (teacher-forced) vs published float64 forward", step64, expected)
     if "fixture/logits_f32" in arrays:
         bound32 = tolerance_bound(
             "interop_float32_slack",
@@ -115,8 +122,8 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     if "fixture/step_dense_f64" in arrays:
         published_step = arrays["fixture/step_dense_f64"]
         T = published_step.shape[1]
-        compare(f"published step (dense, first {T}) vs published forward", published_step, expected[:, :T], tol64)
-        compare(f"published step (dense, first {T}) vs our step", published_step, step64[:, :T], tol64)
+        compare(f"published step (dense, first {T}) vs published forward", published_step, expected[:, :T])
+        compare(f"published step (dense, first {T}) vs our step", published_step, step64[:, :T])
     return results
 
 
@@ -132,17 +139,16 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     paths = meta.get("s4_layers") or {
         k[len("kernel_float64.") :]: {} for k in arrays if k.startswith("kernel_float64.")
     }
-    tol64 = tolerance_bound("interop_float64")  # rtol 0: one bound for every tensor
     results = []
 
-    def compare(name, ours, theirs, bound):
-        results.append(within("published", f"{path.stem}: {name}", ours, theirs, bound))
+    def compare(name, ours, theirs, bound=None):
+        results.append(fixture_row(path, name, ours, theirs, bound))
 
     model64 = load_backbone(state, kwargs, torch.float64)
     with torch.no_grad():
-        compare("float64 forward vs published float64", model64(x.double()), expected_y, tol64)
+        compare("float64 forward vs published float64", model64(x.double()), expected_y)
     for name, K in s4_kernels(model64, paths).items():
-        compare(f"float64 kernel {name}", K, arrays[f"kernel_float64.{name}"][0], tol64)
+        compare(f"float64 kernel {name}", K, arrays[f"kernel_float64.{name}"][0])
 
     model32 = load_backbone(state, kwargs, torch.float32)
 

@@ -8,7 +8,7 @@ mutation runner all print `Verdict.line()` and close with `summary()`.
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ class Verdict:
     comment: str = ""
     error: float | None = None  # numeric comparisons: max |actual - expected| ...
     bound: float | None = None  # ... against this bound
+    row: str = ""  # the row of specs/tolerances.json that gave the bound (`compare`) ...
+    scale: float | None = None  # ... and max |expected|, which its rtol multiplies
 
     @property
     def failed(self) -> bool:
@@ -111,8 +113,12 @@ def tolerance_bound(tolerance: str, expected=None, scale: float | None = None, p
 
 
 def compare(actual, expected, tolerance: str, group: str = "compare", name: str | None = None) -> Verdict:
-    """`within` with the bound of the tolerance table's entry `tolerance`."""
-    return within(group, name or tolerance, actual, expected, tolerance_bound(tolerance, expected))
+    """`within` with the bound of the tolerance table's entry `tolerance` (relative to max|expected|),
+    naming the row and the scale it was given, so that the measure can take the case back."""
+    e = as_numpy(expected)
+    scale = float(np.max(np.abs(e))) if e.size else 0.0
+    verdict = within(group, name or tolerance, actual, expected, tolerance_bound(tolerance, scale=scale))
+    return replace(verdict, row=tolerance, scale=scale)
 
 
 def assert_close(actual, expected, tolerance: str) -> None:

@@ -11,6 +11,7 @@ from reference import layer as ref_layer
 from reference import sashimi as ref
 from sashimi import interop as interop_cmd
 from sashimi.core.config import ModelConfig
+from sashimi.harness import published
 from sashimi.io import checkpoint, interop
 from sashimi.model.backbone import Backbone
 from sashimi.model.lm import SashimiLM
@@ -187,3 +188,21 @@ def test_a_transform_given_for_a_v4_state_dict_is_noted_as_given():
     model = SashimiLM(ModelConfig(bits=8, d_model=4, n_layers=1, pool=[2, 2], n_ssm=1, d_state=2))
     imported = interop.pipeline_model(pipeline_layout(model.state_dict(), "pipeline-v4"), "pipeline-v4", "softplus")
     assert imported.notes == ["Delta = softplus(inv_dt) (as given: --dt-transform, or the fixture's sidecar)"]
+
+
+OTHER_SHAPES = ["pipeline_v4_pool2x4", "pipeline_v3.0.0_depth3"]
+
+
+@pytest.mark.parametrize("stem", OTHER_SHAPES)
+def test_official_fixtures_of_other_shapes_pass_every_row(stem, capsys):
+    """Made by the official pipeline at other widths, depths, pools, state sizes, FF and weight scales
+    (tools/README.md, "Other shapes"): every row, float64 relative to the size of the logits."""
+    from tests.helpers import PUBLISHED
+
+    assert interop_cmd.main(["check", str(PUBLISHED / f"{stem}.npz")]) == 0
+    assert "6 of 6 checks pass" in capsys.readouterr().out
+    logits = np.load(PUBLISHED / f"{stem}.npz")["fixture/logits_f64"]
+    forward = [v for v in published.check(PUBLISHED / f"{stem}.npz") if "float64 forward vs" in v.name]
+    assert len(forward) == 1 and forward[0].row == "interop_float64"
+    assert forward[0].scale == float(np.abs(logits).max()) > 5  # logits larger than the small model's
+    assert forward[0].bound == pytest.approx(1e-15 + 1e-13 * forward[0].scale, rel=1e-12)

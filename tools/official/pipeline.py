@@ -19,10 +19,26 @@ EXPAND = 2
 FF = 2
 BITS = 8
 D_STATE = 16  # N (state size); N2 = N/2 complex conjugate-pair entries are stored
+WEIGHT_SCALE = 1.0  # multiplies the randomized linear weights and biases (randomize.py)
+SHAPE_KEYS = ("D_MODEL", "N_LAYERS", "POOL", "EXPAND", "FF", "BITS", "D_STATE", "WEIGHT_SCALE")
 BATCH = 2
 L_FIX = 64  # fixture input length
 L_BUF = 128  # v4: l_kernel of the top stage (what a first forward at L=128 leaves)
 V3_LMAX = 256  # v3: dataset l_max -> layer l_max (= buffer L) 256 / 64 / 16 per stage
+
+
+def set_shape(spec: str) -> dict:
+    """Another fixture model: `spec` is "d_model=12,n_layers=1,pool=2x4,ff=0,d_state=8,bits=8,
+    weight_scale=2"; every name not given keeps the small model's value. Returns the whole shape."""
+    g = globals()
+    for item in filter(None, spec.split(",")):
+        name, value = item.split("=")
+        key = name.strip().upper()
+        if key not in SHAPE_KEYS:
+            raise SystemExit(f"error: --shape {name}: one of {', '.join(k.lower() for k in SHAPE_KEYS)}")
+        kind = float if key == "WEIGHT_SCALE" else int
+        g[key] = [int(p) for p in value.split("x")] if key == "POOL" else kind(value)
+    return {k.lower(): g[k] for k in SHAPE_KEYS}
 
 
 def git_commit(s4):

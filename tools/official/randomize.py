@@ -5,8 +5,9 @@ import zlib
 
 import numpy as np
 
-from official.pipeline import L_BUF, POOL, V3_LMAX
+from official import pipeline as P
 
+# a sidecar's "shape" with weight_scale s: weight_g, the other Linear weights and the biases times s
 DT_MIN, DT_MAX = 0.002, 0.2  # log-uniform Delta for the randomized SSMs
 
 # how each kind of entry is drawn (recorded in the fixtures' sidecars)
@@ -30,14 +31,15 @@ RULES = {
 
 def stage_len(key, ref):
     """The C~ buffer length of an S4 layer's key: d_layers are pools (no S4); c_layers run at
-    base/16, u_layers.0 at base/4, u_layers.1 at base (v4: l_kernel L_BUF, v3: layer l_max V3_LMAX)."""
-    base = V3_LMAX if ref == "v3.0.0" else L_BUF
+    base / prod(pool), u_layers.i at base / prod(pool[:K-1-i]) (the top one, i = K-1, at base;
+    v4: l_kernel L_BUF, v3: layer l_max V3_LMAX)."""
+    base = P.V3_LMAX if ref == "v3.0.0" else P.L_BUF
+    K = len(P.POOL)
     if key.startswith("model.c_layers."):
-        return base // (POOL[0] * POOL[1])
-    if key.startswith("model.u_layers.0."):
-        return base // POOL[1]
-    if key.startswith("model.u_layers.1."):
-        return base
+        return base // int(np.prod(P.POOL))
+    if key.startswith("model.u_layers."):
+        i = int(key.split(".")[2])
+        return base // int(np.prod(P.POOL[: K - 1 - i]))
     raise KeyError(key)
 
 
@@ -99,9 +101,9 @@ def randomize_state_dict(sd, seed, ref):
         elif k.startswith("encoder.") and name == "weight":  # nn.Embedding
             a = r.standard_normal(shape)
         elif name == "weight" and len(shape) == 2:
-            a = r.uniform(-1, 1, size=shape) * np.sqrt(3.0 / shape[1])
+            a = P.WEIGHT_SCALE * r.uniform(-1, 1, size=shape) * np.sqrt(3.0 / shape[1])
         elif name == "bias":
-            a = 0.5 * r.uniform(-1, 1, size=shape)
+            a = P.WEIGHT_SCALE * 0.5 * r.uniform(-1, 1, size=shape)
         elif name == "D":
             a = r.standard_normal(shape)
         else:
@@ -116,5 +118,5 @@ def randomize_state_dict(sd, seed, ref):
             v = out[k[:-1] + "v"].astype(np.float64)
             nrm = np.linalg.norm(v.reshape(v.shape[0], -1), axis=1).reshape(sd[k].shape)
             r = key_rng(seed, k)
-            out[k] = (nrm * r.uniform(0.5, 1.5, size=nrm.shape)).astype(np.float32)
+            out[k] = (P.WEIGHT_SCALE * nrm * r.uniform(0.5, 1.5, size=nrm.shape)).astype(np.float32)
     return out
