@@ -131,12 +131,14 @@ class SSMKernel(nn.Module):
         dt, Lambda, P, _, C = (
             x.detach().to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
         )
-        l = int(self.l_kernel)
+        l = int(self.l_kernel)  # mutate: skip a 0-d integer tensor serves as the int
         if l == 0:
             return C
         dA = real_bilinear_A(dt, Lambda, P)
-        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
-        return from_real_pairs(torch.linalg.solve((I - torch.linalg.matrix_power(dA, l)).mT, real_pairs(C)))
+        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)  # mutate: skip 1 and 0 are exact in any dtype
+        return from_real_pairs(
+            torch.linalg.solve((I - torch.linalg.matrix_power(dA, l)).mT, real_pairs(C))
+        )  # mutate: skip dA is real: .mH is .mT, and I - dA takes dA's dtype
 
     @torch.no_grad()
     def _extend_C_tilde(self, L: int) -> None:
@@ -147,13 +149,13 @@ class SSMKernel(nn.Module):
             x.to(torch.complex128 if x.is_complex() else torch.float64) for x in self.ssm_parameters()
         )
         dA = real_bilinear_A(dt, Lambda, P)
-        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)
+        I = torch.eye(self.N, dtype=dA.dtype, device=dA.device)  # mutate: skip 1 and 0 are exact in any dtype
         z, l = real_pairs(C), int(self.l_kernel)
         if l == 0:
-            z = ((I - torch.linalg.matrix_power(dA, L)).mT @ z[..., None])[..., 0]
+            z = ((I - torch.linalg.matrix_power(dA, L)).mT @ z[..., None])[..., 0]  # mutate: skip dA is real
             l = L
         while l < L:
-            z = ((I + torch.linalg.matrix_power(dA, l)).mT @ z[..., None])[..., 0]
+            z = ((I + torch.linalg.matrix_power(dA, l)).mT @ z[..., None])[..., 0]  # mutate: skip dA is real
             l *= 2
         self.C.copy_(torch.view_as_real(from_real_pairs(z).to(as_complex(self.C).dtype))[None])
         self.l_kernel.fill_(l)

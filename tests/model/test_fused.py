@@ -146,6 +146,22 @@ def test_bad_tokens_and_missing_setup_are_named():
         step.step(torch.tensor([0, 256]))
 
 
+def test_a_block_layer_it_does_not_know_is_named():
+    """A block holding a layer FusedStep has no layout for (neither S4 nor FF): one TypeError naming
+    its class, not a step that skips the block."""
+
+    class Gated(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    model = randomized(2, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    model.setup_step()
+    block = next(m for m in model.modules() if hasattr(m, "layer") and hasattr(m, "checkpoint"))
+    block.layer = Gated()
+    with pytest.raises(TypeError, match="FusedStep: unknown block layer Gated"):
+        FusedStep(model, 1)
+
+
 @needs_compiler
 @pytest.mark.nightly  # 20-30 s in torch.compile (the opt-in compile=True path); make test keeps its 3 minutes
 def test_compiled_step_equals_eager_step():
