@@ -22,7 +22,7 @@ class NormSpec(NamedTuple):
     kind: str  # "layer" or "scalar"
     first: Slot
     second: Slot
-    eps: float = 0.0
+    eps: float = 0.0  # mutate: skip only a ScalarNorm takes the default, and it has no eps to read
 
 
 class S4BlockSpec(NamedTuple):
