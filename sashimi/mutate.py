@@ -256,10 +256,10 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-    why = " (the run was stopped: SIGTERM or Ctrl-C)" if STOPPING.is_set() else why
     minutes = (time.monotonic() - start) / 60
     what = f"on the change since {args.diff}" if args.diff else "of the history" if args.replay else "of the catalogue"
     extra = dict(budget=args.budget, skipped=len(skipped), stale=len(stale), broken=len(broken), minutes=minutes)
+    extra["stopped"] = STOPPING.is_set()  # not the budget: what the summary gives as the reason
     summary = report.summary(results, len(unrun), what, {**extra, "not_run_why": why})
     if args.markdown:
         command = "python -m sashimi.mutate" + (f" --diff {args.diff}" if args.diff else "")

@@ -31,7 +31,13 @@ def summary(results: list[dict], unrun: int, what: str, extra: dict) -> str:
         "as the original)",
     ]
     if not_run:
-        why = f"the budget of {extra['budget']:g} min ended" if extra.get("budget") else "the run was cut short"
+        why = (
+            "the run was stopped (SIGTERM or Ctrl-C)"
+            if extra.get("stopped")
+            else f"the budget of {extra['budget']:g} min ended"
+            if extra.get("budget")
+            else "the run was cut short"
+        )
         parts.append(f"{not_run} not run: {why}{extra.get('not_run_why', '')}")
     if c["invalid"]:
         parts.append(f"{c['invalid']} invalid (do not build)")
