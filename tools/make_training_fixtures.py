@@ -30,7 +30,8 @@ import os
 import sys
 
 import numpy as np
-from official.pipeline import BATCH, BITS, L_FIX, build_module, compose, load_fresh, small_overrides
+from official import pipeline as P
+from official.pipeline import BATCH, L_FIX, build_module, compose, load_fresh, small_overrides
 from official.randomize import randomize_state_dict
 from official.stubs import install_stubs
 
@@ -189,7 +190,22 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--length", type=int, default=L_FIX)
     ap.add_argument("--recipes", help="also write the resolved sc09/youtubemix/beethoven recipes to this JSON file")
+    ap.add_argument("--shape", default="", help="another model, as make_published_fixtures.py's --shape")
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a hydra override (repeatable), e.g. optimizer.weight_decay=0.05 or trainer.gradient_clip_val=0.5",
+    )
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="a state dict as a new pipeline model has it: the C~ "
+        "buffers 0 (C not yet converted; the pipeline's first forward converts it)",
+    )
+    ap.add_argument("--name", default=None, help="the files' stem (default: training_<ref>)")
     args = ap.parse_args()
+    shape = P.set_shape(args.shape)
     s4, ref = os.path.abspath(args.s4), args.ref
     sys.path.insert(0, s4)
     stubbed = install_stubs()
@@ -198,13 +214,15 @@ def main():
     from omegaconf import OmegaConf
 
     torch.manual_seed(args.seed)
-    overrides = small_overrides(ref)
+    overrides = small_overrides(ref) + args.override
     config = compose(s4, overrides)
     sd0 = build_module(config).state_dict()
     sd_np = randomize_state_dict(sd0, args.seed, ref)
+    if args.fresh:  # C as drawn, not C~: the buffer length 0 says so, as in a new model
+        sd_np = {k: np.zeros_like(v) if k.rsplit(".", 1)[-1] in ("l_kernel", "L") else v for k, v in sd_np.items()}
     rng = np.random.default_rng([args.seed, 777])
-    x_np = rng.integers(0, 1 << BITS, size=(BATCH, args.length), dtype=np.int64)
-    y_np = rng.integers(0, 1 << BITS, size=(BATCH, args.length), dtype=np.int64)
+    x_np = rng.integers(0, 1 << P.BITS, size=(BATCH, args.length), dtype=np.int64)
+    y_np = rng.integers(0, 1 << P.BITS, size=(BATCH, args.length), dtype=np.int64)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
 
     loss0, grads, params, groups, scheduler = training_run(config, sd_np, x, y)
@@ -219,7 +237,8 @@ def main():
     arrays.update({f"grad/{k}": v for k, v in grads.items()})
     arrays.update({f"step3/{k}": v for k, v in params.items()})
     os.makedirs(args.out, exist_ok=True)
-    npz = os.path.join(args.out, f"training_{ref}.npz")
+    stem = args.name or f"training_{ref}"
+    npz = os.path.join(args.out, f"{stem}.npz")
     np.savez_compressed(npz, **arrays)
     side = {
         "ref": ref,
@@ -243,7 +262,9 @@ def main():
         "stubbed_modules": stubbed,
         "files": {"npz": os.path.basename(npz)},
     }
-    with open(os.path.join(args.out, f"training_{ref}.json"), "w") as f:
+    if args.shape or args.fresh:
+        side.update({"shape": shape, "fresh": args.fresh})
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(side, f, indent=1, default=str)
     if args.recipes:
         with open(args.recipes, "w") as f:

@@ -121,3 +121,17 @@ def test_each_pass_builds_from_the_fixture_not_from_an_earlier_pass():
     assert all(int(v) == 0 for k, v in second.buffers_.items() if k.endswith("l_kernel"))
     alone = PipelineParameters(pristine, layout, dt)
     assert torch.equal(second(x, y)[0], alone(x, y)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", ["training_v4_fresh", "training_v4_clip"])
+def test_official_training_fixtures_of_other_states_and_recipes_pass_every_row(stem):
+    """`training_v4_fresh`: a new pipeline model's state (l_kernel 0, C not yet C~), which each pass
+    must convert in its own copy; `training_v4_clip`: another shape, lr 0.002, weight decay 0.05 and
+    gradient clipping at 0.5 (tools/README.md, "Other shapes")."""
+    results = rows(PUBLISHED / f"{stem}.npz")
+    assert all(r.passed for r in results.values()), [r.line() for r in results.values() if not r.passed]
+    assert any(name.startswith("parameter after 3 steps") for name in results)
+    meta = json.loads((PUBLISHED / f"{stem}.json").read_text())
+    assert meta["fresh"] == (stem == "training_v4_fresh")
+    assert stem != "training_v4_clip" or (meta["gradient_clip_val"], meta["optimizer"]["weight_decay"]) == (0.5, 0.05)
