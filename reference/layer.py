@@ -79,6 +79,22 @@ def s4_kernel(params: dict, L: int, dt_transform: str = "exp") -> Float[ndarray,
     return K
 
 
+def s4_kernel_condition(params: dict, L: int, dt_transform: str = "exp") -> float:
+    """How much a float64 kernel of length L may amplify rounding: the largest 1 / min_i |1 - lambda_i^l|
+    over the channels, lambda_i the eigenvalues of A_bar, l the lengths whose (I - A_bar^l) is solved
+    or divided by: L (the generating function) and l_kernel (C from C~). A mode that barely decays
+    (|lambda| near 1) makes it large."""
+    l_kernel = int(np.asarray(params.get("layer.kernel.l_kernel", 0)))
+    lengths = [L] + ([l_kernel] if l_kernel > 0 else [])
+    worst = 1.0
+    for h in range(params["layer.kernel.C"].shape[1]):
+        Lambda, P, B, _, Delta = channel_ssm(params, h, dt_transform)
+        A_bar, _ = s4.dense_bilinear(s4.dense_A(Lambda, P), s4.conj_pairs(B), Delta)
+        eig = np.linalg.eigvals(A_bar)
+        worst = max(worst, *(1 / np.min(np.abs(1 - eig**l)) for l in lengths))
+    return float(worst)
+
+
 def s4_layer(
     params: dict, u: Float[ndarray, "B L H"], dt_transform: str = "exp", output: str = "glu"
 ) -> Float[ndarray, "B L H"]:

@@ -30,7 +30,8 @@ def _take(path: Path, folder: Path, what: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            text = os.pread(fd, 4096, 0)  # mutate: skip any length past the holder's one line
+            holder = text.decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise FolderInUseError(
                 f"{folder} is in use by {holder}: one writer at a time; wait for it to end (or stop it), or "

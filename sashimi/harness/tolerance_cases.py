@@ -3,6 +3,7 @@ draws, made the way the tests that use the row draw theirs. Each case gives (err
 max |ours - theirs| and max |theirs| (what the row's rtol multiplies)."""
 
 import math
+from unittest import mock
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from reference import s4 as ref_s4
 from reference import sashimi as ref_model
 from sashimi.harness.helpers import lm, numpy_state, s4_layer, tokens
 from sashimi.harness.verdict import error_and_scale
+from sashimi.model import cauchy
 from sashimi.model.cauchy import dplr_response, dplr_response_plain, half_angle_tables
 from sashimi.model.fused import FusedStep
 from sashimi.model.native import NativeStep
@@ -54,8 +56,10 @@ def kernel(dtype):
     def case(rng, seed):
         H, N2, n_ssm, L, l_kernel = ssm_case(rng)
         layer = s4_layer(H, N2, n_ssm, seed, dtype, l_kernel)
+        params = numpy_state(layer)
         with torch.no_grad():
-            return error_and_scale(layer.layer.kernel(L), ref_layer.s4_kernel(numpy_state(layer), L))
+            error, scale = error_and_scale(layer.layer.kernel(L), ref_layer.s4_kernel(params, L))
+        return error, scale, ref_layer.s4_kernel_condition(params, L)
 
     return case
 
@@ -175,6 +179,31 @@ def cauchy_response(rng, seed):
         dplr_response(W, 4 * re, re.square() + im.square(), s, c),
         dplr_response_plain(W, 4 * re, re.square() + im.square(), s, c),
     )
+
+
+def cauchy_response_and_gradients(rng, seed):
+    """The chunked Cauchy response and its chunked backward vs plain autograd, float64, as
+    tests/model/test_cauchy.py draws them: L 1-80, chunks of 1 to F - 1 frequencies (a partial last
+    one), H 1-4, N2 1-6; the worst over the value and every input's gradient, relative to that
+    tensor's largest entry (the case's scale is then 1)."""
+    L, H, N2 = int(rng.integers(1, 81)), int(rng.integers(1, 5)), int(rng.integers(1, 7))
+    F = L // 2 + 1
+    chunk = 1 + int(rng.integers(0, 80)) % max(1, F - 1)
+    s, c = half_angle_tables(L, torch.float64, torch.device("cpu"))
+    re = -torch.from_numpy(np.exp(rng.standard_normal((H, N2))))
+    im = 10 * torch.from_numpy(rng.standard_normal((H, N2)))
+    inputs = [
+        x.requires_grad_(True)
+        for x in (torch.from_numpy(rng.standard_normal((H, 8, N2))), 4 * re, re.square() + im.square())
+    ]
+    weight = torch.from_numpy(rng.standard_normal((H, F, 2)))
+    with mock.patch.object(cauchy, "_chunk_size", lambda H, N2, F: chunk):
+        fast = torch.view_as_real(dplr_response(*inputs, s, c))
+        fast_grads = torch.autograd.grad((fast * weight).sum(), inputs)
+    plain = torch.view_as_real(dplr_response_plain(*inputs, s, c))
+    plain_grads = torch.autograd.grad((plain * weight).sum(), inputs)
+    pairs = [(fast, plain), *zip(fast_grads, plain_grads)]
+    return max(e / s if s else 0.0 for e, s in (error_and_scale(a.detach(), b.detach()) for a, b in pairs)), 1.0
 
 
 def chunked_cross_entropy(rng, seed):

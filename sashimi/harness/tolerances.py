@@ -17,6 +17,7 @@ import specs
 from sashimi.core.cli import Parser
 from sashimi.harness.tolerance_cases import (
     cauchy_response,
+    cauchy_response_and_gradients,
     chunked_cross_entropy,
     evaluate_batching,
     fused_vs_module,
@@ -51,6 +52,7 @@ MEASURED = {
     "kernel_float64": kernel(torch.float64),
     "kernel_float32": kernel(torch.float32),
     "cauchy_response_float32": cauchy_response,
+    "cauchy_response_float64": cauchy_response_and_gradients,
     "layer_float64": layer(torch.float64),
     "layer_float32": layer(torch.float32),
     "step_vs_conv_float64": step_vs_conv(torch.float64),
@@ -90,9 +92,12 @@ NOT_MEASURED = {
 }
 
 
-def headroom(row: str, cases: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """(headroom, error, bound) of the worst case: the smallest bound / error."""
-    bounds = [(tolerance_bound(row, scale=scale), error) for error, scale in cases]
+def headroom(row: str, cases: list[tuple]) -> tuple[float, float, float]:
+    """(headroom, error, bound) of the worst case: the smallest bound / error. A case is (error,
+    scale) or (error, scale, condition)."""
+    bounds = [
+        (tolerance_bound(row, scale=case[1], condition=case[2] if len(case) > 2 else 1.0), case[0]) for case in cases
+    ]
     return min(
         [(b / e if e > 0 else math.inf, e, b) for b, e in bounds],
         default=(math.inf, 0.0, tolerance_bound(row, scale=0.0)),

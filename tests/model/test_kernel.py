@@ -34,7 +34,9 @@ def test_kernel_matches_reference(sizes, seed, mode, dtype):
     params = helpers.numpy_state(s4_layer)
     K = s4_layer.layer.kernel(L)
     assert K.dtype == DTYPES[dtype] and K.shape == (H, L)
-    assert_close(K, ref_layer.s4_kernel(params, L), f"kernel_{dtype}")
+    # a mode that barely decays amplifies rounding by this much (the row's rtol takes it as an input)
+    condition = ref_layer.s4_kernel_condition(params, L)
+    assert_close(K, ref_layer.s4_kernel(params, L), f"kernel_{dtype}", condition=condition)
 
 
 def test_fresh_kernel_matches_reference_at_init():

@@ -32,6 +32,7 @@ def test_a_run_stops_where_it_was_told_and_only_the_bare_demo_at_three_minutes()
     assert start(["--preset", "sc09", "--max-steps", "100000"]).config.max_minutes is None
     assert start(["--max-steps", "5", "--max-minutes", "inf"]).config.max_minutes == float("inf")
     assert start(["--max-minutes", "600"]).config.max_minutes == 600.0
+    assert start(["--max-minutes", "0.5"]).config.max_minutes == 0.5  # any positive time
     demo = start([])
     assert demo.config.max_minutes == 3.0 and demo.config.max_steps is None
     assert demo.notes == ("neither --max-steps nor --max-minutes given: training stops after 3 minutes",)
