@@ -54,7 +54,7 @@ def exclusive(folder: Path, what: str):
     fd = _take(path, Path(folder), what)
     try:
         me = f"a {what}, process {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})"
-        os.ftruncate(fd, 0)
+        os.ftruncate(fd, 0)  # mutate: skip any length below the text written next
         os.pwrite(fd, me.encode(), 0)
         yield
     finally:

@@ -59,8 +59,13 @@ def test_a_folder_that_cannot_hold_the_lock_is_named(tmp_path):
 
 
 def test_a_refused_writer_leaves_no_descriptor_open(tmp_path):
-    """The refused writer's lock-file descriptor is closed: a long-lived process (a notebook) that
-    asks many times does not run out of them."""
+    """The refused writer's lock-file descriptor is closed, and so is a finished writer's: a
+    long-lived process (a notebook) that asks many times does not run out of them."""
+    start = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with exclusive(tmp_path, "generation"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == start
     with exclusive(tmp_path, "training run"):
         before = len(os.listdir("/proc/self/fd"))
         for _ in range(3):
