@@ -158,6 +158,8 @@ def test_interop_refuses(tmp_path, capsys):
     ]
     listed, broken = tmp_path / "list.json", tmp_path / "broken.json"
     listed.write_text("[64, 8]")
+    binary = tmp_path / "weights.json"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
     broken.write_text('{"d_model": 64,')
     sidecar = tmp_path / "fixture.npz"
     sidecar.write_bytes((PUBLISHED / "pipeline_v4.npz").read_bytes())
@@ -170,6 +172,7 @@ def test_interop_refuses(tmp_path, capsys):
         ),
         (["import", v4, "--config", str(broken), "--out", m], f"--config {broken} is not valid JSON: Expecting"),
         (["import", str(sidecar), "--out", m], f"the sidecar {sidecar.with_suffix('.json')} is not valid JSON"),
+        (["import", v4, "--config", str(binary), "--out", m], f"--config {binary} is not a text file"),
     ]
     for argv, needle in cases:
         code, err = call(interop, argv, capsys)

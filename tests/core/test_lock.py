@@ -86,8 +86,10 @@ def test_a_lock_file_removed_between_open_and_lock_is_taken_again(tmp_path, monk
             raise FileNotFoundError(path)
         return real(path, *args, **kwargs)
 
+    start = len(os.listdir("/proc/self/fd"))
     monkeypatch.setattr(os, "stat", stat_once_gone)
     with exclusive(tmp_path, "generation"):
         monkeypatch.setattr(os, "stat", real)
         assert (tmp_path / LOCK_NAME).is_file()
     assert len([c for c in calls if str(c).endswith(LOCK_NAME)]) == 2
+    assert len(os.listdir("/proc/self/fd")) == start  # the descriptor of the file that went away, closed
