@@ -127,3 +127,18 @@ def test_checkpoint_of_another_configuration(trained, tmp_path, capsys):
         generate_cmd, ["--checkpoint", str(trained / "checkpoint.pt"), "--bits", "16", "--length", "10"], capsys
     )
     assert_one_line_error(code, err, "8-bit model", "--bits 16")
+
+
+def test_a_failed_write_is_named_in_words(tmp_path, monkeypatch):
+    """The system's reason when there is one; else torch's message without its C++ location, and the
+    space left on the folder's disk, or nothing about space when even that cannot be read."""
+    assert checkpoint.write_failure(OSError(28, "No space left on device"), tmp_path) == "No space left on device"
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0\nmore")
+    said = checkpoint.write_failure(torch_error, tmp_path)
+    assert said.startswith("the write stopped short (unexpected pos 64 vs 0); ") and said.endswith(" (full?)")
+
+    def gone(folder):
+        raise FileNotFoundError(folder)
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", gone)
+    assert checkpoint.write_failure(torch_error, tmp_path) == "the write stopped short (unexpected pos 64 vs 0)"
