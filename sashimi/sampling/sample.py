@@ -184,7 +184,7 @@ def sampling_loop(
             if progress is not None:
                 progress.update(1)
     except KeyboardInterrupt:
-        done = min(len(out), len(picked))  # Ctrl-C may land between the two appends
+        done = min(len(out), len(picked))  # Ctrl-C may land between the two appends  # mutate: skip min is symmetric
         raise Interrupted(*sampled(prefix, out[:done], picked[:done], n), done) from None
     return sampled(prefix, out, picked, n)
 
@@ -203,5 +203,4 @@ class Interrupted(KeyboardInterrupt):
     (`tokens`, `loglik` as `sample` returns them)."""
 
     def __init__(self, tokens: Int[Tensor, "B T"], loglik: Float[Tensor, " B"], done: int):
-        super().__init__(f"interrupted after {done} sampled steps")
         self.tokens, self.loglik, self.done = tokens, loglik, done

@@ -158,3 +158,20 @@ def test_a_model_in_train_mode_samples_as_its_twin_without_dropout():
     got, loglik = sampling.sample(model, 2, 40, seed=4, compile=False)
     assert torch.equal(got, want) and torch.equal(loglik, want_loglik)
     assert model.training and not twin.training  # each model's own mode is given back (a run samples mid-run)
+
+
+def test_the_progress_counts_one_step_per_sampled_position():
+    """A prefix of 3 and 5 sampled positions: the bar advances 5 times by one (the prefix is not sampled)."""
+    from tests.helpers import lm, tiny_config
+
+    class Counter:
+        def __init__(self):
+            self.steps = []
+
+        def update(self, n):
+            self.steps.append(n)
+
+    counter = Counter()
+    model = lm(4, torch.float32, **tiny_config(8).to_dict())
+    tokens, _ = sampling.sample(model, 2, 5, prefix=torch.tensor([128, 120, 130]), progress=counter)
+    assert counter.steps == [1] * 5 and tokens.shape == (2, 8)
