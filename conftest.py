@@ -38,9 +38,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # the tests marked slow first, so that the workers of `pytest -n auto` start with them and end
-    # together on short ones, not one worker on a long test while the other idles
-    items.sort(key=lambda item: "slow" not in item.keywords)
+    # the tests marked `first` (the longest of the fast suite) first, so that the workers of `pytest
+    # -n auto` start with them and end together on short ones, not one on a long test while the other idles
+    items.sort(key=lambda item: "first" not in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none is available here")

@@ -123,7 +123,6 @@ def test_each_pass_builds_from_the_fixture_not_from_an_earlier_pass():
     assert torch.equal(second(x, y)[0], alone(x, y)[0])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["training_v4_fresh", "training_v4_clip"])
 def test_official_training_fixtures_of_other_states_and_recipes_pass_every_row(stem):
     """`training_v4_fresh`: a new pipeline model's state (l_kernel 0, C not yet C~), which each pass

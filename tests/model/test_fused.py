@@ -58,7 +58,7 @@ def fused_rollout(model, x: torch.Tensor, compile: bool = False) -> torch.Tensor
         return torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
 
 
-@pytest.mark.slow
+@pytest.mark.first
 @model_properties()
 @given(small_model_configs(min_d_model=helpers.PRECISE), seeds, st.integers(1, 3))
 def test_fused_step_equals_module_step_and_convolution(config, seed, batch):

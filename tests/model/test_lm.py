@@ -69,7 +69,7 @@ def test_whole_model_causality(config, seed, data):
     assert float(diff[:, t:].max()) > 1e-9
 
 
-@pytest.mark.slow
+@pytest.mark.first
 @model_properties()
 @given(small_model_configs(bits=8, min_d_model=helpers.PRECISE), seeds, st.sampled_from(["float64", "float32"]))
 def test_whole_model_step_equals_convolution(config, seed, dtype):
@@ -95,7 +95,7 @@ def test_paper_model_step_equals_convolution_float32():
     assert_close(rollout(model, x), conv, "model_step_vs_conv_float32")
 
 
-@pytest.mark.slow
+@pytest.mark.first
 @model_properties()
 @given(small_model_configs(min_d_model=helpers.PRECISE), seeds)
 def test_whole_model_matches_reference(config, seed):

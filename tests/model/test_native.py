@@ -41,7 +41,7 @@ def test_the_native_step_builds_wherever_a_compiler_is():
         assert native.available(), native.reason()
 
 
-@pytest.mark.slow
+@pytest.mark.first
 @needs_native
 @model_properties()
 @given(small_model_configs(min_d_model=helpers.PRECISE), seeds, st.integers(1, 5), st.integers(1, 2))

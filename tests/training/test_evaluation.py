@@ -36,7 +36,7 @@ def numpy_metrics(logits: np.ndarray, targets: np.ndarray, bits: int) -> dict:
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.first
 def test_evaluate_matches_numpy_over_the_same_clips(trained, audio_folder):
     """evaluate_folder against an independent computation: the checkpoint's logits on every clip of
     the folder, reduced by numpy_metrics (no code of sashimi.training.metrics), and the unigram

@@ -238,7 +238,7 @@ def test_checkpoints_respect_the_umask(tmp_path, mask, mode):
     assert path.stat().st_mode & 0o777 == mode
 
 
-@pytest.mark.slow
+@pytest.mark.nightly  # a whole run killed and resumed, 10 s; resume == a straight run stays in make test
 def test_kill_9_then_resume_equals_a_straight_run(audio_folder, tmp_path):
     """SIGKILL in the middle of training (between checkpoints): the checkpoint on disk loads, and
     resuming from it reproduces a straight run's losses exactly."""
