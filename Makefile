@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/python -m sashimi.train
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt ruff
