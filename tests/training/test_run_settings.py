@@ -58,6 +58,7 @@ def test_help_shows_every_default_that_applies(capsys):
     assert shown >= 14
     assert f"(default: {specs['optimizer']['ssm_lr']:g}, specs/presets.json optimizer.ssm_lr)" in text
     assert f"(default: the preset's; tiny: {tiny['model']['dropout']})" in text
+    assert "--allow-changed-data with --resume: continue although the data folder's files changed" in text
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,10 @@ def test_degenerate_data_is_announced_with_its_numbers(tmp_path):
     for i in range(3):
         write(noise / f"n{i}.wav", np.random.default_rng(i).uniform(-0.5, 0.5, 1000).astype(np.float32))
     assert data.degenerate(AudioDataset(noise, None, 512, 8, "mulaw"), 6) == []  # 1000 of 1024 are audio
+    half = tmp_path / "half"
+    half.mkdir()
+    write(half / "h.wav", np.random.default_rng(9).uniform(-0.5, 0.5, 2048).astype(np.float32))
+    assert data.degenerate(AudioDataset(half, None, 4096, 8, "mulaw"), 1) == []  # half padding is not over half
 
 
 def test_a_file_name_that_is_not_utf8_is_skipped_with_a_notice(tmp_path):
@@ -212,3 +217,22 @@ def test_an_out_folder_that_cannot_be_made_is_named_with_its_cause(tmp_path, cap
         code, err = run_main(train_cmd, ["--out", str(out), "--max-steps", "1", *SMALL], capsys)
         assert_one_line_error(code, err, f"cannot create a folder in {out}: {cause}")
         assert "Errno" not in err
+
+
+def test_a_silent_folder_trains_with_a_notice_and_a_resumed_run_replaces_its_sample(tmp_path, capsys):
+    """All-silent files: the notice says so, and the unigram baseline of a single value is 0.00 bits
+    (not -0.00). The closing sample of the resumed run replaces the first one: one WAV in samples/."""
+    data = tmp_path / "silent"
+    data.mkdir()
+    for i in range(12):
+        write(data / f"s{i:02d}.wav", np.zeros(2000, np.float32))
+    argv = ["--data", str(data), "--out", str(tmp_path / "runs"), "--max-steps", "1", "--sample-seconds", "0.01"]
+    code, err = run_main(train_cmd, [*argv, *SMALL], capsys)
+    assert code == 0, err
+    assert "training files hold one value throughout (token 128: silence?)" in err, err
+    assert "unigram baseline of the validation split 0.00 (" in err and "-0.00" not in err
+    (run,) = (tmp_path / "runs").iterdir()
+    first = sorted(p.name for p in (run / "samples").glob("*.wav"))
+    code, err = run_main(train_cmd, ["--resume", str(run), "--max-steps", "2"], capsys)
+    assert code == 0, err
+    assert len(first) == 1 and len(list((run / "samples").glob("*.wav"))) == 1
