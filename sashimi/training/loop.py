@@ -92,9 +92,9 @@ def train(config: TrainConfig, given: frozenset[str] | None = None) -> Path:
         record_start(run, start, len(train_set), folder, procs)
         start_step, started = run.step, time.monotonic()
         fit(run, train_set, val_set, procs)
-        if procs.distributed:
-            dist.barrier()
-            dist.destroy_process_group()
+        if procs.distributed:  # the group's shutdown: a run's files are the same without it
+            dist.barrier()  # mutate: skip only rank 0 writes after it, and rank 0 waits for nobody
+            dist.destroy_process_group()  # mutate: skip torchrun ends the group when the processes end
         if procs.is_main and run.step > start_step:
             finish(run, val_set, start_step, started, procs.log)
     return run_dir
