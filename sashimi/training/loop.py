@@ -135,7 +135,7 @@ def starting_run(start: runs.Start, run_dir: Path, device: torch.device, folder:
         procs.log(f"initialized from {start.config.init} (weights only: fresh optimizer and schedule)")
     if start.payload is not None:
         run.load(start.payload)
-    if start.config.sample_seconds > 0:  # the closing sample must fit before a step is spent
+    if start.config.sample_seconds > 0:  # the closing sample must fit before a step is spent  # mutate: skip 0 s fits
         length = round(start.config.sample_seconds * start.config.sample_rate)
         check_generation_fits(run.model, 1, length, 0, 1, "--sample-seconds (0: no closing sample)")
     run.data = folder_fingerprint(folder)  # what it trains on (a resume's changes only under --allow-changed-data)

@@ -91,7 +91,7 @@ def refuse_over_limit(need: int, device: torch.device, what: str, flags: str) ->
     override = os.environ.get("SASHIMI_MEMORY_LIMIT")
     if override:
         try:
-            limit = int(float(override))
+            limit = int(float(override))  # mutate: skip a byte count compares the same as a float
         except ValueError:
             raise ValueError(f"SASHIMI_MEMORY_LIMIT must be a number of bytes; got {override!r}") from None
     if limit is not None and need > limit:

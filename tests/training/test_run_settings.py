@@ -99,6 +99,7 @@ def test_resume_keeps_every_setting_and_says_what_a_flag_replaced(six_step_run, 
     assert after == {**before, "max_steps": 7, "resume": str(copy)}  # nothing else rewritten with a default
     code, err = run_main(train_cmd, ["--resume", str(copy), "--eval-batches", "1", "--sample-seconds", "0"], capsys)
     assert code == 0 and "nothing to train: the run is at step 7" in err, err  # its own stop, kept
+    assert "trained 0 steps" not in err and "unigram baseline" not in err  # no closing work without a step
     assert saved_train(copy)["sample_seconds"] == 0.0 and not (copy / "samples").exists()
     code, err = run_main(train_cmd, ["--resume", str(copy), "--eval-batches", "16"], capsys)
     assert_one_line_error(code, err, "--eval-batches 16 (the run has 1)")
