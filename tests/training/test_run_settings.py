@@ -237,3 +237,9 @@ def test_a_silent_folder_trains_with_a_notice_and_a_resumed_run_replaces_its_sam
     code, err = run_main(train_cmd, ["--resume", str(run), "--max-steps", "2"], capsys)
     assert code == 0, err
     assert len(first) == 1 and len(list((run / "samples").glob("*.wav"))) == 1
+
+
+def test_a_run_folder_is_made_under_an_out_that_does_not_exist_yet(tmp_path):
+    out = tmp_path / "a" / "b" / "runs"
+    first, second = runs.new_run_dir(out), runs.new_run_dir(out)
+    assert first.parent == second.parent == out and first != second and first.is_dir() and second.is_dir()
