@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import types
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,22 @@ def test_a_run_folder_is_made_under_an_out_that_does_not_exist_yet(tmp_path):
     out = tmp_path / "a" / "b" / "runs"
     first, second = runs.new_run_dir(out), runs.new_run_dir(out)
     assert first.parent == second.parent == out and first != second and first.is_dir() and second.is_dir()
+
+
+def test_samples_per_s_counts_audio_not_padding_over_the_time(tmp_path, capsys, monkeypatch):
+    """One file of 100 samples in clips of 256: every position past the audio is padding. A clock
+    that advances 1 ms a reading (start, the loop's deadline check, the rate: 2 ms for one step)
+    makes the bar's rate exact, one sample more or less moving it by 500: the batch's audio targets,
+    counted off the dataset, over 2 ms."""
+    from sashimi.training import loop
+
+    data = tmp_path / "d"
+    data.mkdir()
+    write(data / "one.wav", np.random.default_rng(3).uniform(-0.5, 0.5, 100).astype(np.float32))
+    per_clip = int((AudioDataset(data, None, 256, 8, "mulaw")[0][1] != -100).sum())
+    readings = iter(range(10_000))
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(monotonic=lambda: next(readings) / 1000))
+    argv = ["--data", str(data), "--out", str(tmp_path / "runs"), "--max-steps", "1", "--eval-every", "100"]
+    code, err = run_main(train_cmd, [*argv, "--sample-seconds", "0", *SMALL], capsys)
+    assert code == 0, err
+    assert 0 < per_clip < 256 and f"samples_per_s={4 * per_clip / 0.002:,.0f}" in err, err
