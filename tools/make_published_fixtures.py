@@ -84,13 +84,7 @@ def parse_args():
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--length", type=int, default=P.L_FIX, help="fixture length (multiple of prod(pool))")
     ap.add_argument("--steps", type=int, default=None, help="step positions T (default: = length)")
-    ap.add_argument(
-        "--shape",
-        default="",
-        help="another model: d_model=12,n_layers=1,pool=2x4,expand=2,ff=0,d_state=8,bits=8,weight_scale=2 "
-        "(names not given keep the small model's)",
-    )
-    ap.add_argument("--name", default=None, help="the files' stem (default: pipeline_<ref>)")
+    P.add_shape_flags(ap, "pipeline")
     args = ap.parse_args()
     args.shape_used = P.set_shape(args.shape)
     T = args.length if args.steps is None else args.steps

@@ -190,7 +190,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--length", type=int, default=L_FIX)
     ap.add_argument("--recipes", help="also write the resolved sc09/youtubemix/beethoven recipes to this JSON file")
-    ap.add_argument("--shape", default="", help="another model, as make_published_fixtures.py's --shape")
+    P.add_shape_flags(ap, "training")
     ap.add_argument(
         "--override",
         action="append",
@@ -203,7 +203,6 @@ def main():
         help="a state dict as a new pipeline model has it: the C~ "
         "buffers 0 (C not yet converted; the pipeline's first forward converts it)",
     )
-    ap.add_argument("--name", default=None, help="the files' stem (default: training_<ref>)")
     args = ap.parse_args()
     shape = P.set_shape(args.shape)
     s4, ref = os.path.abspath(args.s4), args.ref

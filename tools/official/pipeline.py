@@ -41,6 +41,17 @@ def set_shape(spec: str) -> dict:
     return {k.lower(): g[k] for k in SHAPE_KEYS}
 
 
+def add_shape_flags(ap, kind: str) -> None:
+    """--shape (another model, `set_shape`) and --name (the files' stem, default <kind>_<ref>)."""
+    ap.add_argument(
+        "--shape",
+        default="",
+        help="another model: d_model=12,n_layers=1,pool=2x4,expand=2,ff=0,d_state=8,bits=8,weight_scale=2 "
+        "(names not given keep the small model's)",
+    )
+    ap.add_argument("--name", default=None, help=f"the files' stem (default: {kind}_<ref>)")
+
+
 def git_commit(s4):
     try:
         return subprocess.check_output(
