@@ -124,7 +124,7 @@ class Start(NamedTuple):
     payload: dict | None = None  # --resume: the checkpoint the run continues
     run_dir: Path | None = None  # --resume: the run's folder
     init_state: dict | None = None  # --init: the weights a new run starts from
-    notes: tuple[str, ...] = ()  # what the run was not told and does anyway, said when it starts
+    notes: tuple[str, ...] = ()  # notices for the start: a stop the run was not given, a setting a flag replaced
 
 
 def starting_point(config: TrainConfig, given: frozenset[str] | None = None) -> Start:
