@@ -161,3 +161,19 @@ def test_cached_kernel_equals_uncached_as_lengths_change(sizes, seed, mode, Ls, 
             assert kernel(L) is K  # the second call at the same length is the cached one
             purity.assert_same_state(kernel.state_dict(), fresh.state_dict())
             assert int(kernel.l_kernel) >= L
+
+
+@pytest.mark.parametrize("l_kernel", [None, 0, 7])
+def test_the_kernel_condition_is_taken_at_the_lengths_solved(l_kernel):
+    """1 / min |1 - lambda^l| over A_bar's eigenvalues (taken here from the fast model's own float64
+    A_bar), for l = L, and l_kernel too when C holds C~ for it; a state without the buffer, or with
+    0, is a fresh C: L alone."""
+    layer = helpers.s4_layer(2, 3, 1, 5, torch.float64, 7 if l_kernel == 7 else 0)
+    params = helpers.numpy_state(layer)
+    if l_kernel is None:
+        del params["layer.kernel.l_kernel"]
+    A_bar = layer.layer.kernel.discretized_float64()[0].numpy()
+    eig = np.linalg.eigvals(A_bar)
+    want = max(1.0, *(1 / np.min(np.abs(1 - eig[h] ** l)) for h in range(2) for l in [12, *([7] if l_kernel else [])]))
+    assert ref_layer.s4_kernel_condition(params, 12) == pytest.approx(want, rel=1e-9)
+    assert np.isfinite(want)
