@@ -177,3 +177,12 @@ def test_the_kernel_condition_is_taken_at_the_lengths_solved(l_kernel):
     want = max(1.0, *(1 / np.min(np.abs(1 - eig[h] ** l)) for h in range(2) for l in [12, *([7] if l_kernel else [])]))
     assert ref_layer.s4_kernel_condition(params, 12) == pytest.approx(want, rel=1e-9)
     assert np.isfinite(want)
+
+
+def test_the_power_condition_by_hand():
+    """lambda 0.5, l 1: 1 / 0.5 = 2; lambda 0.9, l 2: 1 / 0.19, and l 1 too: 1 / 0.1; lambda -0.5, l 1:
+    1 / 1.5, under 1: 1."""
+    assert ref_layer.power_condition(np.array([0.5, -0.5], complex), [1]) == pytest.approx(2.0)
+    assert ref_layer.power_condition(np.array([0.9], complex), [2]) == pytest.approx(1 / 0.19)
+    assert ref_layer.power_condition(np.array([0.9], complex), [2, 1]) == pytest.approx(10.0)  # the worse length
+    assert ref_layer.power_condition(np.array([-0.5, 0.0], complex), [1]) == 1.0
