@@ -75,7 +75,7 @@ class S4Conv(nn.Module):
             raise ValueError(f"step mode must be one of {STEP_MODES}; got {mode!r}")
         # the warm path: unchanged parameters (same tensors, same in-place versions; see
         # `SSMKernel._cache_key`) keep the recurrence built before, which costs about 1 s for the paper model
-        key, tensors = self.kernel._cache_key(0)
+        key, tensors = self.kernel._cache_key(0)  # mutate: skip one constant at every call: only equality is read
         if self._step_key is not None and self._step_key[0] == (mode, key):
             return
         self._step_fn = dplr_step if mode == "linear" else ssm_step

@@ -26,7 +26,7 @@ COMPILE_MIN_STEPS = 32768
 ONE_THREAD_MAX_BATCH = 8
 # Compiling the paper model's step functions takes 8 s on 2 quiet cores and took 320 s beside two
 # other busy processes: past this many seconds, the depths not compiled yet run uncompiled.
-COMPILE_TIME_LIMIT = 60.0
+COMPILE_TIME_LIMIT = 60.0  # mutate: skip a wall-clock tuning constant: no test waits a minute
 # the command line's --compile (generate, bench --against) -> sample()'s `compile`
 COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
@@ -88,13 +88,15 @@ def sample(
             log(f"the native step is not available ({why}): running the {instead} step")
         if engine == "native":
             threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
-            step = functools.partial(native.NativeStep(model, n, threads).step, check=False)
+            native_step = native.NativeStep(model, n, threads)
+            step = functools.partial(native_step.step, check=False)  # mutate: skip check=True re-checks tokens
         elif engine == "compiled":
             if log is not None:
                 log("compiling the step functions (once per process; inductor caches them on disk)")
             fused = FusedStep(model, n, compile=True)
             fused.warm_up(compile_time_limit, log)
-            step = functools.partial(fused.step, check=False)  # the loop checks the prefix; sampled tokens lie in range
+            # the loop checks the prefix; sampled tokens lie in range
+            step = functools.partial(fused.step, check=False)  # mutate: skip check=True re-checks the loop's tokens
         else:
             step = model_step(model, n)
         with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():

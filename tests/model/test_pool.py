@@ -1,11 +1,13 @@
 """DownPool / UpPool: the index mapping, shapes, causality, step buffering, and a pure step."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import sashimi as ref
+from sashimi.core.shapes import ShapeError
 from sashimi.harness.verdict import assert_close
 from sashimi.model.pool import DownPool, UpPool
 from tests.helpers import randn, seeds
@@ -93,3 +95,12 @@ def test_pool_steps_leave_the_callers_buffers_untouched(P, Lc, seed):
     for t in range(Lc * P):
         coarse, d_state = purity.assert_step_is_pure(down, x[:, t], d_state)
         _, u_state = purity.assert_step_is_pure(up, coarse, u_state)
+
+
+def test_up_pool_step_names_a_coarse_input_of_the_wrong_width():
+    up = UpPool(6, 2, 4)
+    state = up.default_state(1)
+    for _ in range(3):  # the pending zeros of the shift; the fourth step takes the coarse input
+        _, state = up.step(None, state)
+    with pytest.raises(ShapeError, match=r"UpPool.step: dimension H .* must be 6, .* got 5"):
+        up.step(torch.zeros(1, 5), state)

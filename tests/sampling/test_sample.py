@@ -7,6 +7,7 @@ import torch
 
 from sashimi import generate as generate_cmd
 from sashimi.io import checkpoint
+from sashimi.model import native
 from sashimi.sampling import sample as sampling
 
 
@@ -175,3 +176,24 @@ def test_the_progress_counts_one_step_per_sampled_position():
     model = lm(4, torch.float32, **tiny_config(8).to_dict())
     tokens, _ = sampling.sample(model, 2, 5, prefix=torch.tensor([128, 120, 130]), progress=counter)
     assert counter.steps == [1] * 5 and tokens.shape == (2, 8)
+
+
+@pytest.mark.skipif(not native.available(), reason=native.reason() or "native step available")
+def test_the_native_step_takes_one_thread_up_to_the_small_batch_limit(monkeypatch):
+    """The same rule through the native step (`compile="auto"` on a short run): NativeStep is given
+    1 thread up to ONE_THREAD_MAX_BATCH sequences, the process's count beyond."""
+    from tests.helpers import lm, tiny_config
+
+    seen, real = [], native.NativeStep
+    monkeypatch.setattr(
+        native, "NativeStep", lambda model, n, threads: seen.append((n, threads)) or real(model, n, threads)
+    )
+    model = lm(3, torch.float32, **tiny_config(8).to_dict())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n in (sampling.ONE_THREAD_MAX_BATCH, sampling.ONE_THREAD_MAX_BATCH + 1):
+            sampling.sample(model, n, 3, compile="auto")
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(sampling.ONE_THREAD_MAX_BATCH, 1), (sampling.ONE_THREAD_MAX_BATCH + 1, 2)]

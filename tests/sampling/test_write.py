@@ -190,3 +190,10 @@ def test_ctrl_c_during_a_write_leaves_no_file_of_that_sample(at, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         write.write_pair(audio, 8000, tmp_path / "sample_01.wav", "second")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample_00.png", "sample_00.wav"]
+
+
+def test_a_folder_holding_samples_is_refused_unless_overwrite_is_given(tmp_path):
+    (tmp_path / "sample_0_loglik_-1.00.wav").write_bytes(b"")
+    with pytest.raises(ValueError, match="already holds 1 generated samples"):
+        write.prepare_folder(tmp_path)
+    assert write.prepare_folder(tmp_path, overwrite=True) == tmp_path
