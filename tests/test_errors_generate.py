@@ -108,7 +108,7 @@ def test_an_out_that_is_a_file_or_not_writable_is_one_error_with_advice(ckpt, tm
     )
 
 
-@pytest.mark.parametrize("failing", ["wav", "png", "png rename"])
+@pytest.mark.parametrize("failing", ["wav", "png", "png rename", "wav rename"])
 def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(
     failing, ckpt, tmp_path, capsys, monkeypatch, plots_touched
 ):
@@ -127,10 +127,11 @@ def test_a_full_disk_names_the_file_and_leaves_no_wav_without_its_png(
         monkeypatch.setattr(write.sf, "write", full("wav", sf.write))
     elif failing == "png":
         monkeypatch.setattr(write, "plot_sample", full("png", write.plot_sample))
-    else:  # both files written, the PNG's rename fails: the WAV must not stand alone
+    else:  # both files written, a rename fails: the WAV must not stand alone, nor the PNG already in place
+        suffix = ".png" if failing == "png rename" else ".wav"
         rename, real = full("png rename", write.os.replace), write.os.replace
         monkeypatch.setattr(
-            write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(".png") else real(src, dst)
+            write.os, "replace", lambda src, dst: rename(src, dst) if str(dst).endswith(suffix) else real(src, dst)
         )
     out = tmp_path / "out"
     code, err = run_main(
@@ -311,3 +312,39 @@ def test_ctrl_c_mid_batch_keeps_the_samples_in_progress_cut_where_they_stopped(c
     assert all(any(np.array_equal(a, b) for b in whole.values()) for a in finished)
     assert all(any(np.array_equal(a, b[:4]) for b in whole.values()) for a in partial)
     assert sorted(p.suffix for p in (tmp_path / "cut").iterdir()) == [".png"] * 4 + [".wav"] * 4
+
+
+def test_ctrl_c_mid_batch_with_overwrite_replaces_the_earlier_samples_only(ckpt, tmp_path, monkeypatch, capsys):
+    """--overwrite removes the folder's earlier samples once, before the first batch is written: the
+    samples in progress, written after the finished ones, must not remove those."""
+    argv = ["--checkpoint", str(ckpt), "--n-samples", "4", "--batch-size", "2", "--length", "8", "--out", str(tmp_path)]
+    assert generate.main(argv) == 0 and len(names(tmp_path, ".wav")) == 4
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == 13:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
+    assert generate.main([*argv, "--overwrite"]) == 130
+    wavs = sorted(p.name for p in tmp_path.glob("*.wav"))
+    assert [n.split("_")[0] for n in wavs] == ["partial"] * 2 + ["sample"] * 2, wavs
+    assert names(tmp_path, ".wav") == names(tmp_path, ".png")
+
+
+def test_a_soundfile_error_names_the_file_and_its_first_line(tmp_path, monkeypatch):
+    """soundfile reports a failed write as a RuntimeError: the message is its first line, and no
+    partial file stays."""
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("Error opening 'x.wav': Disk quota exceeded.\nsecond line")
+
+    monkeypatch.setattr(write.sf, "write", fails)
+    wav = tmp_path / "sample_00_loglik_-1.000.wav"
+    with pytest.raises(
+        OSError, match=r"^cannot write .*sample_00_loglik_-1.000.wav: Error opening 'x.wav': Disk quota exceeded.$"
+    ):
+        write.write_pair(np.zeros(8, dtype=np.float32), 8000, wav, "t")
+    assert list(tmp_path.iterdir()) == []

@@ -197,3 +197,32 @@ def test_a_folder_holding_samples_is_refused_unless_overwrite_is_given(tmp_path)
     with pytest.raises(ValueError, match="already holds 1 generated samples"):
         write.prepare_folder(tmp_path)
     assert write.prepare_folder(tmp_path, overwrite=True) == tmp_path
+
+
+def test_the_writability_probe_is_made_inside_the_new_nested_folder(tmp_path, monkeypatch):
+    """The probe file must live in --out itself (a writable /tmp says nothing about --out), and a
+    missing --out is made with its parents."""
+    probes, real = [], write.tempfile.TemporaryFile
+    monkeypatch.setattr(write.tempfile, "TemporaryFile", lambda **kw: probes.append(kw.get("dir")) or real(**kw))
+    out = tmp_path / "a" / "b"
+    assert write.prepare_folder(out) == out and out.is_dir()
+    assert probes == [out]
+
+
+def test_the_estimate_counts_every_tensor_of_the_state_and_the_batch_it_runs():
+    """generation_bytes against a count made here: the state's bytes found by torch's own tree walk,
+    plus per sequence of a batch 6 float32 logit rows and 16 bytes a step; the batch is the smaller of
+    --batch-size and the samples, so the estimate moves with it up to that and not beyond."""
+    import torch.utils._pytree as pytree
+
+    from tests.helpers import lm, tiny_config
+
+    model = lm(0, torch.float32, **tiny_config(8).to_dict())
+    leaves = [t for t in pytree.tree_leaves(model.default_state(1)) if isinstance(t, torch.Tensor)]
+    state = sum(t.numel() * t.element_size() for t in leaves)
+    nested = list(write._tensors({"a": [leaves[0], (None, {"b": leaves[1]})]}))
+    assert state > 0 and len(nested) == 2 and nested[0] is leaves[0] and nested[1] is leaves[1]
+    length = 100
+    per_sequence = state + 6 * 4 * 256 + 16 * length
+    one, four, eight = (write.generation_bytes(model, 4, length, batch_size=b) for b in (1, 4, 8))
+    assert four - one == 3 * per_sequence and eight == four
