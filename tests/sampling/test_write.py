@@ -226,3 +226,15 @@ def test_the_estimate_counts_every_tensor_of_the_state_and_the_batch_it_runs():
     per_sequence = state + 6 * 4 * 256 + 16 * length
     one, four, eight = (write.generation_bytes(model, 4, length, batch_size=b) for b in (1, 4, 8))
     assert four - one == 3 * per_sequence and eight == four
+
+
+def test_the_library_defaults_are_the_commands():
+    """A caller of generate_to_folder gets what `python -m sashimi.generate` gets without flags."""
+    import inspect
+
+    from sashimi import generate
+
+    args = generate.make_parser().parse_args(["--checkpoint", "x.pt"])
+    defaults = {k: p.default for k, p in inspect.signature(generate_to_folder).parameters.items()}
+    for name in ("temperature", "top_p", "batch_size", "seed", "compile", "overwrite"):
+        assert defaults[name] == getattr(args, name), name
