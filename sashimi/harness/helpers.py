@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from reference import layer as ref_layer
 from sashimi.core.config import ModelConfig, S4Options
 from sashimi.model.blocks import ScalarNorm
 from sashimi.model.kernel import SSMKernel
@@ -93,3 +94,12 @@ def lm(seed: int, dtype=torch.float64, randomize: bool = True, l_output=None, **
 def tiny_config(bits: int) -> ModelConfig:
     """The smallest model with every layout feature: two pools, S4 and FF blocks, tied state."""
     return ModelConfig(bits=bits, d_model=8, n_layers=1, pool=[2, 2], expand=2, ff=2, n_ssm=1, d_state=8)
+
+
+def kernel_condition(layer: S4Layer, L: int) -> float:
+    """The condition the float64 rows built on an S4 layer's kernel take as an input
+    (reference.layer.s4_kernel_condition at length L); 1 for float32, whose rounding of the
+    parameters themselves dominates there (`python -m sashimi.harness.tolerances --measure`)."""
+    if layer.layer.kernel.inv_dt.dtype != torch.float64:
+        return 1.0
+    return ref_layer.s4_kernel_condition(numpy_state(layer), L, layer.layer.kernel.dt_transform)

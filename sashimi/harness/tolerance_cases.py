@@ -11,10 +11,16 @@ import torch
 from reference import layer as ref_layer
 from reference import s4 as ref_s4
 from reference import sashimi as ref_model
-from sashimi.harness.helpers import lm, numpy_state, s4_layer, tokens
+from sashimi.harness.helpers import kernel_condition, lm, numpy_state, s4_layer, tokens
 from sashimi.harness.verdict import error_and_scale
 from sashimi.model import cauchy
-from sashimi.model.cauchy import dplr_response, dplr_response_plain, half_angle_tables
+from sashimi.model.cauchy import (
+    dplr_response,
+    dplr_response_plain,
+    gradient_conditions,
+    half_angle_tables,
+    woodbury_condition,
+)
 from sashimi.model.fused import FusedStep
 from sashimi.model.native import NativeStep
 from sashimi.model.rollout import rollout
@@ -33,10 +39,10 @@ def ssm_case(rng) -> tuple[int, int, int | None, int, int]:
 
 def model_case(rng, bits: int | None = None) -> dict:
     """A configuration as tests/helpers.py `small_model_configs(min_d_model=PRECISE)` draws it for the
-    properties that compare whole models to rounding: d_model 4 or 6 (at 2, a norm over two channels
-    amplifies rounding without bound)."""
+    properties that compare whole models to rounding, and wider: d_model 4, 6, 12 or 20 (at 2, a norm
+    over two channels amplifies rounding without bound; none a multiple of 8 or 16)."""
     pick = lambda options: options[int(rng.integers(0, len(options)))]  # noqa: E731
-    d_model = pick([4, 6])
+    d_model = pick([4, 6, 12, 20])
     return dict(
         bits=bits or pick([8, 16]),
         d_model=d_model,
@@ -50,6 +56,17 @@ def model_case(rng, bits: int | None = None) -> dict:
         dt_transform=pick(["exp", "softplus"]),
         s4_output=pick(["glu", "linear"]),
     )
+
+
+def trained_scale(model, rng):
+    """Every Linear's weight times 1, 2 or 3: the larger weights of a trained model (the released
+    checkpoints' are up to a few times their init's), which sharpen the logits."""
+    scale = [1.0, 2.0, 3.0][int(rng.integers(0, 3))]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(scale)
+    return model
 
 
 def kernel(dtype):
@@ -71,9 +88,10 @@ def layer(dtype):
         module = s4_layer(H, N2, n_ssm, seed, dtype, l_kernel, dt_transform=dt, output=out)
         u = rng.standard_normal((2, min(L, 24), H))
         with torch.no_grad():
-            return error_and_scale(
+            error, scale = error_and_scale(
                 module(torch.from_numpy(u).to(dtype)), ref_layer.s4_layer(numpy_state(module), u, dt, out)
             )
+        return error, scale, kernel_condition(module, u.shape[1])
 
     return case
 
@@ -94,14 +112,15 @@ def step_vs_conv(dtype):
         u = torch.from_numpy(rng.standard_normal((3, L, H))).to(dtype)
         with torch.no_grad():
             conv = module(u)
-            return error_and_scale(rollout(module, u), conv)
+            error, scale = error_and_scale(rollout(module, u), conv)
+        return error, scale, kernel_condition(module, L)
 
     return case
 
 
 def model_vs_reference(rng, seed):
     config = model_case(rng)
-    model = lm(seed, torch.float64, **config)
+    model = trained_scale(lm(seed, torch.float64, **config), rng)
     x = tokens(seed, 2, 2 * math.prod(config["pool"]), 2 ** config["bits"])
     with torch.no_grad():
         return error_and_scale(model(x), ref_model.language_model(numpy_state(model), config, x.numpy()))
@@ -119,7 +138,7 @@ def off_init(model, rng):
 def model_step_vs_conv(dtype):
     def case(rng, seed):
         config = model_case(rng, bits=8)
-        model = off_init(lm(seed, dtype, **config), rng)
+        model = off_init(trained_scale(lm(seed, dtype, **config), rng), rng)
         x = tokens(seed, 2, 3 * math.prod(config["pool"]), 256)
         with torch.no_grad():
             conv = model(x)
@@ -133,7 +152,7 @@ def stepper_vs_module(dtype, make):
 
     def case(rng, seed):
         config = model_case(rng)
-        model = off_init(lm(seed, dtype, **config), rng)
+        model = off_init(trained_scale(lm(seed, dtype, **config), rng), rng)
         batch = int(rng.integers(1, 6))
         x = tokens(seed, batch, 3 * math.prod(config["pool"]), 2 ** config["bits"])
         with torch.no_grad():
@@ -175,17 +194,18 @@ def cauchy_response(rng, seed):
     W = torch.from_numpy(rng.standard_normal((H, 8, N2))).float()
     re = -torch.from_numpy(np.exp(rng.standard_normal((H, N2)))).float()
     im = 10 * torch.from_numpy(rng.standard_normal((H, N2))).float()
-    return error_and_scale(
-        dplr_response(W, 4 * re, re.square() + im.square(), s, c),
-        dplr_response_plain(W, 4 * re, re.square() + im.square(), s, c),
-    )
+    R4, M = 4 * re, re.square() + im.square()
+    error, scale = error_and_scale(dplr_response(W, R4, M, s, c), dplr_response_plain(W, R4, M, s, c))
+    return error, scale, woodbury_condition(W, R4, M, L)
 
 
 def cauchy_response_and_gradients(rng, seed):
     """The chunked Cauchy response and its chunked backward vs plain autograd, float64, as
     tests/model/test_cauchy.py draws them: L 1-80, chunks of 1 to F - 1 frequencies (a partial last
     one), H 1-4, N2 1-6; the worst over the value and every input's gradient, relative to that
-    tensor's largest entry (the case's scale is then 1)."""
+    tensor's largest entry (the case's scale is then 1) and with that tensor's condition (the
+    Woodbury condition for the value, `gradient_conditions` for the gradients): the tensor using
+    the most of its bound."""
     L, H, N2 = int(rng.integers(1, 81)), int(rng.integers(1, 5)), int(rng.integers(1, 7))
     F = L // 2 + 1
     chunk = 1 + int(rng.integers(0, 80)) % max(1, F - 1)
@@ -203,7 +223,9 @@ def cauchy_response_and_gradients(rng, seed):
     plain = torch.view_as_real(dplr_response_plain(*inputs, s, c))
     plain_grads = torch.autograd.grad((plain * weight).sum(), inputs)
     pairs = [(fast, plain), *zip(fast_grads, plain_grads)]
-    return max(e / s if s else 0.0 for e, s in (error_and_scale(a.detach(), b.detach()) for a, b in pairs)), 1.0
+    conditions = [woodbury_condition(*inputs, L), *gradient_conditions(*inputs, L, weight)]
+    relative = [e / s if s else 0.0 for e, s in (error_and_scale(a.detach(), b.detach()) for a, b in pairs)]
+    return max([(r, 1.0, k) for r, k in zip(relative, conditions)], key=lambda case: case[0] / case[2])
 
 
 def chunked_cross_entropy(rng, seed):
@@ -235,7 +257,7 @@ def metrics_from_float32(rng, seed):
 
 def evaluate_batching(rng, seed):
     config = model_case(rng, bits=8)
-    model = lm(seed, torch.float32, **config)
+    model = trained_scale(lm(seed, torch.float32, **config), rng)
     x = tokens(seed, 6, 4 * math.prod(config["pool"]), 256)
     one = evaluate(model, [(x, x)], 8, torch.device("cpu"))
     split = evaluate(model, [(x[i : i + 1], x[i : i + 1]) for i in range(6)], 8, torch.device("cpu"))

@@ -190,6 +190,69 @@ def dplr_response_plain(
     return _woodbury(cauchy_pairs_plain(W, R4, M, s, c), s, c)[0]
 
 
+def woodbury_condition(
+    W: Float[Tensor, "H K N2"], R4: Float[Tensor, "H N2"], M: Float[Tensor, "H N2"], L: int
+) -> float:
+    """How much K^ may amplify rounding in its sums, for the tolerance rows that compare two orders
+    of summation: max over channels and frequencies of (1 + |c rho_3|) / |1 + c rho_3|, the relative
+    error of the Woodbury denominator per relative error of rho_3 (large near its poles); computed
+    in float64 with the plain sums; at least 1."""
+    s, c = half_angle_tables(L, torch.float64, W.device)
+    W, R4, M = (t.detach().double() for t in (W, R4, M))
+    _, rho, D, _ = _woodbury(cauchy_pairs_plain(W, R4, M, s, c), s, c)
+    return float(max(1.0, ((1 + (c * rho[:, 3]).abs()) / D.abs()).max()))
+
+
+def gradient_sums(
+    W: Float[Tensor, "H K N2"],
+    R4: Float[Tensor, "H N2"],
+    M: Float[Tensor, "H N2"],
+    L: int,
+    weight: Float[Tensor, "H F 2"],
+) -> list[tuple[Tensor, Tensor]]:
+    """The gradients of sum(weight * K^) (K^ as real pairs) with respect to W, R4 and M, each as
+    (the sum over frequencies and pair terms, the same sum of the terms' magnitudes), in float64
+    with the plain sums. With a + ib = 1 / Q'_n(f) and g = d/dX_k(f) as real pairs (g0, g1):
+    dW_kn = sum_f g0 a + g1 b, and dR4_n, dM_n = sum_k W_kn sum_f g0 da + g1 db, with
+    da/dM = c^2 (Qi^2 - Qr^2) / d^2, db/dM = -2 Qr Qi c^2 / d^2 and the same for R4 with
+    sc in place of c^2 and the roles of Qr, Qi swapped (d = |Q'|^2)."""
+    s, c = half_angle_tables(L, torch.float64, W.device)
+    W, R4, M, weight = (t.detach().double() for t in (W, R4, M, weight))
+    XY = cauchy_pairs_plain(W, R4, M, s, c).requires_grad_(True)
+    (g,) = torch.autograd.grad((torch.view_as_real(_woodbury(XY, s, c)[0]) * weight).sum(), XY)
+    g0, g1 = g[:, :, 0, None, :], g[:, :, 1, None, :]  # (H, K, 1, F)
+    Qr = M[..., None] * (c * c) - 4 * s * s
+    Qi = R4[..., None] * (s * c)
+    d = Qr * Qr + Qi * Qi
+    a, b = Qr / d, Qi / d  # (H, N2, F)
+    da_dM, db_dM = c * c * (Qi * Qi - Qr * Qr) / d**2, -2 * Qr * Qi * c * c / d**2
+    da_dR4, db_dR4 = -2 * Qr * Qi * s * c / d**2, s * c * (Qr * Qr - Qi * Qi) / d**2
+
+    terms = g0 * a[:, None] + g1 * b[:, None]  # dW's terms: (H, K, N2, F)
+    out = [(terms.sum(-1), terms.abs().sum(-1))]
+    for da, db in ((da_dR4, db_dR4), (da_dM, db_dM)):
+        terms = W[..., None] * (g0 * da[:, None] + g1 * db[:, None])  # (H, K, N2, F), summed over K and F
+        out.append((terms.sum((1, 3)), terms.abs().sum((1, 3))))
+    return out
+
+
+def gradient_conditions(
+    W: Float[Tensor, "H K N2"],
+    R4: Float[Tensor, "H N2"],
+    M: Float[Tensor, "H N2"],
+    L: int,
+    weight: Float[Tensor, "H F 2"],
+) -> list[float]:
+    """For each of the gradients with respect to W, R4 and M (`gradient_sums`): how much cancellation
+    in its sums amplifies rounding relative to its largest entry, max(sum of magnitudes) / max|value|,
+    times the Woodbury condition its upstream gradient carries; at least 1."""
+    woodbury = woodbury_condition(W, R4, M, L)
+    return [
+        max(1.0, float(magnitude.max() / signed.abs().max()) * woodbury) if signed.abs().max() > 0 else woodbury
+        for signed, magnitude in gradient_sums(W, R4, M, L, weight)
+    ]
+
+
 def dplr_kernel(
     dt: Float[Tensor, "H 1"],
     Lambda: Complex[Tensor, "H N2"],
@@ -212,8 +275,19 @@ def dplr_kernel(
     reciprocal per pair instead of two, and the Nyquist bin (c = 0) is exact.
     """
     s, c = half_angle_tables(L, dt.dtype, dt.device)
+    return torch.fft.irfft(dplr_response(*pair_coefficients(dt, Lambda, P, B, C_tilde), s, c), n=L)
+
+
+def pair_coefficients(
+    dt: Float[Tensor, "H 1"],
+    Lambda: Complex[Tensor, "H N2"],
+    P: Complex[Tensor, "H N2"],
+    B: Complex[Tensor, "H N2"],
+    C_tilde: Complex[Tensor, "H N2"],
+) -> tuple[Float[Tensor, "H 8 N2"], Float[Tensor, "H N2"], Float[Tensor, "H N2"]]:
+    """(W, R4, M) of `dplr_response` for the SSM (the pair terms of `dplr_kernel`'s derivation)."""
     w = dt * Lambda
     Q = P.conj()
     v = dt * torch.stack([C_tilde * B, C_tilde * P, Q * B, Q * P])
     W = torch.cat([4 * v.real, -4 * (v * w.conj()).real]).transpose(0, 1).contiguous()
-    return torch.fft.irfft(dplr_response(W, 4 * w.real, w.real.square() + w.imag.square(), s, c), n=L)
+    return W, 4 * w.real, w.real.square() + w.imag.square()

@@ -14,7 +14,11 @@ from sashimi.model.cauchy import (
     dplr_kernel_plain,
     dplr_response,
     dplr_response_plain,
+    gradient_conditions,
+    gradient_sums,
     half_angle_tables,
+    pair_coefficients,
+    woodbury_condition,
 )
 from tests import helpers
 from tests.helpers import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
@@ -42,11 +46,13 @@ def test_chunked_response_equals_plain(sizes, seed, dtype):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
         chunked = dplr_response(W, R4, M, s, c)
-    # float32: random W, R4, M reach near-poles of the Woodbury denominator, hence its own, wider entry
+    # random W, R4, M reach near-poles of the Woodbury denominator, which amplify the rounding of the
+    # sums by up to this much (the rows' rtol takes it as an input)
     assert_close(
         chunked,
         dplr_response_plain(W, R4, M, s, c),
-        "cauchy_response_float64" if dtype == "float64" else "cauchy_response_float32",
+        f"cauchy_response_{dtype}",
+        condition=woodbury_condition(W, R4, M, L),
     )
 
 
@@ -69,8 +75,8 @@ def test_response_gradient_equals_autograd_of_plain(sizes, seed):
     weight = randn(seed + 3, H, L // 2 + 1, 2)
     fast = torch.autograd.grad((torch.view_as_real(dplr_response(*inputs, s, c)) * weight).sum(), inputs)
     plain = torch.autograd.grad((torch.view_as_real(dplr_response_plain(*inputs, s, c)) * weight).sum(), inputs)
-    for a, b in zip(fast, plain):
-        assert_close(a, b, "cauchy_response_float64")
+    for a, b, condition in zip(fast, plain, gradient_conditions(*inputs, L, weight)):
+        assert_close(a, b, "cauchy_response_float64", condition=condition)
 
 
 @given(ssm_sizes(), seeds, l_kernel_modes)
@@ -79,7 +85,13 @@ def test_fast_kernel_equals_plain_kernel(sizes, seed, mode):
     kernel = helpers.s4_layer(H, N2, n_ssm, seed, torch.float64, l_kernel_for(mode, L) or L).layer.kernel
     params = kernel.ssm_parameters()
     l_kernel = int(kernel.l_kernel)
-    assert_close(dplr_kernel(*params, l_kernel), dplr_kernel_plain(*params, l_kernel), "cauchy_response_float64")
+    condition = woodbury_condition(*pair_coefficients(*params), l_kernel)
+    assert_close(
+        dplr_kernel(*params, l_kernel),
+        dplr_kernel_plain(*params, l_kernel),
+        "cauchy_response_float64",
+        condition=condition,
+    )
 
 
 @given(st.integers(1, 80), st.integers(1, 80), st.integers(1, 4), st.integers(1, 6), seeds)
@@ -98,6 +110,20 @@ def test_gradient_with_a_partial_last_chunk_equals_autograd_of_plain(L, chunk, H
         fast_grads = torch.autograd.grad((fast * weight).sum(), inputs)
     plain = torch.view_as_real(dplr_response_plain(*inputs, s, c))
     plain_grads = torch.autograd.grad((plain * weight).sum(), inputs)
-    assert_close(fast, plain, "cauchy_response_float64")
-    for a, b in zip(fast_grads, plain_grads):
-        assert_close(a, b, "cauchy_response_float64")
+    assert_close(fast, plain, "cauchy_response_float64", condition=woodbury_condition(*inputs, L))
+    for a, b, condition in zip(fast_grads, plain_grads, gradient_conditions(*inputs, L, weight)):
+        assert_close(a, b, "cauchy_response_float64", condition=condition)
+
+
+@given(ssm_sizes(), seeds)
+def test_the_gradient_sums_behind_the_conditions_are_the_gradients(sizes, seed):
+    """`gradient_sums`' signed sums, written out by hand, equal autograd of the plain response; the
+    sums of magnitudes bound them."""
+    H, N2, _, L = sizes
+    s, c = half_angle_tables(L, torch.float64, torch.device("cpu"))
+    inputs = [x.requires_grad_(True) for x in response_inputs(seed, H, N2)]
+    weight = randn(seed + 3, H, L // 2 + 1, 2)
+    want = torch.autograd.grad((torch.view_as_real(dplr_response_plain(*inputs, s, c)) * weight).sum(), inputs)
+    for grad, (signed, magnitude) in zip(want, gradient_sums(*inputs, L, weight)):
+        torch.testing.assert_close(signed, grad, rtol=1e-12, atol=1e-12 * float(magnitude.max()))
+        assert bool((signed.abs() <= magnitude * (1 + 1e-12)).all())

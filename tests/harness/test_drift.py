@@ -1,0 +1,67 @@
+"""python -m sashimi.harness.drift: the float32 steps against the float64 convolution over a long
+sequence, on a model with slow modes; a short run in the suite, 65,536 positions in the scheduled job."""
+
+import math
+
+import pytest
+import torch
+
+import specs
+from sashimi.harness import drift
+from sashimi.model.kernel import SSMKernel
+from sashimi.model.native import available as native_available
+
+
+@pytest.mark.parametrize("dt_transform", ["exp", "softplus"])
+def test_the_slow_model_has_every_delta_at_the_bottom_of_the_range(dt_transform):
+    config = drift.SMALL.__class__(**{**drift.SMALL.to_dict(), "dt_transform": dt_transform})
+    kernels = [m for m in drift.slow_model(config, 0).modules() if isinstance(m, SSMKernel)]
+    assert len(kernels) == 6  # the S4 blocks of two layers at each of the five stages, FF blocks between
+    for kernel in kernels:
+        torch.testing.assert_close(kernel.ssm_parameters()[0], torch.full_like(kernel.inv_dt, 1e-3))
+
+
+def test_every_step_stays_within_the_bound_over_128_positions():
+    """Teacher-forced float32 steps against the float64 convolution of the same model (the reference
+    is the other path, in another precision); the error is a few float32 roundings of log p."""
+    model = drift.slow_model(drift.SMALL, 1)
+    steps = drift.STEPS if native_available() else ("module", "fused")
+    measured = drift.errors_by_length(model, 128, 1, steps)
+    assert measured["length"] == [2**k for k in range(8)]
+    for how in steps:
+        errors = measured[how]
+        assert errors == sorted(errors), how  # a running maximum
+        assert 1e-8 < errors[-1] < 1e-5, (how, errors)
+    assert all(v.passed for v in drift.verdicts(measured, steps))
+
+
+def test_the_bound_is_linear_in_the_length_from_1024_positions():
+    """drift_float32 at L: atol + rtol scale max(L / 1024, 1): a step whose error follows 0.9 times
+    that stays within it, one whose error grows with the square of L from 1024 on leaves it."""
+    row = specs.load("tolerances")["drift_float32"]
+    lengths = [2**k for k in range(15)]
+    linear = [0.9 * (row["atol"] + row["rtol"] * 2.0 * max(n / 1024, 1)) for n in lengths]
+    square = [0.9 * (row["atol"] + row["rtol"] * 2.0 * max(n / 1024, 1) ** 2) for n in lengths]
+    measured = {"length": lengths, "scale": [2.0] * len(lengths), "module": linear, "fused": square}
+    [ok, bad] = drift.verdicts(measured, ("module", "fused"))
+    assert ok.passed and "worst at L=" in ok.measured and "1.11x under the bound" in ok.measured
+    assert not bad.passed and "worst at L=16384" in bad.measured
+
+
+def test_the_growth_exponent_of_a_power_law():
+    lengths = [2**k for k in range(17)]
+    for a in (0.5, 1.0):
+        assert drift.growth(lengths, [3e-7 * n**a for n in lengths]) == pytest.approx(a)
+    # only the last seven powers of two count: a jump before L / 64 does not move it
+    assert drift.growth(lengths, [1e-3 if n < 1024 else 1e-7 * n for n in lengths]) == pytest.approx(1.0)
+    assert math.isnan(drift.growth([1, 2], [1e-7, 2e-7]))
+
+
+def test_the_command_prints_the_table_and_refuses_a_length_not_a_power_of_two(capsys):
+    assert drift.main(["--length", "16", "--steps", "fused", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Delta 0.001 everywhere, seed 2" in out and "\n16 " in out and "1 of 1 steps pass" in out
+    with pytest.raises(SystemExit) as stop:
+        drift.main(["--length", "1000"])
+    assert stop.value.code == 2
+    assert "error: --length must be a power of two; got 1000" in capsys.readouterr().err
