@@ -235,7 +235,7 @@ def generate_to_folder(
             total=math.ceil(n_samples / batch_size) * length,
             unit="step",
             desc="generating",
-            leave=False,
+            leave=False,  # mutate: skip whether the finished bar stays on screen
             bar_format=bar_format,
         ) as bar:
             for first in range(0, n_samples, batch_size):

@@ -238,3 +238,19 @@ def test_the_library_defaults_are_the_commands():
     defaults = {k: p.default for k, p in inspect.signature(generate_to_folder).parameters.items()}
     for name in ("temperature", "top_p", "batch_size", "seed", "compile", "overwrite"):
         assert defaults[name] == getattr(args, name), name
+
+
+def test_batches_bar_and_seeds_of_a_generation(tmp_path, monkeypatch, plots_touched):
+    """5 samples in batches of 2: the log says 3 batches; the bar counts 3 x 8 steps and reaches them
+    (each batch advances it once a step); batch i draws with the seed plus its first sample's index."""
+    from tests.helpers import lm, tiny_config
+
+    model = lm(3, torch.float32, **tiny_config(8).to_dict())
+    bars, seeds, logs = [], [], []
+    real_bar, real_sample = write.progress_bar, write.sample
+    monkeypatch.setattr(write, "progress_bar", lambda **kw: bars.append(real_bar(**kw)) or bars[-1])
+    monkeypatch.setattr(write, "sample", lambda *a, **kw: seeds.append(a[6]) or real_sample(*a, **kw))
+    paths = generate_to_folder(model, "mulaw", 8000, tmp_path, 5, 8, batch_size=2, seed=7, log=logs.append)
+    assert len(paths) == 5 and "generating 5 x 8 samples in 3 batches of up to 2" in logs[0]
+    assert [bar.total for bar in bars] == [24] and bars[0].n == 24
+    assert seeds == [7, 9, 11]
