@@ -69,12 +69,12 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
         if f.type is bool:
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
-                dest=f.name,
+                dest=f.name,  # mutate: skip argparse derives the same dest from the flag
                 action="store_true",
                 default=argparse.SUPPRESS,
                 help=helps.get(f.name),
             )
-            continue
+            continue  # mutate: skip the one bool field is the last: break ends the loop as continue does
         kind = (
             f.type if f.type in (int, float, str) else next(t for t in typing.get_args(f.type) if t is not type(None))
         )
@@ -83,7 +83,7 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
             shown = f" (default: the preset's; {DEFAULT_PRESET}: {tiny[f.name]})"
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            dest=f.name,
+            dest=f.name,  # mutate: skip argparse derives the same dest from the flag
             type=kind,
             default=argparse.SUPPRESS,
             help=helps.get(f.name, "") + shown,

@@ -95,3 +95,28 @@ def test_evaluate_json(trained, tmp_path, capsys):
         "accuracy@10",
         "perplexity",
     } <= set(out)
+
+
+def test_evaluation_is_checked_against_the_inference_estimate_quietly_with_the_commands_batch(
+    trained, audio_folder, monkeypatch, capsys
+):
+    """Evaluation keeps no gradients or optimizer state: a memory limit between the inference and the
+    training estimates of its batch lets it run, one under the inference estimate refuses it. Called
+    as a library it draws no bar (the command asks for one), with the command's --batch-size."""
+    import inspect
+
+    from sashimi.training import memory
+
+    model, payload = load_model(trained / "checkpoint.pt")
+    seq_len = payload["config"]["train"]["seq_len"]
+    inference, training = (memory.estimate_bytes(model.config, 3, seq_len, training=t) for t in (False, True))
+    assert inference < training
+    monkeypatch.setenv("SASHIMI_MEMORY_LIMIT", str((inference + training) // 2))
+    capsys.readouterr()
+    evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("SASHIMI_MEMORY_LIMIT", str(inference - 1))
+    with pytest.raises(MemoryError, match=r"evaluation \(3 x"):
+        evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
+    default = inspect.signature(evaluation.evaluate_folder).parameters["batch_size"].default
+    assert default == evaluate_cmd.make_parser().parse_args(["--checkpoint", "c", "--data", "d"]).batch_size

@@ -263,3 +263,12 @@ def test_samples_per_s_counts_audio_not_padding_over_the_time(tmp_path, capsys, 
     code, err = run_main(train_cmd, [*argv, "--sample-seconds", "0", *SMALL], capsys)
     assert code == 0, err
     assert 0 < per_clip < 256 and f"samples_per_s={4 * per_clip / 0.002:,.0f}" in err, err
+
+
+def test_every_training_setting_has_its_flag(capsys):
+    """Each TrainConfig field, the bool ones included, is a flag of `python -m sashimi.train`."""
+    with pytest.raises(SystemExit):
+        train_cmd.parse(["--help"])
+    text = capsys.readouterr().out
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"--{f.name.replace('_', '-')}" not in text]
+    assert not missing
