@@ -191,7 +191,11 @@ def test_small_commands_refuse(capsys):
         (bench, ["--cases", "nope"], "unknown case"),
         (mutate, ["--timeout", "0"], "--timeout must be at least 1"),
         (tolerances, ["--measure", "--seed", "-1"], "--seed must be a non-negative integer; got -1"),
-        (tolerances, ["--measure", "--cases", "0"], "--cases must be at least 20 (the 90th percentile that sets each band needs them); got 0"),
+        (
+            tolerances,
+            ["--measure", "--cases", "0"],
+            "--cases must be at least 20 (the 90th percentile that sets each band needs them); got 0",
+        ),
     ]
     for module, argv, needle in cases:
         code, err = call(module, argv, capsys)

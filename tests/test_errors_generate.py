@@ -348,3 +348,20 @@ def test_a_soundfile_error_names_the_file_and_its_first_line(tmp_path, monkeypat
     ):
         write.write_pair(np.zeros(8, dtype=np.float32), 8000, wav, "t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_the_wav_rename_leaves_neither_file(tmp_path, monkeypatch):
+    """Ctrl-C (not an OSError) once the PNG is in place and the WAV's rename runs: both go, as for a
+    failed write, and the interrupt goes on."""
+    real = write.os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".wav"):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(write.os, "replace", replace)
+    monkeypatch.setattr(write, "plot_sample", lambda audio, rate, path, title: path.touch())
+    with pytest.raises(KeyboardInterrupt):
+        write.write_pair(np.zeros(8, dtype=np.float32), 8000, tmp_path / "sample_00_loglik_-1.000.wav", "t")
+    assert list(tmp_path.iterdir()) == []

@@ -254,3 +254,10 @@ def test_batches_bar_and_seeds_of_a_generation(tmp_path, monkeypatch, plots_touc
     assert len(paths) == 5 and "generating 5 x 8 samples in 3 batches of up to 2" in logs[0]
     assert [bar.total for bar in bars] == [24] and bars[0].n == 24
     assert seeds == [7, 9, 11]
+    # the defaults (those of `python -m sashimi.generate`): batches of 16 from seed 0, and a folder
+    # already holding samples refused
+    seeds.clear()
+    generate_to_folder(model, "mulaw", 8000, tmp_path / "defaults", 17, 2, log=logs.append)
+    assert "generating 17 x 2 samples in 2 batches of up to 16" in logs[-2] and seeds == [0, 16]
+    with pytest.raises(ValueError, match="already holds 17 generated samples"):
+        generate_to_folder(model, "mulaw", 8000, tmp_path / "defaults", 1, 2, log=logs.append)
