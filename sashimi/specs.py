@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    progress = lambda message: print(f"specs {message}", file=sys.stderr, flush=True)  # noqa: E731  # mutate: skip flushing a progress line
+
+    def progress(message: str) -> None:
+        print(f"specs {message}", file=sys.stderr, flush=True)  # mutate: skip flushing a progress line
+
     r = report(args.preset, args.bits, log=progress)
     if args.json:
         print(json.dumps(r, indent=1, default=str))

@@ -23,7 +23,6 @@ from sashimi.audio.synthetic import write_synthetic_dataset
 from sashimi.core import config as config_module
 from sashimi.core.config import TrainConfig
 from sashimi.harness.helpers import (
-    kernel_condition,
     lm,
     numpy_state,
     randn,
@@ -35,17 +34,7 @@ from sashimi.harness.helpers import (
 from sashimi.model.rollout import rollout
 from sashimi.training.loop import train
 
-__all__ = [
-    "kernel_condition",
-    "lm",
-    "numpy_state",
-    "randn",
-    "randomize_ssm_",
-    "rollout",
-    "s4_layer",
-    "tiny_config",
-    "tokens",
-]
+__all__ = ["lm", "numpy_state", "randn", "randomize_ssm_", "rollout", "s4_layer", "tiny_config", "tokens"]
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sashimi.harness.helpers import kernel_condition
 from sashimi.harness.verdict import assert_close
 from sashimi.model.recurrence import linear_step_coefficients, step_matrices
 from tests import helpers
@@ -29,7 +30,7 @@ def test_linear_step_equals_dense_step(sizes, seed, mode, dtype):
     with torch.no_grad():
         conv = layer(u)
         linear, dense = rollout(layer, u, mode="linear"), rollout(layer, u, mode="dense")
-    condition = helpers.kernel_condition(layer, L)
+    condition = kernel_condition(layer, L)
     assert_close(linear, conv, f"step_vs_conv_{dtype}", condition=condition)
     assert_close(dense, conv, f"step_vs_conv_{dtype}", condition=condition)
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import specs
 from reference import layer as ref_layer
 from sashimi.core.config import S4Options
+from sashimi.harness.helpers import kernel_condition
 from sashimi.harness.verdict import assert_close
 from sashimi.model import cauchy
 from sashimi.model.kernel import kernel_cache
@@ -41,7 +42,7 @@ def test_layer_matches_reference(sizes, seed, mode, dtype, variant):
     u = np.random.default_rng(seed).standard_normal((2, L, H))
     y = s4_layer(torch.from_numpy(u).to(DTYPES[dtype]))
     want = ref_layer.s4_layer(params, u, dt_transform, output)
-    assert_close(y, want, f"layer_{dtype}", condition=helpers.kernel_condition(s4_layer, L))
+    assert_close(y, want, f"layer_{dtype}", condition=kernel_condition(s4_layer, L))
 
 
 @given(ssm_sizes(max_L=48), seeds, l_kernel_modes, st.sampled_from(list(DTYPES)), s4_variants)
@@ -55,7 +56,7 @@ def test_step_equals_convolution(sizes, seed, mode, dtype, variant):
     with torch.no_grad():
         y_conv = layer(u)  # first: a fresh layer converts C to C~ here, as published
         y_step = rollout(layer, u)
-    assert_close(y_step, y_conv, f"step_vs_conv_{dtype}", condition=helpers.kernel_condition(layer, L))
+    assert_close(y_step, y_conv, f"step_vs_conv_{dtype}", condition=kernel_condition(layer, L))
 
 
 def test_step_equals_convolution_at_init_N64(device):
