@@ -69,7 +69,6 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
         if f.type is bool:
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
-                dest=f.name,  # mutate: skip argparse derives the same dest from the flag
                 action="store_true",
                 default=argparse.SUPPRESS,
                 help=helps.get(f.name),
@@ -83,7 +82,6 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
             shown = f" (default: the preset's; {DEFAULT_PRESET}: {tiny[f.name]})"
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            dest=f.name,  # mutate: skip argparse derives the same dest from the flag
             type=kind,
             default=argparse.SUPPRESS,
             help=helps.get(f.name, "") + shown,
