@@ -1,6 +1,7 @@
 """The fast Cauchy + Woodbury kernel against its plain oracle, on random inputs drawn fresh: the chunked
 response, its hand-written backward (also when the last frequency chunk is partial), and the real-pair kernel."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import example, given
@@ -127,3 +128,25 @@ def test_the_gradient_sums_behind_the_conditions_are_the_gradients(sizes, seed):
     for grad, (signed, magnitude) in zip(want, gradient_sums(*inputs, L, weight)):
         torch.testing.assert_close(signed, grad, rtol=1e-12, atol=1e-12 * float(magnitude.max()))
         assert bool((signed.abs() <= magnitude * (1 + 1e-12)).all())
+
+
+def test_the_woodbury_condition_against_numpy_and_by_hand():
+    """At L = 1 the one bin has s = 0, c = 1, so Q' = M and rho_3 = Y_3 / 2 = W_73 / (2 M): with W_73 = -1
+    and M = 4, rho_3 = -1/8 and the condition (1 + 1/8) / (1 - 1/8) = 9/7; the gradient with respect to
+    R4 carries s c, exactly 0 there, so its condition is the Woodbury one alone. At L = 7, random
+    inputs: the same formula in NumPy (Q'_n = M_n c^2 - 4 s^2 - i R4_n s c, X_k and Y_k the sums of
+    rows k and 4 + k of W over Q', rho_3 = i s X_3 + c Y_3 / 2)."""
+    W = torch.zeros(1, 8, 1, dtype=torch.float64)
+    W[0, 7, 0] = -1.0
+    R4, M = torch.tensor([[-1.0]], dtype=torch.float64), torch.tensor([[4.0]], dtype=torch.float64)
+    assert woodbury_condition(W, R4, M, 1) == pytest.approx(9 / 7, rel=1e-14)
+    conditions = gradient_conditions(W, R4, M, 1, torch.ones(1, 1, 2, dtype=torch.float64))
+    assert conditions[1] == pytest.approx(9 / 7, rel=1e-14)
+    W, R4, M = response_inputs(5, 2, 3)
+    half = np.pi * np.arange(4) / 7
+    s, c = np.sin(half), np.cos(half)
+    Q = M.numpy()[..., None] * c**2 - 4 * s**2 - 1j * R4.numpy()[..., None] * s * c  # (H, N2, F)
+    X3, Y3 = ((W.numpy()[:, k, :, None] / Q).sum(1) for k in (3, 7))
+    rho3 = 1j * s * X3 + c * Y3 / 2
+    want = np.max((1 + np.abs(c * rho3)) / np.abs(1 + c * rho3))
+    assert woodbury_condition(W, R4, M, 7) == pytest.approx(max(1.0, want), rel=1e-12)
