@@ -65,3 +65,20 @@ def test_the_command_prints_the_table_and_refuses_a_length_not_a_power_of_two(ca
         drift.main(["--length", "1000"])
     assert stop.value.code == 2
     assert "error: --length must be a power of two; got 1000" in capsys.readouterr().err
+
+
+def test_the_slow_model_is_float64_and_its_seed_decides_it():
+    a, b, c = (drift.slow_model(drift.SMALL, seed) for seed in (3, 3, 4))
+    assert all(p.dtype == torch.float64 for p in a.parameters())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_the_bound_at_2048_positions_is_twice_the_rtol_term():
+    """At L = 2048 the condition is exactly 2: an error equal to atol + 2 rtol scale passes, one a
+    billionth over it fails."""
+    row = specs.load("tolerances")["drift_float32"]
+    bound = row["atol"] + row["rtol"] * 3.0 * 2
+    for error, passed in ((bound, True), (bound * (1 + 1e-9), False)):
+        measured = {"length": [2048], "scale": [3.0], "module": [error]}
+        assert drift.verdicts(measured, ("module",))[0].passed is passed
