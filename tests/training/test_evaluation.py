@@ -97,6 +97,7 @@ def test_evaluate_json(trained, tmp_path, capsys):
     } <= set(out)
 
 
+@pytest.mark.first
 def test_evaluation_is_checked_against_the_inference_estimate_quietly_with_the_commands_batch(
     trained, audio_folder, monkeypatch, capsys
 ):
