@@ -285,21 +285,26 @@ def test_a_prefix_at_either_limit_of_the_rate_range_is_accepted(rate, n, ckpt, t
     assert sf.info(wav).frames == n * 8000 // rate + 8
 
 
+def interrupt_at_draw(n: int, monkeypatch) -> None:
+    """Ctrl-C as the n-th token is drawn (counting every batch)."""
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == n:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
+
+
 def test_ctrl_c_mid_batch_keeps_the_samples_in_progress_cut_where_they_stopped(ckpt, tmp_path, monkeypatch, capsys):
     """Ctrl-C at the 13th draw: the first batch (2 x 8 steps) is finished, the second batch has drawn
     4 steps. Its 2 samples are kept as partial_*, and they are the first 4 samples of what an
     uninterrupted run with the same seed writes for that batch."""
     argv = ["--checkpoint", str(ckpt), "--n-samples", "4", "--batch-size", "2", "--length", "8"]
     assert generate.main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == 13:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)
+    interrupt_at_draw(13, monkeypatch)
     capsys.readouterr()
     assert generate.main([*argv, "--out", str(tmp_path / "cut")]) == 130
     out = capsys.readouterr().out
@@ -320,15 +325,7 @@ def test_ctrl_c_mid_batch_with_overwrite_replaces_the_earlier_samples_only(ckpt,
     samples in progress, written after the finished ones, must not remove those."""
     argv = ["--checkpoint", str(ckpt), "--n-samples", "4", "--batch-size", "2", "--length", "8", "--out", str(tmp_path)]
     assert generate.main(argv) == 0 and len(names(tmp_path, ".wav")) == 4
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == 13:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)
+    interrupt_at_draw(13, monkeypatch)
     assert generate.main([*argv, "--overwrite"]) == 130
     wavs = sorted(p.name for p in tmp_path.glob("*.wav"))
     assert [n.split("_")[0] for n in wavs] == ["partial"] * 2 + ["sample"] * 2, wavs

@@ -70,10 +70,15 @@ def cauchy_pairs_plain(
 
     The whole (H, N2, F) array at once; plain autograd. The oracle of `cauchy_pairs`.
     """
+    Qr, Qi, d = _plain_Q(R4, M, s, c)
+    return torch.stack([W @ (Qr / d), W @ (Qi / d)], dim=-2)
+
+
+def _plain_Q(R4: Tensor, M: Tensor, s: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(Re Q', -Im Q', |Q'|^2) on the whole (H, N2, F) grid, plainly: the oracles' terms."""
     Qr = M[..., None] * (c * c) - 4 * s * s
     Qi = R4[..., None] * (s * c)
-    d = Qr * Qr + Qi * Qi
-    return torch.stack([W @ (Qr / d), W @ (Qi / d)], dim=-2)
+    return Qr, Qi, Qr * Qr + Qi * Qi
 
 
 def _inverse_Q(R4: Tensor, M: Tensor, c2: Tensor, sc: Tensor, m4s2: Tensor) -> tuple[Tensor, Tensor]:
@@ -221,9 +226,7 @@ def gradient_sums(
     XY = cauchy_pairs_plain(W, R4, M, s, c).requires_grad_(True)
     (g,) = torch.autograd.grad((torch.view_as_real(_woodbury(XY, s, c)[0]) * weight).sum(), XY)
     g0, g1 = g[:, :, 0, None, :], g[:, :, 1, None, :]  # (H, K, 1, F)
-    Qr = M[..., None] * (c * c) - 4 * s * s
-    Qi = R4[..., None] * (s * c)
-    d = Qr * Qr + Qi * Qi
+    Qr, Qi, d = _plain_Q(R4, M, s, c)
     a, b = Qr / d, Qi / d  # (H, N2, F)
     da_dM, db_dM = c * c * (Qi * Qi - Qr * Qr) / d**2, -2 * Qr * Qi * c * c / d**2
     da_dR4, db_dR4 = -2 * Qr * Qi * s * c / d**2, s * c * (Qr * Qr - Qi * Qi) / d**2
