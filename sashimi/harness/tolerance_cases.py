@@ -137,9 +137,9 @@ def off_init(model, rng):
 
 def model_step_vs_conv(dtype):
     def case(rng, seed):
-        config = model_case(rng, bits=8)
+        config = model_case(rng)
         model = off_init(trained_scale(lm(seed, dtype, **config), rng), rng)
-        x = tokens(seed, 2, 3 * math.prod(config["pool"]), 256)
+        x = tokens(seed, 2, 3 * math.prod(config["pool"]), 2 ** config["bits"])
         with torch.no_grad():
             conv = model(x)
             return error_and_scale(rollout(model, x), conv)

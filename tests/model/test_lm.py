@@ -71,7 +71,7 @@ def test_whole_model_causality(config, seed, data):
 
 @pytest.mark.first
 @model_properties()
-@given(small_model_configs(bits=8, min_d_model=helpers.PRECISE), seeds, st.sampled_from(["float64", "float32"]))
+@given(small_model_configs(min_d_model=helpers.PRECISE), seeds, st.sampled_from(["float64", "float32"]))
 def test_whole_model_step_equals_convolution(config, seed, dtype):
     """Teacher-forced generation path vs the parallel forward (mamba's test_generation, as a hard failure).
     From d_model 4 (helpers.PRECISE): a norm over 2 channels divides by |x1 - x2|, which comes arbitrarily
@@ -79,7 +79,7 @@ def test_whole_model_step_equals_convolution(config, seed, dtype):
     dt = {"float64": torch.float64, "float32": torch.float32}[dtype]
     model = helpers.lm(seed, dt, **config)
     L = 3 * math.prod(config["pool"])
-    x = tokens(seed, 2, L, 256)
+    x = tokens(seed, 2, L, 2 ** config["bits"])
     with torch.no_grad():
         conv = model(x)
     assert_close(rollout(model, x), conv, f"model_step_vs_conv_{dtype}")
