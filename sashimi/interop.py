@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sashimi.core.cli import Parser
-from sashimi.core.config import QUANTIZATIONS, SAMPLE_RATE_RANGE, audio_settings, check_number
+from sashimi.core.config import PARAMETRIZATIONS, QUANTIZATIONS, SAMPLE_RATE_RANGE, audio_settings, check_number
 from sashimi.harness.published import check, other_transform_passes
 from sashimi.harness.verdict import print_report
 from sashimi.io.checkpoint import CheckpointError
@@ -27,7 +27,8 @@ def describe(config) -> str:
     c = config
     return (
         f"{c.bits}-bit, d_model {c.d_model}, n_layers {c.n_layers}, pool {c.pool}, expand {c.expand}, ff {c.ff}, "
-        f"n_ssm {c.n_ssm}, d_state {c.d_state}, norm {c.norm}, Delta {c.dt_transform}, S4 output {c.s4_output}"
+        f"n_ssm {c.n_ssm}, d_state {c.d_state}, norm {c.norm}, Delta {c.dt_transform}, S4 output {c.s4_output}, "
+        f"pool weights {c.parametrization}"
     )
 
 
@@ -60,7 +61,7 @@ def run_import(args) -> int:
         print(
             f"read {sidecar} beside it" + (f": dt_transform {meta['dt_transform']}" if meta.get("dt_transform") else "")
         )
-    imported = import_file(args.file, kwargs, args.bits, dt_transform)
+    imported = import_file(args.file, kwargs, args.bits, dt_transform, args.parametrization)
     audio = audio_settings({"preset": "sc09"})
     quantization = args.quantization or audio.quantization
     sample_rate = args.sample_rate or audio.sample_rate
@@ -123,6 +124,13 @@ def make_parser() -> Parser:
         "--quantization", choices=QUANTIZATIONS, help="how the model hears audio (default: the sc09 preset's, mulaw)"
     )
     p_import.add_argument("--sample-rate", type=int, help="Hz (default: the sc09 preset's, 16000)")
+    p_import.add_argument(
+        "--parametrization",
+        choices=PARAMETRIZATIONS,
+        default="plain",
+        help="how `train --init` trains the pool linears: plain (g v / ||v|| folded into W) or pipeline (the "
+        "file's weight norm g, v kept and trained, as the official pipeline trains them) (default: plain)",
+    )
     return parser
 
 

@@ -61,6 +61,8 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
         "dropout": "dropout probability of every block",
         "grad_clip": "gradient norm clip",
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
+        "parametrization": "how the pool linears are trained: plain (their weights) or pipeline (weight-normed, g "
+        "and v, as the official pipeline trains them) (default: --init's, else plain)",
         "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint "
         "(no longer bit for bit)",
     }

@@ -18,6 +18,9 @@ QUANTIZATIONS = ("mulaw", "linear")
 NORMS = ("layer", "scalar")
 DT_TRANSFORMS = ("exp", "softplus")
 S4_OUTPUTS = ("glu", "linear")
+# how the pool linears are trained: "plain", the weight itself; "pipeline", the official pipeline's
+# weight norm (W = g v / ||v|| per output row, g and v the parameters). Both compute the same W.
+PARAMETRIZATIONS = ("plain", "pipeline")
 # audio rates we read or train at, in Hz: below 1 kHz nothing audible survives; above 384 kHz (the
 # highest rate audio interfaces record) a header is corrupt (a 2 GHz header would be resampled to
 # about one sample and "learned" perfectly)
@@ -79,9 +82,15 @@ class ModelConfig:
     norm: str = "layer"
     dt_transform: str = "exp"
     s4_output: str = "glu"
+    parametrization: str = "plain"
 
     def __post_init__(self):
-        for name, allowed in (("norm", NORMS), ("dt_transform", DT_TRANSFORMS), ("s4_output", S4_OUTPUTS)):
+        for name, allowed in (
+            ("norm", NORMS),
+            ("dt_transform", DT_TRANSFORMS),
+            ("s4_output", S4_OUTPUTS),
+            ("parametrization", PARAMETRIZATIONS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
@@ -172,6 +181,7 @@ class TrainConfig:
     dropout: float | None = None
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
+    parametrization: str | None = None
     allow_changed_data: bool = False
 
     def resolved(self, pool: list[int] | None = None) -> "TrainConfig":
@@ -209,8 +219,9 @@ class TrainConfig:
         return c
 
     def model_config(self) -> ModelConfig:
-        """The preset's model at --bits; --dropout, when given, replaces the preset's dropout."""
-        return model_config(self.preset, self.bits, **({} if self.dropout is None else {"dropout": self.dropout}))
+        """The preset's model at --bits; --dropout and --parametrization, when given, replace the preset's."""
+        given = {k: getattr(self, k) for k in ("dropout", "parametrization") if getattr(self, k) is not None}
+        return model_config(self.preset, self.bits, **given)
 
 
 @dataclass(frozen=True)

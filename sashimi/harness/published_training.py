@@ -170,6 +170,7 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
         )
     )
 
+    results.append(train_step_row(stem, state, layout, meta, arrays, x, y, spec))
     fresh = PipelineParameters(state, layout, meta.get("dt_transform"))
     fresh.lm.train()
     optimizer = adamw(our_groups(fresh, experiment["lr"], spec), spec)
@@ -184,3 +185,33 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
             arrays[f"step3/{name}"],
         )
     return results
+
+
+def train_step_row(
+    stem: str, state: dict, layout: str, meta: dict, arrays: dict, x: Tensor, y: Tensor, spec: OptimizerConfig
+) -> Verdict:
+    """The steps as `sashimi.train` takes them: the imported model with the file's weight-normed pools
+    (`interop import --parametrization pipeline`), our optimizer's groups and `optimization_step`; every
+    parameter after the steps against the pipeline's (each within training_float64 of its largest entry)."""
+    lm = pipeline_model(state, layout, meta.get("dt_transform"), torch.float64, parametrization="pipeline").model
+    lm.train()
+    optimizer = adamw(param_groups(lm, meta["optimizer"]["lr"], spec.ssm_lr, spec), spec)
+    clip = meta.get("gradient_clip_val")
+    for _ in range(int(meta["steps"])):
+        optimization_step(LossModel(lm), lm, optimizer, x, y, math.inf if clip is None else float(clip))
+    ours = {k: v.detach() for k, v in lm.state_dict().items()}
+    rows = []
+    for name in sorted(k[len("step3/") :] for k in arrays if k.startswith("step3/")):
+        theirs = arrays[f"step3/{name}"]
+        got = pipeline.pipeline_value(name, ours, layout, theirs.shape)
+        rows.append((within("published", name, got, theirs, tolerance_bound("training_float64", theirs)), name))
+    worst, name = max(rows, key=lambda r: r[0].error / r[0].bound if r[0].bound else r[0].error)
+    return Verdict(
+        "published",
+        f"{stem}: {meta['steps']} steps of sashimi.train's own step (pool weights as the pipeline's g, v)",
+        f"{sum(r.passed for r, _ in rows)} of {len(rows)} parameters within; worst {name}: {worst.measured}",
+        f"every parameter {worst.expected} (training_float64, relative to its largest entry)",
+        all(r.passed for r, _ in rows),
+        error=worst.error,
+        bound=worst.bound,
+    )

@@ -7,7 +7,7 @@ trailing axis of 1, which is the one difference in layout. Its S4 `C` holds C~ f
 """
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -162,10 +162,16 @@ def standalone_model(state: dict, constructor_kwargs: dict | None, bits: int) ->
 
 
 def pipeline_model(
-    state: dict, layout: str, dt_transform: str | None, dtype: torch.dtype = torch.float32, lightning: bool = False
+    state: dict,
+    layout: str,
+    dt_transform: str | None,
+    dtype: torch.dtype = torch.float32,
+    lightning: bool = False,
+    parametrization: str = "plain",
 ) -> Imported:
     """A pipeline v3 / v4 state dict as a complete language model, its configuration read off the shapes.
-    `lightning`: the state came from a Lightning .ckpt, which only the v4 pipeline's training writes."""
+    `lightning`: the state came from a Lightning .ckpt, which only the v4 pipeline's training writes.
+    `parametrization` "pipeline": the pool linears keep the file's g and v (`Backbone.parametrize`)."""
     notes = []
     if layout == "pipeline-v3":
         if dt_transform not in (None, "exp"):
@@ -181,19 +187,27 @@ def pipeline_model(
     else:
         notes.append(f"Delta = {dt_transform}(inv_dt) (as given: --dt-transform, or the fixture's sidecar)")
     try:
-        ours = pipeline.convert(state, layout)
-        config = pipeline.infer_config(ours, dt_transform)
+        config = pipeline.infer_config(pipeline.convert(state, layout), dt_transform)
+        ours = pipeline.convert(state, layout, parametrization)
     except pipeline.LayoutError as e:
         raise InteropError(str(e)) from None
+    if parametrization != "plain":
+        config = replace(config, parametrization=parametrization)
+        notes.append("the pool linears keep the file's weight norm (g, v), trained as the pipeline trains them")
     lm = SashimiLM(config).to(dtype)  # before loading: folded weights keep their float64 precision in a float64 model
     lm.load_state_dict(convert_state(ours, lm), strict=True)
     return Imported(lm, layout, notes)
 
 
 def import_file(
-    path: Path, constructor_kwargs: dict | None = None, bits: int | None = None, dt_transform: str | None = None
+    path: Path,
+    constructor_kwargs: dict | None = None,
+    bits: int | None = None,
+    dt_transform: str | None = None,
+    parametrization: str = "plain",
 ) -> Imported:
-    """Any published state dict (standalone, pipeline v3 or v4; .pt, .ckpt or .npz) as our language model."""
+    """Any published state dict (standalone, pipeline v3 or v4; .pt, .ckpt or .npz) as our language model,
+    its pool linears trained as `parametrization` says (`Backbone.parametrize`)."""
     try:
         state, prefix = pipeline.strip_prefix(fixture_state(statefile.read_state_dict(path)))
         layout = pipeline.detect_layout(state)
@@ -203,8 +217,16 @@ def import_file(
         if dt_transform not in (None, "exp"):
             raise InteropError(f"--dt-transform {dt_transform}: the standalone model's Delta is exp(inv_dt)")
         imported = standalone_model(state, constructor_kwargs, bits or 8)
+        if parametrization != "plain":
+            imported.model.parametrize(parametrization)
+            imported.notes.append(
+                "the pool linears are trained weight-normed from g = ||W|| per row and v = W (the standalone "
+                "state holds W alone)"
+            )
     else:
-        imported = pipeline_model(state, layout, dt_transform, lightning=Path(path).suffix == ".ckpt")
+        imported = pipeline_model(
+            state, layout, dt_transform, lightning=Path(path).suffix == ".ckpt", parametrization=parametrization
+        )
     if bits is not None and bits != imported.model.config.bits:
         raise InteropError(
             f"--bits {bits}: {path} is a {imported.model.config.bits}-bit model (its embedding has "

@@ -135,8 +135,16 @@ def fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return W.reshape(v.shape)
 
 
-def convert(state: dict, layout: str) -> dict:
-    """A pipeline state dict in our SashimiLM's names and shapes (float64 where folded or negated)."""
+def weight_norm_key(key: str) -> str:
+    """Our name of a pipeline weight-norm half under `--parametrization pipeline` (torch's weight_norm
+    parametrization: g is original0, v original1)."""
+    half = {"_g": "original0", "_v": "original1"}[key[-2:]]
+    return "backbone." + key[len("model.") : -len("weight_g")] + "parametrizations.weight." + half
+
+
+def convert(state: dict, layout: str, parametrization: str = "plain") -> dict:
+    """A pipeline state dict in our SashimiLM's names and shapes (float64 where folded or negated); the
+    pool linears' g and v folded into W ("plain") or kept as they are ("pipeline")."""
     out = {}
     for key, value in state.items():
         name = _rename(key, layout)
@@ -145,7 +153,10 @@ def convert(state: dict, layout: str) -> dict:
                 v_key = key[: -len("_g")] + "_v"
                 if v_key not in state:
                     raise LayoutError(f"{key} has no matching {v_key}")
-                out["backbone." + key[len("model.") : -len("_g")]] = fold_weight_norm(value, state[v_key])
+                if parametrization == "pipeline":
+                    out[weight_norm_key(key)], out[weight_norm_key(v_key)] = value, state[v_key]
+                else:
+                    out["backbone." + key[len("model.") : -len("_g")]] = fold_weight_norm(value, state[v_key])
             continue
         if layout == "pipeline-v3" and name.endswith(".kernel.A_imag"):
             value = -value.double()
@@ -156,6 +167,16 @@ def convert(state: dict, layout: str) -> dict:
         if key.endswith(".weight_v") and key[: -len("_v")] + "_g" not in state:
             raise LayoutError(f"{key} has no matching weight_g")
     return out
+
+
+def pipeline_value(key: str, ours: dict, layout: str, shape: tuple) -> torch.Tensor:
+    """The inverse of `convert` (pool weights "pipeline") for one pipeline key: its value, in the
+    pipeline's sign and `shape`, read from our state dict `ours`."""
+    if key.startswith("model.") and key.endswith((".weight_g", ".weight_v")):
+        return ours[weight_norm_key(key)].reshape(shape)
+    name = _rename(key, layout)
+    sign = -1 if layout == "pipeline-v3" and name.endswith(".kernel.A_imag") else 1
+    return (sign * ours[name]).reshape(shape)
 
 
 def infer_config(ours: dict, dt_transform: str, bits: int | None = None) -> ModelConfig:

@@ -11,6 +11,8 @@ Module names (`d_layers`, `c_layers`, `u_layers`, `norm`) are the published ones
 import math
 
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
 
 from sashimi.core.config import ModelConfig
 from sashimi.core.shapes import Float, Tensor, check_width
@@ -49,6 +51,18 @@ class Backbone(nn.Module):
         self.c_layers = nn.ModuleList(c_layers)
         self.u_layers = nn.ModuleList(u_layers)
         self.norm = nn.LayerNorm(H)
+        self.parametrize(config.parametrization)
+
+    def parametrize(self, kind: str) -> None:
+        """Train the pool linears' weights as the pipeline does ("pipeline": W = g v / ||v|| per output
+        row, torch's weight_norm with dim 0, g and v the parameters) or as the weights themselves
+        ("plain": g v / ||v|| folded into W). The function computed is the same either way."""
+        for pool in [*self.d_layers, *(stage[0] for stage in self.u_layers)]:
+            normed = parametrize.is_parametrized(pool.linear, "weight")
+            if kind == "pipeline" and not normed:
+                weight_norm(pool.linear, dim=0)
+            elif kind == "plain" and normed:
+                parametrize.remove_parametrizations(pool.linear, "weight")
 
     @property
     def multiple(self) -> int:

@@ -4,6 +4,8 @@
 `sashimi.core.config.ModelConfig`; presets live in `specs/presets.json`.
 """
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -96,6 +98,11 @@ class SashimiLM(nn.Module):
         """Logits for the next sample given one token per batch element."""
         x, state = self.backbone.step(self.encoder(tokens[:, None])[:, 0], state)
         return self.decoder.one_position(x), state
+
+    def parametrize(self, kind: str) -> None:
+        """The pool linears trained as `kind` (`Backbone.parametrize`), the configuration updated."""
+        self.backbone.parametrize(kind)
+        self.config = dataclasses.replace(self.config, parametrization=kind)
 
     def num_params(self, part: str | None = None) -> int:
         """Number of parameters (buffers such as `l_kernel` excluded); of `encoder`,

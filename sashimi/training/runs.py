@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from sashimi.core.config import DEMO_MINUTES, ModelConfig, TrainConfig
+from sashimi.core.config import DEMO_MINUTES, PARAMETRIZATIONS, ModelConfig, TrainConfig
 from sashimi.io import checkpoint
+from sashimi.model.lm import SashimiLM
 
 # what a resumed run may change (a notice says so): when it stops, where it runs, what it samples at
 # the end; everything else would break "resume equals a straight run" (docs/DESIGN.md, "Optimizer
@@ -113,7 +114,13 @@ def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict
     }
     if config.dropout is not None:
         model_config = dataclasses.replace(model_config, dropout=config.dropout)
-    return dataclasses.replace(config, **fill), model_config, payload["model"]
+    state = payload["model"]
+    if config.parametrization not in (None, model_config.parametrization):  # the same W, trained as asked
+        model = SashimiLM(model_config)
+        model.load_state_dict(state, strict=True)
+        model.parametrize(config.parametrization)
+        model_config, state = model.config, model.state_dict()
+    return dataclasses.replace(config, **fill), model_config, state
 
 
 class Start(NamedTuple):
@@ -135,6 +142,10 @@ def starting_point(config: TrainConfig, given: frozenset[str] | None = None) -> 
         raise ValueError(
             "--resume continues a run with its own weights; --init starts a new run from a checkpoint's: give one of "
             "them"
+        )
+    if config.parametrization not in (None, *PARAMETRIZATIONS):
+        raise ValueError(
+            f"--parametrization must be one of {', '.join(PARAMETRIZATIONS)}; got {config.parametrization!r}"
         )
     given = given_flags(config) if given is None else given
     if config.data and "data" in given:

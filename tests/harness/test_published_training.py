@@ -55,7 +55,7 @@ def test_one_gradient_off_by_a_millionth_fails_its_row(tmp_path):
     results = rows(tmp_path / "training_v4.npz")
     failed = [name for name, r in results.items() if not r.passed]
     assert failed == [f"gradient {PARAMETER}"], failed
-    assert len(results) == 241 and "loss (float64)" in results
+    assert len(results) == 242 and "loss (float64)" in results
 
 
 @pytest.mark.slow  # the whole training check of a fixture
