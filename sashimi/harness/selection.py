@@ -44,6 +44,12 @@ class Coverage:
             return None
         return sorted(found, key=lambda t: (self.tests.get(t, 0.0), t))
 
+    def families_for(self, file: str, lines: range, families: list[str]) -> list[str]:
+        """The gate's families executing any of `lines`, in `families`' order (all of them for a line
+        run at import time)."""
+        found = _union(self.gate, file, lines)
+        return list(families) if EVERYTHING in found else [f for f in families if f in found]
+
 
 def durations(output: str) -> dict[str, float]:
     """Each test's seconds (setup, call and teardown) from pytest's `--durations=0` table."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sashimi import mutate as mutate_cmd
-from sashimi.harness import coverage_run, markdown, mutation, plan, report, selection
+from sashimi.harness import coverage_run, markdown, mutation, plan, report, runner, selection
 from sashimi.harness.mutation import Job, Outcome, classify, judge, make_template, run_tests, selected_tests, stages
 from sashimi.harness.runner import Settings, liveness, run_job, stage_limit
 
@@ -223,6 +223,26 @@ def test_verdicts_on_real_mutants(measured):
     assert looped["status"] == "timeout"
     late = run_job(times, coverage, settings, deadline=time.monotonic() - 1)
     assert late["status"] == "not run" and not late["killed"]
+
+
+def test_the_gate_runs_the_families_that_execute_the_mutants_lines(measured, monkeypatch):
+    """With the gate (the catalogue's default), a caught mutant's copy runs the gate's families that
+    execute its lines, in FAMILIES' order; a line run at import time runs every family."""
+    template, coverage = measured
+    gate = {"sashimi/geometry.py": {5: {"published", "kernel"}, 1: {selection.EVERYTHING}}}
+    table = selection.Coverage(coverage.tests, coverage.lines, gate, coverage.broken, coverage.files)
+    calls = []
+    monkeypatch.setattr(runner, "run_gate", lambda tree, env, families, *rest: calls.append(families) or "pass")
+    monkeypatch.setattr(runner, "FAMILIES", ["kernel", "layer", "published"])
+    times = mutant(GEOMETRY, "w * h", "w + h", 5)
+    result = run_job(times, table, Settings(template, with_gate=True, startup=1.0))
+    assert (
+        result["status"] == "killed" and result["gate"] == "pass" and result["gate_families"] == ["kernel", "published"]
+    )
+    assert table.families_for("sashimi/geometry.py", range(1, 2), ["a", "b"]) == ["a", "b"]
+    assert table.families_for("sashimi/geometry.py", range(2, 5), ["kernel"]) == [] and calls == [
+        ["kernel", "published"]
+    ]
 
 
 @pytest.mark.nightly  # whole mutant runs (copies, pytest in them); their parts are tested one by one here
