@@ -24,6 +24,7 @@ from sashimi.core.config import (
 )
 from sashimi.io.checkpoint import CheckpointError
 from sashimi.training.loop import train
+from sashimi.training.processes import Processes, error_line
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, FloatingPointError, CheckpointError, OSError, MemoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        line = error_line(str(e), Processes.from_environment())
+        if line:
+            print(line, file=sys.stderr)
         return 2
 
 

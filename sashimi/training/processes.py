@@ -51,6 +51,17 @@ class Processes:
             tqdm.write(message, file=sys.stderr)
 
 
+def error_line(message: str, procs: Processes) -> str | None:
+    """The `error:` line this process prints, if any. Before the group starts, every rank fails the
+    same check of the same flags, so rank 0 alone says it; once it has started, a failure may be one
+    rank's own (its data, its device), so each rank that fails says it, naming itself."""
+    if not procs.distributed:
+        return f"error: {message}"
+    if dist.is_initialized():
+        return f"error: rank {procs.rank} of {procs.world}: {message}"
+    return f"error: {message}" if procs.is_main else None
+
+
 def start_processes(device: torch.device, procs: Processes) -> torch.device:
     """Join the process group (nccl on CUDA, gloo on CPU); each CUDA process takes its local GPU."""
     if device.type == "cuda":

@@ -4,6 +4,7 @@ which share of a batch it takes) is the global RANK, the GPU a process takes is 
 import pytest
 import torch
 
+from sashimi import train as train_cmd
 from sashimi.training import processes
 
 # torchrun's environment on the second of two nodes with 4 processes each: global ranks 4-7, local 0-3
@@ -52,3 +53,24 @@ def test_a_cpu_process_joins_with_gloo_and_keeps_its_device(monkeypatch):
     monkeypatch.setattr(processes.dist, "init_process_group", joined.append)
     assert processes.start_processes(torch.device("cpu"), processes.Processes(5, 8)) == torch.device("cpu")
     assert joined == ["gloo"]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_check_before_the_group_is_said_once_by_rank_zero(rank, monkeypatch, capsys):
+    """Every rank fails the batch check with the same flags: only rank 0 prints it, and both exit 2."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    assert train_cmd.main(["--batch-size", "5", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    want = ["error: --batch-size 5 must be divisible by the number of processes 2"] if rank == 0 else []
+    assert err.splitlines() == want
+
+
+def test_a_failure_in_the_group_is_said_by_each_rank_that_meets_it(monkeypatch):
+    """Once the group has started a failure may be one rank's own: each says it, naming itself."""
+    monkeypatch.setattr(processes.dist, "is_initialized", lambda: True)
+    assert processes.error_line("no data", processes.Processes(3, 4)) == "error: rank 3 of 4: no data"
+    assert processes.error_line("no data", processes.Processes(0, 4)) == "error: rank 0 of 4: no data"
+    monkeypatch.setattr(processes.dist, "is_initialized", lambda: False)
+    assert processes.error_line("no data", processes.Processes(3, 4)) is None
+    assert processes.error_line("no data", processes.Processes(0, 1)) == "error: no data"
