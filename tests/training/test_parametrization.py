@@ -16,7 +16,10 @@ from sashimi.core.config import ModelConfig, OptimizerConfig
 from sashimi.harness.published_training import RECORDS
 from sashimi.io import checkpoint, pipeline
 from sashimi.io.interop import pipeline_model
+from sashimi.model import native
+from sashimi.model.fused import FusedStep
 from sashimi.model.lm import SashimiLM
+from sashimi.model.native import NativeStep
 from sashimi.training import loop, runs
 from sashimi.training.metrics import LossModel
 from sashimi.training.optimizer import adamw, optimization_step, param_groups
@@ -139,3 +142,22 @@ def test_init_converts_a_plain_checkpoint_and_resume_keeps_it(audio_folder, tmp_
 def test_an_unknown_parametrization_is_one_error(capsys):
     code, err = run_main(train_cmd, ["--parametrization", "weightnorm", "--max-steps", "1"], capsys)
     assert_one_line_error(code, err, "--parametrization must be one of plain, pipeline", "'weightnorm'")
+
+
+def test_the_fused_and_native_steps_read_a_weight_normed_model_as_its_weights():
+    """The steps pack W = g v / ||v|| when they are built: a weight-normed model generates the logits
+    its folded twin generates (float64, the fused step; the native one where it is built)."""
+    torch.manual_seed(1)
+    plain = SashimiLM(ModelConfig(d_model=6, n_layers=1, pool=[2, 2], d_state=4)).double().eval()
+    normed = SashimiLM(plain.config).double().eval()
+    normed.load_state_dict(plain.state_dict())
+    normed.parametrize("pipeline")
+    x = torch.randint(0, 256, (2, 12))
+    makers = [FusedStep] + ([lambda m, b: NativeStep(m, b, 1)] if native.available() else [])
+    for make in makers:
+        got = []
+        for model in (plain, normed):
+            model.setup_step()
+            step = make(model, 2)
+            got.append(torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1))
+        torch.testing.assert_close(got[1], got[0], rtol=1e-13, atol=1e-13)
