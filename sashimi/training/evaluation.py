@@ -47,7 +47,7 @@ def evaluate_folder(
         total=math.ceil(len(dataset) / batch_size),
         desc="evaluating",
         unit="batch",
-        leave=False,
+        leave=False,  # mutate: skip display only: whether the finished bar stays on the terminal
         disable=not progress,
     )
     result = evaluate(model, batches, model.config.bits, torch.device(device))

@@ -121,3 +121,19 @@ def test_evaluation_is_checked_against_the_inference_estimate_quietly_with_the_c
         evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
     default = inspect.signature(evaluation.evaluate_folder).parameters["batch_size"].default
     assert default == evaluate_cmd.make_parser().parse_args(["--checkpoint", "c", "--data", "d"]).batch_size
+
+
+def test_the_result_counts_files_clips_and_time_and_the_bar_counts_batches(trained, audio_folder, capsys):
+    """files: the audio files in the folder; clips: the dataset's; seconds: within the call's own time;
+    the bar (asked for) runs over ceil(clips / batch size) batches."""
+    import math
+    import time
+
+    clips = len(data.AudioDataset(audio_folder, None, 256, 8, "mulaw"))
+    capsys.readouterr()
+    before = time.perf_counter()
+    got = evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3, progress=True)
+    took = time.perf_counter() - before
+    assert got["files"] == len(list(audio_folder.rglob("*.wav"))) > 0 and got["clips"] == clips
+    assert 0 < got["seconds"] <= took
+    assert f" 0/{math.ceil(clips / 3)} " in capsys.readouterr().err

@@ -2,7 +2,9 @@
 notices, impossible sample rates are refused naming the file, a resume refuses a changed data
 folder, and without --data only the main process writes the embedded dataset (the others wait)."""
 
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,13 +71,31 @@ def test_unreadable_files_leave_no_run_folder_and_notices_are_one_line(kind, rea
 
 
 def test_a_run_refused_after_its_embedded_data_was_written_leaves_no_folder(tmp_path, capsys, monkeypatch):
-    def refuse(*args, **kwargs):
+    """Without --data the embedded dataset is written into the run before it is read; a refusal then
+    removes the whole run folder, data included."""
+    written = []
+
+    def refuse(folder, *args, **kwargs):
+        written.extend(Path(folder).rglob("*.wav"))
         raise ValueError("refused while loading")
 
     monkeypatch.setattr(data, "AudioDataset", refuse)
     code, err = run_main(train_cmd, ["--out", str(tmp_path / "runs"), *QUICK], capsys)
     assert_one_line_error(code, err, "refused while loading")
-    assert list((tmp_path / "runs").iterdir()) == []
+    assert written and list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_refusal_after_the_folder_vanished_is_still_the_refusal(tmp_path, capsys, monkeypatch):
+    """The cleanup of a refused run does not replace the refusal with its own error when something
+    else removed the folder first."""
+
+    def vanish_then_refuse(start, run_dir, procs):
+        shutil.rmtree(run_dir)
+        raise ValueError("refused while loading")
+
+    monkeypatch.setattr(loop, "run_data", vanish_then_refuse)
+    code, err = run_main(train_cmd, ["--out", str(tmp_path / "runs"), *QUICK], capsys)
+    assert_one_line_error(code, err, "refused while loading")
 
 
 def test_a_resume_refuses_a_changed_data_folder_unless_told(tmp_path, capsys):

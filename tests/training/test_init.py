@@ -114,3 +114,14 @@ def test_init_dropout_reaches_the_model(tmp_path):
     rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) or type(m).__name__ == "ChannelDropout"}
     assert model.config.dropout == 0.3 and rates == {0.3}
     assert runs.starting_point(train_cmd.parse_args(["--init", init])).model_config.dropout == 0.0
+
+
+def test_weights_that_do_not_fit_their_configuration_are_one_error(audio_folder, tmp_path, capsys):
+    """A checkpoint whose weights lack one its configuration needs is refused at --init, naming it."""
+    init = imported(tmp_path)
+    payload = checkpoint.load(init)
+    del payload["model"]["decoder.output_transform.bias"]
+    checkpoint.save(payload, tmp_path / "cut.pt")
+    argv = ["--init", str(tmp_path / "cut.pt"), "--data", str(audio_folder), "--out", str(tmp_path / "runs")]
+    code, err = run_main(train_cmd, [*argv, "--max-steps", "1", "--sample-seconds", "0"], capsys)
+    assert_one_line_error(code, err, "weights do not fit its configuration", "decoder.output_transform.bias")

@@ -416,3 +416,10 @@ def test_the_closing_sample_has_the_nearest_whole_number_of_samples(audio_folder
     want = round(Fraction("0.2500475") * rate)
     (wav,) = (run_dir / "samples").glob("*.wav")
     assert soundfile.info(str(wav)).frames == want == 4001 and rate == 16000
+
+
+def test_the_checkpoint_keeps_the_lowest_validation_loss(trained):
+    """best_val in the checkpoint is the lowest validation loss metrics.jsonl records."""
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["kind"] == "validation"]
+    assert losses and checkpoint.load(trained / "checkpoint.pt")["best_val"] == min(losses)
