@@ -144,6 +144,7 @@ def test_a_bar_into_a_file_is_drawn_at_start_and_end_not_every_step(six_step_run
     opens and when it closes (one more if the machine is slow), not at every step."""
     _, _, err = six_step_run
     assert 1 <= err.count("samples_per_s=") <= 3, err
+    assert "| 6/6 [" in err, err  # the bar runs to --max-steps
 
 
 def test_a_run_or_an_output_folder_has_one_writer(six_step_run, trained, tmp_path, capsys):
