@@ -26,7 +26,7 @@ CLASSES_IO: list[Mutant] = [
            'model',
            'sampling leaves the model in its train mode: dropout fires in the modules\' step',
            kills='tests/sampling/test_sample.py'),
-    Mutant('sample-loglik-float32-sum', 'sashimi/sampling/sample.py', 'sampling_loop',
+    Mutant('sample-loglik-float32-sum', 'sashimi/sampling/sample.py', 'sampled',
            'torch.cat(picked, 1).double().sum(1)',
            'torch.cat(picked, 1).sum(1).double()',
            'the log-likelihood summed in float32 (then widened): long samples lose digits',

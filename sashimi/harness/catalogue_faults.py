@@ -9,7 +9,7 @@ FAULTS = [
            'earlier and not overwrite',
            'earlier and overwrite',
            'a second run into a folder of samples mixes its files with the earlier ones', kills='tests/test_errors_generate.py'),
-    Mutant('generate-interrupt-keeps-nothing', 'sashimi/sampling/write.py', 'generate_to_folder',
+    Mutant('generate-interrupt-keeps-nothing', 'sashimi/sampling/write.py', 'keep_interrupted',
            'done = sum(len(s) for s in scores)',
            'done = 0',
            'Ctrl-C throws away the batches already finished', kills='tests/test_errors_generate.py'),

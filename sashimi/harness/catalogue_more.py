@@ -157,9 +157,9 @@ MORE = [
            'logp.gather(1, token_cpu)',
            'logp.gather(1, token[:, None])',
            'log-likelihood read at the previous token, not the drawn one', kills='tests/sampling/test_likelihood.py'),
-    Mutant('loglik-mean-over-prefix', 'sashimi/sampling/sample.py', 'sampling_loop',
-           'max(length, 1)',
-           'max(length + prefix.shape[0], 1)',
+    Mutant('loglik-mean-over-prefix', 'sashimi/sampling/sample.py', 'sampled',
+           'max(len(out), 1)',
+           'max(len(out) + prefix.shape[0], 1)',
            'mean log-likelihood divided by the prefix length too', kills='tests/sampling/test_likelihood.py'),
     Mutant('sample-generator-unused', 'sashimi/sampling/sample.py', 'draw',
            'torch.rand(logp.shape[0], 1, generator=generator, dtype=cdf.dtype)',
@@ -174,8 +174,8 @@ MORE = [
            'scores.argsort()',
            'samples ranked worst first', kills='tests/sampling/test_write.py'),
     Mutant('write-score-of-rank', 'sashimi/sampling/write.py', 'write_samples',
-           "f'sample_{rank:02d}_loglik_{scores[i]:.3f}.wav'",
-           "f'sample_{rank:02d}_loglik_{scores[rank]:.3f}.wav'",
+           "f'{stem}_{rank:02d}_loglik_{scores[i]:.3f}.wav'",
+           "f'{stem}_{rank:02d}_loglik_{scores[rank]:.3f}.wav'",
            'file named with the score of another sample', kills='tests/sampling/test_write.py'),
     Mutant('write-last-batch-full', 'sashimi/sampling/write.py', 'generate_to_folder',
            'min(batch_size, n_samples - first)',
@@ -190,8 +190,12 @@ MORE = [
            "sf.write(path, audio, 16000, subtype='PCM_16')",
            "WAV written at 16 kHz whatever the checkpoint's rate", kills='tests/sampling/test_write.py'),
     Mutant('generate-quantization-mulaw', 'sashimi/generate.py', 'run',
-           "generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature, args.top_p, prefix, args.batch_size, args.seed, log=print, compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)",
-           "generate_to_folder(model, 'mulaw', audio.sample_rate, out, args.n_samples, n_steps, args.temperature, args.top_p, prefix, args.batch_size, args.seed, log=print, compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)",
+           'generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, '
+           'args.temperature, args.top_p, prefix, args.batch_size, args.seed, '
+           'compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)',
+           "generate_to_folder(model, 'mulaw', audio.sample_rate, out, args.n_samples, n_steps, "
+           'args.temperature, args.top_p, prefix, args.batch_size, args.seed, '
+           'compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)',
            "generated audio decoded as mu-law whatever the checkpoint's quantization", kills='tests/sampling/test_write.py'),
     Mutant('generate-prefix-mulaw', 'sashimi/generate.py', 'run',
            'encode(torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization)',
@@ -202,7 +206,11 @@ MORE = [
            'seconds * 16000',
            '--seconds counted at 16 kHz', kills='tests/sampling/test_write.py'),
     Mutant('generate-temperature-top-p-swapped', 'sashimi/generate.py', 'run',
-           "generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.temperature, args.top_p, prefix, args.batch_size, args.seed, log=print, compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)",
-           "generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, args.top_p, args.temperature, prefix, args.batch_size, args.seed, log=print, compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)",
+           'generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, '
+           'args.temperature, args.top_p, prefix, args.batch_size, args.seed, '
+           'compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)',
+           'generate_to_folder(model, audio.quantization, audio.sample_rate, out, args.n_samples, n_steps, '
+           'args.top_p, args.temperature, prefix, args.batch_size, args.seed, '
+           'compile=COMPILE_CHOICES[args.compile], overwrite=args.overwrite)',
            "--temperature and --top-p passed in each other's place", kills='tests/sampling/test_write.py'),
 ]
