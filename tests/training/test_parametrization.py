@@ -161,3 +161,16 @@ def test_the_fused_and_native_steps_read_a_weight_normed_model_as_its_weights():
             step = make(model, 2)
             got.append(torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1))
         torch.testing.assert_close(got[1], got[0], rtol=1e-13, atol=1e-13)
+
+
+def test_a_standalone_backbone_is_weight_normed_from_its_weights(tmp_path, capsys):
+    """The standalone state holds W alone: --parametrization pipeline starts g and v from it (g = ||W||
+    per row, v = W) and says so."""
+    out = tmp_path / "standalone.pt"
+    argv = ["import", str(PUBLISHED / "standalone_small.npz"), "--out", str(out), "--parametrization", "pipeline"]
+    assert interop_cmd.main(argv) == 0
+    assert "from g = ||W|| per row and v = W" in capsys.readouterr().out
+    saved = checkpoint.load(out)["model"]
+    W = np.load(PUBLISHED / "standalone_small.npz")["d_layers.0.linear.weight"]
+    assert np.array_equal(saved[V].numpy(), W.astype(saved[V].numpy().dtype))
+    assert np.allclose(saved[G].numpy()[:, 0], np.linalg.norm(W, axis=1), rtol=1e-6, atol=0)
