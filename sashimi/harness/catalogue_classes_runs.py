@@ -36,9 +36,9 @@ CLASSES_RUNS: list[Mutant] = [
            'the unigram baseline counts the whole validation split, not the --eval-batches batches validated',
            kills='tests/training/test_loop.py'),
     Mutant('plateau-threshold-absolute', 'sashimi/training/optimizer.py', 'make_optimizer',
-           "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='min', factor=spec.plateau_factor, "
+           "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=spec.plateau_factor, "
            "patience=spec.plateau_patience)",
-           "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode='min', factor=spec.plateau_factor, "
+           "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=spec.plateau_factor, "
            "patience=spec.plateau_patience, threshold_mode='abs')",
            "the plateau threshold taken in absolute nats (the pipeline's is torch's default: relative 1e-4)",
            kills='tests/training/test_optimizer.py'),

@@ -29,7 +29,9 @@ def decays(name: str, owner: nn.Module) -> bool:
 def param_groups(model: nn.Module, lr: float, ssm_lr: float, spec: OptimizerConfig) -> list[dict]:
     """The SSM parameters (Delta, A, B, P) get their own learning rate and weight decay; with a
     weight decay, the backbone's biases and LayerNorm parameters go to a third group without it."""
-    owners = {id(p): m for m in model.modules() for p in m.parameters(recurse=False)}
+    owners = {
+        id(p): m for m in model.modules() for p in m.parameters(recurse=False)
+    }  # mutate: skip with recurse=True each module's own parameters are still written last: the same map
     ssm, rest, undecayed = [], [], []
     for name, p in model.named_parameters():
         if name.rsplit(".", 1)[-1] in SSM_PARAMETERS and ".kernel." in name:
@@ -53,8 +55,8 @@ def make_optimizer(model: nn.Module, lr: float, ssm_lr: float | None = None, spe
     ssm_lr = spec.ssm_lr if ssm_lr is None else ssm_lr
     optimizer = adamw(param_groups(model, lr, ssm_lr, spec), spec)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=spec.plateau_factor, patience=spec.plateau_patience
-    )
+        optimizer, factor=spec.plateau_factor, patience=spec.plateau_patience
+    )  # mode "min", the default: the validation loss falls (the plateau test compares every setting)
     return optimizer, scheduler
 
 

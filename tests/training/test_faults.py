@@ -288,3 +288,34 @@ def test_kill_9_then_resume_equals_a_straight_run(audio_folder, tmp_path):
     a, b = losses(straight), losses(run_dir)
     assert sorted(b) == list(range(1, step + 3))
     assert [a[s] for s in range(1, step + 3)] == [b[s] for s in range(1, step + 3)]
+
+
+@pytest.mark.parametrize("finite", [True, False])
+def test_ctrl_c_saves_the_run_where_it_stands_unless_its_weights_are_not_finite(
+    finite, audio_folder, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C during the 3rd step: the run is saved at step 2 and the message says how to resume;
+    with non-finite weights nothing is saved (a checkpoint would poison the resume)."""
+    real, calls = loop.optimization_step, []
+
+    def step(loss_model, model, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            if not finite:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("nan"))
+            raise KeyboardInterrupt
+        return real(loss_model, model, *args)
+
+    monkeypatch.setattr(loop, "optimization_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(train_config(audio_folder, tmp_path / "runs", eval_every=100))
+    err = capsys.readouterr().err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    if finite:
+        saved = run_dir / "checkpoint.pt"
+        assert f"interrupted at step 2: checkpoint saved to {saved}; resume with --resume {run_dir}" in err
+        assert checkpoint.load(saved)["step"] == 2
+    else:
+        assert "interrupted at step 2 with non-finite weights: nothing saved" in err
+        assert not (run_dir / "checkpoint.pt").exists()

@@ -156,3 +156,14 @@ def test_the_plateau_schedule_fires_where_the_official_one_does(start, step, fir
         seen.append(([g["lr"] for g in opt.param_groups], [g["lr"] for g in twin.param_groups]))
     assert all(mine == official for mine, official in seen), next(s for s in seen if s[0] != s[1])
     assert (seen[-1][1] != seen[0][1]) == fires, seen[-1]
+
+
+def test_the_optimizer_takes_the_specs_betas_and_chunk_size():
+    """AdamW's betas are the spec's (a spec with others gets those, not torch's defaults), and the
+    chunked loss takes specs/presets.json's batch_chunk_size (its memory bound)."""
+    from sashimi.training import metrics
+
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), betas=(0.8, 0.95))
+    opt, _ = optimizer.make_optimizer(SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4)), 0.004, spec=spec)
+    assert all(group["betas"] == (0.8, 0.95) for group in opt.param_groups)
+    assert metrics.chunked_options().batch_chunk_size == specs.load("presets")["loss"]["batch_chunk_size"]
