@@ -90,3 +90,18 @@ def test_compiled_fused_step_with_cuda_graphs_matches_cpu_module_step():
     with torch.no_grad():
         got = torch.stack([step.step(x[:, t].cuda()).cpu() for t in range(x.shape[1])], 1)
     assert_close(got, helpers.rollout(cpu.eval(), x), "cuda_vs_cpu_float32")
+
+
+def test_the_rng_state_carries_the_cuda_generators():
+    """A checkpoint's RNG state holds every CUDA generator: restoring it replays the same CUDA draws
+    (dropout on the GPU after a resume), and a state saved without them leaves them alone."""
+    from sashimi.training import processes
+
+    torch.cuda.manual_seed_all(3)
+    saved = processes.rng_state()
+    assert len(saved["cuda"]) == torch.cuda.device_count()
+    first = torch.rand(4, device="cuda")
+    processes.set_rng_state(saved)
+    assert torch.equal(torch.rand(4, device="cuda"), first)
+    processes.set_rng_state({"torch": saved["torch"]})
+    assert not torch.equal(torch.rand(4, device="cuda"), first)

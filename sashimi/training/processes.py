@@ -16,15 +16,15 @@ from sashimi.training import runs
 
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # mutate: skip CUDA only (tests/test_cuda.py, tox -e gpu)
+        state["cuda"] = torch.cuda.get_rng_state_all()  # mutate: skip CUDA only (tests/test_cuda.py)
     return state
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # mutate: skip CUDA only (tests/test_cuda.py, tox -e gpu)
+        torch.cuda.set_rng_state_all(state["cuda"])  # mutate: skip CUDA only (tests/test_cuda.py)
 
 
 @dataclass

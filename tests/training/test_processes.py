@@ -30,6 +30,7 @@ def test_only_global_rank_zero_is_the_main_process(monkeypatch):
         monkeypatch.delenv(name)
     alone = processes.Processes.from_environment()
     assert (alone.rank, alone.world, alone.distributed, alone.is_main) == (0, 1, False, True)
+    assert processes.Processes() == alone  # the default is the single process
 
 
 @pytest.mark.parametrize("rank, local_rank", SECOND_NODE)
