@@ -125,3 +125,12 @@ def test_weights_that_do_not_fit_their_configuration_are_one_error(audio_folder,
     argv = ["--init", str(tmp_path / "cut.pt"), "--data", str(audio_folder), "--out", str(tmp_path / "runs")]
     code, err = run_main(train_cmd, [*argv, "--max-steps", "1", "--sample-seconds", "0"], capsys)
     assert_one_line_error(code, err, "weights do not fit its configuration", "decoder.output_transform.bias")
+
+
+def test_a_checkpoint_whose_configuration_is_not_a_model_configuration_is_one_error(tmp_path, capsys):
+    init = imported(tmp_path)
+    payload = checkpoint.load(init)
+    payload["config"]["model"]["d_modell"] = payload["config"]["model"].pop("d_model")
+    checkpoint.save(payload, tmp_path / "typo.pt")
+    code, err = run_main(train_cmd, ["--init", str(tmp_path / "typo.pt"), "--max-steps", "1"], capsys)
+    assert_one_line_error(code, err, "its configuration is not a model configuration", "d_modell")
