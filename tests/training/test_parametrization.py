@@ -174,3 +174,12 @@ def test_a_standalone_backbone_is_weight_normed_from_its_weights(tmp_path, capsy
     W = np.load(PUBLISHED / "standalone_small.npz")["d_layers.0.linear.weight"][..., 0]  # a Conv1d of width 1
     assert np.array_equal(saved[V].numpy(), W.astype(saved[V].numpy().dtype))
     assert np.allclose(saved[G].numpy()[:, 0], np.linalg.norm(W, axis=1), rtol=1e-6, atol=0)
+
+
+def test_import_refuses_an_unknown_parametrization_before_reading_the_file(tmp_path, capsys):
+    argv = ["import", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "x.pt"), "--parametrization", "weightnorm"]
+    with pytest.raises(SystemExit) as stop:
+        interop_cmd.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--parametrization: invalid choice: 'weightnorm'" in err, err
+    assert not (tmp_path / "x.pt").exists()
