@@ -2,7 +2,9 @@
 validation metrics; JSON output."""
 
 import json
+import math
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -37,17 +39,24 @@ def numpy_metrics(logits: np.ndarray, targets: np.ndarray, bits: int) -> dict:
 
 
 @pytest.mark.first
-def test_evaluate_matches_numpy_over_the_same_clips(trained, audio_folder):
+def test_evaluate_matches_numpy_over_the_same_clips(trained, audio_folder, capsys):
     """evaluate_folder against an independent computation: the checkpoint's logits on every clip of
     the folder, reduced by numpy_metrics (no code of sashimi.training.metrics), and the unigram
-    entropy of the folder's tokens from np.bincount."""
+    entropy of the folder's tokens from np.bincount. Beside them: files (the folder's audio files),
+    clips, seconds (within the call's own time) and the bar (asked for) over ceil(clips / 3) batches."""
     model, _ = load_model(trained / "checkpoint.pt")
     dataset = data.AudioDataset(audio_folder, None, 256, 8, "mulaw")
     x, y = (torch.stack(t) for t in zip(*(dataset[i] for i in range(len(dataset)))))
     with torch.no_grad():
         logits = model(x).numpy()
     want = numpy_metrics(logits, y.numpy(), 8)
-    got = evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
+    capsys.readouterr()
+    before = time.perf_counter()
+    got = evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3, progress=True)
+    took = time.perf_counter() - before
+    assert got["files"] == len(list(audio_folder.rglob("*.wav"))) > 0 and got["clips"] == len(dataset)
+    assert 0 < got["seconds"] <= took
+    assert f" 0/{math.ceil(len(dataset) / 3)} " in capsys.readouterr().err
     assert got["positions"] == want["positions"] > 256
     for key in ("loss", "bits_per_sample", "bpb", "perplexity"):
         assert_close(got[key], want[key], "metrics_float32_logits")
@@ -121,19 +130,3 @@ def test_evaluation_is_checked_against_the_inference_estimate_quietly_with_the_c
         evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3)
     default = inspect.signature(evaluation.evaluate_folder).parameters["batch_size"].default
     assert default == evaluate_cmd.make_parser().parse_args(["--checkpoint", "c", "--data", "d"]).batch_size
-
-
-def test_the_result_counts_files_clips_and_time_and_the_bar_counts_batches(trained, audio_folder, capsys):
-    """files: the audio files in the folder; clips: the dataset's; seconds: within the call's own time;
-    the bar (asked for) runs over ceil(clips / batch size) batches."""
-    import math
-    import time
-
-    clips = len(data.AudioDataset(audio_folder, None, 256, 8, "mulaw"))
-    capsys.readouterr()
-    before = time.perf_counter()
-    got = evaluation.evaluate_folder(str(trained / "checkpoint.pt"), str(audio_folder), batch_size=3, progress=True)
-    took = time.perf_counter() - before
-    assert got["files"] == len(list(audio_folder.rglob("*.wav"))) > 0 and got["clips"] == clips
-    assert 0 < got["seconds"] <= took
-    assert f" 0/{math.ceil(clips / 3)} " in capsys.readouterr().err
