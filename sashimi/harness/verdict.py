@@ -89,6 +89,12 @@ def error_and_scale(actual, expected) -> tuple[float, float]:
     return float(np.max(np.abs(a - e))), float(np.max(np.abs(e)))
 
 
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The numeric verdict that uses the largest share of its bound (error / bound; a bound of 0 counts
+    its error whole)."""
+    return max(verdicts, key=lambda v: v.error / v.bound if v.bound else v.error)
+
+
 def within(group: str, name: str, actual, expected, bound: float) -> Verdict:
     """max |actual - expected| <= bound (a shape mismatch or a non-finite value fails)."""
     a, e = as_numpy(actual), as_numpy(expected)

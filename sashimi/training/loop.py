@@ -126,12 +126,7 @@ def starting_run(start: runs.Start, run_dir: Path, device: torch.device, folder:
     """The run at its first step: fresh, with --init's weights, or in --resume's state."""
     run = Run(start.config, run_dir, device, start.model_config)
     if start.init_state is not None:
-        try:
-            run.model.load_state_dict(start.init_state, strict=True)
-        except RuntimeError as e:
-            raise checkpoint.CheckpointError(
-                f"--init {start.config.init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}"
-            ) from None
+        runs.load_init_weights(run.model, start.init_state, start.config.init)
         procs.log(f"initialized from {start.config.init} (weights only: fresh optimizer and schedule)")
     if start.payload is not None:
         run.load(start.payload)

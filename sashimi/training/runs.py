@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from torch import nn
+
 from sashimi.core.config import DEMO_MINUTES, PARAMETRIZATIONS, ModelConfig, TrainConfig
 from sashimi.io import checkpoint
 from sashimi.model.lm import SashimiLM
@@ -117,10 +119,21 @@ def initial_weights(config: TrainConfig) -> tuple[TrainConfig, ModelConfig, dict
     state = payload["model"]
     if config.parametrization not in (None, model_config.parametrization):  # the same W, trained as asked
         model = SashimiLM(model_config)
-        model.load_state_dict(state, strict=True)
+        load_init_weights(model, state, config.init)
         model.parametrize(config.parametrization)
         model_config, state = model.config, model.state_dict()
     return dataclasses.replace(config, **fill), model_config, state
+
+
+def load_init_weights(model: nn.Module, state: dict, init: str) -> None:
+    """--init's weights into `model`, strictly: a weight missing, left over or of another shape is one
+    error naming it (a fresh weight in its place would train silently)."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise checkpoint.CheckpointError(
+            f"--init {init}: weights do not fit its configuration: {str(e).splitlines()[1].strip()}"
+        ) from None
 
 
 class Start(NamedTuple):

@@ -42,6 +42,9 @@ def test_v3_fixture_passes_every_row():
         "param groups (experiment: lr 0.001, weight decay 0.0)",
         "param groups (probe: lr 0.004, weight decay 0.1)",
     } <= set(results)
+    own = results["3 steps of sashimi.train's own step (pool weights as the pipeline's g, v)"]
+    assert own.measured.startswith(f"{len(state)} of {len(state)} parameters within")
+    assert 0 < own.error <= own.bound  # the worst parameter's, as measured
 
 
 @pytest.mark.slow  # the whole training check of a fixture

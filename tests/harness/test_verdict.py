@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import specs
-from sashimi.harness.verdict import Verdict, assert_close, compare, summary, tolerance_bound, within
+from sashimi.harness.verdict import Verdict, assert_close, compare, summary, tolerance_bound, within, worst
 
 
 def test_words_and_failures():
@@ -68,3 +68,11 @@ def test_every_bound_is_atol_plus_rtol_times_the_scale_plus_factor_times_the_pub
     assert tolerance_bound("both", scale=10.0) == 1.0 + 0.5 * 10.0
     assert tolerance_bound("both", np.zeros(0)) == tolerance_bound("both") == 1.0
     assert tolerance_bound("slack", np.array([100.0]), published_error=3e-6) == pytest.approx(1e-5 + 2.0 * 3e-6)
+
+
+def test_the_worst_verdict_uses_the_largest_share_of_its_bound():
+    """Not the largest error, nor error times bound: 1 of a bound of 10 is worse than 5 of 1000."""
+    a, b = within("g", "a", [1.0], [0.0], 10.0), within("g", "b", [5.0], [0.0], 1000.0)
+    assert worst([a, b]) is a and worst([b, a]) is a
+    zero = within("g", "z", [0.5], [0.0], 0.0)  # a bound of 0: the error counts whole
+    assert worst([a, zero]) is zero

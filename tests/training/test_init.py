@@ -116,13 +116,15 @@ def test_init_dropout_reaches_the_model(tmp_path):
     assert runs.starting_point(train_cmd.parse_args(["--init", init])).model_config.dropout == 0.0
 
 
-def test_weights_that_do_not_fit_their_configuration_are_one_error(audio_folder, tmp_path, capsys):
-    """A checkpoint whose weights lack one its configuration needs is refused at --init, naming it."""
+@pytest.mark.parametrize("convert", [[], ["--parametrization", "pipeline"]], ids=["as saved", "converted"])
+def test_weights_that_do_not_fit_their_configuration_are_one_error(convert, audio_folder, tmp_path, capsys):
+    """A checkpoint whose weights lack one its configuration needs is refused at --init, naming it,
+    also when its pool linears are converted to another parametrization first."""
     init = imported(tmp_path)
     payload = checkpoint.load(init)
     del payload["model"]["decoder.output_transform.bias"]
     checkpoint.save(payload, tmp_path / "cut.pt")
-    argv = ["--init", str(tmp_path / "cut.pt"), "--data", str(audio_folder), "--out", str(tmp_path / "runs")]
+    argv = ["--init", str(tmp_path / "cut.pt"), "--data", str(audio_folder), "--out", str(tmp_path / "runs"), *convert]
     code, err = run_main(train_cmd, [*argv, "--max-steps", "1", "--sample-seconds", "0"], capsys)
     assert_one_line_error(code, err, "weights do not fit its configuration", "decoder.output_transform.bias")
 
