@@ -140,3 +140,17 @@ def test_the_metrics_case_compares_with_a_reference_from_the_same_float32_inputs
     for seed in range(5):
         error, scale = tolerance_cases.metrics_from_float32(np.random.default_rng(seed), seed)
         assert scale > 0.1 and error <= 1e-13 * scale, (seed, error, scale)
+
+
+@pytest.mark.slow  # one case of every drawn row: each row's models and layers once (about 20 s)
+def test_one_fresh_case_of_every_drawn_row_runs_within_its_bound():
+    """What `--measure` draws runs, and correct code lands within the bound on a draw of its own
+    (the measure asks the same of every one of its hundreds of cases; seed 7, none the measure's
+    acceptance runs used, fixed so that CI does not flake on a tail the measure accepts)."""
+    seed = 7
+    for row, case in tolerances.MEASURED.items():
+        if row in tolerances.FIXED:
+            continue
+        rng = np.random.default_rng([seed, sum(map(ord, row))])
+        share = tolerances.shares(row, [case(rng, int(rng.integers(0, 2**31)))])[0]
+        assert share <= 1, f"{row}: one case used {share:.3g}x of its bound (seed {seed})"
