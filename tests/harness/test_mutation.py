@@ -18,6 +18,11 @@ def test_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
+def test_every_entry_names_the_test_file_that_kills_it():
+    """`kills` runs first, so that a catalogue run stops at its first failure early."""
+    assert [m.id for m in CATALOGUE if not m.kills or not (ROOT / m.kills).is_file()] == []
+
+
 def mutated_trees(tree):
     """Each anchored entry's change as normalized source (what it replaces and by what)."""
     jobs, stale = plan.catalogue_jobs(tree)
