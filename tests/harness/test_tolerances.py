@@ -142,7 +142,6 @@ def test_the_metrics_case_compares_with_a_reference_from_the_same_float32_inputs
         assert scale > 0.1 and error <= 1e-13 * scale, (seed, error, scale)
 
 
-@pytest.mark.slow  # one case of every drawn row: each row's models and layers once (about 20 s)
 def test_one_fresh_case_of_every_drawn_row_runs_within_its_bound():
     """What `--measure` draws runs, and correct code lands within the bound on a draw of its own
     (the measure asks the same of every one of its hundreds of cases; seed 7, none the measure's

@@ -97,8 +97,8 @@ def three_steps(stem: str, parametrization: str) -> tuple[dict, dict, str]:
     return {k: v.detach() for k, v in lm.state_dict().items()}, arrays, layout
 
 
-@pytest.mark.slow  # six 3-step runs
-@pytest.mark.parametrize("stem", ["training_v4_clip", "training_v3.0.0"])
+@pytest.mark.slow  # two 3-step runs (the v3 fixture's weight-normed steps: interop check's own-step row)
+@pytest.mark.parametrize("stem", ["training_v4_clip"])
 def test_only_weight_norm_reproduces_the_official_steps(stem):
     """After 3 steps, each pool linear's W = g v / ||v|| (the official's g and v, folded in NumPy): ours
     trained weight-normed lands within 1e-11 of it; trained plain it lands over 1e-6 away (the two
