@@ -3,6 +3,7 @@ norm, W = g v / ||v|| per output row, with g and v the parameters), from a fresh
 checkpoint that keeps the file's g and v, or one converted at --init; the official training fixtures'
 3 steps through `optimization_step`, which the plain parametrization does not reproduce."""
 
+import dataclasses
 import json
 import math
 
@@ -87,8 +88,7 @@ def three_steps(stem: str, parametrization: str) -> tuple[dict, dict, str]:
     state = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith(RECORDS)}
     layout = pipeline.detect_layout(state)
     lm = pipeline_model(state, layout, meta["dt_transform"], torch.float64, parametrization=parametrization).model
-    base = OptimizerConfig.from_specs()
-    spec = OptimizerConfig(**{**base.__dict__, "weight_decay": meta["optimizer"]["weight_decay"]})
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=meta["optimizer"]["weight_decay"])
     optimizer = adamw(param_groups(lm.train(), meta["optimizer"]["lr"], spec.ssm_lr, spec), spec)
     x, y = (torch.from_numpy(arrays[k]) for k in ("train/tokens", "train/targets"))
     clip = meta["gradient_clip_val"] or math.inf
