@@ -33,11 +33,12 @@ from tests.helpers import (
 )
 
 
-def test_loss_decreases_over_30_steps(audio_folder, tmp_path):
-    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=30, eval_every=15, lr=0.004))
+def test_loss_decreases_over_20_steps(audio_folder, tmp_path):
+    """The mean of the last 5 losses at least 0.1 nats below the first 5 (seeds 0-3 fell 0.44-0.56)."""
+    run_dir = loop.train(train_config(audio_folder, tmp_path, max_steps=20, eval_every=10, lr=0.004, seq_len=128))
     curve = losses(run_dir)
-    assert len(curve) == 30
-    first, last = sum(curve[s] for s in range(1, 6)) / 5, sum(curve[s] for s in range(26, 31)) / 5
+    assert len(curve) == 20
+    first, last = sum(curve[s] for s in range(1, 6)) / 5, sum(curve[s] for s in range(16, 21)) / 5
     assert last < first - 0.1, (first, last)
     assert (run_dir / "loss.png").stat().st_size > 0 and (run_dir / "checkpoint.pt").is_file()
     assert len(losses(run_dir, "validation")) == 2
