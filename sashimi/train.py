@@ -3,7 +3,8 @@
 With no arguments: the tiny preset on the embedded synthetic dataset for at most 3 minutes (the
 stop of any run given neither --max-steps nor --max-minutes), then one generated sample and the
 loss plot, all under runs/<timestamp>/. --resume keeps every setting of the run; a flag given with
-it must equal the run's, except the stops, --device and --sample-seconds, which it replaces.
+it must equal the run's, except the stops, --device, --precision and --sample-seconds, which it
+replaces.
 Several processes: `torchrun --nproc_per_node=N -m sashimi.train ...` trains with
 DistributedDataParallel (gloo on CPU, nccl on CUDA); --batch-size is the global batch.
 """
@@ -64,6 +65,8 @@ def parse(argv: list[str] | None) -> tuple[TrainConfig, frozenset[str]]:
         "sample_seconds": "seconds of audio to generate at the end (0: none)",
         "parametrization": "how the pool linears are trained: plain (their weights) or pipeline (weight-normed, g "
         "and v, as the official pipeline trains them) (default: --init's, else plain)",
+        "precision": "float32, or bf16: the blocks' linear layers in bfloat16 under autocast (CPU and CUDA), the S4 "
+        "kernel, its FFT convolution, the output head and the loss in float32; validation in float32",
         "allow_changed_data": "with --resume: continue although the data folder's files changed since the checkpoint "
         "(no longer bit for bit)",
     }

@@ -21,6 +21,9 @@ S4_OUTPUTS = ("glu", "linear")
 # how the pool linears are trained: "plain", the weight itself; "pipeline", the official pipeline's
 # weight norm (W = g v / ||v|| per output row, g and v the parameters). Both compute the same W.
 PARAMETRIZATIONS = ("plain", "pipeline")
+# the arithmetic of a training step: "bf16" autocasts the blocks' linear layers to bfloat16 (CPU and
+# CUDA); the S4 kernel, its FFT convolution, the output head and the loss stay float32
+PRECISIONS = ("float32", "bf16")
 # audio rates we read or train at, in Hz: below 1 kHz nothing audible survives; above 384 kHz (the
 # highest rate audio interfaces record) a header is corrupt (a 2 GHz header would be resampled to
 # about one sample and "learned" perfectly)
@@ -182,6 +185,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     sample_seconds: float = 1.0
     parametrization: str | None = None
+    precision: str = "float32"
     allow_changed_data: bool = False
 
     def resolved(self, pool: list[int] | None = None) -> "TrainConfig":
@@ -198,6 +202,8 @@ class TrainConfig:
             raise ValueError(f"--bits must be 8 or 16; got {c.bits}")
         if c.quantization not in QUANTIZATIONS:
             raise ValueError(f"--quantization must be mulaw or linear; got {c.quantization!r}")
+        if c.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; got {c.precision!r}")
         multiple = math.prod(pool or preset(self.preset)["model"]["pool"])
         if c.seq_len < 1 or c.seq_len % multiple:
             raise ValueError(f"--seq-len must be a positive multiple of prod(pool) = {multiple}; got {c.seq_len}")

@@ -33,8 +33,9 @@ THREADS = {
 }  # big ops want every core; step mode may not
 BATCH = {"gen_b1": 1, "gen_b16": 16, "gen_b1_busy": 1}
 # cases `run_child` also runs for `bench` alone (sashimi/harness/benchmark.py): our forward with the
-# kernel cache warm (as evaluation runs it) and the 16-bit model's chunked-loss training step
-OURS_ONLY = ("fwd_cached", "fwd_bwd_16bit")
+# kernel cache warm (as evaluation runs it), the 16-bit model's chunked-loss training step and the
+# training step under `train --precision bf16`
+OURS_ONLY = ("fwd_cached", "fwd_bwd_16bit", "fwd_bwd_bf16")
 
 
 def build(side: str, preset_name: str, bits: int, checkout: str | None):
@@ -73,6 +74,16 @@ def training_step(case: str, model, forward, tokens):
         def once():
             model.zero_grad(set_to_none=True)
             F.cross_entropy(forward(tokens).flatten(0, 1), tokens.flatten()).backward()
+
+        return once
+    if case == "fwd_bwd_bf16":  # the loss `train --precision bf16` differentiates (fwd_bwd's work, in bf16)
+        from sashimi.training.metrics import LossModel
+
+        loss_model = LossModel(model, "bf16")
+
+        def once():
+            model.zero_grad(set_to_none=True)
+            loss_model(tokens, tokens)[0].backward()
 
         return once
     from sashimi.training.metrics import chunked_options  # fwd_bwd_16bit: never the (B, L, 65536) logits

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from sashimi.harness.verdict import Verdict
 
 PRESET = "sc09"
-CASES = ("fwd", "fwd_cold", "fwd_bwd", "gen_b1", "gen_b16", "fwd_bwd_16bit", "fwd_bwd_checked")
+CASES = ("fwd", "fwd_cold", "fwd_bwd", "gen_b1", "gen_b16", "fwd_bwd_16bit", "fwd_bwd_checked", "fwd_bwd_bf16")
 
 
 def log(message: str) -> None:
@@ -40,6 +40,7 @@ RUNNER_CASE = {
     "gen_b16": "gen_b16",
     "fwd_bwd_16bit": "fwd_bwd_16bit",
     "fwd_bwd_checked": "fwd_bwd",
+    "fwd_bwd_bf16": "fwd_bwd_bf16",
 }
 
 
@@ -107,6 +108,8 @@ def summarize(results: dict, L: int, repeats: int, gen_steps: int) -> dict:
         "fwd_bwd_16bit_s": med.get("fwd_bwd_16bit"),
         "fwd_bwd_16bit_peak_gib": results.get("fwd_bwd_16bit", {}).get("peak_gib"),
         "fwd_bwd_checked_s": med.get("fwd_bwd_checked"),
+        "fwd_bwd_bf16_s": med.get("fwd_bwd_bf16"),
+        "fwd_bwd_bf16_peak_gib": results.get("fwd_bwd_bf16", {}).get("peak_gib"),
         "check_overhead_pct": 100 * (med["fwd_bwd_checked"] / med["fwd_bwd"] - 1)
         if "fwd_bwd_checked" in med and "fwd_bwd" in med
         else None,
@@ -178,6 +181,8 @@ def table(summary: dict) -> str:
         "fwd_bwd_16bit_peak_gib",
         "fwd_bwd_checked_s",
         "check_overhead_pct",
+        "fwd_bwd_bf16_s",
+        "fwd_bwd_bf16_peak_gib",
     ):
         value = summary.get(key)
         if value is not None and key not in TARGETS:

@@ -113,7 +113,7 @@ def check_pipeline(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     if "fixture/logits_f32" in arrays:
         bound32 = tolerance_bound(
             "interop_float32_slack",
-            published_error=float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()),
+            plain_error=float(np.abs(arrays["fixture/logits_f32"].astype(np.float64) - expected).max()),
         )
         model32 = pipeline_model(state, layout, dt_transform, torch.float32).model.eval()
         with torch.no_grad():
@@ -153,7 +153,7 @@ def check_standalone(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
     model32 = load_backbone(state, kwargs, torch.float32)
 
     def bound32(key):
-        return tolerance_bound("interop_float32_slack", published_error=published_err.get(key, 0.0))
+        return tolerance_bound("interop_float32_slack", plain_error=published_err.get(key, 0.0))
 
     with torch.no_grad():
         compare("float32 forward vs published float64", model32(x), expected_y, bound32("y_conv_vs_float64"))

@@ -107,19 +107,20 @@ def within(group: str, name: str, actual, expected, bound: float) -> Verdict:
 
 
 def tolerance_bound(
-    tolerance: str, expected=None, scale: float | None = None, published_error: float = 0.0, condition: float = 1.0
+    tolerance: str, expected=None, scale: float | None = None, plain_error: float = 0.0, condition: float = 1.0
 ) -> float:
     """The one bound of a row of specs/tolerances.json: atol + rtol * scale * condition + factor *
-    published_error, where scale is max|expected| (or given) and a field the row lacks counts 0:
+    plain_error, where scale is max|expected| (or given) and a field the row lacks counts 0:
     `rtol` is always relative to the expected values, times the case's condition number where its
     rounding follows one (a kernel near the unit circle: reference.layer.s4_kernel_condition; 1
-    elsewhere), and `factor` always multiplies the published implementation's own error
-    (interop_float32_slack)."""
+    elsewhere), and `factor` always multiplies the error of a plain implementation in the same
+    precision against the same reference (FlashAttention's rule): the published float32 one
+    (interop_float32_slack), a plain bf16 one (bf16_vs_plain_bf16, sashimi.harness.bf16)."""
     tol = specs.load("tolerances")[tolerance]
     if scale is None:
         e = as_numpy(expected) if expected is not None else np.zeros(0)
         scale = float(np.max(np.abs(e))) if e.size else 0.0
-    return tol.get("atol", 0.0) + tol.get("rtol", 0.0) * scale * condition + tol.get("factor", 0.0) * published_error
+    return tol.get("atol", 0.0) + tol.get("rtol", 0.0) * scale * condition + tol.get("factor", 0.0) * plain_error
 
 
 def compare(

@@ -172,16 +172,19 @@ class SSMKernel(nn.Module):
 
     def forward(self, L: int) -> Float[Tensor, "H L"]:
         """The kernel of length L. Without autograd (evaluation, generation) it is cached and
-        reused until a parameter changes (see `_cache_key`); with autograd never."""
-        if L > int(self.l_kernel):
-            self._extend_C_tilde(L)
-        cacheable = cache_allowed(self)
-        if cacheable and self._cached is not None:
-            (key, _tensors), K = self._cached
-            if key == self._cache_key(L)[0]:
-                return K
-        dt, Lambda, P, B, C_tilde = self.ssm_parameters()
-        K = dplr_kernel(dt, Lambda, P, B, C_tilde, int(self.l_kernel))[:, :L]
-        # holding the tensors keeps their ids from being reused by new tensors
-        self._cached = (self._cache_key(L), K) if cacheable else None
-        return K
+        reused until a parameter changes (see `_cache_key`); with autograd never. Under autocast
+        (training in bf16) it is computed as without, in the parameters' precision: the kernel's
+        slow modes are sums of many terms that 8 mantissa bits would lose."""
+        with torch.autocast(self.B.device.type, enabled=False):
+            if L > int(self.l_kernel):
+                self._extend_C_tilde(L)
+            cacheable = cache_allowed(self)
+            if cacheable and self._cached is not None:
+                (key, _tensors), K = self._cached
+                if key == self._cache_key(L)[0]:
+                    return K
+            dt, Lambda, P, B, C_tilde = self.ssm_parameters()
+            K = dplr_kernel(dt, Lambda, P, B, C_tilde, int(self.l_kernel))[:, :L]
+            # holding the tensors keeps their ids from being reused by new tensors
+            self._cached = (self._cache_key(L), K) if cacheable else None
+            return K

@@ -80,6 +80,8 @@ def train(config: TrainConfig, given: frozenset[str] | None = None) -> Path:
     if config.batch_size % procs.world:  # before any process joins or any folder exists
         raise ValueError(f"--batch-size {config.batch_size} must be divisible by the number of processes {procs.world}")
     device = pick_device(config.device)
+    if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use float32")
     per_process = max(1, config.batch_size // procs.world)
     memory.check_fits(
         start.model_config, per_process, config.seq_len, device, "a training step", "--seq-len or --batch-size"
@@ -191,7 +193,7 @@ def fit(run: Run, train_set: AudioDataset, val_set: AudioDataset, procs: Process
     """Optimization steps until --max-steps or --max-minutes; validate and checkpoint every
     --eval-every steps and at the end; Ctrl-C saves a checkpoint first."""
     config, device = run.config, run.device
-    loss_model = distributed(LossModel(run.model), device, procs)
+    loss_model = distributed(LossModel(run.model, config.precision), device, procs)
     sampler = EpochBatches(len(train_set), config.batch_size, config.seed, procs.rank, procs.world)
     start, start_step, real = time.monotonic(), run.step, 0
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sashimi.audio.dataset import IGNORE_INDEX
-from sashimi.core.config import LossConfig
+from sashimi.core.config import PRECISIONS, LossConfig
 from sashimi.core.shapes import Float, Int, Tensor
 
 TOP_K = (3, 5, 10)
@@ -54,15 +54,22 @@ def loss_sum_and_count(
 
 class LossModel(nn.Module):
     """What training differentiates (and DDP wraps): tokens and targets in, (summed loss, count)
-    out. 16-bit uses the chunked linear cross-entropy, so no (B, L, 65536) logits tensor exists."""
+    out. 16-bit uses the chunked linear cross-entropy, so no (B, L, 65536) logits tensor exists.
+    precision "bf16": the backbone under bf16 autocast (its S4 kernels and convolutions keep
+    float32: `SSMKernel.forward`), the head and the loss in float32 from float32 features."""
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, precision: str = "float32"):
         super().__init__()
-        self.lm = lm
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.lm, self.precision = lm, precision
 
     def forward(self, x: Int[Tensor, "B L"], y: Int[Tensor, "B L"]) -> tuple[Float[Tensor, ""], int]:
         head = self.lm.decoder.output_transform
-        return loss_sum_and_count(self.lm.features(x), head.weight, head.bias, y, chunked=self.lm.config.bits > 8)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            features = self.lm.features(x)
+        features = features.to(head.weight.dtype)
+        return loss_sum_and_count(features, head.weight, head.bias, y, chunked=self.lm.config.bits > 8)
 
 
 class MetricSums:

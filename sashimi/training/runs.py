@@ -13,10 +13,11 @@ from sashimi.core.config import DEMO_MINUTES, PARAMETRIZATIONS, ModelConfig, Tra
 from sashimi.io import checkpoint
 from sashimi.model.lm import SashimiLM
 
-# what a resumed run may change (a notice says so): when it stops, where it runs, what it samples at
-# the end; everything else would break "resume equals a straight run" (docs/DESIGN.md, "Optimizer
-# and schedule"). The data folder may move: it is matched by its files (data.check_data_unchanged).
-RESUMABLE = ("max_steps", "max_minutes", "device", "sample_seconds")
+# what a resumed run may change (a notice says so): when it stops, where and in what precision it
+# runs, what it samples at the end; everything else would break "resume equals a straight run"
+# (docs/DESIGN.md, "Optimizer and schedule"). The data folder may move: it is matched by its files
+# (data.check_data_unchanged).
+RESUMABLE = ("max_steps", "max_minutes", "device", "precision", "sample_seconds")
 PER_CALL = ("resume", "out", "allow_changed_data")  # how this command was called, never the run's
 
 

@@ -60,14 +60,14 @@ def test_compare_uses_the_tolerance_table():
         assert_close(expected + 1.1 * bound, expected, "kernel_float32")
 
 
-def test_every_bound_is_atol_plus_rtol_times_the_scale_plus_factor_times_the_published_error(monkeypatch):
+def test_every_bound_is_atol_plus_rtol_times_the_scale_plus_factor_times_the_plain_error(monkeypatch):
     """One formula for every row; a field a row lacks counts 0 (the slack row has a factor, no rtol)."""
     table = {"both": {"rtol": 0.5, "atol": 1.0}, "slack": {"factor": 2.0, "atol": 1e-5}}
     monkeypatch.setattr(specs, "load", lambda name: table)
     assert tolerance_bound("both", np.array([-3.0, 2.0])) == 1.0 + 0.5 * 3.0
     assert tolerance_bound("both", scale=10.0) == 1.0 + 0.5 * 10.0
     assert tolerance_bound("both", np.zeros(0)) == tolerance_bound("both") == 1.0
-    assert tolerance_bound("slack", np.array([100.0]), published_error=3e-6) == pytest.approx(1e-5 + 2.0 * 3e-6)
+    assert tolerance_bound("slack", np.array([100.0]), plain_error=3e-6) == pytest.approx(1e-5 + 2.0 * 3e-6)
 
 
 def test_the_worst_verdict_uses_the_largest_share_of_its_bound():
