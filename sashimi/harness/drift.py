@@ -71,7 +71,8 @@ def stepped(model: SashimiLM, x: Int[Tensor, "1 L"], how: str) -> Float[Tensor, 
 def errors_by_length(model: SashimiLM, length: int, seed: int, steps=STEPS, progress=None) -> dict[str, list]:
     """{step: [max |d log p| over the first 2^k positions, k = 0 .. log2(length)]}, and "scale": the
     same running max of |log p| of the float64 convolution."""
-    x = torch.from_numpy(np.random.default_rng(seed).integers(0, model.config.n_classes, (1, length)))
+    classes = model.config.n_classes  # which tokens drive the model (one class fewer) does not set its drift
+    x = torch.from_numpy(np.random.default_rng(seed).integers(0, classes, (1, length)))  # mutate: skip the tokens
     with torch.no_grad():
         want = torch.log_softmax(model.double()(x)[0], -1)
     ends = [2**k for k in range(int(math.log2(length)) + 1)]
@@ -92,7 +93,7 @@ def errors_by_length(model: SashimiLM, length: int, seed: int, steps=STEPS, prog
 def growth(lengths: list[int], errors: list[float]) -> float:
     """The exponent a of error ~ L^a, least squares in log-log over the last seven powers of two
     (from L / 64: the first positions hold too few roundings to show a trend)."""
-    start = max(2, lengths[-1] // 64)
+    start = max(2, lengths[-1] // 64)  # mutate: skip powers of two: / and // give one start (max 2 below 64)
     pairs = [(math.log(n), math.log(e)) for n, e in zip(lengths, errors) if n >= start and e > 0]
     if len(pairs) < 2:
         return math.nan
@@ -148,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         steps = [s for s in steps if s != "native"]
         skipped.append(Verdict("drift", "native step", native_reason(), f"within {ROW}", None))
     config = ModelConfig() if args.paper else SMALL
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # mutate: skip the thread count moves the time, not the errors' size against the row
     started = time.monotonic()
-    progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731  # mutate: skip progress text
     measured = errors_by_length(slow_model(config, args.seed), args.length, args.seed, steps, progress)
     print(f"model {config.to_dict()}, Delta {DT_MIN:g} everywhere, seed {args.seed}")
     print("L        " + "  ".join(f"{how:>9s}" for how in steps))

@@ -102,7 +102,7 @@ MORE = {
     "reference_identities_float64": 10,
     "chunked_vs_plain_cross_entropy": 10,
     "metrics_float32_logits": 10,
-}
+}  # mutate: skip how many times more a cheap row draws: a choice of run time (the measure runs it at any count)
 
 NOT_MEASURED = {
     "gradcheck": "torch.autograd.gradcheck's own finite-difference tolerances, not a bound on our error",
@@ -159,7 +159,7 @@ def judge(row: str, cases: list[tuple], drawn: bool) -> Verdict:
     expected = f"headroom in [{LOW:g}, {HIGH:g}]"
     if not len(share):
         return Verdict("tolerance", row, "no cases", expected, False)
-    worst = int(np.argmax(share))
+    worst = int(np.argmax(share))  # mutate: skip NumPy's integer indexes the list as int's does
     error, bound = cases[worst][0], cases[worst][0] / share[worst] if share[worst] > 0 else 0.0
     text = f"worst {error:.2e}, bound {bound:.1e}, headroom {headroom(share[worst]):.3g}x"
     if not drawn:

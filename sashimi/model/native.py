@@ -219,6 +219,8 @@ class NativeStep:
         fused = FusedStep(model, batch)
         self.batch, self.n_classes, self.dtype = batch, fused.n_classes, weight.dtype
         self.threads = threads if threads is not None else torch.get_num_threads()
+        if self.threads < 1:
+            raise ValueError(f"the native step needs at least 1 thread; got {self.threads}")
         programs = [program(*args) for args in zip(fused.specs, fused.widths, fused.weights)]
         # everything the C++ object points into, kept alive by this one
         self.fields = [torch.tensor(p, dtype=torch.int64) for p, _, _ in programs]  # mutate: skip ints are int64

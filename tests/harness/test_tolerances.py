@@ -67,6 +67,13 @@ def test_a_published_row_is_judged_by_its_worst_fixture():
     assert not tolerances.judge("metrics_float32_logits", cases[:1] * 1 + [(1e-6 / 1.5, 1.0)], drawn=False).passed
 
 
+def test_a_fixed_row_of_exact_cases_prints_a_bound_of_zero_and_fails_its_band():
+    """Every error 0: the shares are 0, the bound printed is 0 (not 0 / 0), and the headroom is infinite:
+    over the band, so a fixed row of exact cases fails (its bound is loose beyond measure)."""
+    verdict = tolerances.judge("metrics_float32_logits", [(0.0, 1.0), (0.0, 2.0)], drawn=False)
+    assert "worst 0.00e+00, bound 0.0e+00, headroom infx" in verdict.measured and verdict.passed is False
+
+
 def test_fewer_cases_than_the_minimum_are_refused(capsys):
     with pytest.raises(SystemExit) as stop:
         tolerances.main(["--measure", "--cases", str(tolerances.MIN_CASES - 1)])

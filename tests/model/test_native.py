@@ -261,6 +261,8 @@ def test_the_native_step_uses_the_threads_asked_for():
     model.setup_step()
     assert NativeStep(model, 3, threads=2).threads == 2
     assert NativeStep(model, 3).threads == torch.get_num_threads()
+    with pytest.raises(ValueError, match="at least 1 thread; got 0"):
+        NativeStep(model, 3, threads=0)
 
 
 @needs_native
