@@ -2,6 +2,8 @@
 width, depth, pool, state size, layout and bit depth appears, trained weight scales and parameters
 off their init are what they say, and the S4 cases build the layer they drew."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,8 @@ def test_the_stepper_cases_draw_every_batch_from_1_to_5(monkeypatch):
         raise Built
 
     monkeypatch.setattr(tolerance_cases, "rollout", lambda model, x: None)
+    tiny = lm(0, torch.float32, d_model=4, pool=[2], n_layers=1)  # the batch, not the model, is looked at
+    monkeypatch.setattr(tolerance_cases, "lm", lambda seed, dtype, **config: copy.deepcopy(tiny))
     case = tolerance_cases.stepper_vs_module(torch.float32, stand_in)
     rng = np.random.default_rng(0)
     for seed in range(40):
@@ -163,3 +167,65 @@ def test_the_reference_identities_draw_the_ssms_their_test_draws(monkeypatch):
     assert np.abs(Lambda.imag).max() <= 30 and np.abs(Lambda.imag).max() > 25
     assert 0.9 < np.mean(np.abs(P) ** 2) < 1.1
     assert 1e-4 <= deltas.min() < 1e-3 and 0.75 < deltas.max() <= 1
+
+
+def test_the_cauchy_gradient_case_is_the_tensor_using_most_of_its_bound(monkeypatch):
+    """Of the value and the three gradients, the case is the one whose error over its own scale, over
+    its condition, is largest; it is returned relative (scale 1) with that condition."""
+    pairs = iter([(2.0, 4.0), (3.0, 1.0), (1.0, 10.0), (6.0, 2.0)])  # relative 0.5, 3, 0.1, 3
+    monkeypatch.setattr(tolerance_cases, "error_and_scale", lambda a, b: next(pairs))
+    monkeypatch.setattr(tolerance_cases, "woodbury_condition", lambda *args: 1.0)
+    monkeypatch.setattr(tolerance_cases, "gradient_conditions", lambda *args: [10.0, 1.0, 2.0])
+    assert tolerance_cases.cauchy_response_and_gradients(np.random.default_rng(0), 0) == (3.0, 1.0, 2.0)
+
+
+def test_the_cauchy_poles_are_drawn_as_the_cauchy_tests_draw_them():
+    """Re lambda = -exp(N(0, 1)) (median 1 in size), Im lambda = 10 N(0, 1) (median 6.74 in size)."""
+    R4, M = tolerance_cases.cauchy_poles(np.random.default_rng(0), 100, 100)
+    re = R4 / 4
+    im = (M - re.square()).sqrt()
+    assert R4.dtype == M.dtype == torch.float64 and bool((re < 0).all())
+    assert float((-re).median()) == pytest.approx(1.0, rel=0.05) and float(im.median()) == pytest.approx(
+        6.745, rel=0.05
+    )
+
+
+def test_the_cauchy_gradient_cases_draw_every_length_to_80_in_float64(monkeypatch):
+    seen = []
+
+    def tables(L, dtype, device):
+        seen.append((L, dtype))
+        raise Built
+
+    monkeypatch.setattr(tolerance_cases, "half_angle_tables", tables)
+    rng = np.random.default_rng(0)
+    for seed in range(800):
+        with pytest.raises(Built):
+            tolerance_cases.cauchy_response_and_gradients(rng, seed)
+    assert {L for L, _ in seen} == set(range(1, 81)) and {d for _, d in seen} == {torch.float64}
+
+
+def test_the_cross_entropy_and_metrics_cases_draw_their_documented_sizes(monkeypatch):
+    """chunked_cross_entropy: B 1-3, L 1-39, H 2-16, C 4-512 (powers of two), every class a target;
+    metrics_from_float32: logits scaled by 0.1-3, every class a target."""
+    ce, metric = [], []
+
+    def loss(x, w, b, y, chunked):
+        ce.append((x.shape, w.shape[0], int(y.min())))
+        raise Built
+
+    def add(self, x, w, b, y):
+        metric.append((float(x.std()), int(y.min())))
+        raise Built
+
+    monkeypatch.setattr(tolerance_cases, "loss_sum_and_count", loss)
+    monkeypatch.setattr(tolerance_cases.MetricSums, "add", add)
+    rng = np.random.default_rng(0)
+    for seed in range(300):
+        for case in (tolerance_cases.chunked_cross_entropy, tolerance_cases.metrics_from_float32):
+            with pytest.raises(Built):
+                case(rng, seed)
+    assert {s[0] for s, _, _ in ce} == {1, 2, 3} and {s[1] for s, _, _ in ce} == set(range(1, 40))
+    assert {s[2] for s, _, _ in ce} == set(range(2, 17)) and {c for _, c, _ in ce} == {2**k for k in range(2, 10)}
+    assert min(m for _, _, m in ce) == 0 and min(m for _, m in metric) == 0
+    assert 0.05 < min(s for s, _ in metric) < 0.3 and 2 < max(s for s, _ in metric) < 4
