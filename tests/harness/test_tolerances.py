@@ -4,6 +4,9 @@ percentile, a published row outside [2, 100] times its worst fixture."""
 
 import itertools
 import math
+import re
+import runpy
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +163,42 @@ def test_one_fresh_case_of_every_drawn_row_runs_within_its_bound():
         rng = np.random.default_rng([seed, sum(map(ord, row))])
         share = tolerances.shares(row, [case(rng, int(rng.integers(0, 2**31)))])[0]
         assert share <= 1, f"{row}: one case used {share:.3g}x of its bound (seed {seed})"
+
+
+def test_the_shares_headroom_and_verdicts_at_their_edges():
+    """A bound of 0 (no atol, scale 0): share 0 for an exact case, infinite for any error; headroom
+    of a zero share is infinite; no cases fail; a case exactly at its bound is within it."""
+    assert list(tolerances.shares("training_float64", [(0.0, 0.0), (1e-9, 0.0)])) == [0.0, math.inf]
+    assert tolerances.headroom(0.0) == math.inf and tolerances.headroom(0.5) == 2.0
+    assert tolerances.judge("metrics_float32_logits", [], drawn=True).passed is False
+    at_bound = [(1e-6, 1.0)] + [(1e-7, 1.0)] * 19  # rtol 1e-6, atol 0: share exactly 1; q90 10x
+    assert tolerances.judge("metrics_float32_logits", at_bound, drawn=True).passed is True
+
+
+def test_the_measure_goes_on_past_an_unmeasured_row_with_fresh_seeds_and_says_its_progress(monkeypatch):
+    seeds, said = [], []
+
+    def case(rng, seed):
+        seeds.append(seed)
+        return (1e-7, 1.0)
+
+    monkeypatch.setattr(tolerances, "MEASURED", {"metrics_float32_logits": case})
+    skipped, measured = tolerances.measure(["gradcheck", "metrics_float32_logits"], 20, 3, progress=said.append)
+    assert (skipped.group, skipped.name, skipped.passed) == ("tolerance", "gradcheck", None)
+    assert measured.name == "metrics_float32_logits" and len(seeds) == 20 * tolerances.MORE["metrics_float32_logits"]
+    assert len(set(seeds)) == len(seeds) and max(seeds) > 2**20  # seeds from [0, 2^31)
+    assert said == [said[0]] and said[0].startswith(f"metrics_float32_logits: {len(seeds)} cases in ")
+
+
+def test_the_command_lists_by_default_measures_30_cases_and_times_itself(monkeypatch, capsys):
+    monkeypatch.setattr(tolerances, "MEASURED", {"metrics_float32_logits": lambda rng, seed: (1e-7, 1.0)})
+    assert tolerances.main(["--rows", "gradcheck", "metrics_float32_logits"]) == 0
+    assert capsys.readouterr().out.startswith("gradcheck: torch.autograd.gradcheck's own")
+    assert tolerances.main(["--measure", "--rows", "metrics_float32_logits", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("seed 4, 30 cases per row")
+    assert float(re.search(r"rows pass \(0 skipped\) in (\S+) s", out)[1]) < 600
+    monkeypatch.setattr(sys, "argv", ["tolerances", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("sashimi.harness.tolerances", run_name="__main__")
+    assert stop.value.code == 0 and "usage: python -m sashimi.harness.tolerances" in capsys.readouterr().out
