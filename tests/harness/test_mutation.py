@@ -41,7 +41,7 @@ def test_every_mutated_file_parses_and_differs_where_the_entry_says():
         )  # nothing before the span moves
 
 
-@pytest.mark.first
+@pytest.mark.nightly  # about 10 s: the scheduled job's (the catalogue job anchors every entry each night too)
 def test_catalogue_survives_reformatting_renamed_locals_and_a_moved_function(tmp_path):
     """Every entry that anchors in today's code anchors, and mutates the same syntax, after the
     whole tree is reformatted (ast.unparse: other layout, no comments), a local variable of
