@@ -141,14 +141,15 @@ def make_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    if args.length < 1 or args.length & (args.length - 1):
-        parser.error(f"--length must be a power of two; got {args.length}")
+    config = ModelConfig() if args.paper else SMALL
+    frame = math.prod(config.pool)  # the model takes whole frames of its pools
+    if args.length < frame or args.length & (args.length - 1):
+        parser.error(f"--length must be a power of two of at least {frame} (the model's pools); got {args.length}")
     steps = args.steps
     skipped = []
     if "native" in steps and not native_available():
         steps = [s for s in steps if s != "native"]
         skipped.append(Verdict("drift", "native step", native_reason(), f"within {ROW}", None))
-    config = ModelConfig() if args.paper else SMALL
     torch.set_num_threads(1)  # mutate: skip the thread count moves the time, not the errors' size against the row
     started = time.monotonic()
     progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731  # mutate: skip progress text

@@ -71,7 +71,12 @@ def test_the_command_prints_the_table_and_refuses_a_length_not_a_power_of_two(ca
     with pytest.raises(SystemExit) as stop:
         drift.main(["--length", "1000"])
     assert stop.value.code == 2
-    assert "error: --length must be a power of two; got 1000" in capsys.readouterr().err
+    assert (
+        "error: --length must be a power of two of at least 16 (the model's pools); got 1000" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        drift.main(["--length", "8"])  # a power of two, but less than one frame of the pools
+    assert "got 8" in capsys.readouterr().err
 
 
 def test_the_slow_model_is_float64_and_its_seed_decides_it():
@@ -159,7 +164,7 @@ def test_the_commands_defaults_and_flags(capsys, monkeypatch):
     assert stop.value.code == 0 and "usage: python -m sashimi.harness.drift" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         drift.main(["--length", "0"])
-    assert "error: --length must be a power of two; got 0" in capsys.readouterr().err
+    assert "error: --length must be a power of two of at least 16 (the model's pools); got 0" in capsys.readouterr().err
 
 
 def test_without_the_native_library_its_step_is_a_skip_saying_why(capsys, monkeypatch):
