@@ -319,7 +319,7 @@ def test_ctrl_c_mid_batch_keeps_the_samples_in_progress_cut_where_they_stopped(c
     assert sorted(p.suffix for p in (tmp_path / "cut").iterdir()) == [".png"] * 4 + [".wav"] * 4
 
 
-@pytest.mark.first
+@pytest.mark.nightly  # 5 s; Ctrl-C mid-batch without --overwrite stays in make test
 def test_ctrl_c_mid_batch_with_overwrite_replaces_the_earlier_samples_only(ckpt, tmp_path, monkeypatch, capsys):
     """--overwrite removes the folder's earlier samples once, before the first batch is written: the
     samples in progress, written after the finished ones, must not remove those."""

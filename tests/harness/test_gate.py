@@ -52,6 +52,7 @@ def test_a_moved_output_fails_and_is_named(measured):
     assert failed == {"model8/train_losses", "quantize/linear16/tokens"}
 
 
+@pytest.mark.nightly  # a second measurement (3 s); the committed golden file is compared in make test
 def test_golden_outputs_are_deterministic(measured):
     again = golden.golden_outputs()
     assert all(np.array_equal(measured[k], again[k]) for k in measured)

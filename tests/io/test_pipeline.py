@@ -207,7 +207,7 @@ def test_v4_default_delta_is_exp_and_says_why(tmp_path, capsys):
     assert "Delta = exp(inv_dt): default exp: the released *_v4.pt files were converted from v3" in out
 
 
-@pytest.mark.parametrize("ref", ["v3.0.0", "v4"])
+@pytest.mark.parametrize("ref", ["v3.0.0", pytest.param("v4", marks=pytest.mark.nightly)])  # v4: 4 s, nightly
 def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     """The full sc09 pipeline key set and shapes (random values) imports as the sc09 model in its
     pipeline variant, with the published parameter count, and generates (once: v4; the layouts meet
@@ -228,6 +228,7 @@ def test_full_size_sc09_key_set_imports_and_generates(ref, tmp_path, capsys):
     assert {k: list(v.shape) for k, v in written.items()} == {k: shape for k, (shape, _) in keys["state_dict"].items()}
 
 
+@pytest.mark.nightly  # 4 s; generate and interop read imported checkpoints in make test
 def test_evaluate_reads_an_imported_checkpoint(tmp_path, audio_folder, capsys):
     """An imported pipeline model hears audio as the sc09 preset says (mu-law, 16 kHz, 16000-sample clips)."""
     from sashimi import evaluate as evaluate_cmd

@@ -222,6 +222,7 @@ def test_sample_through_the_fused_step_draws_what_the_module_step_draws(monkeypa
     assert_close(fast[1], plain[1], "fused_vs_module_step_float64")
 
 
+@pytest.mark.nightly  # compiles (4 s): the scheduled job's, with the other torch.compile tests
 def test_compiling_past_the_time_limit_leaves_the_other_depths_uncompiled(monkeypatch):
     """A compile that runs past the limit (a loaded machine): warm_up stops compiling, the depths not
     reached yet run uncompiled, it says so, and the logits are the uncompiled ones."""

@@ -409,6 +409,7 @@ def test_the_loop_schedules_on_the_validation_loss(audio_folder, tmp_path, monke
     assert [lrs[s] for s in range(1, 6)] == [0.01, 0.01, 0.01, 0.01 * factor, 0.01 * factor]
 
 
+@pytest.mark.nightly  # a run of its own (3 s); the sample writer's lengths are tested in tests/sampling
 def test_the_closing_sample_has_the_nearest_whole_number_of_samples(audio_folder, tmp_path):
     """sample_seconds x sample_rate rounded to the nearest sample, as generate's --seconds: 0.2500475 s
     at 16 kHz is 4000.76 samples, so 4001 (truncation gives 4000); counted from the WAV written."""
