@@ -61,11 +61,11 @@ class S4Conv(nn.Module):
 
     def forward(self, u: Float[Tensor, "B L H"], K: Float[Tensor, "H L"] | None = None) -> Float[Tensor, "B L H"]:
         """K: the kernel `kernel(L)` when the caller computed it already. Under autocast (training
-        in bf16) the convolution is computed as without, in the parameters' precision (u cast up to it)."""
-        with torch.autocast(u.device.type, enabled=False):
-            u = u.to(torch.promote_types(u.dtype, self.D.dtype))
-            K_f = self.spectrum(u.shape[1]) if K is None else kernel_spectrum(K)
-            return self.dropout(F.gelu(spectral_conv(u, K_f) + self.D * u))
+        in bf16) the convolution is computed as without, in the parameters' precision: u is cast up to
+        it, and none of the convolution's operations is one autocast lowers (FFTs, elementwise products)."""
+        u = u.to(torch.promote_types(u.dtype, self.D.dtype))  # mutate: skip promote_types is symmetric
+        K_f = self.spectrum(u.shape[1]) if K is None else kernel_spectrum(K)
+        return self.dropout(F.gelu(spectral_conv(u, K_f) + self.D * u))
 
     def setup_step(self, mode: str = "linear") -> None:
         """Build the recurrence (in float64, cast to the parameter dtype); call again after parameters
