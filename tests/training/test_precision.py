@@ -97,3 +97,13 @@ def test_a_bf16_run_reaches_the_float32_runs_validation_loss(audio_folder, tmp_p
         )
         validation[precision] = losses(loop.train(config), "validation")[60]
     assert validation["bf16"] == pytest.approx(validation["float32"], rel=0.01), validation
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused_before_any_work(audio_folder, tmp_path, monkeypatch):
+    """A CUDA device that cannot compute in bf16 (before Ampere) is named, with the precision that works."""
+    monkeypatch.setattr(loop, "pick_device", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla V100")
+    with pytest.raises(ValueError, match=r"^--precision bf16: Tesla V100 has no bfloat16; use float32$"):
+        loop.train(train_config(audio_folder, tmp_path, precision="bf16"))
+    assert not any(tmp_path.iterdir())
