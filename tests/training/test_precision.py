@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sashimi import train as train_cmd
 from sashimi.core.config import TrainConfig
@@ -107,3 +108,15 @@ def test_bf16_on_a_gpu_without_bfloat16_is_refused_before_any_work(audio_folder,
     with pytest.raises(ValueError, match=r"^--precision bf16: Tesla V100 has no bfloat16; use float32$"):
         loop.train(train_config(audio_folder, tmp_path, precision="bf16"))
     assert not any(tmp_path.iterdir())
+
+
+def test_an_8_bit_loss_takes_the_plain_path_and_a_16_bit_one_the_chunked(monkeypatch):
+    """LossModel's switch (whatever the precision): the chunked linear cross-entropy only above 8 bits."""
+    calls = []
+    real = F.linear_cross_entropy
+    monkeypatch.setattr(F, "linear_cross_entropy", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    for bits in (8, 16):
+        model = lm(1, torch.float32, bits=bits, d_model=4, pool=[2], n_layers=1)
+        x = torch.randint(0, 2**bits, (1, 8))
+        LossModel(model, "bf16")(x, x)
+        assert len(calls) == (bits > 8), bits
