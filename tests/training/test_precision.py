@@ -2,6 +2,7 @@
 the head and the loss in float32; FlashAttention's rule against a plain bf16 implementation; a run
 records its precision and a resume may change it."""
 
+import copy
 import json
 import math
 
@@ -120,3 +121,19 @@ def test_an_8_bit_loss_takes_the_plain_path_and_a_16_bit_one_the_chunked(monkeyp
         x = torch.randint(0, 2**bits, (1, 8))
         LossModel(model, "bf16")(x, x)
         assert len(calls) == (bits > 8), bits
+
+
+def test_the_benchmarks_bf16_case_is_the_step_train_takes_in_bf16():
+    """`bench --cases fwd_bwd_bf16` times LossModel(model, "bf16")'s forward and backward: the gradients
+    it leaves are those of that loss, computed here on a copy (and not the float32 case's)."""
+    from sashimi.harness import against
+
+    model, forward = against.build("ours", "tiny", 8, None)
+    tokens = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(0))
+    twin = copy.deepcopy(model).train()
+    against.training_step("fwd_bwd_bf16", model, forward, tokens)()
+    LossModel(twin, "bf16")(tokens, tokens)[0].backward()
+    got, want = ([p.grad for p in m.parameters()] for m in (model, twin))
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    against.training_step("fwd_bwd", model, forward, tokens)()
+    assert not all(torch.equal(p.grad, w) for p, w in zip(model.parameters(), want))  # float32 differs
