@@ -44,7 +44,7 @@ def gradients(
     model: torch.nn.Module, x: Int[Tensor, "B L"], precision: str, round_gradients: bool = False
 ) -> Float[Tensor, " P"]:
     """Every parameter's gradient of the summed loss on `x` (next-token targets `x`), as one float64 vector."""
-    model.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)  # mutate: skip zeros or None: backward leaves the same gradients
     loss, _count = LossModel(model, precision)(x, x)
     loss.backward()
     grads = [to_bf16(p.grad) if round_gradients else p.grad for p in model.parameters()]
@@ -61,7 +61,7 @@ def bf16_case(config: dict, seed: int, length: int) -> tuple[float, float]:
     """(error of the bf16 autocast gradients, error of the plain bf16 implementation's), both against
     float64, on a float32 model of `config` and two sequences of `length` tokens."""
     model = lm(seed, torch.float32, **config).eval()  # no dropout: the arithmetic is compared, not the draws
-    x = tokens(seed, 2, length, 2 ** config["bits"])
+    x = tokens(seed, 2, length, 2 ** config["bits"])  # mutate: skip which tokens: the arithmetic is compared
     want = gradients(copy.deepcopy(model).double(), x, "float32")
     ours = gradients(model, x, "bf16")
     plain = gradients(plain_bf16(model), x, "float32", round_gradients=True)
