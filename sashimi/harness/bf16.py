@@ -14,6 +14,7 @@ import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.harness.helpers import lm, tokens
+from sashimi.harness.tolerance_cases import model_case
 from sashimi.training.metrics import LossModel
 
 
@@ -71,7 +72,5 @@ def bf16_case(config: dict, seed: int, length: int) -> tuple[float, float]:
 def bf16_vs_plain(rng, seed) -> tuple[float, float]:
     """A case of `python -m sashimi.harness.tolerances --measure`: a model as the whole-model rows draw
     them (8 and 16 bits, widths 4-20, both layouts) over four pooled frames."""
-    from sashimi.harness.tolerance_cases import model_case
-
     config = model_case(rng)
     return bf16_case(config, seed, 4 * math.prod(config["pool"]))

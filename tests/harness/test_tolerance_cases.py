@@ -83,15 +83,22 @@ def test_off_init_moves_every_vector_parameter_by_a_centred_normal_of_0_3_and_no
     assert len(steps) > 300 and abs(float(steps.mean())) < 0.06 and 0.25 < float(steps.std()) < 0.35
 
 
-def spy(monkeypatch, name: str, calls: list):
-    """Replace tolerance_cases.`name` by a wrapper recording each call's arguments."""
-    real = getattr(tolerance_cases, name)
+class Built(Exception):
+    """Raised by a stand-in once it has seen what the test looks at: the rest of the case is not needed."""
+
+
+def spy(monkeypatch, name: str, calls: list, owner=tolerance_cases, stop: bool = False):
+    """Replace `owner`.`name` by a wrapper recording each call's (args, kwargs); with `stop`, the
+    wrapper raises Built after recording."""
+    real = getattr(owner, name)
 
     def wrapper(*args, **kwargs):
         calls.append((args, kwargs))
+        if stop:
+            raise Built
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tolerance_cases, name, wrapper)
+    monkeypatch.setattr(owner, name, wrapper)
 
 
 @pytest.mark.parametrize("make", ["kernel", "layer", "step_vs_conv"])
@@ -111,10 +118,6 @@ def test_the_s4_cases_build_the_layer_they_drew(make, monkeypatch):
             expected = {"dt_transform": ["exp", "softplus"][seed % 2], "output": ["glu", "linear"][(seed // 2) % 2]}
             assert kwargs == expected
             assert conditions[-1][0][1] == (min(L, 24) if make == "layer" else L)
-
-
-class Built(Exception):
-    """Raised by a stand-in step once it has seen its batch: the rest of the case is not needed."""
 
 
 def test_the_stepper_cases_draw_every_batch_from_1_to_5(monkeypatch):
@@ -141,28 +144,17 @@ def test_the_reference_identities_draw_the_ssms_their_test_draws(monkeypatch):
     C~, whose length is the last draw."""
     dense, bilinear, lengths = [], [], []
 
-    def record(name, calls, stop=False):
-        real = getattr(tolerance_cases.ref_s4, name)
-
-        def wrapper(*args):
-            calls.append(args)
-            if stop:
-                raise Built
-            return real(*args)
-
-        monkeypatch.setattr(tolerance_cases.ref_s4, name, wrapper)
-
-    record("dense_A", dense)
-    record("dense_bilinear", bilinear)
-    record("C_tilde", lengths, stop=True)
+    spy(monkeypatch, "dense_A", dense, tolerance_cases.ref_s4)
+    spy(monkeypatch, "dense_bilinear", bilinear, tolerance_cases.ref_s4)
+    spy(monkeypatch, "C_tilde", lengths, tolerance_cases.ref_s4, stop=True)
     rng = np.random.default_rng(0)
     for seed in range(400):
         with pytest.raises(Built):
             tolerance_cases.reference_identities(rng, seed)
-    Lambda = np.concatenate([a[0] for a in dense])
-    P = np.concatenate([a[1] for a in dense])
-    deltas = np.array([a[2] for a in bilinear])
-    assert {len(a[0]) for a in dense} == set(range(1, 7)) and {a[2] for a in lengths} == set(range(1, 34))
+    Lambda = np.concatenate([a[0] for a, _ in dense])
+    P = np.concatenate([a[1] for a, _ in dense])
+    deltas = np.array([a[2] for a, _ in bilinear])
+    assert {len(a[0]) for a, _ in dense} == set(range(1, 7)) and {a[2] for a, _ in lengths} == set(range(1, 34))
     assert np.exp(-2) <= -Lambda.real.max() and -Lambda.real.min() <= np.exp(2) and -Lambda.real.min() > 4
     assert np.abs(Lambda.imag).max() <= 30 and np.abs(Lambda.imag).max() > 25
     assert 0.9 < np.mean(np.abs(P) ** 2) < 1.1
