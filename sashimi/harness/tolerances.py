@@ -130,7 +130,7 @@ def shares(row: str, cases: list[tuple]) -> np.ndarray:
     out = []
     for case in cases:
         if is_rule(row):
-            bound = tolerance_bound(row, scale=0.0, plain_error=case[1])
+            bound = tolerance_bound(row, plain_error=case[1])
         else:
             bound = tolerance_bound(row, scale=case[1], condition=case[2] if len(case) > 2 else 1.0)
         out.append(case[0] / bound if bound > 0 else (math.inf if case[0] > 0 else 0.0))

@@ -195,8 +195,9 @@ def test_the_command_lists_by_default_measures_30_cases_and_times_itself(monkeyp
     assert tolerances.main(["--rows", "gradcheck", "metrics_float32_logits"]) == 0
     assert capsys.readouterr().out.startswith("gradcheck: torch.autograd.gradcheck's own")
     assert tolerances.main(["--measure", "--rows", "metrics_float32_logits", "--seed", "4"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.startswith("seed 4, 30 cases per row")
+    assert err.startswith(f"metrics_float32_logits: {30 * tolerances.MORE['metrics_float32_logits']} cases in ")
     assert float(re.search(r"rows pass \(0 skipped\) in (\S+) s", out)[1]) < 600
     monkeypatch.setattr(sys, "argv", ["tolerances", "--help"])
     with pytest.raises(SystemExit) as stop:

@@ -68,6 +68,7 @@ def test_every_bound_is_atol_plus_rtol_times_the_scale_plus_factor_times_the_pla
     assert tolerance_bound("both", scale=10.0) == 1.0 + 0.5 * 10.0
     assert tolerance_bound("both", np.zeros(0)) == tolerance_bound("both") == 1.0
     assert tolerance_bound("slack", np.array([100.0]), plain_error=3e-6) == pytest.approx(1e-5 + 2.0 * 3e-6)
+    assert tolerance_bound("slack", np.array([100.0])) == 1e-5  # no plain error given: none
 
 
 def test_the_worst_verdict_uses_the_largest_share_of_its_bound():
