@@ -203,3 +203,12 @@ def test_the_command_lists_by_default_measures_30_cases_and_times_itself(monkeyp
     with pytest.raises(SystemExit) as stop:
         runpy.run_module("sashimi.harness.tolerances", run_name="__main__")
     assert stop.value.code == 0 and "usage: python -m sashimi.harness.tolerances" in capsys.readouterr().out
+
+
+def test_a_rule_row_holds_its_rule_at_the_90th_percentile_and_prints_its_worst():
+    """bf16_vs_plain_bf16 (factor 2): 18 of 20 cases exactly at twice the plain error and two five
+    times past it pass (the 90th percentile's share is exactly 1); every case a tenth past fails."""
+    at_rule = [(2e-3, 1e-3)] * 18 + [(1e-2, 1e-3)] * 2
+    verdict = tolerances.judge("bf16_vs_plain_bf16", at_rule, drawn=True)
+    assert verdict.passed is True and "headroom 0.2x; q90 headroom 1x" in verdict.measured
+    assert tolerances.judge("bf16_vs_plain_bf16", [(2.2e-3, 1e-3)] * 20, drawn=True).passed is False
