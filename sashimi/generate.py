@@ -7,10 +7,17 @@ prefix, each WAV holds the prefix followed by the generated samples.
 
 Each run writes into a fresh folder (default: generated/<timestamp>/ beside the checkpoint); an
 --out already holding samples is refused unless --overwrite. Ctrl-C keeps the samples finished so far.
+
+--stream PATH writes one sample while it is generated instead: into a WAV that is valid as it grows,
+or with "-" as raw 16-bit little-endian mono PCM on stdout, for a player:
+  python -m sashimi.generate --checkpoint CKPT --stream - | aplay -f S16_LE -r 16000 -c 1
+(messages then go to stderr; Ctrl-C leaves a valid WAV holding what was drawn).
 """
 
 import argparse
+import functools
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +28,7 @@ from sashimi.core.cli import Parser, notices, pick_device
 from sashimi.core.config import audio_settings, check_number
 from sashimi.core.lock import exclusive
 from sashimi.io.checkpoint import CheckpointError, load_model
+from sashimi.sampling import stream
 from sashimi.sampling.sample import COMPILE_CHOICES, COMPILE_MIN_STEPS
 from sashimi.sampling.write import check_generation_fits, generate_to_folder, prepare_folder
 from sashimi.training import runs
@@ -33,7 +41,7 @@ def make_parser() -> Parser:
     parser.add_argument(
         "--checkpoint", required=True, help="a checkpoint written by sashimi.train (or sashimi.interop import)"
     )
-    parser.add_argument("--n-samples", type=int, default=4)
+    parser.add_argument("--n-samples", type=int, help="samples to generate (default 4; 1 with --stream)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="seconds to generate at the checkpoint's sample rate (default 1)")
     length.add_argument("--length", type=int, help="samples to generate")
@@ -56,7 +64,15 @@ def make_parser() -> Parser:
         "--out", help="folder for the WAVs and PNGs (default: a fresh generated/<timestamp>/ beside the checkpoint)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the samples an --out folder already holds (default: refuse)"
+        "--overwrite",
+        action="store_true",
+        help="replace the samples an --out folder already holds, or the --stream file (default: refuse)",
+    )
+    parser.add_argument(
+        "--stream",
+        metavar="PATH",
+        help="write one sample as it is generated: into PATH, a .wav valid as it grows, or with - as raw 16-bit "
+        "little-endian mono PCM on stdout (| aplay -f S16_LE -r RATE -c 1); no folder, no PNG",
     )
     return parser
 
@@ -68,14 +84,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
+    started = time.perf_counter()
+    say = functools.partial(print, file=sys.stderr) if args.stream else print  # stdout may carry the audio
     try:
-        check_number("--n-samples", args.n_samples, 1)
+        n_samples = args.n_samples if args.n_samples is not None else 1 if args.stream else 4
+        check_number("--n-samples", n_samples, 1)
         check_number("--batch-size", args.batch_size, 1)
         check_number("--temperature", args.temperature, 0.0, low_open=True)
         check_number("--top-p", args.top_p, 0.0, 1.0, low_open=True)
         check_number("--seconds", args.seconds, 0.0, low_open=True)
         check_number("--length", args.length, 1)
         check_number("--seed", args.seed, 0, 2**63 - 1)
+        if args.stream:
+            if n_samples != 1:
+                raise ValueError(f"--stream writes one sample; got --n-samples {n_samples}: leave it out or give 1")
+            if args.out:
+                raise ValueError("--stream writes one file, --out a folder of samples: give one of them")
+            stream.check_target(args.stream, args.overwrite)
         device = pick_device(args.device)
         model, payload = load_model(args.checkpoint, device, args.bits)
         audio = audio_settings(payload["config"].get("train"))
@@ -88,11 +113,29 @@ def run(args) -> int:
             prefix = encode(
                 torch.from_numpy(load_audio(args.prefix, audio.sample_rate)), model.config.bits, audio.quantization
             )
-            print(
+            say(
                 f"prefix {args.prefix}: {prefix.shape[0]:,} samples at {audio.sample_rate} Hz; each WAV holds them, "
                 f"then {n_steps:,} generated samples"
             )
-        check_generation_fits(model, args.n_samples, n_steps, 0 if prefix is None else prefix.shape[0], args.batch_size)
+        n_prefix = 0 if prefix is None else prefix.shape[0]
+        if args.stream:
+            check_generation_fits(model, 1, n_steps, n_prefix, 1, "--seconds/--length")
+            stream.stream_to(
+                model,
+                audio.quantization,
+                audio.sample_rate,
+                args.stream,
+                n_steps,
+                args.temperature,
+                args.top_p,
+                prefix,
+                args.seed,
+                say,
+                COMPILE_CHOICES[args.compile],
+                started,
+            )
+            return 0
+        check_generation_fits(model, n_samples, n_steps, n_prefix, args.batch_size)
         out = Path(args.out) if args.out else runs.new_run_dir(Path(args.checkpoint).parent / "generated")
         try:
             prepare_folder(out, args.overwrite)  # created and checked before its lock is taken in it
@@ -102,7 +145,7 @@ def run(args) -> int:
                     audio.quantization,
                     audio.sample_rate,
                     out,
-                    args.n_samples,
+                    n_samples,
                     n_steps,
                     args.temperature,
                     args.top_p,

@@ -42,7 +42,8 @@ def test_generate_flags_parse_as_their_help_says(capsys):
         parser.parse_args([])
     assert "the following arguments are required: --checkpoint" in capsys.readouterr().err
     args = parser.parse_args(["--checkpoint", "m.pt"])
-    assert (args.compile, args.out, args.overwrite, args.n_samples, args.batch_size) == ("auto", None, False, 4, 16)
+    assert (args.compile, args.out, args.overwrite, args.n_samples, args.batch_size) == ("auto", None, False, None, 16)
+    assert args.stream is None
     with pytest.raises(SystemExit):
         parser.parse_args(["--checkpoint", "m.pt", "--compile", "fast"])
     assert "default: a fresh generated/<timestamp>/ beside the checkpoint" in " ".join(parser.format_help().split())

@@ -56,6 +56,7 @@ def sample(
     compile: bool | str = "auto",
     log=None,
     compile_time_limit: float = COMPILE_TIME_LIMIT,
+    listen=None,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     """n sequences: the prefix (if any) then `length` sampled tokens; and the mean log-likelihood
     per generated sample under the (tempered, filtered) sampling distribution. `prepared`: the
@@ -67,7 +68,7 @@ def sample(
     compiled `FusedStep`, False the modules' step (the plain path). All give the same samples up
     to float rounding. `log`: told when compiling starts (it takes seconds) and when it ran past
     `compile_time_limit` seconds, from where on the step functions not compiled yet run without it
-    (`FusedStep.warm_up`)."""
+    (`FusedStep.warm_up`). `listen`: given each step's drawn tokens (B,) as they are drawn."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     if not 0 < top_p <= 1:
@@ -101,7 +102,7 @@ def sample(
             step = model_step(model, n)
         with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
             return sampling_loop(
-                step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress
+                step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress, listen
             )
     finally:
         model.train(training)
@@ -163,6 +164,7 @@ def sampling_loop(
     generator: torch.Generator,
     device: torch.device,
     progress,
+    listen=None,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
     token = torch.full((n,), 2 ** (bits - 1), dtype=torch.long, device=device)
     if prefix.numel():
@@ -183,6 +185,8 @@ def sampling_loop(
             token_cpu = token_cpu[:, 0]
             token = token_cpu.to(device)
             out.append(token_cpu)
+            if listen is not None:
+                listen(token_cpu)
             if progress is not None:
                 progress.update(1)
     except KeyboardInterrupt:
