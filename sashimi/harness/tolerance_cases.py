@@ -3,6 +3,8 @@ draws, made the way the tests that use the row draw theirs. Each case gives (err
 max |ours - theirs| and max |theirs| (what the row's rtol multiplies)."""
 
 import math
+import tempfile
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from reference import layer as ref_layer
 from reference import s4 as ref_s4
 from reference import sashimi as ref_model
+from sashimi import export
 from sashimi.harness.helpers import kernel_condition, lm, numpy_state, s4_layer, tokens
 from sashimi.harness.verdict import error_and_scale
 from sashimi.model import cauchy
@@ -170,6 +173,19 @@ def fused_vs_module(dtype):
 
 def native_vs_module(dtype):
     return stepper_vs_module(dtype, lambda model, batch: NativeStep(model, batch, threads=1 + batch % 2))
+
+
+def onnx_vs_module(rng, seed):
+    """The exported step run by onnxruntime (`python -m sashimi.export`) against the modules' step,
+    float32: one export per case."""
+    if export.missing_extras():
+        raise RuntimeError(f"the row needs the export extras: {export.EXTRAS}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "step.onnx"
+        case = stepper_vs_module(
+            torch.float32, lambda model, batch: export.OnnxStep(export.export_onnx(model, path), batch)
+        )
+        return case(rng, seed)
 
 
 def reference_identities(rng, seed):

@@ -43,6 +43,7 @@ from sashimi.harness.tolerance_cases import (
     model_step_vs_conv,
     model_vs_reference,
     native_vs_module,
+    onnx_vs_module,
     reference_identities,
     step_vs_conv,
 )
@@ -83,6 +84,7 @@ MEASURED = {
     "fused_vs_module_step_float32": fused_vs_module(torch.float32),
     "native_vs_module_step_float64": native_vs_module(torch.float64),
     "native_vs_module_step_float32": native_vs_module(torch.float32),
+    "onnx_vs_module_step_float32": onnx_vs_module,
     "chunked_vs_plain_cross_entropy": chunked_cross_entropy,
     "evaluate_vs_training_metrics": evaluate_batching,
     "metrics_float32_logits": metrics_from_float32,

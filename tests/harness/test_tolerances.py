@@ -158,7 +158,8 @@ def test_one_fresh_case_of_every_drawn_row_runs_within_its_bound():
     acceptance runs used, fixed so that CI does not flake on a tail the measure accepts)."""
     seed = 7
     for row, case in tolerances.MEASURED.items():
-        if row in tolerances.FIXED:
+        # an ONNX case is an export (tens of seconds): tests/io/test_export.py makes one and holds this row
+        if row in tolerances.FIXED or row == "onnx_vs_module_step_float32":
             continue
         rng = np.random.default_rng([seed, sum(map(ord, row))])
         share = tolerances.shares(row, [case(rng, int(rng.integers(0, 2**31)))])[0]
