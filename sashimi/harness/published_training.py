@@ -52,7 +52,7 @@ class PipelineParameters(nn.Module):
         return self.loss_model[0].lm
 
     def named_leaves(self) -> dict[str, nn.Parameter]:
-        return dict(zip(self.names, self.leaves, strict=True))
+        return dict(zip(self.names, self.leaves, strict=True))  # mutate: skip both are built from one list
 
     def forward(self, x: Int[Tensor, "B L"], y: Int[Tensor, "B L"]) -> tuple[Float[Tensor, ""], int]:
         ours = convert_state(pipeline.convert({**self.named_leaves(), **self.buffers_}, self.layout), self.lm)
@@ -60,12 +60,8 @@ class PipelineParameters(nn.Module):
 
 
 def hyperparameters(group: dict) -> tuple:
-    return (
-        float(group["lr"]),
-        float(group["weight_decay"]),
-        tuple(float(b) for b in group["betas"]),
-        float(group.get("eps", 1e-8)),
-    )
+    """(lr, weight decay, betas, eps) of an optimizer's group or a recorded one (JSON: betas a list)."""
+    return group["lr"], group["weight_decay"], tuple(group["betas"]), group.get("eps", 1e-8)
 
 
 def our_groups(model: PipelineParameters, lr: float, spec: OptimizerConfig) -> list[dict]:
@@ -129,7 +125,7 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
         )
 
     model = PipelineParameters(state, layout, meta.get("dt_transform"))
-    model.lm.train()
+    model.lm.train()  # mutate: skip the fixtures' dropout is 0: train and eval compute the same (as sashimi.train)
     loss_sum, count = model(x, y)
     loss = loss_sum / count
     loss.backward()
@@ -172,7 +168,7 @@ def check_training(path: Path, arrays: dict, meta: dict) -> list[Verdict]:
 
     results.append(train_step_row(stem, state, layout, meta, arrays, x, y, spec))
     fresh = PipelineParameters(state, layout, meta.get("dt_transform"))
-    fresh.lm.train()
+    fresh.lm.train()  # mutate: skip the fixtures' dropout is 0: train and eval compute the same (as sashimi.train)
     optimizer = adamw(our_groups(fresh, experiment["lr"], spec), spec)
     clip = meta.get("gradient_clip_val")
     for _ in range(int(meta["steps"])):

@@ -14,8 +14,9 @@ import torch
 import specs
 from sashimi.core.config import OptimizerConfig
 from sashimi.harness import published
-from sashimi.harness.published_training import RECORDS, PipelineParameters, group_rows
+from sashimi.harness.published_training import RECORDS, PipelineParameters, check_training, group_rows
 from sashimi.io import pipeline
+from sashimi.io.interop import InteropError
 from tests.helpers import PUBLISHED
 
 PARAMETER = "model.u_layers.1.1.layer.layer.kernel.B"  # an SSM parameter, in its own optimizer group
@@ -106,6 +107,41 @@ def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
     assert stale.measured == f"0 of {len(model.names)} differ"
 
 
+def test_group_rows_name_the_first_four_unexplained_differences():
+    """Five decayed parameters moved to the pipeline's undecayed group: the row fails, its comment
+    names the first four (in name order), not the fifth."""
+    path = PUBLISHED / "training_v3.0.0.npz"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with np.load(path) as f:
+        state = {k: torch.from_numpy(f[k]) for k in f.files if not k.startswith(RECORDS)}
+    model = PipelineParameters(state, pipeline.detect_layout(state), meta.get("dt_transform"))
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
+    known = specs.load("recipes")["param_groups"]["v3.0.0"]["probe"]
+    groups = copy.deepcopy(meta["probe_param_groups"])
+    decayed = next(g for g in groups if g["weight_decay"] == 0.1)
+    plain = next(g for g in groups if g["weight_decay"] == 0.0 and g["lr"] == 0.004)
+    moved = sorted(n for n in decayed["names"] if n not in known)[:5]
+    for name in moved:
+        plain["names"].append(decayed["names"].pop(decayed["names"].index(name)))
+    row = group_rows("v3", model, groups, "probe", 0.004, spec, known)
+    assert not row.passed and row.measured == f"{5 + len(known)} of {len(model.names)} differ"
+    named = [n for n in moved if f"{n}: ours " in row.comment]
+    assert named == moved[:4], row.comment
+
+
+@pytest.mark.parametrize(
+    "drop, where", [("train/loss_f64", "training fixture lacks"), ("steps", "training fixture's sidecar")]
+)
+def test_a_fixture_lacking_a_record_is_refused_naming_it(drop, where):
+    path = PUBLISHED / "training_v4_clip.npz"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    (arrays if drop in arrays else meta).pop(drop)
+    with pytest.raises(InteropError, match=f"{where}.*'{drop}'"):
+        check_training(path, arrays, meta)
+
+
 def test_each_pass_builds_from_the_fixture_not_from_an_earlier_pass():
     """A fresh pipeline state (l_kernel 0: C not yet C~) converts C and sets l_kernel at its first
     forward. The training check builds the gradient pass and the 3-step pass from one loaded
@@ -133,7 +169,20 @@ def test_official_training_fixtures_of_other_states_and_recipes_pass_every_row(s
     gradient clipping at 0.5 (tools/README.md, "Other shapes")."""
     results = rows(PUBLISHED / f"{stem}.npz")
     assert all(r.passed for r in results.values()), [r.line() for r in results.values() if not r.passed]
-    assert any(name.startswith("parameter after 3 steps") for name in results)
     meta = json.loads((PUBLISHED / f"{stem}.json").read_text())
+    with np.load(PUBLISHED / f"{stem}.npz") as f:
+        grads, after = ([k for k in f.files if k.startswith(prefix)] for prefix in ("grad/", "step3/"))
+    lr, wd = meta["optimizer"]["lr"], meta["optimizer"]["weight_decay"]
+    probe = dict(o.split("=") for o in meta["probe_overrides"])
+    own = "3 steps of sashimi.train's own step (pool weights as the pipeline's g, v)"
+    assert set(results) == {
+        "loss (float64)",
+        f"param groups (experiment: lr {lr}, weight decay {wd})",
+        f"param groups (probe: lr {probe['optimizer.lr']}, weight decay {probe['optimizer.weight_decay']})",
+        own,
+        *(f"gradient {k[len('grad/') :]}" for k in grads),
+        *(f"parameter after 3 steps {k[len('step3/') :]}" for k in after),
+    }
+    assert 0 < results[own].error <= results[own].bound  # the worst parameter's error, as measured
     assert meta["fresh"] == (stem == "training_v4_fresh")
     assert stem != "training_v4_clip" or (meta["gradient_clip_val"], meta["optimizer"]["weight_decay"]) == (0.5, 0.05)
