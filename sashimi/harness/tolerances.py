@@ -106,6 +106,9 @@ MORE = {
     "metrics_float32_logits": 10,
 }  # mutate: skip how many times more a cheap row draws: a choice of run time (the measure runs it at any count)
 
+# rows too dear to draw --cases times past this many: each ONNX case is a torch.onnx export (10-40 s here)
+AT_MOST = {"onnx_vs_module_step_float32": 30}
+
 NOT_MEASURED = {
     "gradcheck": "torch.autograd.gradcheck's own finite-difference tolerances, not a bound on our error",
     "stability_margin": "strict inequalities (no slack by design), not an error bound",
@@ -195,7 +198,9 @@ def measure(rows: list[str], n_cases: int, seed: int, progress=None) -> list[Ver
         if row in FIXED:
             cases = FIXED[row](rng, seed)  # mutate: skip the fixed rows read fixtures: they take neither
         else:
-            cases = [MEASURED[row](rng, int(rng.integers(0, 2**31))) for _ in range(n_cases * MORE.get(row, 1))]
+            n = n_cases * MORE.get(row, 1)
+            n = min(n, AT_MOST.get(row, n))
+            cases = [MEASURED[row](rng, int(rng.integers(0, 2**31))) for _ in range(n)]
         verdicts.append(judge(row, cases, drawn=row not in FIXED))
         if progress:
             progress(f"{row}: {len(cases)} cases in {time.monotonic() - started:.0f} s")
@@ -214,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cases",
         type=int,
         default=30,
-        help=f"random cases per row, at least {MIN_CASES} (default 30; the cheap rows draw MORE times that)",
+        help=f"random cases per row, at least {MIN_CASES} (default 30; the cheap rows draw 10 to 50 times that, the "
+        f"ONNX row at most {AT_MOST['onnx_vs_module_step_float32']}: an export each)",
     )
     parser.add_argument("--seed", type=int, help="seed of the cases (default: fresh from the OS; printed)")
     args = parser.parse_args(argv)

@@ -191,6 +191,17 @@ def test_the_measure_goes_on_past_an_unmeasured_row_with_fresh_seeds_and_says_it
     assert said == [said[0]] and said[0].startswith(f"metrics_float32_logits: {len(seeds)} cases in ")
 
 
+@pytest.mark.parametrize("n_cases, drawn", [(20, 20), (30, 30), (300, 30)])
+def test_the_onnx_row_draws_at_most_30_cases(n_cases, drawn, monkeypatch):
+    """Each of its cases is an export (tens of seconds): --cases 300 draws 30, fewer draw as asked."""
+    calls = []
+    monkeypatch.setitem(
+        tolerances.MEASURED, "onnx_vs_module_step_float32", lambda rng, seed: calls.append(1) or (0.0, 1.0)
+    )
+    (verdict,) = tolerances.measure(["onnx_vs_module_step_float32"], n_cases, 1)
+    assert len(calls) == drawn and verdict.passed is False  # (0 error everywhere: q90 headroom past the band)
+
+
 def test_the_command_lists_by_default_measures_30_cases_and_times_itself(monkeypatch, capsys):
     monkeypatch.setattr(tolerances, "MEASURED", {"metrics_float32_logits": lambda rng, seed: (1e-7, 1.0)})
     assert tolerances.main(["--rows", "gradcheck", "metrics_float32_logits"]) == 0
