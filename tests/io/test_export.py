@@ -22,7 +22,7 @@ needs_extras = pytest.mark.skipif(
 
 @pytest.fixture
 def ckpt(tmp_path):
-    model = lm(3, torch.float32, **{**tiny_config(8).to_dict(), "pool": [4, 2], "n_layers": 2})
+    model = lm(3, torch.float32, **{**tiny_config(8).to_dict(), "pool": [4, 2]})  # uneven pools, one layer a depth
     return checkpoint.save(
         {"model": model.state_dict(), "config": {"model": model.config.to_dict(), "train": {}}},
         tmp_path / "run" / "checkpoint.pt",
