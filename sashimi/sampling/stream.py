@@ -99,7 +99,10 @@ def check_target(path: str, overwrite: bool, stdout=None) -> str:
         raise ValueError(f"--stream {path} is a folder: give a .wav path")
     if target.exists() and not overwrite:
         raise ValueError(f"--stream {path} exists: give a new path, or --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--stream {path}: cannot make its folder {target.parent}: {e.strerror or e}") from None
     return path
 
 
@@ -125,8 +128,11 @@ def stream_to(
     was drawn, says so and raises KeyboardInterrupt again; a reader closing stdout ends the run."""
     started = time.perf_counter() if started is None else started
     bits, chunk = model.config.bits, max(1, round(sample_rate * CHUNK_SECONDS))
-    out, pending, first = PcmStream(path, sample_rate, stdout), [], []
     where = "stdout (raw 16-bit little-endian mono PCM)" if path == STDOUT else f"{path} (a WAV, valid as it grows)"
+    try:
+        out, pending, first = PcmStream(path, sample_rate, stdout), [], []
+    except OSError as e:
+        raise OSError(f"cannot write {where}: {e.strerror or e}") from None
 
     def flush() -> None:
         if pending:

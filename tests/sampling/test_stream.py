@@ -213,6 +213,21 @@ def test_a_full_disk_is_one_error_naming_the_file(ckpt, tmp_path, capsys, monkey
     assert_one_line_error(code, err, f"cannot write {path} (a WAV, valid as it grows): No space left on device")
 
 
+def test_a_wav_that_cannot_be_created_is_one_error_naming_it(ckpt, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "s.wav"  # its folder would be a file
+    code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(path)], capsys)
+    assert_one_line_error(code, err, f"--stream {path}: cannot make its folder {path.parent}: ")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(stream, "open", refused, raising=False)  # the module's `open`: the WAV's
+    path = tmp_path / "s.wav"
+    code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(path), "--length", "9"], capsys)
+    assert_one_line_error(code, err, f"cannot write {path} (a WAV, valid as it grows): Permission denied")
+
+
 @pytest.mark.parametrize(
     "argv, needles",
     [
