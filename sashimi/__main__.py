@@ -11,6 +11,7 @@ COMMANDS = {
     "check": "the pre-merge regression gate",
     "specs": "shapes and parameter counts against the contract in specs/",
     "interop": "check against, or import, the published implementation's weights",
+    "export": "the model's step as an ONNX graph, checked in onnxruntime",
     "bench": "speed and memory of the paper's model",
     "mutate": "run the mutation catalogue against the tests and the gate",
     "selfcheck": "an S4 layer as a convolution and as a recurrence",

@@ -1,12 +1,12 @@
 """python -m sashimi.export --onnx OUT.onnx CHECKPOINT: the model's step as an ONNX graph, for runtimes
 other than PyTorch (onnxruntime, and others that read ONNX).
 
-The graph is `PortableStep` (sashimi/model/portable.py): the tokens of one sample, int64 (batch,),
+The graph (sashimi/io/onnx.py, sashimi/model/portable.py): the tokens of one sample, int64 (batch,),
 and the state in; the logits, float32 (batch, classes), and the next state out. Only real tensors
 (ONNX has no complex type). Inputs: `tokens`, then the state: `t` (the step counter, an int64
 scalar), `buffer_<d>`, `pending_<d>`, `state_<d>`; outputs: `logits`, then each state name with
 `_next`. The batch is free. The first state is zeros of each input's shape, `t` = 0; each step feeds
-back the `_next` outputs (`OnnxStep` below does exactly this: a runnable example of driving it).
+back the `_next` outputs (the README shows the loop in onnxruntime).
 
 The file is written under a hidden name and renamed once whole; before that, onnxruntime runs it for
 --check-steps samples of random tokens against the model's own step (`SashimiLM.step`) and the run
@@ -15,132 +15,22 @@ stops unless every logit lies within the tolerance row `onnx_vs_module_step_floa
 """
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sashimi.core.cli import Parser, notices
 from sashimi.core.config import check_number
-from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.harness.verdict import compare
-from sashimi.io.checkpoint import ANSI, CheckpointError, load_model
+from sashimi.io.checkpoint import CheckpointError, load_model
+from sashimi.io.onnx import EXTRAS, OnnxStep, export_onnx, missing_extras
 from sashimi.model.lm import SashimiLM
-from sashimi.model.portable import PortableStep
 
 ROW = "onnx_vs_module_step_float32"
-OPTIMIZE = False  # onnxruntime optimizes the graph itself when it loads it; the exporter's pass doubles the time
-NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(double)": np.float64}
-EXTRAS = "pip install -c constraints.txt '.[export]'"
-
-
-def missing_extras() -> str | None:
-    """The first package of the `export` extras that is not installed, or None."""
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError:
-            return name
-    return None
-
-
-def io_names(step: PortableStep) -> tuple[list[str], list[str]]:
-    names = step.state_names()
-    return ["tokens", *names], ["logits", *(f"{n}_next" for n in names)]
-
-
-@contextlib.contextmanager
-def quiet_exporter():
-    """torch.onnx's progress lines and its notes about packages it does not need (torchvision), off."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with (
-            warnings.catch_warnings(),
-            open(os.devnull, "w") as null,
-            contextlib.redirect_stdout(null),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def export_onnx(model: SashimiLM, path: str | os.PathLike) -> Path:
-    """`model`'s step as an ONNX graph at `path` (written whole or not at all), in the model's dtype;
-    the model is put in eval mode and its recurrence built (`setup_step`)."""
-    model.eval()
-    model.setup_step()
-    step = PortableStep(model)
-    inputs, outputs = io_names(step)
-    example = (torch.zeros(2, dtype=torch.long), *step.initial_state(2))
-    batch = torch.export.Dim("batch", min=1)
-    dynamic = ({0: batch}, None, ({0: batch},) * (len(inputs) - 2))  # forward(tokens, t, *state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with torch.no_grad(), quiet_exporter():
-            program = torch.onnx.export(
-                step,
-                example,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_shapes=dynamic,
-                dynamo=True,
-                optimize=OPTIMIZE,
-                verbose=False,
-            )
-            program.save(tmp)
-        os.replace(tmp, path)
-    except Exception as e:  # torch.export's own errors: many kinds, each with pages of advice
-        if isinstance(e, OSError):
-            raise
-        raise RuntimeError(f"torch.onnx could not export the step: {export_failure(e)}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
-def export_failure(e: Exception) -> str:
-    """The line of a torch.onnx error that says what failed: the one after its "Exception summary"
-    heading (the rest is advice to the exporter's own developers), else its first line."""
-    lines = [line.strip() for line in ANSI.sub("", str(e)).splitlines() if line.strip()]
-    for heading, line in zip(lines, lines[1:]):
-        if heading.endswith("Exception summary"):
-            return line
-    return lines[0] if lines else type(e).__name__
-
-
-class OnnxStep:
-    """An exported step run by onnxruntime, with its state kept here: `step(tokens) -> logits`, as
-    `FusedStep.step` (the state starts at zeros, t = 0)."""
-
-    def __init__(self, path: str | os.PathLike, batch: int, threads: int = 1):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # errors only: its constant-folding notes are not the user's concern
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
-        self.state = [
-            np.zeros([batch if isinstance(d, str) else d for d in i.shape], NUMPY_TYPES[i.type])
-            for i in self.session.get_inputs()[1:]
-        ]
-
-    def step(self, tokens: Int[Tensor, " B"]) -> Float[Tensor, "B C"]:
-        logits, *self.state = self.session.run(None, dict(zip(self.names, [tokens.numpy(), *self.state])))
-        return torch.from_numpy(logits)
 
 
 def check_export(model: SashimiLM, path: Path, steps: int, seed: int = 0):

@@ -13,9 +13,9 @@ import torch
 from reference import layer as ref_layer
 from reference import s4 as ref_s4
 from reference import sashimi as ref_model
-from sashimi import export
 from sashimi.harness.helpers import kernel_condition, lm, numpy_state, s4_layer, tokens
 from sashimi.harness.verdict import error_and_scale
+from sashimi.io import onnx
 from sashimi.model import cauchy
 from sashimi.model.cauchy import (
     dplr_response,
@@ -176,14 +176,14 @@ def native_vs_module(dtype):
 
 
 def onnx_vs_module(rng, seed):
-    """The exported step run by onnxruntime (`python -m sashimi.export`) against the modules' step,
+    """The exported step run by onnxruntime (sashimi/io/onnx.py) against the modules' step,
     float32: one export per case."""
-    if export.missing_extras():
-        raise RuntimeError(f"the row needs the export extras: {export.EXTRAS}")
+    if onnx.missing_extras():
+        raise RuntimeError(f"the row needs the export extras: {onnx.EXTRAS}")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "step.onnx"
         case = stepper_vs_module(
-            torch.float32, lambda model, batch: export.OnnxStep(export.export_onnx(model, path), batch)
+            torch.float32, lambda model, batch: onnx.OnnxStep(onnx.export_onnx(model, path), batch)
         )
         return case(rng, seed)
 

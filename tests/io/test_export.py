@@ -12,12 +12,10 @@ import torch
 
 from sashimi import export
 from sashimi.harness.verdict import assert_close
-from sashimi.io import checkpoint
+from sashimi.io import checkpoint, onnx
 from tests.helpers import assert_one_line_error, lm, run_main, tiny_config
 
-needs_extras = pytest.mark.skipif(
-    export.missing_extras() is not None, reason=f"needs the export extras: {export.EXTRAS}"
-)
+needs_extras = pytest.mark.skipif(onnx.missing_extras() is not None, reason=f"needs the export extras: {onnx.EXTRAS}")
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def test_the_exported_step_runs_in_onnxruntime_as_the_models_step(ckpt, tmp_path
     model.setup_step()
     for batch, seed in ((1, 1), (3, 2)):
         x = torch.randint(0, 256, (batch, 300), generator=torch.Generator().manual_seed(seed))
-        step = export.OnnxStep(out, batch)
+        step = onnx.OnnxStep(out, batch)
         got = torch.stack([step.step(x[:, t]) for t in range(x.shape[1])], 1)
         assert_close(got, module_logits(model, x), "onnx_vs_module_step_float32")
 
@@ -138,16 +136,16 @@ def test_missing_extras_are_named_with_the_install_command(ckpt, tmp_path, capsy
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr("builtins.__import__", without_onnxscript)
-    assert export.missing_extras() == "onnxscript"
+    assert onnx.missing_extras() == "onnxscript"
     code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx")], capsys)
     assert_one_line_error(code, err, "(onnxscript is not installed)", "pip install -c constraints.txt '.[export]'")
 
 
 def test_an_exporter_failure_is_its_summary_line():
     text = "Failed to export.\n- advice\n## Exception summary\n\n<class 'X'>: what failed\n(more)"
-    assert export.export_failure(RuntimeError(text)) == "<class 'X'>: what failed"
-    assert export.export_failure(RuntimeError("\x1b[96mplain\x1b[0m message\nmore")) == "plain message"
-    assert export.export_failure(RuntimeError("")) == "RuntimeError"
+    assert onnx.export_failure(RuntimeError(text)) == "<class 'X'>: what failed"
+    assert onnx.export_failure(RuntimeError("\x1b[96mplain\x1b[0m message\nmore")) == "plain message"
+    assert onnx.export_failure(RuntimeError("")) == "RuntimeError"
 
 
 @needs_extras
@@ -173,7 +171,7 @@ def test_the_onnx_step_starts_from_zeros_of_each_inputs_shape(tmp_path, monkeypa
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
-    step = export.OnnxStep(tmp_path / "x.onnx", 5)
+    step = onnx.OnnxStep(tmp_path / "x.onnx", 5)
     assert [s.shape for s in step.state] == [(), (5, 3, 2), (5, 1, 2)]
     assert [s.dtype for s in step.state] == [np.int64, np.float32, np.float64]
     assert not any(s.any() for s in step.state)
