@@ -45,10 +45,10 @@ class PortableStep(torch.nn.Module):
         first sample, as `FusedStep`'s and `SashimiLM.default_state`'s."""
         weights = self.weights_0
         K = len(self.pool)
-        windows = [weights.new_zeros(batch, self.widths[d], self.pool[d]) for d in range(K)]
+        buffers = [weights.new_zeros(batch, self.widths[d], self.pool[d]) for d in range(K)]
         pending = [weights.new_zeros(batch, self.widths[d], self.pool[d]) for d in range(K)]
         states = [weights.new_zeros(batch, self.n_states[d], 2, self.widths[d], self.d_state2) for d in range(K + 1)]
-        return [torch.zeros((), dtype=torch.long), *windows, *pending, *states]
+        return [torch.zeros((), dtype=torch.long), *buffers, *pending, *states]
 
     def forward(self, tokens: Int[Tensor, " B"], t: Int[Tensor, ""], *state: Tensor) -> tuple[Tensor, ...]:
         K = len(self.pool)
