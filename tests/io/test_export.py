@@ -36,6 +36,7 @@ def module_logits(model, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
+@pytest.mark.first  # one of the suite's longest (the export): started first so that the workers end together
 @needs_extras
 def test_the_exported_step_runs_in_onnxruntime_as_the_models_step(ckpt, tmp_path, capsys, monkeypatch):
     out = tmp_path / "graphs" / "step.onnx"  # its folder is made
