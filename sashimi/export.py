@@ -15,6 +15,8 @@ stops unless every logit lies within the tolerance row `onnx_vs_module_step_floa
 """
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -29,22 +31,25 @@ from sashimi.harness.verdict import compare
 from sashimi.io.checkpoint import CheckpointError, load_model
 from sashimi.io.onnx import EXTRAS, OnnxStep, export_onnx, missing_extras
 from sashimi.model.lm import SashimiLM
+from sashimi.model.rollout import rollout
 
 ROW = "onnx_vs_module_step_float32"
 
 
 def check_export(model: SashimiLM, path: Path, steps: int, seed: int = 0):
     """onnxruntime's logits over `steps` samples of random tokens (batch 2) against the model's own
-    step, judged by the tolerance row ROW (a `Verdict`)."""
+    step (`rollout`), judged by the tolerance row ROW (a `Verdict`)."""
     tokens = torch.randint(0, model.config.n_classes, (2, steps), generator=torch.Generator().manual_seed(seed))
-    model.setup_step()  # (unchanged weights: the recurrence export_onnx built is reused)
-    onnx_step, state, got, want = OnnxStep(path, 2), model.default_state(2), [], []
-    with torch.no_grad():
-        for t in range(steps):
-            logits, state = model.step(tokens[:, t], state)
-            want.append(logits)
-            got.append(onnx_step.step(tokens[:, t]))
-    return compare(torch.stack(got, 1), torch.stack(want, 1), ROW, "export", "onnxruntime vs the model's step")
+    want = rollout(model, tokens)
+    onnx_step = OnnxStep(path, 2)
+    got = torch.stack([onnx_step.step(tokens[:, t]) for t in range(steps)], 1)
+    return compare(got, want, ROW, "export", "onnxruntime vs the model's step")
+
+
+def fewest_check_steps(model: SashimiLM) -> int:
+    """Samples after which the deepest depth's output has reached the logits: two of its periods
+    (the UpPools' causal shift), and one more."""
+    return 2 * math.prod(model.config.pool) + 1
 
 
 def make_parser() -> Parser:
@@ -70,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
+    made: list[Path] = []  # the folders this run makes, innermost first: removed again if it fails
     try:
         check_number("--check-steps", args.check_steps, 0)
         out = Path(args.onnx)
-        if out.suffix != ".onnx":
+        if out.suffix.lower() != ".onnx":
             raise ValueError(f"--onnx takes a path ending in .onnx; got {args.onnx}")
         if out.exists() and not args.overwrite:
             raise ValueError(f"--onnx {out} exists: give a new path, or --overwrite to replace it")
@@ -81,11 +87,18 @@ def run(args) -> int:
         if missing:
             raise ValueError(f"export needs the export extras ({missing} is not installed): {EXTRAS}")
         model, _ = load_model(args.checkpoint)
+        least = fewest_check_steps(model)
+        if 0 < args.check_steps < least:
+            raise ValueError(
+                f"--check-steps {args.check_steps} does not reach the model's deepest depth (pools "
+                f"{model.config.pool}): give at least {least}, or 0 for no check"
+            )
         start = time.perf_counter()
         print(
             f"exporting the step of {args.checkpoint} ({model.config.bits}-bit, d_model {model.config.d_model}): "
             "torch.onnx traces it, minutes for the paper's models"
         )
+        made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as folder:
             staged = export_onnx(model, Path(folder) / out.name)
@@ -103,9 +116,17 @@ def run(args) -> int:
             os.replace(staged, out)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
         return 0
-    except (ValueError, CheckpointError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BaseException as e:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: nothing of this run is left in it
+        if isinstance(e, KeyboardInterrupt):
+            print("interrupted: nothing written", file=sys.stderr)
+            return 130
+        if isinstance(e, (ValueError, CheckpointError, OSError, RuntimeError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

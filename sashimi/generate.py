@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> int:
     started = time.perf_counter()
-    say = functools.partial(print, file=sys.stderr) if args.stream else print  # stdout may carry the audio
+    streaming = args.stream is not None
+    say = functools.partial(print, file=sys.stderr) if streaming else print  # stdout may carry the audio
     try:
-        n_samples = args.n_samples if args.n_samples is not None else 1 if args.stream else 4
+        n_samples = args.n_samples if args.n_samples is not None else 1 if streaming else 4
         check_number("--n-samples", n_samples, 1)
         check_number("--batch-size", args.batch_size, 1)
         check_number("--temperature", args.temperature, 0.0, low_open=True)
@@ -95,7 +96,7 @@ def run(args) -> int:
         check_number("--seconds", args.seconds, 0.0, low_open=True)
         check_number("--length", args.length, 1)
         check_number("--seed", args.seed, 0, 2**63 - 1)
-        if args.stream:
+        if streaming:
             if n_samples != 1:
                 raise ValueError(f"--stream writes one sample; got --n-samples {n_samples}: leave it out or give 1")
             if args.out:
@@ -118,7 +119,7 @@ def run(args) -> int:
                 f"then {n_steps:,} generated samples"
             )
         n_prefix = 0 if prefix is None else prefix.shape[0]
-        if args.stream:
+        if streaming:
             check_generation_fits(model, 1, n_steps, n_prefix, 1, "--seconds/--length")
             stream.stream_to(
                 model,
@@ -133,6 +134,7 @@ def run(args) -> int:
                 say,
                 COMPILE_CHOICES[args.compile],
                 started,
+                overwrite=args.overwrite,
             )
             return 0
         check_generation_fits(model, n_samples, n_steps, n_prefix, args.batch_size)

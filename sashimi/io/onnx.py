@@ -12,7 +12,6 @@ onnxruntime: the `export` extras.
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -63,8 +62,10 @@ def quiet_exporter():
 
 
 def export_onnx(model: SashimiLM, path: str | os.PathLike) -> Path:
-    """`model`'s step as an ONNX graph at `path` (written whole or not at all), in the model's dtype;
-    the model is put in eval mode and its recurrence built (`setup_step`)."""
+    """`model`'s step as an ONNX graph written to `path`, in the model's dtype; the model is put in
+    eval mode and its recurrence built (`setup_step`). The file is written in place: a caller that
+    must never leave half a file stages it (`python -m sashimi.export` writes a hidden file in a
+    temporary folder and renames it once onnxruntime has checked it)."""
     model.eval()
     model.setup_step()
     step = PortableStep(model)
@@ -72,10 +73,6 @@ def export_onnx(model: SashimiLM, path: str | os.PathLike) -> Path:
     example = (torch.zeros(2, dtype=torch.long), *step.initial_state(2))
     batch = torch.export.Dim("batch", min=1)
     dynamic = ({0: batch}, None, ({0: batch},) * (len(inputs) - 2))  # forward(tokens, t, *state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
         with torch.no_grad(), quiet_exporter():
             program = torch.onnx.export(
@@ -88,20 +85,18 @@ def export_onnx(model: SashimiLM, path: str | os.PathLike) -> Path:
                 optimize=OPTIMIZE,
                 verbose=False,
             )
-            program.save(tmp)
-        os.replace(tmp, path)
+            program.save(str(path))
     except Exception as e:  # torch.export's own errors: many kinds, each with pages of advice
         if isinstance(e, OSError):
             raise
         raise RuntimeError(f"torch.onnx could not export the step: {export_failure(e)}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def export_failure(e: Exception) -> str:
-    """The line of a torch.onnx error that says what failed: the one after its "Exception summary"
-    heading (the rest is advice to the exporter's own developers), else its first line."""
+    """The line of a torch.onnx (or onnxruntime) error that says what failed: the one after its
+    "Exception summary" heading (the rest is advice to the exporter's own developers), else its
+    first line."""
     lines = [line.strip() for line in ANSI.sub("", str(e)).splitlines() if line.strip()]
     for heading, line in zip(lines, lines[1:]):
         if heading.endswith("Exception summary"):
@@ -119,7 +114,11 @@ class OnnxStep:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: its constant-folding notes are not the user's concern
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own errors (Fail, InvalidGraph, ...) are no RuntimeError
+            raise RuntimeError(f"onnxruntime could not load {path}: {export_failure(e)}") from e
+        self.path = path
         self.names = [i.name for i in self.session.get_inputs()]
         self.state = [
             np.zeros([batch if isinstance(d, str) else d for d in i.shape], NUMPY_TYPES[i.type])
@@ -127,5 +126,8 @@ class OnnxStep:
         ]
 
     def step(self, tokens: Int[Tensor, " B"]) -> Float[Tensor, "B C"]:
-        logits, *self.state = self.session.run(None, dict(zip(self.names, [tokens.numpy(), *self.state])))
+        try:
+            logits, *self.state = self.session.run(None, dict(zip(self.names, [tokens.numpy(), *self.state])))
+        except Exception as e:
+            raise RuntimeError(f"onnxruntime could not run {self.path}: {export_failure(e)}") from e
         return torch.from_numpy(logits)

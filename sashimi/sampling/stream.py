@@ -8,6 +8,7 @@ latency it adds stays far below what a listener hears, and its write costs a sma
 steps it holds.
 """
 
+import contextlib
 import functools
 import os
 import struct
@@ -48,12 +49,14 @@ def wav_header(sample_rate: int, frames: int) -> bytes:
 
 class PcmStream:
     """16-bit mono PCM written as it comes: into a WAV whose header is rewritten after each write
-    (`path`), or raw into a binary stream (`path` "-": stdout). `frames`: the samples written."""
+    (`path`, made with its folder; an existing file only with `overwrite`), or raw into a binary
+    stream (`path` "-": stdout). `frames`: the samples on disk (or sent)."""
 
-    def __init__(self, path: str, sample_rate: int, stdout=None):
+    def __init__(self, path: str, sample_rate: int, stdout=None, overwrite: bool = False):
         self.sample_rate, self.frames, self.wav = sample_rate, 0, path != STDOUT
         if self.wav:
-            self.file = open(path, "wb")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "wb" if overwrite else "xb")  # x: a file made since the check is kept
             self.file.write(wav_header(sample_rate, 0))
             self.file.flush()  # a reader finds a (still empty) WAV from the start
         else:
@@ -63,27 +66,41 @@ class PcmStream:
         if self.wav:  # after the samples counted: over whatever a write stopped midway left
             self.file.seek(HEADER_BYTES + 2 * self.frames)
         self.file.write(pcm.tobytes())
+        self.file.flush()  # on disk (or sent) before it is counted: a full disk fails here
         self.frames += len(pcm)
         if self.wav:
             self.header()
-        self.file.flush()
 
     def header(self) -> None:
         """The sizes now, so that a reader (or a kill) finds a whole WAV."""
         self.file.seek(0)
         self.file.write(wav_header(self.sample_rate, self.frames))
+        self.file.flush()
 
     def close(self) -> None:
-        if self.wav:
+        """The WAV's header and length as counted (bytes past them cut), then closed; the file is
+        closed even when that fails."""
+        if not self.wav:
+            return
+        try:
             self.header()
             self.file.truncate(HEADER_BYTES + 2 * self.frames)
+        finally:
             self.file.close()
+
+
+def quiet_stdout() -> None:
+    """stdout onto /dev/null: its reader is gone, and Python's own flush at exit would fail again,
+    with a traceback."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def check_target(path: str, overwrite: bool, stdout=None) -> str:
     """`--stream`'s target checked before any work: "-" only into a pipe or a file (raw audio on a
-    terminal is noise), else a .wav path, not an existing file unless `overwrite`; its folder is
-    created."""
+    terminal is noise), else a .wav path, not an existing file unless `overwrite` (its folder is
+    made when the stream opens)."""
     if path == STDOUT:
         out = stdout if stdout is not None else sys.stdout
         if out.isatty():
@@ -99,10 +116,6 @@ def check_target(path: str, overwrite: bool, stdout=None) -> str:
         raise ValueError(f"--stream {path} is a folder: give a .wav path")
     if target.exists() and not overwrite:
         raise ValueError(f"--stream {path} exists: give a new path, or --overwrite to replace it")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--stream {path}: cannot make its folder {target.parent}: {e.strerror or e}") from None
     return path
 
 
@@ -120,19 +133,22 @@ def stream_to(
     compile: bool | str = "auto",
     started: float | None = None,
     stdout=None,
+    overwrite: bool = False,
 ) -> int:
     """The sample `generate_to_folder` makes with one sample and this seed (the prefix, then `length`
     drawn samples), written to `path` (a .wav, or "-") chunk by chunk as it is drawn; returns the
     samples written. Says how long the first generated audio took (from `started`, a
-    `time.perf_counter()` reading, or from this call) and the rate at the end. Ctrl-C writes what
-    was drawn, says so and raises KeyboardInterrupt again; a reader closing stdout ends the run."""
+    `time.perf_counter()` reading, or from this call) and, at the end, the rate once set up. Ctrl-C
+    writes what was drawn, says so and raises KeyboardInterrupt again; a reader closing stdout ends
+    the run."""
     started = time.perf_counter() if started is None else started
     bits, chunk = model.config.bits, max(1, round(sample_rate * CHUNK_SECONDS))
     where = "stdout (raw 16-bit little-endian mono PCM)" if path == STDOUT else f"{path} (a WAV, valid as it grows)"
     try:
-        out, pending, first = PcmStream(path, sample_rate, stdout), [], []
+        out = PcmStream(path, sample_rate, stdout, overwrite)
     except OSError as e:
         raise OSError(f"cannot write {where}: {e.strerror or e}") from None
+    pending, times = [], []  # times: the first token drawn, the first chunk written
 
     def flush() -> None:
         if pending:
@@ -140,22 +156,26 @@ def stream_to(
             pending.clear()  # first: a Ctrl-C inside the write must not write these twice
             out.write(pcm16(decode(tokens, bits, quantization).numpy()))
 
+    def first_audio() -> None:
+        times.append(time.perf_counter())
+        note(
+            f"first audio {times[1] - started:.3f} s after the start: {times[0] - started:.3f} s of setup "
+            f"(checkpoint, recurrence, step), then {out.frames - n_prefix} samples in {times[1] - times[0]:.3f} s"
+        )
+
     def listen(token: Int[Tensor, " B"]) -> None:
-        if not first:  # the first token drawn: setup (checkpoint, recurrence, step engine) is behind us
-            first.append(time.perf_counter())
+        if not times:  # the first token drawn: setup (checkpoint, recurrence, step engine) is behind us
+            times.append(time.perf_counter())
         pending.append(token)
         if len(pending) == chunk:
             flush()
-            if len(first) == 1:
-                first.append(time.perf_counter())
-                note(
-                    f"first audio {first[1] - started:.3f} s after the start: {first[0] - started:.3f} s of setup "
-                    f"(checkpoint, recurrence, step), then {chunk} samples (a chunk) in {first[1] - first[0]:.3f} s"
-                )
+            if len(times) == 1:
+                first_audio()
 
     n_prefix = 0 if prefix is None else prefix.shape[0]
     after = f"the {n_prefix:,}-sample prefix, then " if n_prefix else ""
-    log(f"streaming {after}{length:,} generated samples at {sample_rate} Hz to {where}")
+    log(f"streaming {after}{length:,} generated samples at {sample_rate} Hz to {where}, {chunk} samples a chunk")
+    finished = False
     try:
         if n_prefix:
             out.write(pcm16(decode(prefix, bits, quantization).numpy()))
@@ -164,23 +184,37 @@ def stream_to(
             note = functools.partial(bar.write, file=bar.fp)  # tqdm.write's default is stdout: the audio's
             sample(model, 1, length, temperature, top_p, prefix, seed, progress=bar, log=note, compile=compile,
                    listen=listen)  # fmt: skip
-        flush()
+            flush()
+            if len(times) == 1:  # a sample shorter than one chunk
+                first_audio()
+        end = time.perf_counter()
+        finished = True
     except KeyboardInterrupt:
-        flush()
+        try:
+            flush()
+        except BrokenPipeError:  # Ctrl-C reached the player too
+            if stdout is None:
+                quiet_stdout()
         log(f"interrupted: kept the {out.frames:,} samples streamed so far" + (f" in {path}" if out.wav else ""))
         raise
     except BrokenPipeError:
         log(f"stopped: the reader of stdout closed it after {out.frames:,} samples")
-        if stdout is None:  # Python's own flush of stdout at exit would fail again, with a traceback
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if stdout is None:
+            quiet_stdout()
         return out.frames
     except OSError as e:
         raise OSError(f"cannot write {where}: {e.strerror or e}") from None
     finally:
+        if not finished:  # the error in flight is the one to tell
+            with contextlib.suppress(OSError):
+                out.close()
+    try:
         out.close()
-    elapsed = time.perf_counter() - begin
+    except OSError as e:
+        raise OSError(f"cannot write {where}: {e.strerror or e}") from None
+    rate = (length - 1) / (end - times[0]) if length > 1 else 0.0
     log(
-        f"streamed {length:,} samples in {elapsed:.1f} s: {length / elapsed:,.0f} samples/s, "
-        f"{length / elapsed / sample_rate:.2f}x real time"
+        f"streamed {length:,} samples in {end - begin:.1f} s, {rate:,.0f} samples/s once set up "
+        f"({rate / sample_rate:.2f}x real time)"
     )
     return out.frames

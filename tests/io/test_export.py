@@ -85,7 +85,7 @@ def test_the_exported_step_runs_in_onnxruntime_as_the_models_step(ckpt, tmp_path
     real = export.OnnxStep.step
     monkeypatch.setattr(export.OnnxStep, "step", lambda self, tokens: real(self, tokens) + 1e-3)
     wrong = tmp_path / "wrong.onnx"
-    code, err = run_main(export, [str(ckpt), "--onnx", str(wrong), "--check-steps", "5"], capsys)
+    code, err = run_main(export, [str(ckpt), "--onnx", str(wrong), "--check-steps", "17"], capsys)
     assert_one_line_error(code, err, "onnxruntime's logits differ from the model's step by up to 0.001", "nothing was")
     assert not wrong.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["graphs", "run"]
     assert out.read_bytes() == before
@@ -126,6 +126,45 @@ def test_bad_requests_are_one_error_before_any_work(argv, needle, ckpt, tmp_path
     code, err = run_main(export, [str(ckpt), *argv], capsys)
     assert_one_line_error(code, err, needle)
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_a_check_too_short_to_reach_the_deepest_depth_is_refused(ckpt, tmp_path, capsys):
+    """Pools [4, 2]: the deepest depth's output reaches the logits from sample 2 * 8 + 1 on."""
+    code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx"), "--check-steps", "16"], capsys)
+    assert_one_line_error(code, err, "--check-steps 16 does not reach the model's deepest depth (pools [4, 2]): give ")
+    assert "at least 17, or 0 for no check" in err and not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("torch.onnx could not export the step: X"), KeyboardInterrupt()])
+def test_a_failed_or_interrupted_export_leaves_nothing_behind(stop, ckpt, tmp_path, capsys, monkeypatch):
+    (tmp_path / "kept").mkdir()  # a folder that was there stays
+
+    def export_onnx(model, path):
+        Path(path).write_bytes(b"half a graph")
+        raise stop
+
+    monkeypatch.setattr(export, "export_onnx", export_onnx)
+    monkeypatch.setattr(export, "missing_extras", lambda: None)
+    out = tmp_path / "kept" / "new" / "deeper" / "s.onnx"
+    code = export.main([str(ckpt), "--onnx", str(out)])
+    err = capsys.readouterr().err
+    if isinstance(stop, KeyboardInterrupt):
+        assert code == 130 and "interrupted: nothing written" in err and "Traceback" not in err
+    else:
+        assert_one_line_error(code, err, "torch.onnx could not export the step: X")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "kept",
+        "run",
+        "run/checkpoint.pt",
+    ]
+
+
+def test_an_onnxruntime_failure_is_a_runtime_error_naming_the_file(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"not a graph")
+    with pytest.raises(RuntimeError, match=f"onnxruntime could not load {path}: "):
+        onnx.OnnxStep(path, 1)
 
 
 def test_missing_extras_are_named_with_the_install_command(ckpt, tmp_path, capsys, monkeypatch):

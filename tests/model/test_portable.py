@@ -4,6 +4,7 @@ configurations, and the fused step's own numbers exactly."""
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +31,23 @@ def test_the_portable_step_is_the_convolution_and_the_fused_steps_numbers(config
         got = run(step, x)
         assert_close(got[:, :L], model(x[:, :L]), "model_step_vs_conv_float64")  # the forward takes whole blocks
         fused = FusedStep(model, batch)
+        assert torch.equal(got, torch.stack([fused.step(x[:, t]) for t in range(x.shape[1])], 1))
+
+
+@pytest.mark.parametrize("pool", [[3], [2, 3, 2]], ids=["one depth", "three depths"])
+def test_one_and_three_pooled_depths(pool):
+    """The drawn configurations have two pools: one and three, with uneven sizes, past three coarse blocks."""
+    config = {**helpers.tiny_config(8).to_dict(), "pool": pool, "d_model": 4}
+    model = randomized(5, torch.float64, **config)
+    L = 3 * math.prod(pool)
+    x = tokens(5, 2, L + 1, 256)
+    model.setup_step()
+    step = PortableStep(model)
+    assert step.state_names()[1 : 1 + len(pool)] == [f"buffer_{d}" for d in range(len(pool))]
+    with torch.no_grad():
+        got = run(step, x)
+        assert_close(got[:, :L], model(x[:, :L]), "model_step_vs_conv_float64")
+        fused = FusedStep(model, 2)
         assert torch.equal(got, torch.stack([fused.step(x[:, t]) for t in range(x.shape[1])], 1))
 
 

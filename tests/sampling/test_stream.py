@@ -123,7 +123,8 @@ def test_a_streamed_wav_is_the_wav_generate_writes_for_that_seed(bits, quantizat
     assert code == 0, err
     assert len(expected) == 37 + 203 and np.array_equal(pcm_of(path), expected)
     assert f"streaming the 37-sample prefix, then 203 generated samples at {RATE} Hz to {path}" in err
-    assert "first audio" in err and "then 80 samples (a chunk) in" in err and "streamed 203 samples in " in err
+    assert f"{path} (a WAV, valid as it grows), 80 samples a chunk" in err
+    assert "first audio" in err and "then 80 samples in" in err and "streamed 203 samples in " in err
     assert not list((tmp_path / "streamed").glob("*.png"))
 
 
@@ -157,7 +158,7 @@ def test_chunks_are_written_as_they_fill_and_the_first_is_timed(ckpt, tmp_path, 
     frames = stream.stream_to(model, "mulaw", RATE, str(tmp_path / "a.wav"), 250, log=logged.append)
     assert frames == 250 and writes == [(80, 80), (80, 160), (80, 240), (10, 250)]
     assert round(RATE * stream.CHUNK_SECONDS) == 80
-    assert logged[-1].startswith("streamed 250 samples in ") and logged[-1].endswith("x real time")
+    assert logged[-1].startswith("streamed 250 samples in ") and logged[-1].endswith("x real time)")
 
 
 def test_the_first_audio_is_timed_from_the_given_start(ckpt, tmp_path, monkeypatch, capsys):
@@ -165,12 +166,18 @@ def test_the_first_audio_is_timed_from_the_given_start(ckpt, tmp_path, monkeypat
     clock = iter(range(100, 10**6))
     monkeypatch.setattr(stream, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
     stream.stream_to(model, "mulaw", RATE, str(tmp_path / "a.wav"), 100, log=print, started=90.0)
-    # the clock's readings: sampling's start (100), the first token's (101), the first chunk's (102)
+    # the clock's readings: sampling's start (100), the first token's (101), the first chunk's (102), the end (103)
+    captured = capsys.readouterr()
+    err = captured.err + captured.out  # the first audio beside the bar (stderr), the rest by `log` (print)
     expected = "first audio 12.000 s after the start: 11.000 s of setup (checkpoint, recurrence, step), then 80 samples"
-    assert expected + " (a chunk) in 1.000 s" in capsys.readouterr().err
-    stream.stream_to(model, "mulaw", RATE, str(tmp_path / "b.wav"), 100, log=print)
-    # with no start given: the call's (104), sampling's (105), the first token's (106), the first chunk's (107)
-    assert "first audio 3.000 s after the start: 2.000 s of setup" in capsys.readouterr().err
+    assert expected + " in 1.000 s" in err
+    assert "streamed 100 samples in 3.0 s, 50 samples/s once set up (0.01x real time)" in err  # 99 after the first
+    stream.stream_to(model, "mulaw", RATE, str(tmp_path / "b.wav"), 30, log=print)
+    # no start given: the call's (104), sampling's (105), the first token's (106); 30 samples, less than a
+    # chunk: the first audio is the end's flush (107)
+    assert "first audio 3.000 s after the start: 2.000 s of setup (checkpoint, recurrence, step), then 30 samples" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("at", [1, 81, 123])
@@ -217,7 +224,7 @@ def test_a_wav_that_cannot_be_created_is_one_error_naming_it(ckpt, tmp_path, cap
     (tmp_path / "file").write_text("")
     path = tmp_path / "file" / "s.wav"  # its folder would be a file
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(path)], capsys)
-    assert_one_line_error(code, err, f"--stream {path}: cannot make its folder {path.parent}: ")
+    assert_one_line_error(code, err, f"cannot write {path} (a WAV, valid as it grows): ")
 
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -255,6 +262,55 @@ def test_an_existing_file_is_kept_unless_overwrite_and_a_folder_is_refused(ckpt,
     (tmp_path / "d.wav").mkdir()
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(tmp_path / "d.wav")], capsys)
     assert_one_line_error(code, err, "d.wav is a folder: give a .wav path")
+
+
+def test_a_failed_request_leaves_no_folder_and_an_existing_file_is_never_truncated(ckpt, tmp_path, capsys):
+    path = tmp_path / "new" / "deeper" / "s.wav"
+    missing = ["--checkpoint", str(tmp_path / "missing.pt"), "--stream", str(path)]
+    code, err = run_main(generate, missing, capsys)
+    assert code == 2 and not (tmp_path / "new").exists()
+    model, _ = checkpoint.load_model(ckpt)
+    kept = tmp_path / "kept.wav"  # made after the command's check, before the stream opens
+    kept.write_bytes(b"keep")
+    with pytest.raises(OSError, match="cannot write .*kept.wav .*: File exists"):
+        stream.stream_to(model, "mulaw", RATE, str(kept), 10, log=lambda line: None)
+    assert kept.read_bytes() == b"keep"
+    assert stream.stream_to(model, "mulaw", RATE, str(kept), 10, log=lambda line: None, overwrite=True) == 10
+
+
+def test_a_full_disk_fails_the_write_before_it_is_counted(tmp_path):
+    out = stream.PcmStream(str(tmp_path / "a.wav"), RATE)
+    out.write(np.arange(5, dtype="<i2"))
+    out.file.close()
+    out.file = open("/dev/full", "wb")
+    with pytest.raises(OSError, match="No space left"):
+        out.write(np.arange(80, dtype="<i2"))
+    assert out.frames == 5
+    with pytest.raises(OSError, match="No space left"):
+        out.close()
+    assert out.file.closed
+
+
+def test_ctrl_c_that_also_stops_the_player_keeps_what_was_sent(ckpt, monkeypatch):
+    """Ctrl-C in a terminal reaches the whole pipeline: the player is gone when the last samples
+    drawn are written. The run still stops as interrupted, with the samples the player took."""
+    model, _ = checkpoint.load_model(ckpt)
+    read, write_end = os.pipe()
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == 100:
+            os.close(read)
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
+    logged = []
+    with os.fdopen(write_end, "wb", buffering=0) as pipe:
+        with pytest.raises(KeyboardInterrupt):
+            stream.stream_to(model, "mulaw", RATE, "-", 300, log=logged.append, stdout=pipe)
+    assert logged[-1] == "interrupted: kept the 80 samples streamed so far"  # the first chunk; 19 more were lost
 
 
 def test_raw_audio_is_never_sent_to_a_terminal(ckpt, capsys, monkeypatch):
