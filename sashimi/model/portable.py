@@ -25,14 +25,15 @@ class PortableStep(torch.nn.Module):
 
     def __init__(self, model: SashimiLM):
         super().__init__()
-        fused = FusedStep(model, 1)
+        fused = FusedStep(model, 1)  # mutate: skip its layout and weights are read, never its batch's states
         self.specs, self.pool, self.widths = fused.specs, tuple(fused.pool), fused.widths
         self.n_states = [s.shape[1] for s in fused.states]
-        self.d_state2 = fused.states[0].shape[-1]
+        self.d_state2 = model.config.d_state // 2
         for d, weights in enumerate(fused.weights):
             self.register_buffer(f"weights_{d}", weights)
-        for d, P in enumerate(self.pool):  # constants of the graph (an arange there leaves a node onnxruntime warns of)
-            self.register_buffer(f"places_{d}", torch.arange(P), persistent=False)
+        # constants of the graph (an arange there leaves a node onnxruntime warns of), kept out of state_dict
+        for d, P in enumerate(self.pool):
+            self.register_buffer(f"places_{d}", torch.arange(P), persistent=False)  # mutate: skip no number moves
 
     def state_names(self) -> list[str]:
         K = len(self.pool)
