@@ -77,19 +77,47 @@ def test_pcm16_is_what_soundfile_writes_for_every_level_and_for_random_audio(bit
 def test_the_wav_is_whole_after_every_write_and_a_stopped_write_is_overwritten(tmp_path):
     path, rng = tmp_path / "a.wav", np.random.default_rng(0)
     out = stream.PcmStream(str(path), RATE)
-    assert len(pcm_of(path)) == 0  # a valid, empty WAV before the first sample
+    assert path.read_bytes() == stream.wav_header(RATE, 0)  # a valid, empty WAV before the first sample
     written = []
     for n in (80, 1, 80, 33):
         chunk = rng.integers(-32768, 32768, n).astype("<i2")
         out.write(chunk)
         written.append(chunk)
+        # read by another reader at once: data and header are on disk, not in a buffer
+        assert np.array_equal(pcm_of(path), np.concatenate(written)) and out.frames == sum(map(len, written))
         out.file.seek(0, os.SEEK_END)  # where the next write would start
         out.file.write(b"\x01\x02\x03")  # what a write stopped midway (Ctrl-C) might leave past the data
         out.file.flush()
-        assert np.array_equal(pcm_of(path), np.concatenate(written)) and out.frames == sum(map(len, written))
+    with open(path, "r+b") as other:  # a header gone stale (a failed rewrite): close writes it as counted
+        other.write(stream.wav_header(RATE, 1))
     out.close()
     assert path.stat().st_size == stream.HEADER_BYTES + 2 * out.frames  # the stopped write's bytes are gone
     assert np.array_equal(pcm_of(path), np.concatenate(written))
+
+
+def test_an_existing_wav_is_replaced_only_when_asked_and_new_folders_are_made(tmp_path):
+    path = tmp_path / "a.wav"
+    path.write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        stream.PcmStream(str(path), RATE)
+    assert path.read_bytes() == b"keep"
+    stream.PcmStream(str(path), RATE, overwrite=True).close()
+    assert len(pcm_of(path)) == 0
+    deep = tmp_path / "new" / "deeper" / "b.wav"
+    stream.PcmStream(str(deep), RATE).close()
+    assert len(pcm_of(deep)) == 0
+
+
+def test_a_gone_reader_s_stdout_is_put_on_dev_null_without_a_leaked_descriptor(monkeypatch):
+    read, write_end = os.pipe()
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(fileno=lambda: write_end))
+    before = len(os.listdir("/proc/self/fd"))
+    stream.quiet_stdout()
+    assert len(os.listdir("/proc/self/fd")) == before
+    os.write(write_end, b"lost")  # now into /dev/null: the pipe has no writer left, and reads its end
+    assert os.read(read, 4) == b""
+    os.close(read)
+    os.close(write_end)
 
 
 def test_the_header_is_a_plain_pcm_wav_header():
