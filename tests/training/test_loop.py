@@ -109,7 +109,7 @@ def test_checkpoint_holds_everything_to_resume(audio_folder, tmp_path):
     assert not list(run_dir.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
-@pytest.mark.first
+@pytest.mark.nightly  # two training processes, 13 s: the nightly job (docs: README, "Tests")
 def test_distributed_equals_one_process(audio_folder, tmp_path):
     """2 CPU processes (gloo) after 2 steps hold the parameters and the Adam moments of one process
     on the same global batches. Kept out of the slow marker so that sharding and gradient-scaling

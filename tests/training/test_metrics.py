@@ -220,7 +220,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 
 
-@pytest.mark.first
+@pytest.mark.nightly  # 9 s of 16-bit loss under a memory probe: the nightly job (README, "Tests")
 def test_16bit_training_loss_never_holds_the_full_logits_in_cpu_memory():
     """LossModel on a 16-bit model (the switch training uses) over one clip of 2048 positions.
 
