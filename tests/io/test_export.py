@@ -20,7 +20,7 @@ needs_extras = pytest.mark.skipif(onnx.missing_extras() is not None, reason=f"ne
 
 @pytest.fixture
 def ckpt(tmp_path):
-    model = lm(3, torch.float32, **{**tiny_config(8).to_dict(), "pool": [4, 2]})  # uneven pools, one layer a depth
+    model = lm(3, torch.float32, **{**tiny_config(8).to_dict(), "pool": [4]})  # one pool of 4, one layer a depth
     return checkpoint.save(
         {"model": model.state_dict(), "config": {"model": model.config.to_dict(), "train": {}}},
         tmp_path / "run" / "checkpoint.pt",
@@ -85,7 +85,7 @@ def test_the_exported_step_runs_in_onnxruntime_as_the_models_step(ckpt, tmp_path
     real = export.OnnxStep.step
     monkeypatch.setattr(export.OnnxStep, "step", lambda self, tokens: real(self, tokens) + 1e-3)
     wrong = tmp_path / "wrong.onnx"
-    code, err = run_main(export, [str(ckpt), "--onnx", str(wrong), "--check-steps", "17"], capsys)
+    code, err = run_main(export, [str(ckpt), "--onnx", str(wrong), "--check-steps", "9"], capsys)
     assert_one_line_error(code, err, "onnxruntime's logits differ from the model's step by up to 0.001", "nothing was")
     assert not wrong.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["graphs", "run"]
     assert out.read_bytes() == before
@@ -129,10 +129,10 @@ def test_bad_requests_are_one_error_before_any_work(argv, needle, ckpt, tmp_path
 
 
 def test_a_check_too_short_to_reach_the_deepest_depth_is_refused(ckpt, tmp_path, capsys):
-    """Pools [4, 2]: the deepest depth's output reaches the logits from sample 2 * 8 + 1 on."""
-    code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx"), "--check-steps", "16"], capsys)
-    assert_one_line_error(code, err, "--check-steps 16 does not reach the model's deepest depth (pools [4, 2]): give ")
-    assert "at least 17, or 0 for no check" in err and not list(tmp_path.glob("*.onnx"))
+    """Pools [4]: the deepest depth's output reaches the logits from sample 2 * 4 + 1 on."""
+    code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx"), "--check-steps", "8"], capsys)
+    assert_one_line_error(code, err, "--check-steps 8 does not reach the model's deepest depth (pools [4]): give ")
+    assert "at least 9, or 0 for no check" in err and not list(tmp_path.glob("*.onnx"))
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("torch.onnx could not export the step: X"), KeyboardInterrupt()])

@@ -169,6 +169,7 @@ def test_step_leaves_the_callers_state_and_the_weights_untouched(config, seed):
     purity.assert_rollout_is_pure(model, x)
 
 
+@model_properties(0.4)  # a structural property (as purity): 20 draws in ci
 @given(small_model_configs(bits=8, dropout=True), seeds)
 def test_eval_with_dropout_is_deterministic_and_equals_dropout_zero(config, seed):
     """In eval mode a model with dropout p > 0 gives, call after call, exactly the logits of the same weights
