@@ -167,6 +167,19 @@ def test_an_onnxruntime_failure_is_a_runtime_error_naming_the_file(tmp_path):
         onnx.OnnxStep(path, 1)
 
 
+def test_export_flags_parse_as_their_help_says(capsys):
+    parser = export.make_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["m.pt"])
+    assert "the following arguments are required: --onnx" in capsys.readouterr().err
+    args = parser.parse_args(["m.pt", "--onnx", "s.onnx"])
+    assert (args.checkpoint, args.onnx, args.check_steps, args.overwrite) == ("m.pt", "s.onnx", 256, False)
+    assert parser.parse_args(["m.pt", "--onnx", "s.onnx", "--check-steps", "9", "--overwrite"]).check_steps == 9
+    text = " ".join(parser.format_help().split())
+    assert text.startswith("usage: python -m sashimi.export [-h] --onnx OUT.onnx")
+    assert "a checkpoint written by sashimi.train (or sashimi.interop import)" in text
+
+
 def test_missing_extras_are_named_with_the_install_command(ckpt, tmp_path, capsys, monkeypatch):
     real = __import__
 
