@@ -36,10 +36,11 @@ from sashimi.model.rollout import rollout
 ROW = "onnx_vs_module_step_float32"
 
 
-def check_export(model: SashimiLM, path: Path, steps: int, seed: int = 0):
+def check_export(model: SashimiLM, path: Path, steps: int, seed: int = 0):  # mutate: skip any seed draws tokens
     """onnxruntime's logits over `steps` samples of random tokens (batch 2) against the model's own
     step (`rollout`), judged by the tolerance row ROW (a `Verdict`)."""
-    tokens = torch.randint(0, model.config.n_classes, (2, steps), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, model.config.n_classes, (2, steps), generator=generator)  # mutate: skip any tokens do
     want = rollout(model, tokens)
     onnx_step = OnnxStep(path, 2)
     got = torch.stack([onnx_step.step(tokens[:, t]) for t in range(steps)], 1)
@@ -100,7 +101,8 @@ def run(args) -> int:
         )
         made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
         out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as folder:
+        # staged beside OUT, so that the rename is atomic (where /tmp is another disk; here it is the same one)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as folder:  # mutate: skip one disk here
             staged = export_onnx(model, Path(folder) / out.name)
             if args.check_steps:
                 verdict = check_export(model, staged, args.check_steps)

@@ -128,11 +128,21 @@ def test_bad_requests_are_one_error_before_any_work(argv, needle, ckpt, tmp_path
     assert not list(tmp_path.glob("*.onnx"))
 
 
-def test_a_check_too_short_to_reach_the_deepest_depth_is_refused(ckpt, tmp_path, capsys):
+@pytest.mark.parametrize("steps", [1, 8])
+def test_a_check_too_short_to_reach_the_deepest_depth_is_refused(steps, ckpt, tmp_path, capsys):
     """Pools [4]: the deepest depth's output reaches the logits from sample 2 * 4 + 1 on."""
-    code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx"), "--check-steps", "8"], capsys)
-    assert_one_line_error(code, err, "--check-steps 8 does not reach the model's deepest depth (pools [4]): give ")
+    code, err = run_main(export, [str(ckpt), "--onnx", str(tmp_path / "s.onnx"), "--check-steps", str(steps)], capsys)
+    assert_one_line_error(code, err, f"--check-steps {steps} does not reach the model's deepest depth (pools [4]): ")
     assert "at least 9, or 0 for no check" in err and not list(tmp_path.glob("*.onnx"))
+
+
+def test_no_check_writes_the_graph_unchecked(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(export, "missing_extras", lambda: None)
+    monkeypatch.setattr(export, "export_onnx", lambda model, path: Path(path).write_bytes(b"graph") and Path(path))
+    monkeypatch.setattr(export, "check_export", lambda *args: pytest.fail("checked"))
+    out = tmp_path / "s.onnx"
+    assert export.main([str(ckpt), "--onnx", str(out), "--check-steps", "0"]) == 0
+    assert out.read_bytes() == b"graph" and "checked:" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("torch.onnx could not export the step: X"), KeyboardInterrupt()])
