@@ -110,6 +110,7 @@ def test_a_standalone_backbone_with_a_prefix(tmp_path, capsys):
     assert all(torch.equal(imported.backbone.state_dict()[k], v) for k, v in model.backbone.state_dict().items())
 
 
+@pytest.mark.nightly  # interop check run under both transforms, 5 s (README, "Tests")
 def test_check_without_a_sidecar_names_the_transform_that_passes(tmp_path, capsys):
     fixture = tmp_path / "v4.npz"
     shutil.copy(PUBLISHED / "pipeline_v4.npz", fixture)  # its sidecar (softplus) left behind

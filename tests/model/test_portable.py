@@ -17,7 +17,7 @@ from tests.helpers import model_properties, seeds, small_model_configs, tokens
 from tests.model.weights import randomized
 
 
-@model_properties(0.2)  # the exact equality with the fused step needs few draws; one and three depths below
+@model_properties(0.1)  # the exact equality with the fused step needs few draws; one and three depths below
 @given(small_model_configs(min_d_model=helpers.PRECISE), seeds, st.integers(1, 3))
 def test_the_portable_step_is_the_convolution_and_the_fused_steps_numbers(config, seed, batch):
     """Over 3 coarse blocks and a part of one (every depth runs, refills its finer one more than once,
