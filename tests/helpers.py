@@ -298,21 +298,3 @@ def random_pipeline_state(keys: dict, seed: int = 0) -> dict:
             value = rng.standard_normal(shape) / np.sqrt(fan_in) * (0.5 if len(shape) != 2 else 1.0)
         out[key] = torch.from_numpy(np.ascontiguousarray(value)).float()
     return out
-
-
-def interrupt_at_draw(n: int, monkeypatch, before=None) -> None:
-    """Ctrl-C as the n-th token is drawn (counting every batch); `before()` runs first (a player that
-    Ctrl-C stops too)."""
-    from sashimi.sampling import sample as sample_module
-
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == n:
-            if before is not None:
-                before()
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)

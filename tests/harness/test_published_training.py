@@ -80,23 +80,17 @@ def test_group_rows_name_an_unexplained_difference(tmp_path):
     assert "encoder.0.weight" in results[failed[0]].comment
 
 
-def v3_probe():
-    """v3.0.0's training fixture: its sidecar, our model on its parameters, the probe's optimizer
-    spec (weight decay 0.1) and the differences specs/recipes.json explains for it."""
+def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
+    """specs/recipes.json explains why v3.0.0's probe decays model.norm.* and ours does not. The
+    pipeline's groups rewritten with model.norm.* undecayed (as ours): the reason is stale, and the
+    row fails naming it; as recorded, the row passes."""
     path = PUBLISHED / "training_v3.0.0.npz"
     meta = json.loads(path.with_suffix(".json").read_text())
     with np.load(path) as f:
         state = {k: torch.from_numpy(f[k]) for k in f.files if not k.startswith(RECORDS)}
     model = PipelineParameters(state, pipeline.detect_layout(state), meta.get("dt_transform"))
     spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
-    return meta, model, spec, specs.load("recipes")["param_groups"]["v3.0.0"]["probe"]
-
-
-def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
-    """specs/recipes.json explains why v3.0.0's probe decays model.norm.* and ours does not. The
-    pipeline's groups rewritten with model.norm.* undecayed (as ours): the reason is stale, and the
-    row fails naming it; as recorded, the row passes."""
-    meta, model, spec, known = v3_probe()
+    known = specs.load("recipes")["param_groups"]["v3.0.0"]["probe"]
     assert set(known) == {"model.norm.weight", "model.norm.bias"}
 
     def row(groups):
@@ -116,7 +110,13 @@ def test_a_known_difference_that_no_longer_differs_fails_the_group_row():
 def test_group_rows_name_the_first_four_unexplained_differences():
     """Five decayed parameters moved to the pipeline's undecayed group: the row fails, its comment
     names the first four (in name order), not the fifth."""
-    meta, model, spec, known = v3_probe()
+    path = PUBLISHED / "training_v3.0.0.npz"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with np.load(path) as f:
+        state = {k: torch.from_numpy(f[k]) for k in f.files if not k.startswith(RECORDS)}
+    model = PipelineParameters(state, pipeline.detect_layout(state), meta.get("dt_transform"))
+    spec = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
+    known = specs.load("recipes")["param_groups"]["v3.0.0"]["probe"]
     groups = copy.deepcopy(meta["probe_param_groups"])
     decayed = next(g for g in groups if g["weight_decay"] == 0.1)
     plain = next(g for g in groups if g["weight_decay"] == 0.0 and g["lr"] == 0.004)

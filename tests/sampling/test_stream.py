@@ -18,7 +18,7 @@ from sashimi.io import checkpoint
 from sashimi.sampling import sample as sample_module
 from sashimi.sampling import stream, write
 from sashimi.sampling.sample import sample
-from tests.helpers import assert_one_line_error, interrupt_at_draw, lm, run_main, tiny_config
+from tests.helpers import assert_one_line_error, lm, run_main, tiny_config
 
 RATE = 8000
 
@@ -212,7 +212,15 @@ def test_the_first_audio_is_timed_from_the_given_start(ckpt, tmp_path, monkeypat
 def test_ctrl_c_leaves_a_valid_wav_of_every_sample_drawn(at, ckpt, tmp_path, capsys, monkeypatch, plots_touched):
     argv = ["--length", "200", "--seed", "2"]
     expected = generated_wav(ckpt, tmp_path / "plain", argv)
-    interrupt_at_draw(at, monkeypatch)
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == at:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
     path = tmp_path / "s.wav"
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(path), *argv], capsys)
     assert code == 130 and "Traceback" not in err
@@ -316,7 +324,16 @@ def test_ctrl_c_that_also_stops_the_player_keeps_what_was_sent(ckpt, monkeypatch
     drawn are written. The run still stops as interrupted, with the samples the player took."""
     model, _ = checkpoint.load_model(ckpt)
     read, write_end = os.pipe()
-    interrupt_at_draw(100, monkeypatch, before=lambda: os.close(read))
+    real, draws = sample_module.draw, []
+
+    def draw(*args):
+        draws.append(1)
+        if len(draws) == 100:
+            os.close(read)
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sample_module, "draw", draw)
     logged = []
     with os.fdopen(write_end, "wb", buffering=0) as pipe:
         with pytest.raises(KeyboardInterrupt):
