@@ -12,8 +12,8 @@ import torch
 
 from sashimi import generate
 from sashimi.io import checkpoint
-from sashimi.sampling import sample as sample_module
 from sashimi.sampling import write
+from tests.draws import interrupt_at_draw
 from tests.helpers import assert_one_line_error, lm, run_main, tiny_config, wav_with_rate
 
 
@@ -284,19 +284,6 @@ def test_a_prefix_at_either_limit_of_the_rate_range_is_accepted(rate, n, ckpt, t
     assert generate.main([*argv, "--out", str(tmp_path / "o")]) == 0
     (wav,) = (tmp_path / "o").glob("*.wav")
     assert sf.info(wav).frames == n * 8000 // rate + 8
-
-
-def interrupt_at_draw(n: int, monkeypatch) -> None:
-    """Ctrl-C as the n-th token is drawn (counting every batch)."""
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == n:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)
 
 
 def test_ctrl_c_mid_batch_keeps_the_samples_in_progress_cut_where_they_stopped(ckpt, tmp_path, monkeypatch, capsys):

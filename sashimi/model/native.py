@@ -36,6 +36,12 @@ SOURCE = Path(__file__).with_name("native_step.cpp")
 # the process already holds torch's libgomp, which the library's libgomp.so.1 resolves to.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC"]
 BLOCK = 20  # fields per residual block in a program (native_step.cpp)
+# With fewer rows than threads, depths at least this wide run on all the threads as one team (each
+# takes part of every linear's outputs and of the recurrence's channels, with a barrier between);
+# narrower ones on one thread. The paper model at B = 1 on 2 cores (docs/PERFORMANCE.md, "Two
+# cores at B = 1"): d_model 64 took 80.9 us alone and 88.8 as a team, 128 took 236 and 174, 256
+# took 1,460 and 1,057.
+TEAM_WIDTH = 128
 NORM_KIND = {"layer": 1, "scalar": 2}
 WHY_NOT: list[str] = []  # why the library is not available, once `library()` has tried
 
@@ -94,10 +100,13 @@ def library() -> ctypes.CDLL | None:
         return None
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.sashimi_stepper_new.restype = p
-    lib.sashimi_stepper_new.argtypes = [ctypes.c_int, i64, p, p, p, p, p, p, p, p, p, i64, i64]
+    lib.sashimi_stepper_new.argtypes = [ctypes.c_int, i64, p, p, p, p, p, p, p, p, p, i64, i64, i64]
     lib.sashimi_stepper_step.argtypes = [p, ctypes.c_int, p, p, ctypes.c_int]
     lib.sashimi_stepper_free.argtypes = [p, ctypes.c_int]
     lib.sashimi_activation.argtypes = [ctypes.c_int, ctypes.c_int, p, i64]
+    d = ctypes.c_double
+    lib.sashimi_stepper_sample.argtypes = [p, ctypes.c_int, i64, p, p, p, d, d, ctypes.c_int]
+    lib.sashimi_draw.argtypes = [ctypes.c_int, p, i64, i64, d, d, p, p, p]
     return lib
 
 
@@ -205,9 +214,10 @@ class NativeStep:
     """`FusedStep`'s step as one native call: `step(tokens)` returns the logits for the next
     sample, as `model.step` does with its own state (after `model.setup_step()`; the weights are
     read when the object is built). `threads` (default torch's thread count) split the batch's
-    rows; float32 or float64, as the model. CPU only."""
+    rows (or, with fewer rows than threads, share each depth at least `team_width` wide); float32 or
+    float64, as the model. CPU only."""
 
-    def __init__(self, model: SashimiLM, batch: int, threads: int | None = None):
+    def __init__(self, model: SashimiLM, batch: int, threads: int | None = None, team_width: int = TEAM_WIDTH):
         lib = library()
         if lib is None:
             raise RuntimeError(f"the native step is not available here: {reason()}")
@@ -247,9 +257,11 @@ class NativeStep:
             self.pool.data_ptr(),
             model.config.d_state,
             batch,
+            team_width,
         )
         self.free = functools.partial(lib.sashimi_stepper_free, self.handle, self.double)
         self.call = functools.partial(lib.sashimi_stepper_step, self.handle, self.double)
+        self.call_sample = functools.partial(lib.sashimi_stepper_sample, self.handle, self.double)
 
     def __del__(self):
         if getattr(self, "free", None) is not None:
@@ -263,3 +275,20 @@ class NativeStep:
         logits = torch.empty(self.batch, self.n_classes, dtype=self.dtype)
         self.call(tokens.data_ptr(), logits.data_ptr(), self.threads)
         return logits
+
+    def sample(
+        self, tokens: Int[Tensor, " B"], uniforms: Float[Tensor, "S B"], temperature: float = 1.0, top_p: float = 1.0
+    ) -> tuple[Int[Tensor, "S B"], Float[Tensor, "S B"]]:
+        """S samples in one native call: each step's logits drawn from as `sashimi.sampling.sample`'s
+        loop draws (`draw`, with that step's uniforms) and the token fed back as the next input.
+        tokens: the first input (not checked: the caller's are in range). Returns the tokens drawn
+        and their log-probabilities under the tempered, filtered distribution."""
+        steps = uniforms.shape[0]
+        out = torch.empty(steps + 1, self.batch, dtype=torch.int64)
+        out[0] = tokens
+        uniforms = uniforms.to(torch.float32).contiguous()
+        picked = torch.empty(steps, self.batch, dtype=torch.float32)
+        self.call_sample(
+            steps, out.data_ptr(), uniforms.data_ptr(), picked.data_ptr(), temperature, top_p, self.threads
+        )
+        return out[1:], picked

@@ -12,8 +12,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 #include <vector>
+
+#include <omp.h>
 
 namespace {
 
@@ -143,14 +146,46 @@ void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64
   }
 }
 
+// The threads that run one depth together. Alone (size 1), a thread runs its rows' whole depth.
+// As a team (a batch smaller than the threads: at B = 1 the second core would idle), every thread
+// computes the cheap per-row steps (norms, residual adds) itself, in the same order, and the work
+// is shared: tile k of every linear's outputs is computed by thread k % size, the recurrence's
+// channels are split in ranges, and `sync` (a barrier) publishes each thread's part before anyone
+// reads the whole. Every number is computed by the same code as alone: the results are identical.
+struct Team {
+  int id = 0, size = 1;
+  bool owns(int64_t tile) const { return tile % size == id; }
+  int64_t bound(int64_t i, int64_t H) const {  // channels [bound(id), bound(id + 1)): whole vectors
+    return i >= size ? H : std::min(H, H * i / size / 8 * 8);
+  }
+  void sync() const {
+    if (size > 1) {
+#pragma omp barrier
+    }
+  }
+};
+
 template <typename T>
-void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in, int64_t out) {
+void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in, int64_t out, const Team& team) {
   constexpr int64_t W = TILE<T>;
   for (int64_t o = 0; o < out; o += W) {
+    if (!team.owns(o / W)) continue;
     const T* block = Wp + o * in;  // tile o / W starts after o / W blocks of in x W
     int64_t r = 0;
     for (; r + 2 <= rows; r += 2) linear_tile<T, 2>(block, b, x + r * in, y + r * out, in, out, o);
     if (r < rows) linear_tile<T, 1>(block, b, x + r * in, y + r * out, in, out, o);
+  }
+}
+
+// f(start, count) over the part of [lo, hi) of each row (width `out`) in the tiles this thread owns:
+// an activation applied by the thread that computed those outputs, before they are published.
+template <typename T, typename F>
+void owned(const Team& team, int64_t rows, int64_t out, int64_t lo, int64_t hi, F f) {
+  constexpr int64_t W = TILE<T>;
+  for (int64_t o = 0; o < out; o += W) {
+    const int64_t a = std::max(lo, o), e = std::min(hi, o + W);
+    if (!team.owns(o / W) || a >= e) continue;
+    for (int64_t r = 0; r < rows; ++r) f(r * out + a, e - a);
   }
 }
 
@@ -178,24 +213,27 @@ void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const 
   }
 }
 
-// `s4_recurrence` for `rows` rows: x' = a x + b u - g (m . x), y = c . x'. The coefficients are
-// stored transposed, (N2, H), and each row's state as (2, N2, H) real and imaginary parts, so
-// that every loop runs along h: vectorized without horizontal sums (N2 is only 32). The rows loop
-// sits inside n: one coefficient slice (n, :) serves every row from L1. mu: scratch of rows x H.
+// `s4_recurrence` for `rows` rows and channels [h0, h1): x' = a x + b u - g (m . x), y = c . x'.
+// The coefficients are stored transposed, (N2, H), and each row's state as (2, N2, H) real and
+// imaginary parts, so that every loop runs along h: vectorized without horizontal sums (N2 is only
+// 32). The rows loop sits inside n: one coefficient slice (n, :) serves every row from L1. mu:
+// scratch of rows x H. Writes y's channels [h0, h1) only.
 template <typename T>
 void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, T* mu, int64_t rows, int64_t H,
-                int64_t N2) {
+                int64_t N2, int64_t h0, int64_t h1) {
   const T *ar = w + f[0], *ai = w + f[1], *br = w + f[2], *bi = w + f[3], *gr = w + f[4],
           *gi = w + f[5], *mr = w + f[6], *mi = w + f[7], *cr = w + f[8], *ci = w + f[9];
-  std::fill_n(mu, rows * H, T(0));
-  std::fill_n(y, rows * H, T(0));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::fill(mu + r * H + h0, mu + r * H + h1, T(0));
+    std::fill(y + r * H + h0, y + r * H + h1, T(0));
+  }
   for (int64_t n = 0; n < N2; ++n) {
     const int64_t k = n * H;
     for (int64_t r = 0; r < rows; ++r) {
       const T *re = states[r] + k, *im = states[r] + N2 * H + k;
       T* m = mu + r * H;
 #pragma omp simd
-      for (int64_t h = 0; h < H; ++h) m[h] += re[h] * mr[k + h] + im[h] * mi[k + h];
+      for (int64_t h = h0; h < h1; ++h) m[h] += re[h] * mr[k + h] + im[h] * mi[k + h];
     }
   }
   for (int64_t n = 0; n < N2; ++n) {
@@ -204,7 +242,7 @@ void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y
       T *re = states[r] + k, *im = states[r] + N2 * H + k, *out = y + r * H;
       const T *m = mu + r * H, *v = u + r * H;
 #pragma omp simd
-      for (int64_t h = 0; h < H; ++h) {
+      for (int64_t h = h0; h < h1; ++h) {
         const T xr = ar[k + h] * re[h] - ai[k + h] * im[h] + br[k + h] * v[h] - gr[k + h] * m[h];
         const T xi = ar[k + h] * im[h] + ai[k + h] * re[h] + bi[k + h] * v[h] - gi[k + h] * m[h];
         re[h] = xr;
@@ -215,57 +253,88 @@ void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y
   }
 }
 
-// One depth for rows [r0, r1): `depth_step`. source: tokens (depth 0) or the finer depth's
-// DownPool buffer (B, DOWN_IN); pending (B, H) or null; states (B, S, 2, N2, H); writes x (the
-// depth's input, B x H) and out (logits B x C, or the UpPool's output B x UP_OUT).
+// What a team's threads write for each other: two sets, used by alternate blocks, so that a thread
+// already writing block i + 1's outputs never overwrites what another still reads of block i's
+// (each block syncs at least once, so no thread is two blocks ahead of another's reads).
 template <typename T>
-void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const T* w,
-           const int64_t* tokens, const T* source, const T* pending, T* states, T* x, T* out,
-           int64_t r0, int64_t r1, int64_t N2) {
-  const int64_t H = p[H_], rows = r1 - r0, S = p[N_BLOCKS];
-  int64_t n_s4 = 0;
-  for (int64_t i = 0; i < S; ++i) n_s4 += p[HEADER + i * BLOCK + KIND] == 0;
-  int64_t widest = 2 * H;  // mutate: skip a floor only: wide's writers are the blocks' widths, in the max
-  for (int64_t i = 0; i < S; ++i) {
+struct Shared {
+  std::vector<T> y[2], wide[2];
+};
+
+// The widest linear output of a depth (an S4 block's GLU doubles H; a feed-forward's hidden width).
+inline int64_t widest(const std::vector<int64_t>& p) {
+  int64_t widest = 2 * p[H_];  // mutate: skip a floor only: wide's writers are the blocks' widths, in the max
+  for (int64_t i = 0; i < p[N_BLOCKS]; ++i) {
     const int64_t* f = &p[HEADER + i * BLOCK];
     widest = std::max(widest, f[KIND] == 0 ? f[P0 + 13] : f[P0 + 4]);  // mutate: skip !=: an offset, wider still
   }
-  std::vector<T> z(rows * H), u(rows * H), y(rows * H), mu(rows * H), wide(rows * widest);
+  return widest;
+}
+
+// One depth for rows [r0, r1): `depth_step`. source: tokens (depth 0) or the finer depth's
+// DownPool buffer (B, DOWN_IN); pending (B, H) or null; states (B, S, 2, N2, H); writes x (the
+// depth's input, B x H) and out (logits B x C, or the UpPool's output B x UP_OUT). A team's
+// threads share `shared` (null when alone: the buffers are the thread's own).
+template <typename T>
+void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const T* w,
+           const int64_t* tokens, const T* source, const T* pending, T* states, T* x, T* out,
+           int64_t r0, int64_t r1, int64_t N2, const Team& team, Shared<T>* shared) {
+  const int64_t H = p[H_], rows = r1 - r0, S = p[N_BLOCKS];
+  int64_t n_s4 = 0;
+  for (int64_t i = 0; i < S; ++i) n_s4 += p[HEADER + i * BLOCK + KIND] == 0;
+  Shared<T> own;
+  if (!shared) {
+    shared = &own;
+    own.y[0].resize(rows * H);
+    own.wide[0].resize(rows * widest(p));
+    own.y[1] = own.y[0];
+    own.wide[1] = own.wide[0];
+  }
+  const int64_t h0 = team.bound(team.id, H), h1 = team.bound(team.id + 1, H);
+  std::vector<T> z(rows * H), u(rows * H), mu(rows * H);
   std::vector<T*> row_states(rows);
   if (p[EMB] >= 0) {
-    for (int64_t r = 0; r < rows; ++r)
-      std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);  // mutate: skip EMB is 0 (packed first)
+    if (team.id == 0)
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy_n(w + p[EMB] + tokens[r0 + r] * H, H, x + (r0 + r) * H);  // mutate: skip EMB is 0 (packed first)
   } else {
-    linear(w + p[DOWN_W], w + p[DOWN_B], source + r0 * p[DOWN_IN], x + r0 * H, rows, p[DOWN_IN], H);
+    linear(w + p[DOWN_W], w + p[DOWN_B], source + r0 * p[DOWN_IN], x + r0 * H, rows, p[DOWN_IN], H, team);
   }
+  team.sync();
   for (int64_t i = 0; i < rows * H; ++i) z[i] = x[r0 * H + i] + (pending ? pending[r0 * H + i] : T(0));
   std::vector<T> h_(z);  // the running residual stream
   T* hs = h_.data();
   int64_t s4_index = 0;
   for (int64_t i = 0; i < S; ++i) {
     const int64_t* f = &p[HEADER + i * BLOCK];
+    T *y = shared->y[i % 2].data(), *wide = shared->wide[i % 2].data();
     norm(w, int(f[NORM]), f[NORM_1], f[NORM_2], eps[f[NORM_EPS]], hs, u.data(), rows, H);
     if (f[KIND] == 0) {
       const int64_t n_out = f[P0 + 13];
       for (int64_t r = 0; r < rows; ++r) row_states[r] = states + ((r0 + r) * n_s4 + s4_index) * 2 * H * N2;
-      recurrence(w, f + P0, u.data(), row_states.data(), y.data(), mu.data(), rows, H, N2);
+      recurrence(w, f + P0, u.data(), row_states.data(), y, mu.data(), rows, H, N2, h0, h1);
       const T* D = w + f[P0 + 10];
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t h = 0; h < H; ++h) y[r * H + h] += D[h] * u[r * H + h];
-      gelu(y.data(), rows * H);
-      linear(w + f[P0 + 11], w + f[P0 + 12], y.data(), wide.data(), rows, H, n_out);
-      const bool glu = f[P0 + 14];
       for (int64_t r = 0; r < rows; ++r) {
-        T* v = wide.data() + r * n_out;
-        if (glu) sigmoid(v + H, H);
+        for (int64_t h = h0; h < h1; ++h) y[r * H + h] += D[h] * u[r * H + h];
+        gelu(y + r * H + h0, h1 - h0);
+      }
+      team.sync();
+      linear(w + f[P0 + 11], w + f[P0 + 12], y, wide, rows, H, n_out, team);
+      const bool glu = f[P0 + 14];
+      if (glu) owned<T>(team, rows, n_out, H, 2 * H, [&](int64_t at, int64_t n) { sigmoid(wide + at, n); });
+      team.sync();
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* v = wide + r * n_out;
         for (int64_t h = 0; h < H; ++h) hs[r * H + h] += glu ? v[h] * v[H + h] : v[h];
       }
       ++s4_index;
     } else {
       const int64_t hidden = f[P0 + 4];
-      linear(w + f[P0], w + f[P0 + 1], u.data(), wide.data(), rows, H, hidden);
-      gelu(wide.data(), rows * hidden);
-      linear(w + f[P0 + 2], w + f[P0 + 3], wide.data(), y.data(), rows, hidden, H);
+      linear(w + f[P0], w + f[P0 + 1], u.data(), wide, rows, H, hidden, team);
+      owned<T>(team, rows, hidden, 0, hidden, [&](int64_t at, int64_t n) { gelu(wide + at, n); });
+      team.sync();
+      linear(w + f[P0 + 2], w + f[P0 + 3], wide, y, rows, hidden, H, team);
+      team.sync();
       for (int64_t i = 0; i < rows * H; ++i) hs[i] += y[i];
     }
   }
@@ -276,10 +345,63 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
       norm(w, int(p[FNORM]), p[FNORM_1], p[FNORM_2], eps[p[FNORM_EPS]], hs, u.data(), rows, H);
       src = u.data();
     }
-    linear(w + p[DEC_W], w + p[DEC_B], src, out + r0 * p[N_CLASSES], rows, H, p[N_CLASSES]);
+    linear(w + p[DEC_W], w + p[DEC_B], src, out + r0 * p[N_CLASSES], rows, H, p[N_CLASSES], team);
   } else {
-    linear(w + p[UP_W], w + p[UP_B], hs, out + r0 * p[UP_OUT], rows, H, p[UP_OUT]);
+    linear(w + p[UP_W], w + p[UP_B], hs, out + r0 * p[UP_OUT], rows, H, p[UP_OUT], team);
   }
+}
+
+// One draw from a row of logits as sashimi/sampling/sample.py draws it (its oracle: that loop,
+// tests/model/test_native.py): z = the logits in float over the temperature, as the loop's
+// `logits.float() / temperature`; with top_p < 1 the classes wholly beyond the nucleus removed (in
+// order of z, those whose preceding probability reaches top_p: `top_p_filter`); log-probabilities
+// over what is kept; the token the first class whose cumulative probability exceeds u times the
+// total (`draw`, the inverse CDF); picked its log-probability. In double from the float z: a token
+// differs from the loop's float32 draw only where u falls within float rounding of a boundary.
+struct DrawScratch {
+  std::vector<double> z, e;
+  std::vector<int64_t> order;
+};
+
+template <typename T>
+void draw(const T* logits, int64_t C, double temperature, double top_p, float u, DrawScratch& d, int64_t* token,
+          float* picked) {
+  d.z.resize(C);
+  d.e.resize(C);
+  double top = -INFINITY;
+  for (int64_t c = 0; c < C; ++c) {
+    float zc = float(logits[c]);
+    if (temperature != 1.0) zc /= float(temperature);
+    d.z[c] = zc;
+    top = std::max(top, d.z[c]);
+  }
+  double total = 0;
+  for (int64_t c = 0; c < C; ++c) total += d.e[c] = std::exp(d.z[c] - top);
+  if (top_p < 1.0) {
+    d.order.resize(C);
+    std::iota(d.order.begin(), d.order.end(), int64_t(0));
+    std::stable_sort(d.order.begin(), d.order.end(), [&](int64_t a, int64_t b) { return d.z[a] > d.z[b]; });
+    double before = 0, kept = 0;
+    for (const int64_t c : d.order) {
+      const double pc = d.e[c] / total;
+      if (before >= top_p) d.e[c] = 0;
+      kept += d.e[c];
+      before += pc;
+    }
+    total = kept;
+  }
+  const double target = double(u) * total;
+  double running = 0;
+  int64_t k = C - 1;
+  for (int64_t c = 0; c < C; ++c) {
+    running += d.e[c];
+    if (running > target) {
+      k = c;
+      break;
+    }
+  }
+  *token = k;
+  *picked = float(d.z[k] - top - std::log(total));
 }
 
 // The generation state of `FusedStep` (its packed weights, states, DownPool buffers and pending
@@ -289,10 +411,10 @@ class Stepper {
  public:
   Stepper(std::vector<std::vector<int64_t>> programs, std::vector<std::vector<double>> eps,
           std::vector<T*> weights, std::vector<T*> states, std::vector<T*> buffers, std::vector<T*> pending,
-          std::vector<int64_t> pool, int64_t n_state, int64_t batch)
+          std::vector<int64_t> pool, int64_t n_state, int64_t batch, int64_t team_width)
       : programs_(std::move(programs)), eps_(std::move(eps)), weights_(std::move(weights)),
         states_(std::move(states)), buffers_(std::move(buffers)), pending_(std::move(pending)),
-        pool_(std::move(pool)), N2_(n_state / 2), batch_(batch) {}
+        pool_(std::move(pool)), N2_(n_state / 2), batch_(batch), team_width_(team_width) {}
 
   // `FusedStep.step`: depth 0 every sample; depth d once its DownPool buffer holds pool[d-1]
   // new inputs, refilling depth d-1's pending UpPool outputs.
@@ -314,14 +436,49 @@ class Stepper {
     }
   }
 
+  // `steps` samples drawn as sashimi/sampling/sample.py's loop draws them, each fed back as the next
+  // input: tokens (steps + 1, B), row 0 the first input; uniforms and picked (steps, B).
+  void sample(int64_t steps, int64_t* tokens, const float* uniforms, float* picked, double temperature,
+              double top_p, int threads) {
+    const int64_t C = programs_[0][N_CLASSES];
+    std::vector<T> logits(batch_ * C);
+    const int chunks = int(std::min<int64_t>(threads, batch_));
+    for (int64_t s = 0; s < steps; ++s) {
+      step(tokens + s * batch_, logits.data(), threads);
+#pragma omp parallel num_threads(chunks) if (chunks > 1)
+      {
+        DrawScratch scratch;
+        const int64_t c = omp_get_thread_num(), n = omp_get_num_threads();
+        for (int64_t r = batch_ * c / n; r < batch_ * (c + 1) / n; ++r)
+          draw(logits.data() + r * C, C, temperature, top_p, uniforms[s * batch_ + r], scratch,
+               tokens + (s + 1) * batch_ + r, picked + s * batch_ + r);
+      }
+    }
+  }
+
  private:
+  // One depth over every row: the rows split over the threads, or, with fewer rows than threads and
+  // a depth at least team_width wide, all of them run by the threads as one team (`Team`): below
+  // that width a team's barriers cost more than its shared work saves (native.py, TEAM_WIDTH).
   void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out, int threads) {
     const auto& p = programs_[d];
+    const int64_t H = p[H_];
+    if (threads > batch_ && H >= team_width_) {
+      Shared<T> shared;
+      for (int k = 0; k < 2; ++k) {
+        shared.y[k].resize(batch_ * H);
+        shared.wide[k].resize(batch_ * widest(p));
+      }
+#pragma omp parallel num_threads(threads)
+      depth<T>(p, eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, 0, batch_, N2_,
+               Team{omp_get_thread_num(), omp_get_num_threads()}, &shared);
+      return;
+    }
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
 #pragma omp parallel for num_threads(chunks) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c)
       depth<T>(p, eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, batch_ * c / chunks,
-               batch_ * (c + 1) / chunks, N2_);
+               batch_ * (c + 1) / chunks, N2_, Team{}, nullptr);
   }
 
   // pending[d] (B, H, P)[:, :, j] as a contiguous (B, H) copy; buffers[d][:, :, j] = values
@@ -340,13 +497,13 @@ class Stepper {
   std::vector<std::vector<double>> eps_;
   std::vector<T*> weights_, states_, buffers_, pending_;
   std::vector<int64_t> pool_;
-  int64_t N2_, batch_, t_ = 0;
+  int64_t N2_, batch_, team_width_, t_ = 0;
 };
 
 template <typename T>
 void* make(int64_t depths, const int64_t* const* programs, const int64_t* program_sizes, const double* const* eps,
            const int64_t* eps_sizes, void* const* weights, void* const* states, void* const* buffers,
-           void* const* pending, const int64_t* pool, int64_t n_state, int64_t batch) {
+           void* const* pending, const int64_t* pool, int64_t n_state, int64_t batch, int64_t team_width) {
   std::vector<std::vector<int64_t>> p;
   std::vector<std::vector<double>> e;
   std::vector<T*> w, s, b, q;
@@ -360,7 +517,8 @@ void* make(int64_t depths, const int64_t* const* programs, const int64_t* progra
       q.push_back(static_cast<T*>(pending[d]));
     }
   }
-  return new Stepper<T>(p, e, w, s, b, q, std::vector<int64_t>(pool, pool + depths - 1), n_state, batch);
+  return new Stepper<T>(p, e, w, s, b, q, std::vector<int64_t>(pool, pool + depths - 1), n_state, batch,
+                        team_width);
 }
 
 }  // namespace
@@ -371,10 +529,10 @@ extern "C" {
 void* sashimi_stepper_new(int double_precision, int64_t depths, const int64_t* const* programs,
                           const int64_t* program_sizes, const double* const* eps, const int64_t* eps_sizes,
                           void* const* weights, void* const* states, void* const* buffers, void* const* pending,
-                          const int64_t* pool, int64_t n_state, int64_t batch) {
+                          const int64_t* pool, int64_t n_state, int64_t batch, int64_t team_width) {
   auto build = double_precision ? make<double> : make<float>;
   return build(depths, programs, program_sizes, eps, eps_sizes, weights, states, buffers, pending, pool, n_state,
-               batch);
+               batch, team_width);
 }
 
 void sashimi_stepper_step(void* stepper, int double_precision, const int64_t* tokens, void* logits, int threads) {
@@ -382,6 +540,28 @@ void sashimi_stepper_step(void* stepper, int double_precision, const int64_t* to
     static_cast<Stepper<double>*>(stepper)->step(tokens, static_cast<double*>(logits), threads);
   else
     static_cast<Stepper<float>*>(stepper)->step(tokens, static_cast<float*>(logits), threads);
+}
+
+void sashimi_stepper_sample(void* stepper, int double_precision, int64_t steps, int64_t* tokens,
+                            const float* uniforms, float* picked, double temperature, double top_p, int threads) {
+  if (double_precision)
+    static_cast<Stepper<double>*>(stepper)->sample(steps, tokens, uniforms, picked, temperature, top_p, threads);
+  else
+    static_cast<Stepper<float>*>(stepper)->sample(steps, tokens, uniforms, picked, temperature, top_p, threads);
+}
+
+// `draw` over `rows` rows of C logits (for its tests: the loop in sample.py is its oracle).
+void sashimi_draw(int double_precision, const void* logits, int64_t rows, int64_t C, double temperature,
+                  double top_p, const float* uniforms, int64_t* tokens, float* picked) {
+  DrawScratch scratch;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (double_precision)
+      draw(static_cast<const double*>(logits) + r * C, C, temperature, top_p, uniforms[r], scratch, tokens + r,
+           picked + r);
+    else
+      draw(static_cast<const float*>(logits) + r * C, C, temperature, top_p, uniforms[r], scratch, tokens + r,
+           picked + r);
+  }
 }
 
 void sashimi_stepper_free(void* stepper, int double_precision) {

@@ -7,6 +7,7 @@ the state by teacher forcing, exactly as a forward pass over it would.
 import contextlib
 import functools
 import math
+import time
 
 import torch
 
@@ -27,6 +28,14 @@ ONE_THREAD_MAX_BATCH = 8
 # Compiling the paper model's step functions takes 8 s on 2 quiet cores and took 320 s beside two
 # other busy processes: past this many seconds, the depths not compiled yet run uncompiled.
 COMPILE_TIME_LIMIT = 60.0  # mutate: skip a wall-clock tuning constant: no test waits a minute
+# The native step draws too (`NativeStep.sample`): this many samples per call, so the ~100 us of
+# Python around a call are paid once per chunk; a listener and the progress bar hear of each
+# chunk as it ends (128 samples: 8 ms of 16 kHz audio).
+NATIVE_CHUNK = 128
+# and times its thread counts as it goes (`ThreadChoice`): each is timed on one chunk first, then
+# the fastest runs, and every this many chunks one other is timed again (another process may have
+# taken or left a core since).
+RETIME_EVERY = 64
 # the command line's --compile (generate, bench --against) -> sample()'s `compile`
 COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
@@ -87,10 +96,11 @@ def sample(
             why = native.reason() or "not a float32 or float64 model"
             instead = "compiled fused" if engine == "compiled" else "modules' own"
             log(f"the native step is not available ({why}): running the {instead} step")
+        draws = None
         if engine == "native":
-            threads = 1 if n <= ONE_THREAD_MAX_BATCH else torch.get_num_threads()
-            native_step = native.NativeStep(model, n, threads)
+            native_step = native.NativeStep(model, n, torch.get_num_threads())
             step = functools.partial(native_step.step, check=False)  # mutate: skip check=True re-checks tokens
+            draws = ThreadChoice(native_step)
         elif engine == "compiled":
             if log is not None:
                 log("compiling the step functions (once per process; inductor caches them on disk)")
@@ -102,7 +112,18 @@ def sample(
             step = model_step(model, n)
         with one_thread() if device.type == "cpu" and n <= ONE_THREAD_MAX_BATCH else contextlib.nullcontext():
             return sampling_loop(
-                step, model.config.bits, n, length, temperature, top_p, prefix, generator, device, progress, listen
+                step,
+                model.config.bits,
+                n,
+                length,
+                temperature,
+                top_p,
+                prefix,
+                generator,
+                device,
+                progress,
+                listen,
+                draws,
             )
     finally:
         model.train(training)
@@ -119,6 +140,42 @@ def step_engine(compile: bool | str, device: torch.device, dtype: torch.dtype, s
     if steps >= COMPILE_MIN_STEPS and (device.type == "cuda" or compiler_available()):
         return "compiled"
     return "modules"
+
+
+class ThreadChoice:
+    """`NativeStep.sample` at the thread count that measures fastest here: one thread, or all of
+    torch's (rows split over them, or at B = 1 the wide depths shared: `native.TEAM_WIDTH`). More
+    threads lose when another process holds a core (every barrier then waits for a descheduled
+    thread: docs/PERFORMANCE.md), so each count is first timed on TRIAL samples, the fastest runs,
+    and every RETIME_EVERY calls another is timed again on TRIAL samples. The samples do not depend
+    on the choice: every thread count computes the same numbers."""
+
+    TRIAL = 16
+
+    def __init__(self, native_step):
+        self.native_step = native_step
+        self.choices = sorted({1, native_step.threads})
+        self.per_sample: dict[int, float] = {}
+        self.calls = 0
+
+    def __call__(self, tokens, uniforms, temperature, top_p):
+        retime = self.calls % RETIME_EVERY == RETIME_EVERY - 1
+        self.calls += 1
+        drawn, at = [], 0
+        while at < uniforms.shape[0]:
+            untimed = [t for t in self.choices if t not in self.per_sample]
+            best = min(self.per_sample, key=self.per_sample.get) if self.per_sample else None
+            if untimed or retime:
+                threads = untimed[0] if untimed else self.choices[self.calls // RETIME_EVERY % len(self.choices)]
+                part, retime = uniforms[at : at + self.TRIAL], False
+            else:
+                threads, part = best, uniforms[at:]
+            self.native_step.threads = threads
+            start = time.perf_counter()
+            drawn.append(self.native_step.sample(tokens, part, temperature, top_p))
+            self.per_sample[threads] = (time.perf_counter() - start) / part.shape[0]
+            tokens, at = drawn[-1][0][-1], at + part.shape[0]
+        return torch.cat([d[0] for d in drawn]), torch.cat([d[1] for d in drawn])
 
 
 def model_step(model: SashimiLM, n: int):
@@ -165,7 +222,11 @@ def sampling_loop(
     device: torch.device,
     progress,
     listen=None,
+    draws=None,
 ) -> tuple[Int[Tensor, "B T"], Float[Tensor, " B"]]:
+    """`length` draws after the prefix, each step's logits tempered, filtered and drawn from here;
+    or, given `draws` (tokens, uniforms (S, B), temperature, top_p -> tokens (S, B), log-probabilities
+    (S, B)), NATIVE_CHUNK samples at a time drawn by it from the same uniforms."""
     token = torch.full((n,), 2 ** (bits - 1), dtype=torch.long, device=device)
     if prefix.numel():
         check_tokens(prefix, 2**bits)
@@ -174,7 +235,19 @@ def sampling_loop(
         token = prefix[t].expand(n).to(device)
     out, picked = [], []
     try:
-        for _ in range(length):
+        while draws is not None and len(out) < length:
+            chunk = min(NATIVE_CHUNK, length - len(out))
+            # the loop below draws u for each step as torch.rand(n, 1): the same numbers, in order
+            tokens, logp = draws(token, torch.rand(chunk, n, generator=generator), temperature, top_p)
+            for s in range(chunk):
+                out.append(tokens[s])
+                picked.append(logp[s, :, None])
+                if listen is not None:
+                    listen(tokens[s])
+            token = tokens[-1]
+            if progress is not None:
+                progress.update(chunk)
+        for _ in range(length if draws is None else 0):
             logits = step(token)
             logits = (
                 logits.float() if temperature == 1.0 else logits.float() / temperature

@@ -110,17 +110,18 @@ def test_bad_tokens_missing_setup_and_other_dtypes_are_named():
 
 @needs_native
 def test_sample_runs_the_native_step_and_draws_what_the_module_step_draws(monkeypatch):
-    """compile="auto" takes the native step on a CPU; the same seed gives the same tokens and
-    log-likelihoods as the modules' step (float64: no draw sits within rounding of a boundary)."""
+    """compile="auto" takes the native step on a CPU, given the process's threads; the same seed
+    gives the same tokens as the modules' step (float64: no draw sits within rounding of a boundary)
+    and log-likelihoods within the float32-logits row (both draw from the logits in float32)."""
     built = []
     monkeypatch.setattr(sampling.native, "NativeStep", lambda *a: built.append(a[1:]) or NativeStep(*a))
     model = randomized(6, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
     prefix = tokens(6, 1, 5, 256)[0]
     fast = sampling.sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1)
     plain = sampling.sample(model, 3, 30, temperature=0.8, top_p=0.9, prefix=prefix, seed=1, compile=False)
-    assert built == [(3, 1)]  # 3 rows: at most ONE_THREAD_MAX_BATCH, one thread
+    assert built == [(3, torch.get_num_threads())]  # ThreadChoice then times 1 thread and these
     assert torch.equal(fast[0], plain[0])
-    assert_close(fast[1], plain[1], "native_vs_module_step_float64")
+    assert_close(fast[1], plain[1], "metrics_float32_logits")
 
 
 @pytest.mark.parametrize("available", [True, False])

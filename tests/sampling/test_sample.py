@@ -162,7 +162,8 @@ def test_a_model_in_train_mode_samples_as_its_twin_without_dropout():
 
 
 def test_the_progress_counts_one_step_per_sampled_position():
-    """A prefix of 3 and 5 sampled positions: the bar advances 5 times by one (the prefix is not sampled)."""
+    """A prefix of 3 and 5 sampled positions: the bar advances by the 5 sampled (the prefix is not
+    sampled): by one each on the modules' step, by the chunk (here all 5 at once) on the native one."""
     from tests.helpers import lm, tiny_config
 
     class Counter:
@@ -174,26 +175,34 @@ def test_the_progress_counts_one_step_per_sampled_position():
 
     counter = Counter()
     model = lm(4, torch.float32, **tiny_config(8).to_dict())
-    tokens, _ = sampling.sample(model, 2, 5, prefix=torch.tensor([128, 120, 130]), progress=counter)
+    tokens, _ = sampling.sample(model, 2, 5, prefix=torch.tensor([128, 120, 130]), progress=counter, compile=False)
     assert counter.steps == [1] * 5 and tokens.shape == (2, 8)
+    if native.available():
+        counter.steps.clear()
+        sampling.sample(model, 2, 5, prefix=torch.tensor([128, 120, 130]), progress=counter)
+        assert counter.steps == [5]
 
 
 @pytest.mark.skipif(not native.available(), reason=native.reason() or "native step available")
-def test_the_native_step_takes_one_thread_up_to_the_small_batch_limit(monkeypatch):
-    """The same rule through the native step (`compile="auto"` on a short run): NativeStep is given
-    1 thread up to ONE_THREAD_MAX_BATCH sequences, the process's count beyond."""
+def test_the_native_step_is_given_the_process_threads_and_chooses_by_timing(monkeypatch):
+    """Through the native step (`compile="auto"`), at any batch, NativeStep is built with the
+    process's thread count and its `ThreadChoice` times 1 and that many (tests/sampling/
+    test_native_draw.py holds the choice itself)."""
     from tests.helpers import lm, tiny_config
 
     seen, real = [], native.NativeStep
     monkeypatch.setattr(
         native, "NativeStep", lambda model, n, threads: seen.append((n, threads)) or real(model, n, threads)
     )
+    choices, real_choice = [], sampling.ThreadChoice
+    monkeypatch.setattr(sampling, "ThreadChoice", lambda step: choices.append(real_choice(step)) or choices[-1])
     model = lm(3, torch.float32, **tiny_config(8).to_dict())
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        for n in (sampling.ONE_THREAD_MAX_BATCH, sampling.ONE_THREAD_MAX_BATCH + 1):
+        for n in (1, sampling.ONE_THREAD_MAX_BATCH + 1):
             sampling.sample(model, n, 3, compile="auto")
     finally:
         torch.set_num_threads(before)
-    assert seen == [(sampling.ONE_THREAD_MAX_BATCH, 1), (sampling.ONE_THREAD_MAX_BATCH + 1, 2)]
+    assert seen == [(1, 2), (sampling.ONE_THREAD_MAX_BATCH + 1, 2)]
+    assert [c.choices for c in choices] == [[1, 2], [1, 2]]

@@ -15,9 +15,9 @@ import torch
 from sashimi import generate
 from sashimi.audio.quantize import decode
 from sashimi.io import checkpoint
-from sashimi.sampling import sample as sample_module
 from sashimi.sampling import stream, write
 from sashimi.sampling.sample import sample
+from tests.draws import interrupt_at_draw, on_each_draw
 from tests.helpers import assert_one_line_error, lm, run_main, tiny_config
 
 RATE = 8000
@@ -171,18 +171,14 @@ def test_chunks_are_written_as_they_fill_and_the_first_is_timed(ckpt, tmp_path, 
     then are one chunk more than the last write), and the rest at the end."""
     model, _ = checkpoint.load_model(ckpt, torch.device("cpu"))
     writes, draws, logged = [], [], []
-    real_write, real_draw = stream.PcmStream.write, sample_module.draw
+    real_write = stream.PcmStream.write
 
     def spy_write(self, pcm):
         writes.append((len(pcm), len(draws)))
         real_write(self, pcm)
 
-    def spy_draw(*args):
-        draws.append(1)
-        return real_draw(*args)
-
     monkeypatch.setattr(stream.PcmStream, "write", spy_write)
-    monkeypatch.setattr(sample_module, "draw", spy_draw)
+    on_each_draw(monkeypatch, lambda: draws.append(1))
     frames = stream.stream_to(model, "mulaw", RATE, str(tmp_path / "a.wav"), 250, log=logged.append)
     assert frames == 250 and writes == [(80, 80), (80, 160), (80, 240), (10, 250)]
     assert round(RATE * stream.CHUNK_SECONDS) == 80
@@ -212,15 +208,7 @@ def test_the_first_audio_is_timed_from_the_given_start(ckpt, tmp_path, monkeypat
 def test_ctrl_c_leaves_a_valid_wav_of_every_sample_drawn(at, ckpt, tmp_path, capsys, monkeypatch, plots_touched):
     argv = ["--length", "200", "--seed", "2"]
     expected = generated_wav(ckpt, tmp_path / "plain", argv)
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == at:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)
+    interrupt_at_draw(at, monkeypatch)
     path = tmp_path / "s.wav"
     code, err = run_main(generate, ["--checkpoint", str(ckpt), "--stream", str(path), *argv], capsys)
     assert code == 130 and "Traceback" not in err
@@ -324,16 +312,7 @@ def test_ctrl_c_that_also_stops_the_player_keeps_what_was_sent(ckpt, monkeypatch
     drawn are written. The run still stops as interrupted, with the samples the player took."""
     model, _ = checkpoint.load_model(ckpt)
     read, write_end = os.pipe()
-    real, draws = sample_module.draw, []
-
-    def draw(*args):
-        draws.append(1)
-        if len(draws) == 100:
-            os.close(read)
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(sample_module, "draw", draw)
+    interrupt_at_draw(100, monkeypatch, also=lambda: os.close(read))
     logged = []
     with os.fdopen(write_end, "wb", buffering=0) as pipe:
         with pytest.raises(KeyboardInterrupt):

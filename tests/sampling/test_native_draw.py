@@ -1,0 +1,105 @@
+"""The native sampling loop (`NativeStep.sample`: the step and the draw in one call per chunk,
+native_step.cpp's `draw`) against the Python loop it replaces and the float64 nucleus of
+`reference.sampling`; and `ThreadChoice`, which times the thread counts as it samples."""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from reference.sampling import nucleus_log_probs
+from sashimi.harness.verdict import assert_close
+from sashimi.model import native
+from sashimi.sampling import sample as sampling
+from sashimi.sampling.native_draw import draw
+from tests import helpers
+from tests.helpers import tokens
+from tests.model.weights import randomized
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"no native step here: {native.reason()}")
+
+
+@needs_native
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.9), (1.0, 0.5)])
+@pytest.mark.parametrize("classes", [3, 256, 1000])
+def test_the_native_draw_meets_the_float64_inverse_cdf_and_the_loops_draw(temperature, top_p, classes):
+    """400 rows of logits (scale 3, float32): the token is the float64 inverse CDF of u over the
+    nucleus (`nucleus_log_probs` of the float32 tempered logits) wherever u is not within 1e-9 of a
+    class boundary, and its log-probability within the float32-logits metrics row; the Python loop's
+    float32 draw (`top_p_filter`, log-softmax, `draw`, from the same generator) agrees but where u
+    lies within float32 rounding (1e-5) of a boundary."""
+    rows, seed = 400, classes
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(rows, classes, generator=g) * 3).float()
+    u = torch.rand(rows, 1, generator=torch.Generator().manual_seed(seed + 1))
+    got, picked = draw(logits, u[:, 0], temperature, top_p)
+    z = logits if temperature == 1.0 else logits / temperature  # the loop's float32 tempering
+    logp = nucleus_log_probs(z.double().numpy(), 1.0, top_p, margin=1e-12)
+    cdf = np.cumsum(np.exp(logp), -1)
+    gap = np.abs(cdf - u.double().numpy()).min(-1)
+    want = np.minimum((cdf <= u.double().numpy()).sum(-1), classes - 1)
+    clear = gap > 1e-9
+    assert clear.sum() >= rows - 1 and np.array_equal(got.numpy()[clear], want[clear])
+    assert_close(picked, logp[np.arange(rows), got.numpy()], "metrics_float32_logits")
+    loop = sampling.draw(sampling.top_p_filter(z, top_p).log_softmax(-1), torch.Generator().manual_seed(seed + 1))[:, 0]
+    differ = (loop != got).numpy()
+    assert differ.sum() <= 2 and (gap[differ] < 1e-5).all()
+
+
+@needs_native
+def test_native_sampling_in_chunks_draws_what_the_loop_draws(monkeypatch):
+    """Chunks of 7 samples (NATIVE_CHUNK) over 30, after a prefix, tempered and filtered: the same
+    tokens as the modules' step under the Python loop (float64 model: no draw near a boundary), the
+    same mean log-likelihood within the float32-logits row (both draw from float32 logits), and the
+    listener and the progress bar told of every sample in order."""
+    monkeypatch.setattr(sampling, "NATIVE_CHUNK", 7)
+    model = randomized(6, torch.float64, **dataclasses.asdict(helpers.tiny_config(8)))
+    prefix = tokens(6, 1, 5, 256)[0]
+    heard, updates = [], []
+
+    class Bar:
+        def update(self, k):
+            updates.append(k)
+
+    kw = dict(temperature=0.8, top_p=0.9, prefix=prefix, seed=1)
+    fast = sampling.sample(model, 3, 30, listen=heard.append, progress=Bar(), **kw)
+    plain = sampling.sample(model, 3, 30, compile=False, **kw)
+    assert torch.equal(fast[0], plain[0]) and fast[0].shape == (3, 35)
+    assert_close(fast[1], plain[1], "metrics_float32_logits")
+    assert torch.equal(torch.stack(heard, 1), fast[0][:, 5:]) and updates == [7, 7, 7, 7, 2]
+
+
+class FakeStep:
+    """A native step whose samples cost `cost[threads]` seconds each on a fake clock; each sample is
+    the previous token + 1, so that a chunk cut in parts shows whether each part went on from the last."""
+
+    def __init__(self, clock: list, cost: dict):
+        self.threads, self.clock, self.cost, self.calls = 2, clock, cost, []
+
+    def sample(self, tokens, uniforms, temperature, top_p):
+        steps = uniforms.shape[0]
+        self.calls.append((self.threads, steps))
+        self.clock[0] += steps * self.cost[self.threads]
+        return tokens + torch.arange(1, steps + 1)[:, None], torch.zeros(steps, tokens.shape[0])
+
+
+def test_the_thread_choice_times_each_count_then_runs_the_fastest_and_retimes(monkeypatch):
+    """First call: TRIAL samples on 1 thread, TRIAL on 2, the rest on the faster (2). Another process
+    then makes 2 threads slow: the next retime (every RETIME_EVERY calls) times one count again,
+    and the choice follows the clock. Tokens run on across the parts of a call."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(sampling, "RETIME_EVERY", 2)
+    fake = FakeStep(clock, {1: 3.0, 2: 1.0})
+    choice = sampling.ThreadChoice(fake)
+    trial = sampling.ThreadChoice.TRIAL
+    out, _ = choice(torch.tensor([5]), torch.zeros(100, 1), 1.0, 1.0)
+    assert fake.calls == [(1, trial), (2, trial), (2, 100 - 2 * trial)]
+    assert torch.equal(out[:, 0], torch.arange(6, 106))
+    fake.cost[2] = 10.0  # another process holds a core: 2 threads now lose
+    fake.calls.clear()
+    choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)  # call 2: a retime of choices[1] = 2 threads
+    choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)
+    assert fake.calls == [(2, trial), (1, 50 - trial), (1, 50)]
