@@ -228,7 +228,7 @@ HISTORY = [
             "hist-s4-native-step-skips-gelu",
             NATIVE,
             "depth",
-            "        gelu(y + r * H + h0, h1 - h0);\n",
+            "        gelu(y + r * H + h0, h1 - h0);",
             "",
             "the native step's S4 blocks skip their GELU",
             kills="tests/model/test_native.py",

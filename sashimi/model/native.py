@@ -133,12 +133,13 @@ def reason() -> str:
 class Packed:
     """A depth's flat weights with the copies the native loops read appended: each linear weight
     packed in tiles of 128 bytes of outputs (32 floats, 16 doubles), each tile's (in, tile) block of
-    the transposed weight contiguous and zero past `out`; each (H, N2) recurrence coefficient as
-    (N2, H), since the native recurrence runs along h."""
+    the transposed weight contiguous and zero past `out`; an S4 block's recurrence coefficients
+    interleaved by vectors of channels (`recurrence`)."""
 
     def __init__(self, flat: Float[Tensor, " W"]):
         self.flat, self.parts, self.size = flat, [flat], flat.numel()
         self.tile = 128 // flat.element_size()
+        self.lanes = 32 // flat.element_size()
 
     def append(self, t: Tensor) -> int:
         self.parts.append(t.reshape(-1))
@@ -154,9 +155,15 @@ class Packed:
         weight = torch.cat([weight, weight.new_zeros(padded - out, inp)])
         return self.append(weight.view(padded // self.tile, self.tile, inp).transpose(1, 2))
 
-    def transposed(self, slot: tuple) -> int:
-        offset, shape = slot
-        return self.append(self.flat[offset : offset + math.prod(shape)].view(shape).t())
+    def recurrence(self, slots: tuple) -> int:
+        """An S4 block's ten (H, N2) coefficients interleaved as (vectors, N2, 10, lanes): the
+        channels in vectors of 32 bytes (8 floats, 4 doubles), zero past H, so that the native
+        recurrence reads one vector's coefficients in one run."""
+        parts = torch.stack([self.flat[o : o + math.prod(shape)].view(shape) for o, shape in slots])  # (10, H, N2)
+        H, N2 = parts.shape[1:]
+        vectors = -(-H // self.lanes)
+        parts = torch.cat([parts, parts.new_zeros(10, vectors * self.lanes - H, N2)], 1)
+        return self.append(parts.view(10, vectors, self.lanes, N2).permute(1, 3, 0, 2).contiguous())
 
     def tensor(self) -> Float[Tensor, " W2"]:
         return torch.cat(self.parts)
@@ -198,7 +205,7 @@ def program(spec: DepthSpec, width: int, flat: Float[Tensor, " W"]) -> tuple[lis
     for block in spec.blocks:
         record = [0 if isinstance(block, S4BlockSpec) else 1, *norm_fields(block.norm, eps)]
         if isinstance(block, S4BlockSpec):
-            record += [pack.transposed(s) for s in block.coefficients]
+            record += [pack.recurrence(block.coefficients), *[0] * 9]  # fields P0 + 1 ... P0 + 9: unused
             record += [block.D[0], pack.linear(block.weight), block.bias[0], block.weight[1][0], int(block.glu)]
         else:
             record += [pack.linear(block.w1), block.b1[0], pack.linear(block.w2), block.b2[0], block.w1[1][0]]
@@ -236,7 +243,8 @@ class NativeStep:
         self.fields = [torch.tensor(p, dtype=torch.int64) for p, _, _ in programs]  # mutate: skip ints are int64
         self.eps = [torch.tensor(e, dtype=torch.float64) for _, e, _ in programs]
         self.weights = [w.contiguous() for _, _, w in programs]
-        self.states = [s.new_zeros(s.shape[:3] + (s.shape[4], s.shape[3])) for s in fused.states]  # (B, S, 2, N2, H)
+        lanes = 32 // weight.element_size()  # (B, S, vectors of channels, N2, 2, lanes): native_step.cpp's recurrence
+        self.states = [s.new_zeros(s.shape[:2] + (-(-s.shape[3] // lanes), s.shape[4], 2, lanes)) for s in fused.states]
         self.buffers, self.pending = fused.buffers, fused.pending
         self.pool = torch.tensor(list(fused.pool) or [0], dtype=torch.int64)  # mutate: skip no pool: never read
         self.double = int(self.dtype == torch.float64)

@@ -24,7 +24,8 @@ namespace {
 enum { H_, EMB, DOWN_W, DOWN_B, DOWN_IN, UP_W, UP_B, UP_OUT, DEC_W, DEC_B, N_CLASSES,
        FNORM, FNORM_1, FNORM_2, FNORM_EPS, N_BLOCKS, HEADER };
 // block fields: kind (0 S4, 1 feed-forward), its norm (kind, two slots, eps index), then
-// S4: ar ai br bi gr gi mr mi cr ci D W b out glu; feed-forward: W1 b1 W2 b2 hidden
+// S4: the recurrence's coefficients (interleaved: `recurrence`), 9 unused, D W b out glu;
+// feed-forward: W1 b1 W2 b2 hidden
 enum { KIND, NORM, NORM_1, NORM_2, NORM_EPS, P0 };
 constexpr int BLOCK = 20;
 enum { NORM_NONE = 0, NORM_LAYER = 1, NORM_SCALAR = 2 };
@@ -155,9 +156,8 @@ void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64
 struct Team {
   int id = 0, size = 1;
   bool owns(int64_t tile) const { return tile % size == id; }
-  int64_t bound(int64_t i, int64_t H) const {  // channels [bound(id), bound(id + 1)): whole vectors
-    return i >= size ? H : std::min(H, H * i / size / 8 * 8);
-  }
+  int64_t first(int64_t n) const { return n * id / size; }  // this thread's part [first, first of the next)
+  int64_t end(int64_t n) const { return n * (id + 1) / size; }
   void sync() const {
     if (size > 1) {
 #pragma omp barrier
@@ -213,42 +213,44 @@ void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const 
   }
 }
 
-// `s4_recurrence` for `rows` rows and channels [h0, h1): x' = a x + b u - g (m . x), y = c . x'.
-// The coefficients are stored transposed, (N2, H), and each row's state as (2, N2, H) real and
-// imaginary parts, so that every loop runs along h: vectorized without horizontal sums (N2 is only
-// 32). The rows loop sits inside n: one coefficient slice (n, :) serves every row from L1. mu:
-// scratch of rows x H. Writes y's channels [h0, h1) only.
+// `s4_recurrence` for `rows` rows over the vectors of channels [b0, b1): x' = a x + b u - g (m . x),
+// y = c . x'. native.py packs the ten coefficients (a, b, g, m, c, real and imaginary) of each vector
+// of L channels as (N2, 10, L), and each row keeps its state as (vectors, N2, 2, L), channels padded
+// with zeros to whole vectors: a vector of channels reads its coefficients (10 KB in float) and its
+// state in one run each, in order, with m . x and y summed over n in registers and no horizontal
+// sums; the coefficients then serve every row from L1. Writes y's channels of [b0, b1) only.
 template <typename T>
-void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, T* mu, int64_t rows, int64_t H,
-                int64_t N2, int64_t h0, int64_t h1) {
-  const T *ar = w + f[0], *ai = w + f[1], *br = w + f[2], *bi = w + f[3], *gr = w + f[4],
-          *gi = w + f[5], *mr = w + f[6], *mi = w + f[7], *cr = w + f[8], *ci = w + f[9];
-  for (int64_t r = 0; r < rows; ++r) {
-    std::fill(mu + r * H + h0, mu + r * H + h1, T(0));
-    std::fill(y + r * H + h0, y + r * H + h1, T(0));
-  }
-  for (int64_t n = 0; n < N2; ++n) {
-    const int64_t k = n * H;
+void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, int64_t rows, int64_t H,
+                int64_t N2, int64_t b0, int64_t b1) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  enum { AR, AI, BR, BI, GR, GI, MR, MI, CR, CI, COEFFICIENTS };
+  for (int64_t b = b0; b < b1; ++b) {
+    const T* c = w + f[0] + b * N2 * COEFFICIENTS * L;
+    const int64_t h = b * L, width = std::min(L, H - h);
     for (int64_t r = 0; r < rows; ++r) {
-      const T *re = states[r] + k, *im = states[r] + N2 * H + k;
-      T* m = mu + r * H;
-#pragma omp simd
-      for (int64_t h = h0; h < h1; ++h) m[h] += re[h] * mr[k + h] + im[h] * mi[k + h];
-    }
-  }
-  for (int64_t n = 0; n < N2; ++n) {
-    const int64_t k = n * H;
-    for (int64_t r = 0; r < rows; ++r) {
-      T *re = states[r] + k, *im = states[r] + N2 * H + k, *out = y + r * H;
-      const T *m = mu + r * H, *v = u + r * H;
-#pragma omp simd
-      for (int64_t h = h0; h < h1; ++h) {
-        const T xr = ar[k + h] * re[h] - ai[k + h] * im[h] + br[k + h] * v[h] - gr[k + h] * m[h];
-        const T xi = ar[k + h] * im[h] + ai[k + h] * re[h] + bi[k + h] * v[h] - gi[k + h] * m[h];
-        re[h] = xr;
-        im[h] = xi;
-        out[h] += xr * cr[k + h] + xi * ci[k + h];
+      T* state = states[r] + b * N2 * 2 * L;
+      T padded[L] = {};  // mutate: skip a larger array: the vector reads its first L
+      std::copy_n(u + r * H + h, width, padded);
+      const V v = load(padded);
+      V m = V{};
+      for (int64_t n = 0; n < N2; ++n) {
+        const T *cn = c + n * COEFFICIENTS * L, *sn = state + n * 2 * L;
+        m += load(sn) * load(cn + MR * L) + load(sn + L) * load(cn + MI * L);
       }
+      V out = V{};
+      for (int64_t n = 0; n < N2; ++n) {
+        const T* cn = c + n * COEFFICIENTS * L;
+        T* sn = state + n * 2 * L;
+        const V re = load(sn), im = load(sn + L), ar = load(cn + AR * L), ai = load(cn + AI * L);
+        const V xr = ar * re - ai * im + load(cn + BR * L) * v - load(cn + GR * L) * m;
+        const V xi = ar * im + ai * re + load(cn + BI * L) * v - load(cn + GI * L) * m;
+        store(sn, xr);
+        store(sn + L, xi);
+        out += xr * load(cn + CR * L) + xi * load(cn + CI * L);
+      }
+      store(padded, out);
+      std::copy_n(padded, width, y + r * H + h);
     }
   }
 }
@@ -290,8 +292,10 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
     own.y[1] = own.y[0];
     own.wide[1] = own.wide[0];
   }
-  const int64_t h0 = team.bound(team.id, H), h1 = team.bound(team.id + 1, H);
-  std::vector<T> z(rows * H), u(rows * H), mu(rows * H);
+  constexpr int64_t L = Vec<T>::lanes;
+  const int64_t vectors = (H + L - 1) / L, b0 = team.first(vectors), b1 = team.end(vectors);
+  const int64_t h0 = b0 * L, h1 = std::min(H, b1 * L);  // this thread's channels of the recurrence
+  std::vector<T> z(rows * H), u(rows * H);
   std::vector<T*> row_states(rows);
   if (p[EMB] >= 0) {
     if (team.id == 0)
@@ -311,12 +315,12 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
     norm(w, int(f[NORM]), f[NORM_1], f[NORM_2], eps[f[NORM_EPS]], hs, u.data(), rows, H);
     if (f[KIND] == 0) {
       const int64_t n_out = f[P0 + 13];
-      for (int64_t r = 0; r < rows; ++r) row_states[r] = states + ((r0 + r) * n_s4 + s4_index) * 2 * H * N2;
-      recurrence(w, f + P0, u.data(), row_states.data(), y, mu.data(), rows, H, N2, h0, h1);
+      for (int64_t r = 0; r < rows; ++r) row_states[r] = states + ((r0 + r) * n_s4 + s4_index) * vectors * N2 * 2 * L;
+      recurrence(w, f + P0, u.data(), row_states.data(), y, rows, H, N2, b0, b1);
       const T* D = w + f[P0 + 10];
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t h = h0; h < h1; ++h) y[r * H + h] += D[h] * u[r * H + h];
-        gelu(y + r * H + h0, h1 - h0);
+        gelu(y + r * H + h0, h1 - h0);  // an empty part (h1 <= h0) writes nothing
       }
       team.sync();
       linear(w + f[P0 + 11], w + f[P0 + 12], y, wide, rows, H, n_out, team);
