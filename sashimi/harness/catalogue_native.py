@@ -9,12 +9,12 @@ KILLS = 'tests/model/test_native.py'
 
 NATIVE = [
     Mutant('native-recurrence-conj', CPP, 'recurrence',
-           'ar[k + h] * re[h] - ai[k + h] * im[h]',
-           'ar[k + h] * re[h] + ai[k + h] * im[h]',
+           'const V xr = ar * re - ai * im',
+           'const V xr = ar * re + ai * im',
            'native recurrence multiplies by conj(a) in the real part', kills=KILLS),
     Mutant('native-mu-real-only', CPP, 'recurrence',
-           're[h] * mr[k + h] + im[h] * mi[k + h]',
-           're[h] * mr[k + h]',
+           'm += load(sn) * load(cn + MR * L) + load(sn + L) * load(cn + MI * L);',
+           'm += load(sn) * load(cn + MR * L);',
            "native recurrence drops the imaginary half of m . x (the rank-one correction)", kills=KILLS),
     Mutant('native-glu-gates-the-wrong-half', CPP, 'depth',
            'owned<T>(team, rows, n_out, H, 2 * H,',

@@ -30,7 +30,8 @@ from sashimi.model.fused import FusedStep, check_step_tokens
 from sashimi.model.fused_layout import DepthSpec, NormSpec, S4BlockSpec
 from sashimi.model.lm import SashimiLM
 
-SOURCE = Path(__file__).with_name("native_step.cpp")
+# the step, and the S4 kernel's Cauchy sums (sashimi/model/native_kernel.py): one library
+SOURCES = [Path(__file__).with_name(name) for name in ("native_step.cpp", "native_cauchy.cpp")]
 # -march=native: the build is for this CPU (the cache key carries the CPU's flags, so a cache shared
 # between machines never loads another CPU's build). -fopenmp: the threads over the batch's rows;
 # the process already holds torch's libgomp, which the library's libgomp.so.1 resolves to.
@@ -67,14 +68,14 @@ def cache_dir() -> Path:
 def build(cxx: str) -> Path:
     """The library for this source, flags and CPU: from the cache, else compiled into it (to a
     temporary name, then renamed: concurrent processes never load a half-written file)."""
-    key = "\n".join([SOURCE.read_text(), cxx, *FLAGS, platform.machine(), cpu_flags()])
+    key = "\n".join([*(source.read_text() for source in SOURCES), cxx, *FLAGS, platform.machine(), cpu_flags()])
     target = cache_dir() / f"sashimi_native_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        done = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True)
+        done = subprocess.run([cxx, *FLAGS, *map(str, SOURCES), "-o", str(partial)], capture_output=True, text=True)
         if done.returncode:
             lines = done.stderr.strip().splitlines()
             first_error = next((line for line in lines if "error" in line), lines[-1] if lines else "")
@@ -107,18 +108,8 @@ def library() -> ctypes.CDLL | None:
     d = ctypes.c_double
     lib.sashimi_stepper_sample.argtypes = [p, ctypes.c_int, i64, p, p, p, d, d, ctypes.c_int]
     lib.sashimi_draw.argtypes = [ctypes.c_int, p, i64, i64, d, d, p, p, p]
+    lib.sashimi_cauchy.argtypes = [ctypes.c_int, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int]
     return lib
-
-
-def activation(x: Float[Tensor, " n"], gate: bool = False) -> Float[Tensor, " n"]:
-    """The native step's GELU (or, with `gate`, GLU's sigmoid) of x, float32 or float64 as x: the
-    float32 path is the vectorized math the step runs (its oracle: torch in float64)."""
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f"the native step is not available here: {reason()}")
-    out = x.detach().to("cpu", copy=True).contiguous()
-    lib.sashimi_activation(int(out.dtype == torch.float64), int(gate), out.data_ptr(), out.numel())
-    return out
 
 
 def available() -> bool:

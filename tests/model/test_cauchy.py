@@ -1,5 +1,7 @@
 """The fast Cauchy + Woodbury kernel against its plain oracle, on random inputs drawn fresh: the chunked
-response, its hand-written backward (also when the last frequency chunk is partial), and the real-pair kernel."""
+response, its hand-written backward (also when the last frequency chunk is partial), and the real-pair kernel.
+Every test runs twice: with the sums and the Woodbury step by the native loop (native_cauchy.cpp, where the
+native library builds) and with the PyTorch form alone (`native_kernel.ENABLED` False)."""
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 
 import specs
 from sashimi.harness.verdict import assert_close
-from sashimi.model import cauchy
+from sashimi.model import cauchy, native, native_kernel
 from sashimi.model.cauchy import (
     dplr_kernel,
     dplr_kernel_plain,
@@ -23,6 +25,16 @@ from sashimi.model.cauchy import (
 )
 from tests import helpers
 from tests.helpers import DTYPES, l_kernel_for, l_kernel_modes, randn, seeds, ssm_sizes
+
+
+@pytest.fixture(scope="module", autouse=True, params=["native", "pytorch"])
+def engine(request):
+    """Module-scoped (hypothesis refuses function-scoped fixtures): every test with each engine."""
+    if request.param == "native" and not native.available():
+        pytest.skip(f"no native library here: {native.reason()}")
+    native_kernel.ENABLED = request.param == "native"
+    yield request.param
+    native_kernel.ENABLED = True
 
 
 def response_inputs(seed: int, H: int, N2: int, dtype=torch.float64):
@@ -150,3 +162,21 @@ def test_the_woodbury_condition_against_numpy_and_by_hand():
     rho3 = 1j * s * X3 + c * Y3 / 2
     want = np.max((1 + np.abs(c * rho3)) / np.abs(1 + c * rho3))
     assert woodbury_condition(W, R4, M, 7) == pytest.approx(max(1.0, want), rel=1e-12)
+
+
+@given(ssm_sizes(), seeds, st.sampled_from(list(DTYPES)))
+def test_the_native_sums_and_response_equal_the_pytorch_form(engine, sizes, seed, dtype):
+    """native_kernel's sums and K^ against `_cauchy_pairs_chunked` and `_woodbury` (the PyTorch form,
+    chunks of 1-4 frequencies), on frequencies past the last whole vector too (F from L // 2 + 1)."""
+    if engine != "native":
+        pytest.skip("compares the two engines: run once, in the native run")
+    H, N2, _, L = sizes
+    s, c = half_angle_tables(L, DTYPES[dtype], torch.device("cpu"))
+    W, R4, M = response_inputs(seed, H, N2, DTYPES[dtype])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
+        sums = cauchy._cauchy_pairs_chunked(W, R4, M, s, c)
+    condition = woodbury_condition(W, R4, M, L)
+    assert_close(native_kernel.pair_sums(W, R4, M, s, c), sums, f"cauchy_response_{dtype}", condition=condition)
+    response = torch.view_as_real(cauchy._woodbury(sums, s, c)[0])
+    assert_close(native_kernel.response(W, R4, M, s, c), response, f"cauchy_response_{dtype}", condition=condition)

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sashimi.harness.verdict import assert_close
-from sashimi.model import native
+from sashimi.model import native, native_parts
 from sashimi.model.native import NativeStep
 from sashimi.sampling import sample as sampling
 from tests import helpers
@@ -211,7 +211,8 @@ def test_every_input_of_the_build_key_names_another_library(tmp_path, monkeypatc
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(native.subprocess, "run", fake_compiler)
-    key = "\n".join([native.SOURCE.read_text(), "c++", *native.FLAGS, platform.machine(), native.cpu_flags()])
+    sources = [source.read_text() for source in native.SOURCES]
+    key = "\n".join([*sources, "c++", *native.FLAGS, platform.machine(), native.cpu_flags()])
     assert native.build("c++").name == f"sashimi_native_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     other_compiler = native.build("clang++")
     monkeypatch.setattr(native, "cpu_flags", lambda: "flags : another cpu")
@@ -280,14 +281,14 @@ def test_the_native_activations_meet_float64(gate, n):
     x = x32.double()
     want = torch.sigmoid(x) if gate else torch.nn.functional.gelu(x)
     kept = x32.clone()
-    got = native.activation(x32, gate)
+    got = native_parts.activation(x32, gate)
     assert torch.equal(x32, kept)  # the caller's values are left alone: the activation runs on a copy
     if not gate:
-        assert torch.equal(native.activation(x32), got)  # GELU is the default
+        assert torch.equal(native_parts.activation(x32), got)  # GELU is the default
     eps = torch.finfo(torch.float32).eps
     bound = 2 * eps * want.abs() + (0 if gate else 1.5e-7 * x.abs())
     assert got.dtype == torch.float32 and bool(((got.double() - want).abs() <= bound).all())
-    assert torch.allclose(native.activation(x, gate), want, rtol=1e-15, atol=1e-15)  # float64: std::erf, std::exp
+    assert torch.allclose(native_parts.activation(x, gate), want, rtol=1e-15, atol=1e-15)  # float64: std::erf, std::exp
 
 
 @needs_native

@@ -12,8 +12,8 @@ import torch
 from reference.sampling import nucleus_log_probs
 from sashimi.harness.verdict import assert_close
 from sashimi.model import native
+from sashimi.model.native_parts import draw
 from sashimi.sampling import sample as sampling
-from sashimi.sampling.native_draw import draw
 from tests import helpers
 from tests.helpers import tokens
 from tests.model.weights import randomized

@@ -1,11 +1,23 @@
-"""The native sampling loop's draw on its own (native_step.cpp's `draw`, which `NativeStep.sample`
-runs after each step), for its tests and the tolerance measure: its oracles are the loop of
-`sashimi.sampling.sample` and the float64 nucleus of `reference.sampling`."""
+"""The native library's small functions on their own, for their tests: the step's activations
+(native_step.cpp's vectorized GELU and sigmoid; oracle: torch in float64) and the sampling loop's
+draw (`draw`, which `NativeStep.sample` runs after each step; oracles: the loop of
+`sashimi.sampling.sample` and the float64 nucleus of `reference.sampling`)."""
 
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
 from sashimi.model.native import library, reason
+
+
+def activation(x: Float[Tensor, " n"], gate: bool = False) -> Float[Tensor, " n"]:
+    """The native step's GELU (or, with `gate`, GLU's sigmoid) of x, float32 or float64 as x: the
+    float32 path is the vectorized math the step runs (its oracle: torch in float64)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"the native step is not available here: {reason()}")
+    out = x.detach().to("cpu", copy=True).contiguous()
+    lib.sashimi_activation(int(out.dtype == torch.float64), int(gate), out.data_ptr(), out.numel())
+    return out
 
 
 def draw(
