@@ -76,8 +76,11 @@ def _is_expression(source: str) -> bool:
 
 
 # where coverage sees a source it cannot trace: the Python module that loads and calls it (all of
-# its functions: the step, the activations, the build), import-time lines aside
-PROBES = {"sashimi/model/native_step.cpp": "sashimi/model/native.py"}
+# its functions: the step, the activations, the build; the kernel's sums), import-time lines aside
+PROBES = {
+    "sashimi/model/native_step.cpp": "sashimi/model/native.py",
+    "sashimi/model/native_cauchy.cpp": "sashimi/model/native_kernel.py",
+}
 MUTATED = (".py", ".cpp")  # the languages --diff mutates: Python by syntax tree, C++ by text (operators_cpp)
 
 

@@ -184,7 +184,7 @@ void owned(const Team& team, int64_t rows, int64_t out, int64_t lo, int64_t hi, 
   constexpr int64_t W = TILE<T>;
   for (int64_t o = 0; o < out; o += W) {
     const int64_t a = std::max(lo, o), e = std::min(hi, o + W);
-    if (!team.owns(o / W) || a >= e) continue;
+    if (!team.owns(o / W) || a >= e) continue;  // mutate: skip >: f of an empty part does nothing
     for (int64_t r = 0; r < rows; ++r) f(r * out + a, e - a);
   }
 }
@@ -381,22 +381,21 @@ void draw(const T* logits, int64_t C, double temperature, double top_p, float u,
   }
   double total = 0;
   for (int64_t c = 0; c < C; ++c) total += d.e[c] = std::exp(d.z[c] - top);
-  if (top_p < 1.0) {
+  if (top_p < 1.0) {  // mutate: skip <=: at top_p 1 the filter keeps every class
     d.order.resize(C);
     std::iota(d.order.begin(), d.order.end(), int64_t(0));
     std::stable_sort(d.order.begin(), d.order.end(), [&](int64_t a, int64_t b) { return d.z[a] > d.z[b]; });
-    double before = 0, kept = 0;
+    double before = 0;
     for (const int64_t c : d.order) {
       const double pc = d.e[c] / total;
-      if (before >= top_p) d.e[c] = 0;
-      kept += d.e[c];
+      if (before >= top_p) d.e[c] = 0;  // mutate: skip >: equal only on a set of measure zero
       before += pc;
     }
-    total = kept;
+    total = std::accumulate(d.e.begin(), d.e.end(), 0.0);  // in class order, as `running` below sums
   }
   const double target = double(u) * total;
   double running = 0;
-  int64_t k = C - 1;
+  int64_t k = C - 1;  // mutate: skip unreached for u < 1: the last running sum is the total
   for (int64_t c = 0; c < C; ++c) {
     running += d.e[c];
     if (running > target) {
@@ -467,7 +466,7 @@ class Stepper {
   void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out, int threads) {
     const auto& p = programs_[d];
     const int64_t H = p[H_];
-    if (threads > batch_ && H >= team_width_) {
+    if (threads > batch_ && H >= team_width_) {  // mutate: skip a speed rule: a team computes what one thread does
       Shared<T> shared;
       for (int k = 0; k < 2; ++k) {
         shared.y[k].resize(batch_ * H);

@@ -103,3 +103,16 @@ def test_the_thread_choice_times_each_count_then_runs_the_fastest_and_retimes(mo
     choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)  # call 2: a retime of choices[1] = 2 threads
     choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)
     assert fake.calls == [(2, trial), (1, 50 - trial), (1, 50)]
+
+
+@needs_native
+def test_a_class_of_probability_zero_is_never_drawn_even_at_the_ends_of_u():
+    """u = 0 and u just below 1 with the first and last classes outside the nucleus (and a class of
+    probability 0 by its logit): the draw lands on the first and last classes kept, never on one
+    the filter removed (a draw that took `>=` for `>` at u = 0 would); its log-probability is finite."""
+    logits = torch.tensor([[-30.0, 5.0, 4.0, -1e30, 3.0, -30.0]] * 2)
+    u = torch.tensor([0.0, 1.0 - 2.0**-24])
+    got, picked = draw(logits, u, 1.0, 0.95)
+    assert got.tolist() == [1, 4] and bool(torch.isfinite(picked).all())
+    got, picked = draw(logits, u, 1.0, 1.0)  # no filter: class 0 has e^-35 of the mass, so u = 0 draws it;
+    assert got.tolist() == [0, 4] and bool(torch.isfinite(picked).all())  # the last, less than 1 - u: not
