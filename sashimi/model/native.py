@@ -42,7 +42,7 @@ BLOCK = 20  # fields per residual block in a program (native_step.cpp)
 # narrower ones on one thread. The paper model at B = 1 on 2 cores (docs/PERFORMANCE.md, "Two
 # cores at B = 1"): d_model 64 took 80.9 us alone and 88.8 as a team, 128 took 236 and 174, 256
 # took 1,460 and 1,057.
-TEAM_WIDTH = 128
+TEAM_WIDTH = 128  # mutate: skip a speed rule: a team computes what one thread does (test_native_team.py)
 NORM_KIND = {"layer": 1, "scalar": 2}
 WHY_NOT: list[str] = []  # why the library is not available, once `library()` has tried
 
@@ -276,7 +276,7 @@ class NativeStep:
         return logits
 
     def sample(
-        self, tokens: Int[Tensor, " B"], uniforms: Float[Tensor, "S B"], temperature: float = 1.0, top_p: float = 1.0
+        self, tokens: Int[Tensor, " B"], uniforms: Float[Tensor, "S B"], temperature: float, top_p: float
     ) -> tuple[Int[Tensor, "S B"], Float[Tensor, "S B"]]:
         """S samples in one native call: each step's logits drawn from as `sashimi.sampling.sample`'s
         loop draws (`draw`, with that step's uniforms) and the token fed back as the next input.

@@ -40,7 +40,7 @@ void pair_sums(const T* W, const T* R4, const T* M, V s, V c, int64_t h, int64_t
     q[2 * n] = Qr * d;
     q[2 * n + 1] = Qi * d;
   }
-  for (int64_t k0 = 0; k0 < K; k0 += 4) {
+  for (int64_t k0 = 0; k0 < K; k0 += 4) {  // mutate: skip K - 1: k0 is 0 or 4, below 7 as below 8
     V r0 = V{}, r1 = V{}, r2 = V{}, r3 = V{}, i0 = V{}, i1 = V{}, i2 = V{}, i3 = V{};
     const T* w = W + (h * K + k0) * N2;
     for (int64_t n = 0; n < N2; ++n) {

@@ -237,8 +237,10 @@ def sampling_loop(
     try:
         while draws is not None and len(out) < length:
             chunk = min(NATIVE_CHUNK, length - len(out))
-            # the loop below draws u for each step as torch.rand(n, 1): the same numbers, in order
-            tokens, logp = draws(token, torch.rand(chunk, n, generator=generator), temperature, top_p)
+            # the loop below draws u for each step as float32 torch.rand(n, 1): the same numbers, in order
+            tokens, logp = draws(
+                token, torch.rand(chunk, n, generator=generator, dtype=torch.float32), temperature, top_p
+            )
             for s in range(chunk):
                 out.append(tokens[s])
                 picked.append(logp[s, :, None])

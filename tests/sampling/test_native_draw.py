@@ -116,3 +116,20 @@ def test_a_class_of_probability_zero_is_never_drawn_even_at_the_ends_of_u():
     assert got.tolist() == [1, 4] and bool(torch.isfinite(picked).all())
     got, picked = draw(logits, u, 1.0, 1.0)  # no filter: class 0 has e^-35 of the mass, so u = 0 draws it;
     assert got.tolist() == [0, 4] and bool(torch.isfinite(picked).all())  # the last, less than 1 - u: not
+
+
+@needs_native
+def test_native_sampling_under_a_float64_default_dtype(monkeypatch):
+    """torch.set_default_dtype(float64) in the caller's process: the native loop still hands the C++
+    float32 buffers for the log-probabilities (an untyped buffer would be read as doubles), so the
+    mean log-likelihood is the Python loop's."""
+    model = randomized(7, torch.float32, **dataclasses.asdict(helpers.tiny_config(8)))
+    plain = sampling.sample(model, 2, 20, compile=False, seed=3)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        fast = sampling.sample(model, 2, 20, seed=3)
+    finally:
+        torch.set_default_dtype(before)
+    assert torch.equal(fast[0], plain[0])
+    assert_close(fast[1], plain[1], "metrics_float32_logits")
