@@ -63,7 +63,7 @@ void pair_sums(const T* W, const T* R4, const T* M, V s, V c, int64_t h, int64_t
 // D = 1 + c rho_3, t = rho_1 rho_2 / D, K^ = (c + i s) (rho_0 - c t); writes (Re, Im) of K^.
 template <typename V>
 void woodbury(const V* sums, V s, V c, V* re, V* im) {
-  V rr[4], ri[4];
+  V rr[4], ri[4];  // mutate: skip a larger array: nothing reads past 4
   for (int k = 0; k < 4; ++k) {
     rr[k] = c / 2 * sums[2 * (4 + k)] - s * sums[2 * k + 1];
     ri[k] = s * sums[2 * k] + c / 2 * sums[2 * (4 + k) + 1];
@@ -91,13 +91,13 @@ void cauchy(const T* W, const T* R4, const T* M, const T* s, const T* c, T* out,
       const int64_t width = std::min(L, F - f);
       T sf[L], cf[L];
       for (int64_t i = 0; i < L; ++i) {  // past F: s = 0, c = 1 (a finite Q' = M; discarded)
-        sf[i] = i < width ? s[f + i] : T(0);
-        cf[i] = i < width ? c[f + i] : T(1);
+        sf[i] = i < width ? s[f + i] : T(0);  // mutate: skip <=: lane `width` is padding, discarded
+        cf[i] = i < width ? c[f + i] : T(1);  // mutate: skip <=: lane `width` is padding, discarded
       }
       const V sv = vload<V>(sf), cv = vload<V>(cf);
-      V sums[16];
+      V sums[16];  // mutate: skip a larger array: nothing reads past 16
       pair_sums(W, R4, M, sv, cv, h, N2, q, sums);
-      T lanes[2][L];
+      T lanes[2][L];  // mutate: skip a larger array: nothing reads past 2
       if (response) {
         V re, im;
         woodbury(sums, sv, cv, &re, &im);

@@ -21,7 +21,7 @@ def activation(x: Float[Tensor, " n"], gate: bool = False) -> Float[Tensor, " n"
 
 
 def draw(
-    logits: Float[Tensor, "B C"], uniforms: Float[Tensor, " B"], temperature: float = 1.0, top_p: float = 1.0
+    logits: Float[Tensor, "B C"], uniforms: Float[Tensor, " B"], temperature: float, top_p: float
 ) -> tuple[Int[Tensor, " B"], Float[Tensor, " B"]]:
     """The native sampling loop's draw of one class per row (native_step.cpp's `draw`): the token and
     its log-probability, as `sashimi.sampling.sample`'s loop draws them from the same uniforms (its

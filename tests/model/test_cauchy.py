@@ -177,6 +177,28 @@ def test_the_native_sums_and_response_equal_the_pytorch_form(engine, sizes, seed
         mp.setattr(cauchy, "_chunk_size", lambda H, N2, F: 1 + seed % 4)
         sums = cauchy._cauchy_pairs_chunked(W, R4, M, s, c)
     condition = woodbury_condition(W, R4, M, L)
+    W = W.transpose(1, 2).contiguous().transpose(1, 2)  # the same values, not contiguous: the loop gets a copy
     assert_close(native_kernel.pair_sums(W, R4, M, s, c), sums, f"cauchy_response_{dtype}", condition=condition)
     response = torch.view_as_real(cauchy._woodbury(sums, s, c)[0])
     assert_close(native_kernel.response(W, R4, M, s, c), response, f"cauchy_response_{dtype}", condition=condition)
+
+
+def test_the_kernel_runs_the_native_loop_by_default(engine, monkeypatch):
+    """A layer's kernel on a CPU where the library builds goes through the native loop unless told
+    otherwise: with the module as it ships (reloaded: ENABLED as imported), `native_kernel.response`
+    answers (not None) inside a plain forward of dplr_response."""
+    if engine != "native":
+        pytest.skip("the shipped default: run once, in the native run")
+    import importlib
+
+    before = native_kernel.ENABLED
+    try:
+        importlib.reload(native_kernel)  # the same module object, its ENABLED as the source sets it
+        answers, real = [], native_kernel.response
+        monkeypatch.setattr(native_kernel, "response", lambda *a: answers.append(real(*a)) or answers[-1])
+        W, R4, M = response_inputs(1, 3, 4)
+        s, c = half_angle_tables(16, torch.float64, torch.device("cpu"))
+        dplr_response(W, R4, M, s, c)
+    finally:
+        native_kernel.ENABLED = before
+    assert len(answers) == 1 and answers[0] is not None

@@ -133,3 +133,16 @@ def test_native_sampling_under_a_float64_default_dtype(monkeypatch):
         torch.set_default_dtype(before)
     assert torch.equal(fast[0], plain[0])
     assert_close(fast[1], plain[1], "metrics_float32_logits")
+
+
+def test_the_native_parts_without_the_library_say_why(monkeypatch):
+    """Where the library is not built (no compiler, SASHIMI_NATIVE=0), the activations and the draw
+    stop with the reason, rather than calling a library that is not there."""
+    from sashimi.model import native_parts
+
+    monkeypatch.setattr(native_parts, "library", lambda: None)
+    monkeypatch.setattr(native_parts, "reason", lambda: "SASHIMI_NATIVE=0")
+    with pytest.raises(RuntimeError, match="the native step is not available here: SASHIMI_NATIVE=0"):
+        native_parts.activation(torch.zeros(3))
+    with pytest.raises(RuntimeError, match="the native step is not available here: SASHIMI_NATIVE=0"):
+        draw(torch.zeros(1, 4), torch.zeros(1), 1.0, 1.0)
