@@ -159,7 +159,7 @@ struct Team {
   int64_t first(int64_t n) const { return n * id / size; }  // this thread's part [first, first of the next)
   int64_t end(int64_t n) const { return n * (id + 1) / size; }
   void sync() const {
-    if (size > 1) {
+    if (size > 1) {  // mutate: skip >=: alone, a barrier waits for no one or for row chunks that each meet it
 #pragma omp barrier
     }
   }
