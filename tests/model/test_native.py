@@ -61,13 +61,14 @@ def test_native_step_equals_convolution(config, seed, batch, threads):
 @needs_native
 @pytest.mark.parametrize(
     "dtype,d_model,ff",
-    [(torch.float64, 36, 2), (torch.float64, 17, 4), (torch.float32, 33, 2)],
-    ids=["float64-36", "float64-17-ff4", "float32-33"],
+    [(torch.float64, 36, 2), (torch.float64, 17, 4), (torch.float32, 33, 2), (torch.float64, 33, 1)],
+    ids=["float64-36", "float64-17-ff4", "float32-33", "float64-33-ff1"],
 )
 def test_native_step_equals_module_step_for_widths_across_tiles(dtype, d_model, ff):
     """Widths 36, 72 and 144: whole 128-byte tiles of outputs and a partial one in every linear;
     17 (float64) and 33 (float32): a last tile of one output, and activations with a tail past the
-    last full vector of 8; ff 4: a depth's widest buffer is its last block's (4 H, past GLU's 2 H)."""
+    last full vector of 8; ff 4: a depth's widest buffer is its last block's (4 H, past GLU's 2 H); ff 1
+    at 33: a hidden width one past a whole tile, whose GELU only the last tile's thread applies."""
     model = randomized(1, dtype, bits=8, d_model=d_model, n_layers=1, pool=[2, 2], expand=2, ff=ff, d_state=8)
     x = tokens(1, 5, 12, 256)
     row = "native_vs_module_step_float64" if dtype == torch.float64 else "native_vs_module_step_float32"
