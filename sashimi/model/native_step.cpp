@@ -260,7 +260,7 @@ void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y
 // (each block syncs at least once, so no thread is two blocks ahead of another's reads).
 template <typename T>
 struct Shared {
-  std::vector<T> y[2], wide[2];
+  std::vector<T> y[2], wide[2];  // mutate: skip a larger array: blocks use sets i % 2
 };
 
 // The widest linear output of a depth (an S4 block's GLU doubles H; a feed-forward's hidden width).
