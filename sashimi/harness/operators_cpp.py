@@ -65,6 +65,8 @@ def _at(line: str, start: int, end: int, new: str, operator: str, number: int) -
 
 
 def _float(value: str, suffix: str) -> str:
+    if float(value) == 0:  # scaled, a zero stays itself: a zero start becomes one instead
+        return f"1.0{suffix}"
     return f"{float(value) * FLOAT_SCALE!r}{suffix}"
 
 

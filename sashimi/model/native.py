@@ -121,6 +121,13 @@ def reason() -> str:
     return "" if available() else WHY_NOT[-1]
 
 
+def loaded() -> ctypes.CDLL:
+    """The library, for a caller that cannot go on without it: else RuntimeError saying why."""
+    if (lib := library()) is None:
+        raise RuntimeError(f"the native step is not available here: {reason()}")
+    return lib
+
+
 class Packed:
     """A depth's flat weights with the copies the native loops read appended: each linear weight
     packed in tiles of 128 bytes of outputs (32 floats, 16 doubles), each tile's (in, tile) block of
@@ -216,9 +223,7 @@ class NativeStep:
     float64, as the model. CPU only."""
 
     def __init__(self, model: SashimiLM, batch: int, threads: int | None = None, team_width: int = TEAM_WIDTH):
-        lib = library()
-        if lib is None:
-            raise RuntimeError(f"the native step is not available here: {reason()}")
+        lib = loaded()
         weight = model.encoder.embedding.weight
         if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
             raise ValueError(

@@ -6,15 +6,13 @@ draw (`draw`, which `NativeStep.sample` runs after each step; oracles: the loop 
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
-from sashimi.model.native import library, reason
+from sashimi.model import native
 
 
 def activation(x: Float[Tensor, " n"], gate: bool = False) -> Float[Tensor, " n"]:
     """The native step's GELU (or, with `gate`, GLU's sigmoid) of x, float32 or float64 as x: the
     float32 path is the vectorized math the step runs (its oracle: torch in float64)."""
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f"the native step is not available here: {reason()}")
+    lib = native.loaded()  # native.py's lines run at each call: what a C++ mutant's tests are chosen by
     out = x.detach().to("cpu", copy=True).contiguous()
     lib.sashimi_activation(int(out.dtype == torch.float64), int(gate), out.data_ptr(), out.numel())
     return out
@@ -26,9 +24,7 @@ def draw(
     """The native sampling loop's draw of one class per row (native_step.cpp's `draw`): the token and
     its log-probability, as `sashimi.sampling.sample`'s loop draws them from the same uniforms (its
     oracle)."""
-    lib = library()
-    if lib is None:
-        raise RuntimeError(f"the native step is not available here: {reason()}")
+    lib = native.loaded()  # native.py's lines run at each call: what a C++ mutant's tests are chosen by
     logits = logits.detach().to("cpu").contiguous()
     uniforms = uniforms.to("cpu", torch.float32).contiguous()
     tokens = torch.empty(logits.shape[0], dtype=torch.int64)

@@ -384,7 +384,9 @@ void draw(const T* logits, int64_t C, double temperature, double top_p, float u,
   if (top_p < 1.0) {  // mutate: skip <=: at top_p 1 the filter keeps every class
     d.order.resize(C);
     std::iota(d.order.begin(), d.order.end(), int64_t(0));
-    std::stable_sort(d.order.begin(), d.order.end(), [&](int64_t a, int64_t b) { return d.z[a] > d.z[b]; });
+    std::stable_sort(d.order.begin(), d.order.end(), [&](int64_t a, int64_t b) {
+      return d.z[a] > d.z[b];  // mutate: skip >=: differs on ties of z only
+    });
     double before = 0;
     for (const int64_t c : d.order) {
       const double pc = d.e[c] / total;
@@ -396,7 +398,7 @@ void draw(const T* logits, int64_t C, double temperature, double top_p, float u,
   const double target = double(u) * total;
   double running = 0;
   int64_t k = C - 1;  // mutate: skip unreached for u < 1: the last running sum is the total
-  for (int64_t c = 0; c < C; ++c) {
+  for (int64_t c = 0; c < C; ++c) {  // mutate: skip C - 1: the last class is k's default
     running += d.e[c];
     if (running > target) {
       k = c;

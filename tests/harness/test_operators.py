@@ -152,6 +152,12 @@ def test_cpp_operators_give_the_line_they_name():
     assert all("a < b - c" in m[2] for m in cpp(10)[:-1]) and cpp(10)[-1][2] == ";"  # the string is never mutated
 
 
+def test_a_floating_zero_becomes_one_never_itself():
+    """A constant scaled by 1.001 would leave 0.0 as 0.0: a mutant that is the original line."""
+    found = operators_cpp.candidates("double total = std::accumulate(e, e + n, 0.0);\n", {1})[1]
+    assert [m.operator for m in found if m.operator.startswith("constant")] == ["constant: 0.0 -> 1.0"]
+
+
 def test_a_mark_after_the_closing_bracket_covers_the_statement():
     source = "x = [\n    1 + 2,\n    3,\n]  # mutate: skip as formatted\n"
     source += "y = [\n    4,  # mutate: skip this one only\n    5,\n]\n"

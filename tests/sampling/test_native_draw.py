@@ -140,8 +140,8 @@ def test_the_native_parts_without_the_library_say_why(monkeypatch):
     stop with the reason, rather than calling a library that is not there."""
     from sashimi.model import native_parts
 
-    monkeypatch.setattr(native_parts, "library", lambda: None)
-    monkeypatch.setattr(native_parts, "reason", lambda: "SASHIMI_NATIVE=0")
+    monkeypatch.setattr(native, "library", lambda: None)
+    monkeypatch.setattr(native, "reason", lambda: "SASHIMI_NATIVE=0")
     with pytest.raises(RuntimeError, match="the native step is not available here: SASHIMI_NATIVE=0"):
         native_parts.activation(torch.zeros(3))
     with pytest.raises(RuntimeError, match="the native step is not available here: SASHIMI_NATIVE=0"):
