@@ -31,11 +31,11 @@ COMPILE_TIME_LIMIT = 60.0  # mutate: skip a wall-clock tuning constant: no test 
 # The native step draws too (`NativeStep.sample`): this many samples per call, so the ~100 us of
 # Python around a call are paid once per chunk; a listener and the progress bar hear of each
 # chunk as it ends (128 samples: 8 ms of 16 kHz audio).
-NATIVE_CHUNK = 128
+NATIVE_CHUNK = 128  # mutate: skip a tuning constant: the tests set their own
 # and times its thread counts as it goes (`ThreadChoice`): each is timed on one chunk first, then
 # the fastest runs, and every this many chunks one other is timed again (another process may have
 # taken or left a core since).
-RETIME_EVERY = 64
+RETIME_EVERY = 64  # mutate: skip a tuning constant: the tests set their own
 # the command line's --compile (generate, bench --against) -> sample()'s `compile`
 COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
@@ -150,7 +150,7 @@ class ThreadChoice:
     and every RETIME_EVERY calls another is timed again on TRIAL samples. The samples do not depend
     on the choice: every thread count computes the same numbers."""
 
-    TRIAL = 16
+    TRIAL = 16  # mutate: skip a tuning constant: the tests read it
 
     def __init__(self, native_step):
         self.native_step = native_step

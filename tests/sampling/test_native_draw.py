@@ -87,11 +87,12 @@ class FakeStep:
 
 def test_the_thread_choice_times_each_count_then_runs_the_fastest_and_retimes(monkeypatch):
     """First call: TRIAL samples on 1 thread, TRIAL on 2, the rest on the faster (2). Another process
-    then makes 2 threads slow: the next retime (every RETIME_EVERY calls) times one count again,
-    and the choice follows the clock. Tokens run on across the parts of a call."""
+    then makes 2 threads slow: the next call runs them whole and learns it; the third call (every
+    RETIME_EVERY = 3 calls) times one count again, the other alternately, and the choice follows the
+    clock. Tokens run on across the parts of a call."""
     clock = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(sampling, "RETIME_EVERY", 2)
+    monkeypatch.setattr(sampling, "RETIME_EVERY", 3)
     fake = FakeStep(clock, {1: 3.0, 2: 1.0})
     choice = sampling.ThreadChoice(fake)
     trial = sampling.ThreadChoice.TRIAL
@@ -100,9 +101,10 @@ def test_the_thread_choice_times_each_count_then_runs_the_fastest_and_retimes(mo
     assert torch.equal(out[:, 0], torch.arange(6, 106))
     fake.cost[2] = 10.0  # another process holds a core: 2 threads now lose
     fake.calls.clear()
-    choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)  # call 2: a retime of choices[1] = 2 threads
-    choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)
-    assert fake.calls == [(2, trial), (1, 50 - trial), (1, 50)]
+    for _ in range(3):
+        choice(torch.tensor([0]), torch.zeros(50, 1), 1.0, 1.0)
+    # call 2 on the last best (2); call 3 retimes choices[3 // 3 % 2] = 2 threads, then runs 1; call 4 on 1
+    assert fake.calls == [(2, 50), (2, trial), (1, 50 - trial), (1, 50)]
 
 
 @needs_native
