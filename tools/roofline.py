@@ -3,7 +3,8 @@
     python tools/roofline.py [--preset sc09] [--steps 400]
 
 1. Builds tools/roofline_probe.cpp with the native step's compiler and flags and prints this CPU's
-   float32 FMA rate and read bandwidth (buffers of 16 KiB to 64 MiB) on 1 and 2 threads.
+   float32 FMA rate and read bandwidth (buffers of 16 KiB to 64 MiB) on 1 and 2 threads, and what
+   an OpenMP barrier and a parallel region of 2 threads cost.
 2. Counts, from the model's own step layout (`FusedStep`'s specs, what the native step packs), the
    work of each depth of the U-Net: FLOPs (2 per weight of every linear; 24 per state entry of the
    recurrence: m . x, the update and y), and bytes read (float32: linear weights, the recurrence's
@@ -12,6 +13,8 @@
 3. Times `NativeStep.step` at B = 1 and B = 16 on 2 threads and prints each beside its two floors:
    the FLOPs at the 2-thread FMA rate, and the bytes at the bandwidth of the level each depth's
    bytes fit in (at B = 1 they come back from where they were evicted to; see the docs).
+4. Times one depth's call at B = 1 on one thread and on two as a team (native.TEAM_WIDTH's
+   measurement): a model of each depth's width alone (no pool, the same blocks).
 """
 
 import argparse
@@ -32,21 +35,24 @@ from sashimi.model.native import FLAGS, NativeStep, compiler
 PROBE = Path(__file__).with_name("roofline_probe.cpp")
 
 
-def probe() -> tuple[dict, dict]:
-    """({threads: GFLOP/s}, {(KiB, threads): GB/s}) from the compiled probe."""
+def probe() -> tuple[dict, dict, list]:
+    """({threads: GFLOP/s}, {(KiB, threads): GB/s}, [us a barrier, us a parallel region]) from the
+    compiled probe."""
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "probe"
         flags = [f for f in FLAGS if f not in ("-shared", "-fPIC")]
         subprocess.run([compiler(), *flags, str(PROBE), "-o", str(binary)], check=True)
         lines = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout.split("\n")
-    fma, read = {}, {}
+    fma, read, sync = {}, {}, []
     for line in filter(None, lines):
         kind, *fields = line.split()
         if kind == "fma":
             fma[int(fields[0])] = float(fields[1])
-        else:
+        elif kind == "read":
             read[(int(fields[0]), int(fields[1]))] = float(fields[2])
-    return fma, read
+        else:
+            sync = [float(f) for f in fields]
+    return fma, read, sync
 
 
 def depth_costs(model: SashimiLM) -> list[dict]:
@@ -87,8 +93,8 @@ def level(read: dict, nbytes: float, threads: int) -> tuple[str, float]:
     return f"{kib} KiB", read[(kib, threads)]
 
 
-def step_us(model: SashimiLM, batch: int, threads: int, steps: int) -> float:
-    step = NativeStep(model, batch, threads)
+def step_us(model: SashimiLM, batch: int, threads: int, steps: int, team_width: int | None = None) -> float:
+    step = NativeStep(model, batch, threads) if team_width is None else NativeStep(model, batch, threads, team_width)
     tokens = torch.zeros(batch, dtype=torch.long)
     for _ in range(steps // 4):
         step.step(tokens, check=False)
@@ -106,8 +112,9 @@ def main() -> None:
     parser.add_argument("--preset", default="sc09", choices=preset_names())
     parser.add_argument("--steps", type=int, default=400, help="steps per timing (3 timings, the best kept)")
     args = parser.parse_args()
-    fma, read = probe()
+    fma, read, sync = probe()
     print(f"FMA, float32: {fma[1]:.1f} GFLOP/s on 1 thread, {fma[2]:.1f} on 2")
+    print(f"2 threads: {sync[0]:.2f} us a barrier, {sync[1]:.2f} us a parallel region")
     for (kib, threads), rate in sorted(read.items()):
         print(f"read {kib:>6} KiB per thread, {threads} thread(s): {rate:6.1f} GB/s")
     torch.manual_seed(0)
@@ -136,6 +143,13 @@ def main() -> None:
                 f"{100 * total_flops / measured / 1e3 / fma[2]:.0f}% of the FMA rate; floor / measured "
                 f"{100 * total_floor / measured:.0f}%)"
             )
+        print("\nB = 1, one depth's call (a model of its width alone): 1 thread, 2 threads as a team")
+        for c in costs:
+            alone = SashimiLM(model_config(args.preset, 8, d_model=c["width"], pool=[])).eval()
+            alone.setup_step()
+            steps = max(20, args.steps // c["period"])
+            one, team = step_us(alone, 1, 1, steps), step_us(alone, 1, 2, steps, team_width=1)
+            print(f"  width {c['width']}: {one:.1f} us, {team:.1f} us as a team")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 // This CPU's ceilings for docs/PERFORMANCE.md's roofline (built and run by tools/roofline.py):
 // the float32 FMA rate with 12 independent 8-lane accumulators per thread (enough to hide the FMA
 // latency of any current x86 or ARM core), and the read bandwidth of a buffer of each size, on 1
-// and 2 threads, as native_step.cpp's loops read their weights (32-byte vectors, in order).
+// and 2 threads, as native_step.cpp's loops read their weights (32-byte vectors, in order); and what
+// an OpenMP barrier and a parallel region of 2 threads cost (the native step's team pays both).
 #include <omp.h>
 
 #include <algorithm>
@@ -74,8 +75,27 @@ static double read_rate(int threads, long bytes) {
   return threads * double(rounds) * bytes / best / 1e9;
 }
 
+// Microseconds of one OpenMP barrier between 2 threads, and of one parallel region of 2 (what the
+// native step's team pays per barrier and per depth call).
+static void sync_costs() {
+  const long n = 200000;
+  double start = seconds();
+#pragma omp parallel num_threads(2)
+  for (long i = 0; i < n; ++i) {
+#pragma omp barrier
+  }
+  const double barrier = (seconds() - start) / n * 1e6;
+  start = seconds();
+  for (long i = 0; i < n / 10; ++i) {
+#pragma omp parallel num_threads(2)
+    asm volatile("");
+  }
+  std::printf("sync %.3f %.3f\n", barrier, (seconds() - start) / (n / 10) * 1e6);
+}
+
 int main() {
   for (int threads : {1, 2}) std::printf("fma %d %.1f\n", threads, fma_rate(threads, 100000000));
   for (long kib : {16L, 256L, 768L, 3072L, 6144L, 65536L})
     for (int threads : {1, 2}) std::printf("read %ld %d %.1f\n", kib, threads, read_rate(threads, kib * 1024));
+  sync_costs();
 }

@@ -39,9 +39,8 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-
 BLOCK = 20  # fields per residual block in a program (native_step.cpp)
 # With fewer rows than threads, depths at least this wide run on all the threads as one team (each
 # takes part of every linear's outputs and of the recurrence's channels, with a barrier between);
-# narrower ones on one thread. The paper model at B = 1 on 2 cores (docs/PERFORMANCE.md, "Two
-# cores at B = 1"): d_model 64 took 80.9 us alone and 88.8 as a team, 128 took 236 and 174, 256
-# took 1,460 and 1,057.
+# narrower ones on one thread. The paper model's widths at B = 1 on 2 cores (`python tools/roofline.py`,
+# docs/PERFORMANCE.md): 64 took 65.4 us alone and 88.1 as a team, 128 190.8 and 155.3, 256 1,350 and 733.
 TEAM_WIDTH = 128  # mutate: skip a speed rule: a team computes what one thread does (test_native_team.py)
 NORM_KIND = {"layer": 1, "scalar": 2}
 WHY_NOT: list[str] = []  # why the library is not available, once `library()` has tried

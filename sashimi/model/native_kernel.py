@@ -4,14 +4,14 @@
 them by W in a batched GEMM of 8 rows: on a CPU most of the time goes to moving those arrays. The
 native loop computes 1 / Q' in registers and sums it into the eight sums at once, on torch's
 threads. Where it does not run (not a CPU, not float32 or float64, no native library, or ENABLED
-False), `cauchy_pairs` returns None and the PyTorch form runs: that form is its oracle
+False), `pair_sums` and `response` return None and the PyTorch form runs: that form is its oracle
 (tests/model/test_cauchy.py)."""
 
 import torch
 
 from sashimi.core.shapes import Float, Tensor
 
-# The PyTorch form everywhere when False: the tests of its chunking set it, to run it through the model.
+# The PyTorch form everywhere when False: tests/model/test_cauchy.py runs every test with each.
 ENABLED = True
 
 

@@ -274,7 +274,8 @@ inline int64_t widest(const std::vector<int64_t>& p) {
 }
 
 // One depth for rows [r0, r1): `depth_step`. source: tokens (depth 0) or the finer depth's
-// DownPool buffer (B, DOWN_IN); pending (B, H) or null; states (B, S, 2, N2, H); writes x (the
+// DownPool buffer (B, DOWN_IN); pending (B, H) or null; states (B, S, vectors, N2, 2, L) as
+// `recurrence` keeps them; writes x (the
 // depth's input, B x H) and out (logits B x C, or the UpPool's output B x UP_OUT). A team's
 // threads share `shared` (null when alone: the buffers are the thread's own).
 template <typename T>
@@ -284,13 +285,11 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   const int64_t H = p[H_], rows = r1 - r0, S = p[N_BLOCKS];
   int64_t n_s4 = 0;
   for (int64_t i = 0; i < S; ++i) n_s4 += p[HEADER + i * BLOCK + KIND] == 0;
-  Shared<T> own;
+  Shared<T> own;  // alone, one set serves every block: no other thread reads it
   if (!shared) {
     shared = &own;
     own.y[0].resize(rows * H);
     own.wide[0].resize(rows * widest(p));
-    own.y[1] = own.y[0];
-    own.wide[1] = own.wide[0];
   }
   constexpr int64_t L = Vec<T>::lanes;
   const int64_t vectors = (H + L - 1) / L, b0 = team.first(vectors), b1 = team.end(vectors);
@@ -311,7 +310,8 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
   int64_t s4_index = 0;
   for (int64_t i = 0; i < S; ++i) {
     const int64_t* f = &p[HEADER + i * BLOCK];
-    T *y = shared->y[i % 2].data(), *wide = shared->wide[i % 2].data();
+    const int64_t set = team.size > 1 ? i % 2 : 0;
+    T *y = shared->y[set].data(), *wide = shared->wide[set].data();
     norm(w, int(f[NORM]), f[NORM_1], f[NORM_2], eps[f[NORM_EPS]], hs, u.data(), rows, H);
     if (f[KIND] == 0) {
       const int64_t n_out = f[P0 + 13];
@@ -356,7 +356,7 @@ void depth(const std::vector<int64_t>& p, const std::vector<double>& eps, const 
 }
 
 // One draw from a row of logits as sashimi/sampling/sample.py draws it (its oracle: that loop,
-// tests/model/test_native.py): z = the logits in float over the temperature, as the loop's
+// tests/sampling/test_native_draw.py): z = the logits in float over the temperature, as the loop's
 // `logits.float() / temperature`; with top_p < 1 the classes wholly beyond the nucleus removed (in
 // order of z, those whose preceding probability reaches top_p: `top_p_filter`); log-probabilities
 // over what is kept; the token the first class whose cumulative probability exceeds u times the

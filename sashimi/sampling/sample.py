@@ -32,9 +32,9 @@ COMPILE_TIME_LIMIT = 60.0  # mutate: skip a wall-clock tuning constant: no test 
 # Python around a call are paid once per chunk; a listener and the progress bar hear of each
 # chunk as it ends (128 samples: 8 ms of 16 kHz audio).
 NATIVE_CHUNK = 128  # mutate: skip a tuning constant: the tests set their own
-# and times its thread counts as it goes (`ThreadChoice`): each is timed on one chunk first, then
-# the fastest runs, and every this many chunks one other is timed again (another process may have
-# taken or left a core since).
+# and times its thread counts as it goes (`ThreadChoice`): each is timed on a few samples first, then
+# the fastest runs, and every this many calls one is timed again (another process may have taken or
+# left a core since).
 RETIME_EVERY = 64  # mutate: skip a tuning constant: the tests set their own
 # the command line's --compile (generate, bench --against) -> sample()'s `compile`
 COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
@@ -164,12 +164,11 @@ class ThreadChoice:
         drawn, at = [], 0
         while at < uniforms.shape[0]:
             untimed = [t for t in self.choices if t not in self.per_sample]
-            best = min(self.per_sample, key=self.per_sample.get) if self.per_sample else None
             if untimed or retime:
                 threads = untimed[0] if untimed else self.choices[self.calls // RETIME_EVERY % len(self.choices)]
                 part, retime = uniforms[at : at + self.TRIAL], False
             else:
-                threads, part = best, uniforms[at:]
+                threads, part = min(self.per_sample, key=self.per_sample.get), uniforms[at:]
             self.native_step.threads = threads
             start = time.perf_counter()
             drawn.append(self.native_step.sample(tokens, part, temperature, top_p))
