@@ -165,6 +165,15 @@ struct Team {
   }
 };
 
+// Rows of the batch per register tile of a linear: each weight vector loaded serves them all. The
+// tile's R x 4 accumulators, 4 weights and a broadcast must stay in registers: 6 rows (29 vectors)
+// with AVX-512's 32, 2 rows (13) with AVX2's or NEON's 16 (a Vec is two NEON registers).
+#if defined(__AVX512VL__)
+constexpr int TILE_ROWS = 6;
+#else
+constexpr int TILE_ROWS = 2;
+#endif
+
 template <typename T>
 void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in, int64_t out, const Team& team) {
   constexpr int64_t W = TILE<T>;
@@ -172,6 +181,8 @@ void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in,
     if (!team.owns(o / W)) continue;
     const T* block = Wp + o * in;  // tile o / W starts after o / W blocks of in x W
     int64_t r = 0;
+    for (; r + TILE_ROWS <= rows; r += TILE_ROWS)
+      linear_tile<T, TILE_ROWS>(block, b, x + r * in, y + r * out, in, out, o);
     for (; r + 2 <= rows; r += 2) linear_tile<T, 2>(block, b, x + r * in, y + r * out, in, out, o);
     if (r < rows) linear_tile<T, 1>(block, b, x + r * in, y + r * out, in, out, o);
   }
@@ -219,39 +230,63 @@ void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const 
 // with zeros to whole vectors: a vector of channels reads its coefficients (10 KB in float) and its
 // state in one run each, in order, with m . x and y summed over n in registers and no horizontal
 // sums; the coefficients then serve every row from L1. Writes y's channels of [b0, b1) only.
+enum { AR, AI, BR, BI, GR, GI, MR, MI, CR, CI, COEFFICIENTS };
+
+// R rows of one vector of channels b at once: each coefficient loaded serves the R rows, whose sums
+// (m, out) are independent chains (one row's chain waits on its adds); each row's sums run over n in
+// the same order as alone, so a row's numbers do not depend on its neighbours.
+template <typename T, int R>
+void recurrence_rows(const T* c, const T* u, T* const* states, T* y, int64_t H, int64_t N2, int64_t b) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  const int64_t h = b * L, width = std::min(L, H - h);
+  T* state[R];
+  V v[R], m[R], out[R];
+  for (int r = 0; r < R; ++r) {
+    state[r] = states[r] + b * N2 * 2 * L;
+    T padded[L] = {};  // mutate: skip a larger array: the vector reads its first L
+    std::copy_n(u + r * H + h, width, padded);
+    v[r] = load(padded);
+    m[r] = out[r] = V{};
+  }
+  for (int64_t n = 0; n < N2; ++n) {
+    const T* cn = c + n * COEFFICIENTS * L;
+    const V mr = load(cn + MR * L), mi = load(cn + MI * L);
+    for (int r = 0; r < R; ++r) {
+      const T* sn = state[r] + n * 2 * L;
+      m[r] += load(sn) * mr + load(sn + L) * mi;
+    }
+  }
+  for (int64_t n = 0; n < N2; ++n) {
+    const T* cn = c + n * COEFFICIENTS * L;
+    const V ar = load(cn + AR * L), ai = load(cn + AI * L), br = load(cn + BR * L), bi = load(cn + BI * L);
+    const V gr = load(cn + GR * L), gi = load(cn + GI * L), cr = load(cn + CR * L), ci = load(cn + CI * L);
+    for (int r = 0; r < R; ++r) {
+      T* sn = state[r] + n * 2 * L;
+      const V re = load(sn), im = load(sn + L);
+      const V xr = ar * re - ai * im + br * v[r] - gr * m[r];
+      const V xi = ar * im + ai * re + bi * v[r] - gi * m[r];
+      store(sn, xr);
+      store(sn + L, xi);
+      out[r] += xr * cr + xi * ci;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    T padded[L];
+    store(padded, out[r]);
+    std::copy_n(padded, width, y + r * H + h);
+  }
+}
+
 template <typename T>
 void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, int64_t rows, int64_t H,
                 int64_t N2, int64_t b0, int64_t b1) {
-  using V = typename Vec<T>::type;
   constexpr int64_t L = Vec<T>::lanes;
-  enum { AR, AI, BR, BI, GR, GI, MR, MI, CR, CI, COEFFICIENTS };
   for (int64_t b = b0; b < b1; ++b) {
     const T* c = w + f[0] + b * N2 * COEFFICIENTS * L;
-    const int64_t h = b * L, width = std::min(L, H - h);
-    for (int64_t r = 0; r < rows; ++r) {
-      T* state = states[r] + b * N2 * 2 * L;
-      T padded[L] = {};  // mutate: skip a larger array: the vector reads its first L
-      std::copy_n(u + r * H + h, width, padded);
-      const V v = load(padded);
-      V m = V{};
-      for (int64_t n = 0; n < N2; ++n) {
-        const T *cn = c + n * COEFFICIENTS * L, *sn = state + n * 2 * L;
-        m += load(sn) * load(cn + MR * L) + load(sn + L) * load(cn + MI * L);
-      }
-      V out = V{};
-      for (int64_t n = 0; n < N2; ++n) {
-        const T* cn = c + n * COEFFICIENTS * L;
-        T* sn = state + n * 2 * L;
-        const V re = load(sn), im = load(sn + L), ar = load(cn + AR * L), ai = load(cn + AI * L);
-        const V xr = ar * re - ai * im + load(cn + BR * L) * v - load(cn + GR * L) * m;
-        const V xi = ar * im + ai * re + load(cn + BI * L) * v - load(cn + GI * L) * m;
-        store(sn, xr);
-        store(sn + L, xi);
-        out += xr * load(cn + CR * L) + xi * load(cn + CI * L);
-      }
-      store(padded, out);
-      std::copy_n(padded, width, y + r * H + h);
-    }
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) recurrence_rows<T, 4>(c, u + r * H, states + r, y + r * H, H, N2, b);
+    for (; r < rows; ++r) recurrence_rows<T, 1>(c, u + r * H, states + r, y + r * H, H, N2, b);
   }
 }
 
