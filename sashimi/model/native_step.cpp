@@ -68,6 +68,27 @@ inline VF exp_vec(VF x) {
   return (p * r * r + r + 1.0f) * (VF)bits;
 }
 
+// exp of 4 doubles, for the draw's weights (x = z - max z <= 0): x = n ln 2 + r with |r| <= ln 2 / 2
+// (ln 2 in Cephes' two parts), exp r by its Taylor series to r^13 / 13! (the next term is under
+// 4e-18 of it), 2^n from the exponent bits: within a few ulp of std::exp. Below -708 (subnormal
+// results, 0 past -745, -inf, NaN) a lane is std::exp's own.
+typedef Vec<double>::type VD;
+typedef int64_t VL __attribute__((vector_size(32)));
+inline VD exp_draw(VD x) {
+  const VD lo = VD{} - 708.0, magic = VD{} + 6755399441055744.0;  // 1.5 * 2^52: adding it rounds
+  const VD safe = x >= lo ? x : lo;
+  const VD n = (safe * 1.4426950408889634 + magic) - magic;
+  const VD r = safe - n * 0.693145751953125 - n * 1.42860682030941723212e-6;
+  constexpr double factorial[14] = {1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362880.0,
+                                     3628800.0, 39916800.0, 479001600.0, 6227020800.0};
+  VD p = VD{} + 1.0 / factorial[13];
+  for (int k = 12; k >= 0; --k) p = p * r + 1.0 / factorial[k];  // Horner: sum of r^k / k!
+  VD e = p * (VD)((__builtin_convertvector(n, VL) + 1023) << 52);
+  for (int i = 0; i < 4; ++i)
+    if (!(x[i] >= lo[i])) e[i] = std::exp(x[i]);
+  return e;
+}
+
 // F.gelu's exact form, 0.5 x (1 + erf(x / sqrt 2)), with erf as PyTorch's own vectorized GELU
 // computes it in float (Abramowitz & Stegun 7.1.26, absolute error under 1.5e-7).
 inline VF gelu_vec(VF x) {
@@ -414,8 +435,11 @@ void draw(const T* logits, int64_t C, double temperature, double top_p, float u,
     d.z[c] = zc;
     top = std::max(top, d.z[c]);
   }
+  int64_t c = 0;
+  for (; c + 4 <= C; c += 4) store(&d.e[c], exp_draw(load(&d.z[c]) - top));
+  for (; c < C; ++c) d.e[c] = std::exp(d.z[c] - top);
   double total = 0;
-  for (int64_t c = 0; c < C; ++c) total += d.e[c] = std::exp(d.z[c] - top);
+  for (c = 0; c < C; ++c) total += d.e[c];  // in class order, as `running` below sums
   if (top_p < 1.0) {  // mutate: skip <=: at top_p 1 the filter keeps every class
     d.order.resize(C);
     std::iota(d.order.begin(), d.order.end(), int64_t(0));

@@ -49,6 +49,36 @@ def test_the_native_draw_meets_the_float64_inverse_cdf_and_the_loops_draw(temper
 
 
 @needs_native
+@pytest.mark.parametrize("classes", [5, 256, 1001])
+def test_the_draw_is_exact_in_double_beside_every_class_boundary(classes):
+    """u the float nearest a boundary of the float64 CDF (within 3e-8 of it: a float exp, off by
+    1e-7, moves boundaries farther), over logits spanning [-900, 0] below the largest with -inf
+    among them (weights past exp's normal range, and exactly 0): the token is the float64 inverse
+    CDF's at that u, and no class of weight 0 is ever drawn (at u = 0 the first of weight > 0)."""
+    rows = 64
+    g = torch.Generator().manual_seed(classes)
+    logits = -torch.rand(rows, classes, generator=g, dtype=torch.float64).pow(3).mul(900).float()
+    logits[:, 1::7] = -torch.inf
+    logits[:, 0], logits[:, 2] = 0.0, -0.5  # at least one boundary inside (0.001, 0.999) in every row
+    cdf = np.cumsum(np.exp(nucleus_log_probs(logits.double().numpy(), 1.0, 1.0, margin=1e-12)), -1)
+    inside = [np.flatnonzero((row > 1e-3) & (row < 1 - 1e-3)) for row in cdf]
+    boundaries = np.array([row[j[(i * 7919) % len(j)]] for i, (row, j) in enumerate(zip(cdf, inside))])
+    u = torch.from_numpy(boundaries).float()
+    u64 = u.double().numpy()
+    clear = np.abs(u64 - boundaries) > 1e-13
+    assert clear.sum() >= rows - 2 and (u64 < 1).all()
+    got, picked = draw(logits, u, 1.0, 1.0)
+    want = np.minimum((cdf <= u64[:, None]).sum(-1), classes - 1)
+    assert np.array_equal(got.numpy()[clear], want[clear])
+    weights = np.diff(np.concatenate([np.zeros((rows, 1)), cdf], -1), axis=-1)
+    assert (weights[np.arange(rows), got.numpy()] > 0).all() and bool(torch.isfinite(picked).all())
+    first = torch.full((1, classes), -1000.0)  # at u = 0, the first class whose weight is not exactly 0
+    first[0, :3] = torch.tensor([-torch.inf, -746.0, -1e30])
+    first[0, 3:5] = torch.tensor([-745.0, 0.0])  # exp(-745) is the smallest subnormal: weight > 0
+    assert draw(first, torch.zeros(1), 1.0, 1.0)[0].tolist() == [3]
+
+
+@needs_native
 def test_native_sampling_in_chunks_draws_what_the_loop_draws(monkeypatch):
     """Chunks of 7 samples (NATIVE_CHUNK) over 30, after a prefix, tempered and filtered: the same
     tokens as the modules' step under the Python loop (float64 model: no draw near a boundary), the
