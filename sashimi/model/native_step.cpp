@@ -481,53 +481,99 @@ class Stepper {
         pool_(std::move(pool)), N2_(n_state / 2), batch_(batch), team_width_(team_width) {}
 
   // `FusedStep.step`: depth 0 every sample; depth d once its DownPool buffer holds pool[d-1]
-  // new inputs, refilling depth d-1's pending UpPool outputs.
+  // new inputs, refilling depth d-1's pending UpPool outputs. With a team (`shares`), depth by
+  // depth; else each thread takes its rows through every depth, with no barrier between.
   void step(const int64_t* tokens, T* logits, int threads) {
-    const int64_t K = pool_.size(), t = t_++;
-    std::vector<T> x(batch_ * programs_[0][H_]), slice;
-    if (K) slice = column(0, t % pool_[0]);
-    call(0, tokens, nullptr, K ? slice.data() : nullptr, x.data(), logits, threads);
-    int64_t period = 1;
-    for (int64_t d = 1; d <= K; ++d) {
-      const int64_t n = (t + 1) / period - 1;
-      set_column(d - 1, n % pool_[d - 1], x.data());
-      period *= pool_[d - 1];
-      if ((t + 1) % period) break;
-      std::vector<T> next_x(batch_ * programs_[d][H_]);
-      if (d < K) slice = column(d, ((t + 1) / period - 1) % pool_[d]);
-      call(d, nullptr, buffers_[d - 1], d < K ? slice.data() : nullptr, next_x.data(), pending_[d - 1], threads);
-      x = std::move(next_x);
+    const int64_t t = t_++;
+    if (shares(threads)) {
+      advance(t, tokens, logits, 0, batch_, [&](int64_t d, const int64_t* tk, const T* source, const T* pending,
+                                                T* x, T* out) { call(d, tk, source, pending, x, out, threads); });
+      return;
+    }
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
+#pragma omp parallel for num_threads(chunks) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = batch_ * c / chunks, r1 = batch_ * (c + 1) / chunks;
+      advance(t, tokens, logits, r0, r1, alone(r0, r1));
     }
   }
 
   // `steps` samples drawn as sashimi/sampling/sample.py's loop draws them, each fed back as the next
-  // input: tokens (steps + 1, B), row 0 the first input; uniforms and picked (steps, B).
+  // input: tokens (steps + 1, B), row 0 the first input; uniforms and picked (steps, B). Without a
+  // team, each thread steps and draws its rows through all the steps (one parallel region).
   void sample(int64_t steps, int64_t* tokens, const float* uniforms, float* picked, double temperature,
               double top_p, int threads) {
     const int64_t C = programs_[0][N_CLASSES];
     std::vector<T> logits(batch_ * C);
-    const int chunks = int(std::min<int64_t>(threads, batch_));
-    for (int64_t s = 0; s < steps; ++s) {
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
+    const bool team = shares(threads);
+    for (int64_t s = 0; team && s < steps; ++s) {
       step(tokens + s * batch_, logits.data(), threads);
-#pragma omp parallel num_threads(chunks) if (chunks > 1)
-      {
-        DrawScratch scratch;
-        const int64_t c = omp_get_thread_num(), n = omp_get_num_threads();
-        for (int64_t r = batch_ * c / n; r < batch_ * (c + 1) / n; ++r)
+      DrawScratch scratch;  // a team only where rows < threads: the rows' draws are a few microseconds
+      for (int64_t r = 0; r < batch_; ++r)
+        draw(logits.data() + r * C, C, temperature, top_p, uniforms[s * batch_ + r], scratch,
+             tokens + (s + 1) * batch_ + r, picked + s * batch_ + r);
+    }
+    if (team) return;
+#pragma omp parallel for num_threads(chunks) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = batch_ * c / chunks, r1 = batch_ * (c + 1) / chunks;
+      DrawScratch scratch;
+      for (int64_t s = 0; s < steps; ++s) {
+        advance(t_ + s, tokens + s * batch_, logits.data(), r0, r1, alone(r0, r1));
+        for (int64_t r = r0; r < r1; ++r)
           draw(logits.data() + r * C, C, temperature, top_p, uniforms[s * batch_ + r], scratch,
                tokens + (s + 1) * batch_ + r, picked + s * batch_ + r);
       }
     }
+    t_ += steps;
   }
 
  private:
-  // One depth over every row: the rows split over the threads, or, with fewer rows than threads and
-  // a depth at least team_width wide, all of them run by the threads as one team (`Team`): below
-  // that width a team's barriers cost more than its shared work saves (native.py, TEAM_WIDTH).
+  // Whether some depth runs as a team: fewer rows than threads and a depth at least team_width
+  // wide (below that width a team's barriers cost more than its shared work saves: native.py,
+  // TEAM_WIDTH).
+  bool shares(int threads) const {
+    int64_t widest = 0;
+    for (const auto& p : programs_) widest = std::max(widest, p[H_]);
+    return threads > batch_ && widest >= team_width_;  // mutate: skip a speed rule: a team computes what one thread does
+  }
+
+  // Sample t for rows [r0, r1): each depth d run by run(d, tokens, source, pending, x, out) over
+  // those rows, and only their parts of the DownPool buffers and pending UpPool outputs touched.
+  template <typename Run>
+  void advance(int64_t t, const int64_t* tokens, T* logits, int64_t r0, int64_t r1, Run run) {
+    const int64_t K = pool_.size();
+    std::vector<T> x(batch_ * programs_[0][H_]), slice;
+    if (K) slice = column(0, t % pool_[0], r0, r1);
+    run(0, tokens, nullptr, K ? slice.data() : nullptr, x.data(), logits);
+    int64_t period = 1;
+    for (int64_t d = 1; d <= K; ++d) {
+      const int64_t n = (t + 1) / period - 1;
+      set_column(d - 1, n % pool_[d - 1], x.data(), r0, r1);
+      period *= pool_[d - 1];
+      if ((t + 1) % period) break;
+      std::vector<T> next_x(batch_ * programs_[d][H_]);
+      if (d < K) slice = column(d, ((t + 1) / period - 1) % pool_[d], r0, r1);
+      run(d, nullptr, buffers_[d - 1], d < K ? slice.data() : nullptr, next_x.data(), pending_[d - 1]);
+      x = std::move(next_x);
+    }
+  }
+
+  // Every depth of rows [r0, r1) on this thread alone.
+  auto alone(int64_t r0, int64_t r1) {
+    return [this, r0, r1](int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out) {
+      depth<T>(programs_[d], eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, r0, r1, N2_, Team{},
+               nullptr);
+    };
+  }
+
+  // One depth over every row: all of them run by the threads as one team (`Team`) where the depth
+  // is at least team_width wide, else the rows split over the threads.
   void call(int64_t d, const int64_t* tokens, const T* source, const T* pending, T* x, T* out, int threads) {
     const auto& p = programs_[d];
     const int64_t H = p[H_];
-    if (threads > batch_ && H >= team_width_) {  // mutate: skip a speed rule: a team computes what one thread does
+    if (H >= team_width_) {  // mutate: skip a speed rule: a team computes what one thread does
       Shared<T> shared;
       for (int k = 0; k < 2; ++k) {
         shared.y[k].resize(batch_ * H);
@@ -538,23 +584,23 @@ class Stepper {
                Team{omp_get_thread_num(), omp_get_num_threads()}, &shared);
       return;
     }
-    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
+    const int64_t chunks = std::min<int64_t>(threads, batch_);
 #pragma omp parallel for num_threads(chunks) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c)
       depth<T>(p, eps_[d], weights_[d], tokens, source, pending, states_[d], x, out, batch_ * c / chunks,
                batch_ * (c + 1) / chunks, N2_, Team{}, nullptr);
   }
 
-  // pending[d] (B, H, P)[:, :, j] as a contiguous (B, H) copy; buffers[d][:, :, j] = values
-  std::vector<T> column(int64_t d, int64_t j) {
-    const int64_t BH = batch_ * programs_[d][H_], P = pool_[d];
-    std::vector<T> out(BH);
-    for (int64_t i = 0; i < BH; ++i) out[i] = pending_[d][i * P + j];
+  // pending[d] (B, H, P)[r0:r1, :, j] into a (B, H) vector's rows r0:r1; buffers[d][r0:r1, :, j] = values'
+  std::vector<T> column(int64_t d, int64_t j, int64_t r0, int64_t r1) {
+    const int64_t H = programs_[d][H_], P = pool_[d];
+    std::vector<T> out(batch_ * H);
+    for (int64_t i = r0 * H; i < r1 * H; ++i) out[i] = pending_[d][i * P + j];
     return out;
   }
-  void set_column(int64_t d, int64_t j, const T* values) {
-    const int64_t BH = batch_ * programs_[d][H_], P = pool_[d];
-    for (int64_t i = 0; i < BH; ++i) buffers_[d][i * P + j] = values[i];
+  void set_column(int64_t d, int64_t j, const T* values, int64_t r0, int64_t r1) {
+    const int64_t H = programs_[d][H_], P = pool_[d];
+    for (int64_t i = r0 * H; i < r1 * H; ++i) buffers_[d][i * P + j] = values[i];
   }
 
   std::vector<std::vector<int64_t>> programs_;
