@@ -36,7 +36,8 @@ PROBE = Path(__file__).with_name("roofline_probe.cpp")
 
 
 def probe() -> tuple[dict, dict, list]:
-    """({threads: GFLOP/s}, {(KiB, threads): GB/s}, [us a barrier, us a parallel region]) from the
+    """({threads: GFLOP/s}, {(KiB, threads): GB/s}, [us an OpenMP barrier, a parallel region, the native
+    barrier]) from the
     compiled probe."""
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "probe"
@@ -114,7 +115,10 @@ def main() -> None:
     args = parser.parse_args()
     fma, read, sync = probe()
     print(f"FMA, float32: {fma[1]:.1f} GFLOP/s on 1 thread, {fma[2]:.1f} on 2")
-    print(f"2 threads: {sync[0]:.2f} us a barrier, {sync[1]:.2f} us a parallel region")
+    print(
+        f"2 threads: {sync[0]:.2f} us an OpenMP barrier, {sync[1]:.2f} us a parallel region, "
+        f"{sync[2]:.2f} us the native step's barrier"
+    )
     for (kib, threads), rate in sorted(read.items()):
         print(f"read {kib:>6} KiB per thread, {threads} thread(s): {rate:6.1f} GB/s")
     torch.manual_seed(0)

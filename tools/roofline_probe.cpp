@@ -2,7 +2,7 @@
 // the float32 FMA rate with 12 independent 8-lane accumulators per thread (enough to hide the FMA
 // latency of any current x86 or ARM core), and the read bandwidth of a buffer of each size, on 1
 // and 2 threads, as native_step.cpp's loops read their weights (32-byte vectors, in order); and what
-// an OpenMP barrier and a parallel region of 2 threads cost (the native step's team pays both).
+// an OpenMP barrier, a parallel region of 2 threads and the native step's own barrier cost (its team pays them).
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <vector>
+
+#include "../sashimi/model/native_step.cpp"  // its `Barrier`, as the team syncs
 
 typedef float V __attribute__((vector_size(32)));
 
@@ -75,8 +77,8 @@ static double read_rate(int threads, long bytes) {
   return threads * double(rounds) * bytes / best / 1e9;
 }
 
-// Microseconds of one OpenMP barrier between 2 threads, and of one parallel region of 2 (what the
-// native step's team pays per barrier and per depth call).
+// Microseconds of one OpenMP barrier between 2 threads, of one parallel region of 2 (what the
+// native step's team pays per depth call), and of the native step's own barrier (its team's sync).
 static void sync_costs() {
   const long n = 200000;
   double start = seconds();
@@ -90,7 +92,12 @@ static void sync_costs() {
 #pragma omp parallel num_threads(2)
     asm volatile("");
   }
-  std::printf("sync %.3f %.3f\n", barrier, (seconds() - start) / (n / 10) * 1e6);
+  const double region = (seconds() - start) / (n / 10) * 1e6;
+  Barrier native;
+  start = seconds();
+#pragma omp parallel num_threads(2)
+  for (long i = 0; i < n; ++i) native.wait(2);
+  std::printf("sync %.3f %.3f %.3f\n", barrier, region, (seconds() - start) / n * 1e6);
 }
 
 int main() {

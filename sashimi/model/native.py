@@ -139,7 +139,7 @@ class Packed:
         self.lanes = 32 // flat.element_size()
 
     def append(self, t: Tensor) -> int:
-        self.parts.append(t.reshape(-1))
+        self.parts.append(t)  # copied once, by `tensor`, from the view as it is
         self.size += t.numel()
         return self.size - t.numel()
 
@@ -149,7 +149,8 @@ class Packed:
         offset, (out, inp) = slot
         weight = self.flat[offset : offset + out * inp].view(out, inp)
         padded = -(-out // self.tile) * self.tile
-        weight = torch.cat([weight, weight.new_zeros(padded - out, inp)])
+        if padded > out:
+            weight = torch.cat([weight, weight.new_zeros(padded - out, inp)])
         return self.append(weight.view(padded // self.tile, self.tile, inp).transpose(1, 2))
 
     def recurrence(self, slots: tuple) -> int:
@@ -160,10 +161,15 @@ class Packed:
         H, N2 = parts.shape[1:]
         vectors = -(-H // self.lanes)
         parts = torch.cat([parts, parts.new_zeros(10, vectors * self.lanes - H, N2)], 1)
-        return self.append(parts.view(10, vectors, self.lanes, N2).permute(1, 3, 0, 2).contiguous())
+        return self.append(parts.view(10, vectors, self.lanes, N2).permute(1, 3, 0, 2))
 
     def tensor(self) -> Float[Tensor, " W2"]:
-        return torch.cat(self.parts)
+        """Every part in one tensor, each copied once from its (strided) view into its place."""
+        out, at = self.flat.new_empty(self.size), 0
+        for part in self.parts:
+            out[at : at + part.numel()].view(part.shape).copy_(part)
+            at += part.numel()
+        return out
 
 
 def offset(slot: tuple | None) -> int:

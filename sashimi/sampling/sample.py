@@ -84,8 +84,11 @@ def sample(
         raise ValueError(f"top_p must lie in (0, 1]; got {top_p}")
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device = next(model.parameters()).device
-    training = model.training  # the caller's mode comes back afterwards (a training run samples mid-run)
-    model.eval()
+    # each module's mode comes back afterwards (a training run samples mid-run); a model already in
+    # eval mode is left alone (eval() and train() walk every module: milliseconds a call)
+    training = [m for m in model.modules() if m.training]
+    if training:
+        model.eval()
     try:
         if not prepared:
             model.setup_step()
@@ -126,7 +129,8 @@ def sample(
                 draws,
             )
     finally:
-        model.train(training)
+        for module in training:
+            module.training = True
 
 
 def step_engine(compile: bool | str, device: torch.device, dtype: torch.dtype, steps: int) -> str:

@@ -161,6 +161,25 @@ def test_a_model_in_train_mode_samples_as_its_twin_without_dropout():
     assert model.training and not twin.training  # each model's own mode is given back (a run samples mid-run)
 
 
+def test_a_model_with_one_module_in_train_mode_samples_without_dropout_and_keeps_its_modes():
+    """The model in eval mode but one block's dropout (0.5) left in train mode: sampling still runs
+    every module in eval mode (the draws of the twin without dropout), and afterwards each module
+    has the mode it had, that block's dropout training and the rest not."""
+    from tests.helpers import lm, tiny_config
+
+    config = tiny_config(8).to_dict()
+    model = lm(3, torch.float32, **{**config, "dropout": 0.5}).eval()
+    twin = lm(3, torch.float32, **{**config, "dropout": 0.0}).eval()
+    twin.load_state_dict(model.state_dict())
+    dropout = next(m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0)
+    dropout.train()
+    modes = [m.training for m in model.modules()]
+    want, want_loglik = sampling.sample(twin, 2, 40, seed=4, compile=False)
+    got, loglik = sampling.sample(model, 2, 40, seed=4, compile=False)
+    assert torch.equal(got, want) and torch.equal(loglik, want_loglik)
+    assert [m.training for m in model.modules()] == modes and sum(modes) == 1
+
+
 def test_the_progress_counts_one_step_per_sampled_position():
     """A prefix of 3 and 5 sampled positions: the bar advances by the 5 sampled (the prefix is not
     sampled): by one each on the modules' step, by the chunk (here all 5 at once) on the native one."""
