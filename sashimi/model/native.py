@@ -37,10 +37,9 @@ SOURCES = [Path(__file__).with_name(name) for name in ("native_step.cpp", "nativ
 # the process already holds torch's libgomp, which the library's libgomp.so.1 resolves to.
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC"]
 BLOCK = 20  # fields per residual block in a program (native_step.cpp)
-# With fewer rows than threads, depths at least this wide run on all the threads as one team (each
-# takes part of every linear's outputs and of the recurrence's channels, with a barrier between);
-# narrower ones on one thread. The paper model's widths at B = 1 on 2 cores (`python tools/roofline.py`,
-# docs/PERFORMANCE.md): 64 took 65.4 us alone and 88.1 as a team, 128 190.8 and 155.3, 256 1,350 and 733.
+# With fewer rows than threads, depths at least this wide run as one team of all the threads; narrower
+# ones on one thread. Widths 64, 128, 256 alone / as a team at B = 1 (`python tools/roofline.py`): Zen 1
+# 65/88, 191/155, 1350/733 us; Zen 4 32/47, 74/96, 298/203 (docs/PERFORMANCE.md).
 TEAM_WIDTH = 128  # mutate: skip a speed rule: a team computes what one thread does (test_native_team.py)
 NORM_KIND = {"layer": 1, "scalar": 2}
 WHY_NOT: list[str] = []  # why the library is not available, once `library()` has tried
@@ -149,8 +148,7 @@ class Packed:
         offset, (out, inp) = slot
         weight = self.flat[offset : offset + out * inp].view(out, inp)
         padded = -(-out // self.tile) * self.tile
-        if padded > out:
-            weight = torch.cat([weight, weight.new_zeros(padded - out, inp)])
+        weight = torch.cat([weight, weight.new_zeros(padded - out, inp)]) if padded > out else weight
         return self.append(weight.view(padded // self.tile, self.tile, inp).transpose(1, 2))
 
     def recurrence(self, slots: tuple) -> int:
@@ -165,10 +163,9 @@ class Packed:
 
     def tensor(self) -> Float[Tensor, " W2"]:
         """Every part in one tensor, each copied once from its (strided) view into its place."""
-        out, at = self.flat.new_empty(self.size), 0
-        for part in self.parts:
-            out[at : at + part.numel()].view(part.shape).copy_(part)
-            at += part.numel()
+        out = self.flat.new_empty(self.size)
+        for place, part in zip(out.split([p.numel() for p in self.parts]), self.parts):
+            place.view(part.shape).copy_(part)
         return out
 
 
