@@ -138,7 +138,7 @@ def list_catalogue() -> int:
 
 def plan_jobs(args) -> tuple[list, list, dict]:
     if args.diff:
-        under = tuple(u.rstrip("/") for u in args.under or []) or tuple(x.rsplit(":", 1)[0] for x in args.lines or [])
+        under = tuple(u.rstrip("/") for u in args.under or []) or tuple(x.rpartition(":")[0] for x in args.lines or [])
         jobs, skipped = plan.diff_jobs(args.root, args.diff, args.per_line, under)
         if args.lines:
             jobs = [j for j in jobs if f"{j.file}:{j.line}" in set(args.lines)]
@@ -181,10 +181,10 @@ def later_rounds(args, template, jobs, results, measured, settings, deadline) ->
     while some survive; a survivor caught there takes the new verdict. Returns the results."""
     first, *later = measured
     broken = dict(first.broken)
-    for number, files in enumerate(later, 2):
+    for number, files in enumerate(later, 2):  # mutate: skip the round's number in a log line only
         survivors = {r["id"] for r in results if r["status"] == "survived"}
         if not survivors or STOPPING.is_set():
-            break
+            break  # mutate: skip continue: no survivor or a stop makes each later round continue at once too
         log(f"round {number}: {len(survivors)} survivors against {len(files)} more test files ...")
         again = [j for j in jobs if j.id in survivors]
         try:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return list_catalogue()
-    args.root = args.root.resolve()
+    args.root = args.root.resolve()  # mutate: skip a relative --root is the same folder all run (no chdir)
     if not (args.root / "tests").is_dir():
         print("error: run from a source checkout: tests/ not found beside sashimi/", file=sys.stderr)
         return 2
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results, unrun, broken, why = [], list(jobs), {}, ""
-    with tempfile.TemporaryDirectory(prefix="sashimi-mutate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sashimi-mutate-") as tmp:  # mutate: skip the folder's name: unread
         template = Path(tmp) / "template"
         make_template(template, args.root)
         try:
