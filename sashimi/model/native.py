@@ -148,13 +148,13 @@ class Packed:
         offset, (out, inp) = slot
         weight = self.flat[offset : offset + out * inp].view(out, inp)
         padded = -(-out // self.tile) * self.tile
-        weight = torch.cat([weight, weight.new_zeros(padded - out, inp)]) if padded > out else weight
+        if padded > out:  # mutate: skip >=: padding by no rows changes nothing
+            weight = torch.cat([weight, weight.new_zeros(padded - out, inp)])
         return self.append(weight.view(padded // self.tile, self.tile, inp).transpose(1, 2))
 
     def recurrence(self, slots: tuple) -> int:
-        """An S4 block's ten (H, N2) coefficients interleaved as (vectors, N2, 10, lanes): the
-        channels in vectors of 32 bytes (8 floats, 4 doubles), zero past H, so that the native
-        recurrence reads one vector's coefficients in one run."""
+        """An S4 block's ten (H, N2) coefficients as (vectors, N2, 10, lanes): channels in vectors of
+        32 bytes, zero past H, so that the native recurrence reads a vector's coefficients in one run."""
         parts = torch.stack([self.flat[o : o + math.prod(shape)].view(shape) for o, shape in slots])  # (10, H, N2)
         H, N2 = parts.shape[1:]
         vectors = -(-H // self.lanes)
