@@ -171,9 +171,9 @@ void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64
 }
 
 // A team's barrier: the last thread to arrive opens the next generation; the others spin on it,
-// then yield (more threads than cores, or a core taken by another process). 0.08 us on two cores
-// of a Zen 4 EPYC where OpenMP's own barrier takes 0.26 us (`python tools/roofline.py`): a depth
-// syncs twice a block. The counter's acquire-release and the generation's release-acquire publish
+// then yield (more threads than cores, or a core taken by another process). 0.08-0.40 us on two
+// cores of a Zen 4 EPYC where OpenMP's own barrier takes 0.26-0.52 us (`python tools/roofline.py`,
+// minutes apart): a depth syncs twice a block. The counter's acquire-release and the generation's release-acquire publish
 // every write made before a thread arrived to every thread that leaves.
 struct Barrier {
   alignas(64) std::atomic<int> count{0};
