@@ -1,7 +1,10 @@
 """The native library's small functions on their own, for their tests: the step's activations
-(native_step.cpp's vectorized GELU and sigmoid; oracle: torch in float64) and the sampling loop's
+(native_step.cpp's vectorized GELU and sigmoid; oracle: torch in float64), the sampling loop's
 draw (`draw`, which `NativeStep.sample` runs after each step; oracles: the loop of
-`sashimi.sampling.sample` and the float64 nucleus of `reference.sampling`)."""
+`sashimi.sampling.sample` and the float64 nucleus of `reference.sampling`) and the draw's exp
+(`exp_draw`; oracle: the C library's exp)."""
+
+import ctypes
 
 import torch
 
@@ -41,3 +44,13 @@ def draw(
         picked.data_ptr(),
     )
     return tokens, picked
+
+
+def exp_draw(x: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+    """The draw's vectorized exp of each value of x (float64), as `draw` weighs its classes."""
+    lib = native.loaded()  # native.py's lines run at each call: what a C++ mutant's tests are chosen by
+    lib.sashimi_exp_draw.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    x = x.detach().to("cpu", torch.float64).contiguous()
+    out = torch.empty_like(x)
+    lib.sashimi_exp_draw(x.data_ptr(), out.data_ptr(), x.numel())
+    return out

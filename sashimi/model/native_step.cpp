@@ -77,17 +77,19 @@ inline VF exp_vec(VF x) {
 typedef Vec<double>::type VD;
 typedef int64_t VL __attribute__((vector_size(32)));
 inline VD exp_draw(VD x) {
-  const VD lo = VD{} - 708.0, magic = VD{} + 6755399441055744.0;  // 1.5 * 2^52: adding it rounds
-  const VD safe = x >= lo ? x : lo;
+  // 1.5 * 2^52: adding it rounds to an integer
+  const VD lo = VD{} - 708.0, magic = VD{} + 6755399441055744.0;  // mutate: skip +708: every lane std::exp's
+  const VD safe = x >= lo ? x : lo;  // mutate: skip >: at x == lo both are lo
   const VD n = (safe * 1.4426950408889634 + magic) - magic;
   const VD r = safe - n * 0.693145751953125 - n * 1.42860682030941723212e-6;
-  constexpr double factorial[14] = {1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362880.0,
+  constexpr double factorial[14] = {  // mutate: skip a larger array: 13 is the last read
+                                     1.0, 1.0, 2.0, 6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362880.0,
                                      3628800.0, 39916800.0, 479001600.0, 6227020800.0};
   VD p = VD{} + 1.0 / factorial[13];
   for (int k = 12; k >= 0; --k) p = p * r + 1.0 / factorial[k];  // Horner: sum of r^k / k!
   VD e = p * (VD)((__builtin_convertvector(n, VL) + 1023) << 52);
   for (int i = 0; i < 4; ++i)
-    if (!(x[i] >= lo[i])) e[i] = std::exp(x[i]);
+    if (!(x[i] >= lo[i])) e[i] = std::exp(x[i]);  // mutate: skip >: at lo the series is within 1 ulp of it
   return e;
 }
 
@@ -173,8 +175,8 @@ void linear_tile(const T* block, const T* b, const T* x, T* y, int64_t in, int64
 // A team's barrier: the last thread to arrive opens the next generation; the others spin on it,
 // then yield (more threads than cores, or a core taken by another process). 0.08-0.40 us on two
 // cores of a Zen 4 EPYC where OpenMP's own barrier takes 0.26-0.52 us (`python tools/roofline.py`,
-// minutes apart): a depth syncs twice a block. The counter's acquire-release and the generation's release-acquire publish
-// every write made before a thread arrived to every thread that leaves.
+// minutes apart): a depth syncs twice a block. The counter's acquire-release and the generation's
+// release-acquire publish every write made before a thread arrived to every thread that leaves.
 struct Barrier {
   alignas(64) std::atomic<int> count{0};
   alignas(64) std::atomic<int> generation{0};
@@ -182,7 +184,7 @@ struct Barrier {
     const int g = generation.load(std::memory_order_relaxed);
     if (count.fetch_add(1, std::memory_order_acq_rel) == threads - 1) {
       count.store(0, std::memory_order_relaxed);
-      generation.store(g + 1, std::memory_order_release);
+      generation.store(g + 1, std::memory_order_release);  // mutate: skip -: any new value releases the waiters
       return;
     }
     for (int spins = 0; generation.load(std::memory_order_acquire) == g; ++spins)
@@ -211,7 +213,7 @@ struct Team {
 // tile's R x 4 accumulators, 4 weights and a broadcast must stay in registers: 6 rows (29 vectors)
 // with AVX-512's 32, 2 rows (13) with AVX2's or NEON's 16 (a Vec is two NEON registers).
 #if defined(__AVX512VL__)
-constexpr int TILE_ROWS = 6;
+constexpr int TILE_ROWS = 6;  // mutate: skip a speed rule: any rows a tile give each row's numbers alone
 #else
 constexpr int TILE_ROWS = 2;
 #endif
@@ -705,6 +707,16 @@ void sashimi_stepper_free(void* stepper, int double_precision) {
 
 // The step's activations alone, in place over n values (gate 0: GELU, 1: GLU's sigmoid), so that
 // the vector math (its constants, its tail past the last full vector) meets float64 directly.
+// The draw's exp of each of n doubles (`exp_draw`, four at a time), for its test against std::exp.
+void sashimi_exp_draw(const double* x, double* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 4) {
+    double lanes[4] = {};
+    std::copy_n(x + i, std::min<int64_t>(4, n - i), lanes);
+    store(lanes, exp_draw(load(lanes)));
+    std::copy_n(lanes, std::min<int64_t>(4, n - i), out + i);
+  }
+}
+
 void sashimi_activation(int double_precision, int gate, void* values, int64_t n) {
   if (double_precision)
     gate ? sigmoid(static_cast<double*>(values), n) : gelu(static_cast<double*>(values), n);

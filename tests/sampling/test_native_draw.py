@@ -12,7 +12,7 @@ import torch
 from reference.sampling import nucleus_log_probs
 from sashimi.harness.verdict import assert_close
 from sashimi.model import native
-from sashimi.model.native_parts import draw
+from sashimi.model.native_parts import draw, exp_draw
 from sashimi.sampling import sample as sampling
 from tests import helpers
 from tests.helpers import tokens
@@ -76,6 +76,24 @@ def test_the_draw_is_exact_in_double_beside_every_class_boundary(classes):
     first[0, :3] = torch.tensor([-torch.inf, -746.0, -1e30])
     first[0, 3:5] = torch.tensor([-745.0, 0.0])  # exp(-745) is the smallest subnormal: weight > 0
     assert draw(first, torch.zeros(1), 1.0, 1.0)[0].tolist() == [3]
+
+
+@needs_native
+def test_the_draws_exp_is_the_c_librarys_within_two_ulp():
+    """The draw's vectorized exp over [-708, 0] (an even grid and random points) within 2 ulp of the
+    C library's (measured: 1 ulp at most over 400,000 points; a Taylor series one term short, or a
+    coefficient 0.1% off, is 4 ulp or more); below -708 and at -inf, in any lane of a vector, the C
+    library's own: subnormal at -745, 0 past it."""
+    g = np.random.default_rng(7)
+    x = np.concatenate([-np.linspace(0, 708, 100_003), -g.uniform(0, 708, 100_000), -g.uniform(0, 1, 50_000)])
+    want = np.exp(x)
+    assert (np.abs(exp_draw(torch.from_numpy(x)).numpy() - want) <= 2 * np.spacing(want)).all()
+    for lane in range(5):
+        x = np.zeros(5)
+        x[lane] = -800.0
+        assert exp_draw(torch.from_numpy(x)).tolist() == [0.0 if i == lane else 1.0 for i in range(5)]
+    edges = torch.tensor([-745.0, -746.0, -np.inf, -708.5, 0.0], dtype=torch.float64)
+    assert exp_draw(edges).tolist() == [5e-324, 0.0, 0.0, np.exp(-708.5), 1.0]
 
 
 @needs_native
