@@ -225,7 +225,7 @@ void linear(const T* Wp, const T* b, const T* x, T* y, int64_t rows, int64_t in,
     if (!team.owns(o / W)) continue;
     const T* block = Wp + o * in;  // tile o / W starts after o / W blocks of in x W
     int64_t r = 0;
-    for (; r + TILE_ROWS <= rows; r += TILE_ROWS)
+    for (; r + TILE_ROWS <= rows; r += TILE_ROWS)  // mutate: skip a speed rule: the pairs below take the rest
       linear_tile<T, TILE_ROWS>(block, b, x + r * in, y + r * out, in, out, o);
     for (; r + 2 <= rows; r += 2) linear_tile<T, 2>(block, b, x + r * in, y + r * out, in, out, o);
     if (r < rows) linear_tile<T, 1>(block, b, x + r * in, y + r * out, in, out, o);
@@ -303,7 +303,8 @@ void recurrence_rows(const T* c, const T* u, T* const* states, T* y, int64_t H, 
   }
   for (int64_t n = 0; n < N2; ++n) {
     const T* cn = c + n * COEFFICIENTS * L;
-    const V ar = load(cn + AR * L), ai = load(cn + AI * L), br = load(cn + BR * L), bi = load(cn + BI * L);
+    const V ar = load(cn + AR * L), ai = load(cn + AI * L);  // mutate: skip -: AR is 0
+    const V br = load(cn + BR * L), bi = load(cn + BI * L);
     const V gr = load(cn + GR * L), gi = load(cn + GI * L), cr = load(cn + CR * L), ci = load(cn + CI * L);
     for (int r = 0; r < R; ++r) {
       T* sn = state[r] + n * 2 * L;
@@ -329,7 +330,8 @@ void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y
   for (int64_t b = b0; b < b1; ++b) {
     const T* c = w + f[0] + b * N2 * COEFFICIENTS * L;
     int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) recurrence_rows<T, 4>(c, u + r * H, states + r, y + r * H, H, N2, b);
+    for (; r + 4 <= rows; r += 4)  // mutate: skip a speed rule: single rows below take the rest
+      recurrence_rows<T, 4>(c, u + r * H, states + r, y + r * H, H, N2, b);
     for (; r < rows; ++r) recurrence_rows<T, 1>(c, u + r * H, states + r, y + r * H, H, N2, b);
   }
 }
