@@ -303,8 +303,8 @@ void recurrence_rows(const T* c, const T* u, T* const* states, T* y, int64_t H, 
   }
   for (int64_t n = 0; n < N2; ++n) {
     const T* cn = c + n * COEFFICIENTS * L;
-    const V ar = load(cn + AR * L), ai = load(cn + AI * L);  // mutate: skip -: AR is 0
-    const V br = load(cn + BR * L), bi = load(cn + BI * L);
+    const V ar = load(cn + AR * L);  // mutate: skip -: AR is 0
+    const V ai = load(cn + AI * L), br = load(cn + BR * L), bi = load(cn + BI * L);
     const V gr = load(cn + GR * L), gi = load(cn + GI * L), cr = load(cn + CR * L), ci = load(cn + CI * L);
     for (int r = 0; r < R; ++r) {
       T* sn = state[r] + n * 2 * L;
