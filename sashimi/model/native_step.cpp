@@ -461,7 +461,8 @@ void draw(const T* logits, int64_t C, double temperature, double top_p, float u,
     top = std::max(top, d.z[c]);
   }
   int64_t c = 0;
-  for (; c + 4 <= C; c += 4) store(&d.e[c], exp_draw(load(&d.z[c]) - top));
+  for (; c + 4 <= C; c += 4)  // mutate: skip one early: the tail's std::exp takes the rest, within 1 ulp
+    store(&d.e[c], exp_draw(load(&d.z[c]) - top));
   for (; c < C; ++c) d.e[c] = std::exp(d.z[c] - top);
   double total = 0;
   for (c = 0; c < C; ++c) total += d.e[c];  // in class order, as `running` below sums
@@ -559,8 +560,8 @@ class Stepper {
   // wide (below that width a team's barriers cost more than its shared work saves: native.py,
   // TEAM_WIDTH).
   bool shares(int threads) const {
-    int64_t widest = 0;
-    for (const auto& p : programs_) widest = std::max(widest, p[H_]);
+    int64_t widest = 0;  // mutate: skip a speed rule: a team computes what one thread does
+    for (const auto& p : programs_) widest = std::max(widest, p[H_]);  // mutate: skip as above
     return threads > batch_ && widest >= team_width_;  // mutate: skip a speed rule: a team computes what one thread does
   }
 

@@ -46,7 +46,9 @@ def test_a_row_beside_others_is_the_row_alone(dtype, d_model, batch, threads):
 
 @needs_native
 @pytest.mark.parametrize(
-    "batch,team_width", [(5, 128), (2, 128), (1, 1), (3, 1)], ids=["b5", "b2", "b1-team", "b3-team"]
+    "batch,team_width",
+    [(5, 128), (2, 128), (1, 1), (2, 1), (3, 1)],
+    ids=["b5", "b2", "b1-team", "b2-team", "b3-team"],
 )
 def test_sampling_on_threads_draws_what_one_thread_draws(batch, team_width):
     """`NativeStep.sample` on 2 and 3 threads (rows split, each thread stepping and drawing its rows
