@@ -713,7 +713,7 @@ void sashimi_stepper_free(void* stepper, int double_precision) {
 // The draw's exp of each of n doubles (`exp_draw`, four at a time), for its test against std::exp.
 void sashimi_exp_draw(const double* x, double* out, int64_t n) {
   for (int64_t i = 0; i < n; i += 4) {
-    double lanes[4] = {};
+    double lanes[4] = {};  // mutate: skip a larger array: the vector reads its first 4
     std::copy_n(x + i, std::min<int64_t>(4, n - i), lanes);
     store(lanes, exp_draw(load(lanes)));
     std::copy_n(lanes, std::min<int64_t>(4, n - i), out + i);

@@ -29,7 +29,7 @@ def test_the_native_draw_meets_the_float64_inverse_cdf_and_the_loops_draw(temper
     nucleus (`nucleus_log_probs` of the float32 tempered logits) wherever u is not within 1e-9 of a
     class boundary, and its log-probability within the float32-logits metrics row; the Python loop's
     float32 draw (`top_p_filter`, log-softmax, `draw`, from the same generator) agrees but where u
-    lies within float32 rounding (1e-5) of a boundary."""
+    lies within float32 rounding (1e-5) of a boundary; the same logits in float64 draw the same."""
     rows, seed = 400, classes
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(rows, classes, generator=g) * 3).float()
@@ -46,6 +46,9 @@ def test_the_native_draw_meets_the_float64_inverse_cdf_and_the_loops_draw(temper
     loop = sampling.draw(sampling.top_p_filter(z, top_p).log_softmax(-1), torch.Generator().manual_seed(seed + 1))[:, 0]
     differ = (loop != got).numpy()
     assert differ.sum() <= 2 and (gap[differ] < 1e-5).all()
+    # a float64 model's logits (the same values): the draw reads them as the float it tempers
+    twice = draw(logits.double(), u[:, 0], temperature, top_p)
+    assert torch.equal(twice[0], got) and torch.equal(twice[1], picked)
 
 
 @needs_native
@@ -86,8 +89,9 @@ def test_the_draws_exp_is_the_c_librarys_within_two_ulp():
     library's own: subnormal at -745, 0 past it."""
     g = np.random.default_rng(7)
     x = np.concatenate([-np.linspace(0, 708, 100_003), -g.uniform(0, 708, 100_000), -g.uniform(0, 1, 50_000)])
-    want = np.exp(x)
-    assert (np.abs(exp_draw(torch.from_numpy(x)).numpy() - want) <= 2 * np.spacing(want)).all()
+    want, given = np.exp(x), torch.from_numpy(x.copy())
+    assert (np.abs(exp_draw(given).numpy() - want) <= 2 * np.spacing(want)).all()
+    assert np.array_equal(given.numpy(), x)  # its input untouched
     for lane in range(5):
         x = np.zeros(5)
         x[lane] = -800.0
