@@ -48,7 +48,7 @@ def collect(
 ) -> Coverage:
     """Run `tests` (None: the fast suite) under coverage in `tree`, measuring `include` (None: all
     of `sources`); the tests that fail are recorded as broken, not raised."""
-    with tempfile.TemporaryDirectory(prefix="sashimi-coverage-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sashimi-coverage-") as tmp:  # mutate: skip the name: unread
         tmp = Path(tmp)
         rc = tmp / "coveragerc"
         # coverage ignores `include` beside `source`: measuring only the changed files needs include alone
@@ -61,7 +61,8 @@ def collect(
         env = {**env, "COVERAGE_FILE": str(tmp / "tests.coverage")}
         what = "the fast suite" if tests is None else f"{len(tests)} test files"
         log(f"coverage: {what} once with per-test contexts, in the unmutated copy ...")
-        workers = "0" if tests and len(tests) <= 2 else jobs  # starting workers costs more than a file or two
+        # starting workers costs more than a file or two
+        workers = "0" if tests and len(tests) <= 2 else jobs  # mutate: skip a speed rule: workers change no verdict
         cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-m", FAST, "-n", workers, "--durations=0"]
         cmd += ["--durations-min=0", f"--cov-config={rc}", "--cov"]
         cmd += ["--cov-context=test", "--cov-report=", "--continue-on-collection-errors", *(tests or [])]
