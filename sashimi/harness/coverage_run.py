@@ -102,7 +102,14 @@ def code_digest(tree: Path, files: list[str]) -> str:
         if name.endswith(".py"):
             try:
                 tokens = tokenize.tokenize(io.BytesIO(data).readline)
-                data = repr([(t.type, t.string, t.start) for t in tokens if t.type != tokenize.COMMENT]).encode()
+                # a line's end by its line alone: a comment added before it moves its column
+                ends = (tokenize.NEWLINE, tokenize.NL)
+                kept = [
+                    (t.type, t.string, t.start[0] if t.type in ends else t.start)
+                    for t in tokens
+                    if t.type != tokenize.COMMENT
+                ]
+                data = repr(kept).encode()
             except (tokenize.TokenError, SyntaxError):
                 pass
         digest.update(name.encode() + b"\0" + data + b"\0")

@@ -4,10 +4,11 @@ coverage, what it reads back, and the one error line when either child cannot ru
 
 import subprocess
 import sys
+import time
 
 import pytest
 
-from sashimi.harness import coverage_run
+from sashimi.harness import coverage_run, selection
 
 
 def fake_children(monkeypatch, codes: list[int]):
@@ -66,3 +67,55 @@ def test_pytest_that_cannot_run_is_one_error_naming_its_exit_status(monkeypatch,
     for fine in (0, 1, 5):
         fake_children(monkeypatch, [fine])
         collect(tmp_path, with_gate=False)
+
+
+def test_the_code_digest_ignores_python_comments_only(tmp_path):
+    """Python without its comments (a `# mutate: skip` mark keeps the cached coverage), other files
+    whole, and a Python file that does not tokenize digested as it is."""
+
+    def digest(**files):
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        return coverage_run.code_digest(tmp_path, sorted(files))
+
+    plain = digest(**{"a.py": "x = 1\n"})
+    assert digest(**{"a.py": "x = 1  # mutate: skip why\n"}) == plain
+    assert digest(**{"a.py": "x = 2\n"}) != plain
+    cpp = digest(**{"a.py": "x = 1\n", "b.cpp": "int x;\n"})
+    assert digest(**{"a.py": "x = 1\n", "b.cpp": "int x;  // mutate: skip why\n"}) != cpp
+    broken = digest(**{"a.py": 'x = """never closed\n'})
+    assert broken != plain and digest(**{"a.py": 'x = """never closed, otherwise\n'}) != broken
+
+
+def test_a_budget_already_spent_starts_no_child(monkeypatch, tmp_path):
+    monkeypatch.setattr(coverage_run, "child", lambda *a: pytest.fail("a child started past the budget"))
+    with pytest.raises(coverage_run.Spent, match="the budget ended before coverage could start"):
+        coverage_run._run(["true"], tmp_path, {}, time.monotonic() - 1)
+
+
+def test_the_cache_gives_back_what_was_measured_while_the_code_and_the_request_hold(monkeypatch, tmp_path):
+    """The second request for the same code and tests reads the cache (no second collection) and gets
+    equal coverage; with_gate absent is with_gate False; a changed line or another request measures."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    measured = []
+
+    def collect(tree, tests, include, **kw):
+        measured.append((tests, kw.get("with_gate", False)))
+        return selection.Coverage({"t::a": 0.5}, {"a.py": {1: {"t::a"}}}, {}, {"t::b": "fails"}, tests or [])
+
+    monkeypatch.setattr(coverage_run, "collect", collect)
+    cache, log = tmp_path / "cache", lambda m: None
+    first = coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log)
+    again = coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log, with_gate=False)
+    assert measured == [(["tests/t.py"], False)]
+    assert (again.tests, again.lines, again.gate, again.broken, again.files) == (
+        first.tests,
+        first.lines,
+        first.gate,
+        first.broken,
+        first.files,
+    )
+    coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log, with_gate=True)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log)
+    assert measured == [(["tests/t.py"], False), (["tests/t.py"], True), (["tests/t.py"], False)]
