@@ -104,7 +104,7 @@ def test_the_cache_gives_back_what_was_measured_while_the_code_and_the_request_h
         return selection.Coverage({"t::a": 0.5}, {"a.py": {1: {"t::a"}}}, {}, {"t::b": "fails"}, tests or [])
 
     monkeypatch.setattr(coverage_run, "collect", collect)
-    cache, log = tmp_path / "cache", lambda m: None
+    cache, log = tmp_path / "made" / "cache", lambda m: None  # folders made as needed
     first = coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log)
     again = coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log, with_gate=False)
     assert measured == [(["tests/t.py"], False)]
