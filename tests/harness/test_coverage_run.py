@@ -119,3 +119,17 @@ def test_the_cache_gives_back_what_was_measured_while_the_code_and_the_request_h
     (tmp_path / "a.py").write_text("x = 2\n")
     coverage_run.cached(cache, tmp_path, ["a.py"], ["tests/t.py"], None, log=log)
     assert measured == [(["tests/t.py"], False), (["tests/t.py"], True), (["tests/t.py"], False)]
+
+
+def test_startup_is_the_time_to_collect_the_first_test_file_and_nothing_without_tests(monkeypatch, tmp_path):
+    """pytest collecting one test file (the first by name) in the tree, its output captured, timed on
+    the clock; no tests measured: 0 seconds and no child."""
+    ran, clock = [], iter([10.0, 12.5])
+    monkeypatch.setattr(coverage_run.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(coverage_run.subprocess, "run", lambda cmd, **kw: ran.append((cmd, kw)))
+    assert coverage_run.startup_seconds(tmp_path, {"E": "1"}, selection.Coverage()) == 0.0 and ran == []
+    tests = {"tests/test_b.py::t": 1.0, "tests/test_a.py::u": 2.0}
+    assert coverage_run.startup_seconds(tmp_path, {"E": "1"}, selection.Coverage(tests)) == 2.5
+    ((cmd, kw),) = ran
+    assert cmd[-1] == "tests/test_a.py" and "--co" in cmd and cmd[cmd.index("-n") + 1] == "0"
+    assert kw == {"cwd": tmp_path, "env": {"E": "1"}, "capture_output": True}
