@@ -30,13 +30,14 @@ def fake_children(monkeypatch, codes: list[int]):
     return calls, reads
 
 
-def collect(tmp_path, with_gate: bool):
-    return coverage_run.collect(tmp_path, ["tests/test_a.py"], None, "2", {}, lambda m: None, with_gate=with_gate)
+def collect(tmp_path, with_gate: bool | None):
+    gate = {} if with_gate is None else {"with_gate": with_gate}  # None: the default, no gate
+    return coverage_run.collect(tmp_path, ["tests/test_a.py"], None, "2", {}, lambda m: None, **gate)
 
 
 def test_without_the_gate_only_the_tests_run_under_coverage(monkeypatch, tmp_path):
     calls, reads = fake_children(monkeypatch, [0])
-    coverage = collect(tmp_path, with_gate=False)
+    coverage = collect(tmp_path, with_gate=None)
     assert len(calls) == 1 and calls[0][2].endswith("tests.coverage") and calls[0][1] == tmp_path
     assert "--cov-context=test" in calls[0][0] and calls[0][0][-1] == "tests/test_a.py"
     assert reads == ["tests.coverage"] and coverage.lines == {"tests.coverage": {1: {"t"}}} and coverage.gate == {}
