@@ -2,6 +2,7 @@
 replaced by a recorder with a known answer: what it runs and where, when the gate runs under
 coverage, what it reads back, and the one error line when either child cannot run."""
 
+import os
 import subprocess
 import sys
 import time
@@ -134,3 +135,36 @@ def test_startup_is_the_time_to_collect_the_first_test_file_and_nothing_without_
     ((cmd, kw),) = ran
     assert cmd[-1] == "tests/test_a.py" and "--co" in cmd and cmd[cmd.index("-n") + 1] == "0"
     assert kw == {"cwd": tmp_path, "env": {"E": "1"}, "capture_output": True}
+
+
+GATE_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+import probe
+from sashimi.harness import coverage_run, gate
+gate.FAMILIES = {"alpha": None, "beta": None}
+gate.run = lambda only=None: [getattr(probe, f)() for f in (only or ["alpha", "beta"])]
+coverage_run.gate_under_coverage(sys.argv[1])
+"""
+
+
+def test_the_gate_under_coverage_runs_each_family_in_its_own_context(tmp_path):
+    """In a child (as the engine runs it), the gate's families replaced by two that each run one
+    function of a probe module: the data holds only what the config includes, each function's line
+    under its family's context alone."""
+    import coverage
+
+    (tmp_path / "probe.py").write_text("def alpha():\n    return 1\n\n\ndef beta():\n    return 2\n")
+    rc = tmp_path / "rc"
+    rc.write_text(f"[run]\ninclude =\n    {tmp_path / 'probe.py'}\n")
+    env = {**os.environ, "COVERAGE_FILE": str(tmp_path / "gate.coverage")}
+    done = subprocess.run(
+        [sys.executable, "-c", GATE_CHILD, str(rc), str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = coverage.CoverageData(str(tmp_path / "gate.coverage"))
+    data.read()
+    (probe,) = data.measured_files()
+    assert probe.endswith("probe.py")
+    contexts = data.contexts_by_lineno(probe)
+    assert set(contexts[2]) == {"alpha"} and set(contexts[6]) == {"beta"}
