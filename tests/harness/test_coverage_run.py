@@ -156,7 +156,7 @@ def test_the_gate_under_coverage_runs_each_family_in_its_own_context(tmp_path):
 
     (tmp_path / "probe.py").write_text("def alpha():\n    return 1\n\n\ndef beta():\n    return 2\n")
     rc = tmp_path / "rc"
-    rc.write_text(f"[run]\ninclude =\n    {tmp_path / 'probe.py'}\n")
+    rc.write_text(f"[run]\nbranch = True\ninclude =\n    {tmp_path / 'probe.py'}\n")  # branch: read from rc only
     env = {**os.environ, "COVERAGE_FILE": str(tmp_path / "gate.coverage")}
     done = subprocess.run(
         [sys.executable, "-c", GATE_CHILD, str(rc), str(tmp_path)], env=env, capture_output=True, text=True
@@ -165,6 +165,6 @@ def test_the_gate_under_coverage_runs_each_family_in_its_own_context(tmp_path):
     data = coverage.CoverageData(str(tmp_path / "gate.coverage"))
     data.read()
     (probe,) = data.measured_files()
-    assert probe.endswith("probe.py")
+    assert probe.endswith("probe.py") and data.has_arcs()
     contexts = data.contexts_by_lineno(probe)
     assert set(contexts[2]) == {"alpha"} and set(contexts[6]) == {"beta"}
