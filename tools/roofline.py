@@ -4,7 +4,7 @@
 
 1. Builds tools/roofline_probe.cpp with the native step's compiler and flags and prints this CPU's
    float32 FMA rate and read bandwidth (buffers of 16 KiB to 64 MiB) on 1 and 2 threads, and what
-   an OpenMP barrier and a parallel region of 2 threads cost.
+   an OpenMP barrier, a parallel region of 2 threads and the native step's own barrier cost.
 2. Counts, from the model's own step layout (`FusedStep`'s specs, what the native step packs), the
    work of each depth of the U-Net: FLOPs (2 per weight of every linear; 24 per state entry of the
    recurrence: m . x, the update and y), and bytes read (float32: linear weights, the recurrence's

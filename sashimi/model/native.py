@@ -97,15 +97,15 @@ def library() -> ctypes.CDLL | None:
     except (OSError, RuntimeError) as e:
         WHY_NOT.append(f"building native_step.cpp failed: {e}")
         return None
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    p, i64, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
     lib.sashimi_stepper_new.restype = p
     lib.sashimi_stepper_new.argtypes = [ctypes.c_int, i64, p, p, p, p, p, p, p, p, p, i64, i64, i64]
     lib.sashimi_stepper_step.argtypes = [p, ctypes.c_int, p, p, ctypes.c_int]
     lib.sashimi_stepper_free.argtypes = [p, ctypes.c_int]
     lib.sashimi_activation.argtypes = [ctypes.c_int, ctypes.c_int, p, i64]
-    d = ctypes.c_double
     lib.sashimi_stepper_sample.argtypes = [p, ctypes.c_int, i64, p, p, p, d, d, ctypes.c_int]
     lib.sashimi_draw.argtypes = [ctypes.c_int, p, i64, i64, d, d, p, p, p]
+    lib.sashimi_exp_draw.argtypes = [p, p, i64]
     lib.sashimi_cauchy.argtypes = [ctypes.c_int, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int]
     return lib
 

@@ -4,8 +4,6 @@ draw (`draw`, which `NativeStep.sample` runs after each step; oracles: the loop 
 `sashimi.sampling.sample` and the float64 nucleus of `reference.sampling`) and the draw's exp
 (`exp_draw`; oracle: the C library's exp)."""
 
-import ctypes
-
 import torch
 
 from sashimi.core.shapes import Float, Int, Tensor
@@ -49,7 +47,6 @@ def draw(
 def exp_draw(x: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
     """The draw's vectorized exp of each value of x (float64), as `draw` weighs its classes."""
     lib = native.loaded()  # native.py's lines run at each call: what a C++ mutant's tests are chosen by
-    lib.sashimi_exp_draw.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     x = x.detach().to("cpu", torch.float64).contiguous()
     out = torch.empty_like(x)
     lib.sashimi_exp_draw(x.data_ptr(), out.data_ptr(), x.numel())

@@ -71,7 +71,7 @@ inline VF exp_vec(VF x) {
 }
 
 // exp of 4 doubles, for the draw's weights (x = z - max z <= 0): x = n ln 2 + r with |r| <= ln 2 / 2
-// (ln 2 in Cephes' two parts), exp r by its Taylor series to r^13 / 13! (the next term is under
+// (ln 2 in Cephes' two parts), exp r by its Taylor series to r^13 / 13! (the next term is about
 // 4e-18 of it), 2^n from the exponent bits: within a few ulp of std::exp. Below -708 (subnormal
 // results, 0 past -745, -inf, NaN) a lane is std::exp's own.
 typedef Vec<double>::type VD;
@@ -268,12 +268,7 @@ void norm(const T* w, int kind, int64_t slot1, int64_t slot2, double eps, const 
   }
 }
 
-// `s4_recurrence` for `rows` rows over the vectors of channels [b0, b1): x' = a x + b u - g (m . x),
-// y = c . x'. native.py packs the ten coefficients (a, b, g, m, c, real and imaginary) of each vector
-// of L channels as (N2, 10, L), and each row keeps its state as (vectors, N2, 2, L), channels padded
-// with zeros to whole vectors: a vector of channels reads its coefficients (10 KB in float) and its
-// state in one run each, in order, with m . x and y summed over n in registers and no horizontal
-// sums; the coefficients then serve every row from L1. Writes y's channels of [b0, b1) only.
+// the ten coefficients of a state entry, in the order native.py packs them (`Packed.recurrence`)
 enum { AR, AI, BR, BI, GR, GI, MR, MI, CR, CI, COEFFICIENTS };
 
 // R rows of one vector of channels b at once: each coefficient loaded serves the R rows, whose sums
@@ -323,6 +318,12 @@ void recurrence_rows(const T* c, const T* u, T* const* states, T* y, int64_t H, 
   }
 }
 
+// `s4_recurrence` for `rows` rows over the vectors of channels [b0, b1): x' = a x + b u - g (m . x),
+// y = c . x'. native.py packs the ten coefficients (a, b, g, m, c, real and imaginary) of each vector
+// of L channels as (N2, 10, L), and each row keeps its state as (vectors, N2, 2, L), channels padded
+// with zeros to whole vectors: a vector of channels reads its coefficients (10 KB in float) and its
+// state in one run each, in order, with m . x and y summed over n in registers and no horizontal
+// sums; the coefficients then serve every row from L1. Writes y's channels of [b0, b1) only.
 template <typename T>
 void recurrence(const T* w, const int64_t* f, const T* u, T* const* states, T* y, int64_t rows, int64_t H,
                 int64_t N2, int64_t b0, int64_t b1) {
@@ -532,15 +533,16 @@ class Stepper {
     const int64_t C = programs_[0][N_CLASSES];
     std::vector<T> logits(batch_ * C);
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, batch_));  // mutate: skip 2: same rows
-    const bool team = shares(threads);
-    for (int64_t s = 0; team && s < steps; ++s) {
-      step(tokens + s * batch_, logits.data(), threads);
+    if (shares(threads)) {
       DrawScratch scratch;  // a team only where rows < threads: the rows' draws are a few microseconds
-      for (int64_t r = 0; r < batch_; ++r)
-        draw(logits.data() + r * C, C, temperature, top_p, uniforms[s * batch_ + r], scratch,
-             tokens + (s + 1) * batch_ + r, picked + s * batch_ + r);
+      for (int64_t s = 0; s < steps; ++s) {
+        step(tokens + s * batch_, logits.data(), threads);
+        for (int64_t r = 0; r < batch_; ++r)
+          draw(logits.data() + r * C, C, temperature, top_p, uniforms[s * batch_ + r], scratch,
+               tokens + (s + 1) * batch_ + r, picked + s * batch_ + r);
+      }
+      return;
     }
-    if (team) return;
 #pragma omp parallel for num_threads(chunks) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t r0 = batch_ * c / chunks, r1 = batch_ * (c + 1) / chunks;
