@@ -223,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
     results, unrun, broken, why = [], list(jobs), {}, ""
     with tempfile.TemporaryDirectory(prefix="sashimi-mutate-") as tmp:  # mutate: skip the folder's name: unread
         template = Path(tmp) / "template"
-        make_template(template, args.root)
         try:
+            make_template(template, args.root)
             if jobs:
                 files = sorted({j.file for j in jobs} | {j.probe[0] for j in jobs if j.probe})
                 named = tuple(sorted({j.kills for j in jobs if j.kills}))

@@ -56,7 +56,7 @@ def child(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float | i
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            proc.communicate()
+            proc.communicate()  # mutate: skip the with block's exit also closes the pipes and waits for it
             raise
         finally:
             LIVE.discard(proc)
@@ -138,14 +138,15 @@ def make_copy(dest: Path, root: Path = ROOT) -> None:
 
 
 def make_template(dest: Path, root: Path = ROOT) -> None:
-    """The checkout's files as one commit of a new git work tree: what every mutant copies."""
+    """The checkout's files as one commit of a new git work tree: what every mutant copies. A git
+    command that fails raises RuntimeError with git's own message."""
     make_copy(dest, root)
-    quiet = {"cwd": dest, "capture_output": True, "check": True}
     who = {**os.environ, "GIT_AUTHOR_NAME": "mutate", "GIT_AUTHOR_EMAIL": "mutate@localhost"}
     who |= {"GIT_COMMITTER_NAME": "mutate", "GIT_COMMITTER_EMAIL": "mutate@localhost"}
-    subprocess.run(["git", "init", "-q"], **quiet)
-    subprocess.run(["git", "add", "-A"], **quiet)
-    subprocess.run(["git", "commit", "-q", "--no-verify", "-m", "template"], env=who, **quiet)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "template"]):
+        done = subprocess.run(["git", *cmd], cwd=dest, env=who, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"the template's `git {' '.join(cmd)}` failed in {dest}: {done.stderr.strip()}")
 
 
 def environment(tree: Path, fixtures: Path | None) -> dict:
@@ -177,7 +178,7 @@ def classify(returncode: int, output: str) -> Outcome:
     if returncode == 1 and failed:
         return Outcome("killed", failed, first(r"^FAILED \S+ - (.+)$", output) or "")
     errored = first(r"^ERROR (\S+)", output)
-    if returncode < 0:
+    if returncode < 0:  # mutate: skip <=: 0 returned above
         return Outcome("error", errored or failed, f"the test process died (signal {-returncode})")
     what = {1: "a fixture error", 2: "a collection error", 3: "an internal error", 4: "a usage error"}
     kind = what.get(returncode, f"pytest exit {returncode}")
