@@ -43,6 +43,44 @@ def test_a_timeout_and_an_unrun_mutant_say_why(tmp_path):
     assert late == Outcome("not run", detail="the budget ended before its tests")
 
 
+GATE = r"""import json, sys, time
+from pathlib import Path
+Path("argv.json").write_text(json.dumps(sys.argv[1:]))
+mode = Path("mode").read_text()
+if mode == "sleep":
+    time.sleep(30)
+print("check specs ...")
+print({"pass": "", "row": "FAILED: row x: measured 2 > 1", "error": "error: no fixtures",
+       "raise": "ValueError: bad", "quiet": "", "both": "error: then\nFAILED: row y: measured 3"}[mode],
+      file=sys.stderr)
+sys.exit(0 if mode == "pass" else 3)
+"""
+
+
+def test_the_gate_runs_the_families_asked_and_reports_its_first_failure(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "sashimi" / "__init__.py").write_text("")
+    (tmp_path / "sashimi" / "check.py").write_text(GATE)  # sashimi.check as the mutated copy holds it
+    env = {"PYTHONPATH": str(tmp_path)}
+
+    def gate(mode, families=("specs", "golden"), fixtures=None, timeout=30):
+        (tmp_path / "mode").write_text(mode)
+        return run_gate(tmp_path, env, list(families), fixtures, timeout)
+
+    assert gate("pass", fixtures=tmp_path / "f") == "passed"
+    assert (tmp_path / "argv.json").read_text() == (
+        f'["--exitfirst", "--only=specs", "--only=golden", "--fixtures", "{tmp_path / "f"}"]'
+    )
+    assert gate("pass", ["identity"]) == "passed"
+    assert (tmp_path / "argv.json").read_text() == '["--exitfirst", "--only=identity"]'
+    assert gate("row") == "row x"
+    assert gate("error") == "error: no fixtures"
+    assert gate("raise") == "ValueError: bad"
+    assert gate("quiet") == "exit 3"
+    assert gate("both") == "row y"  # a failing row before any error line
+    assert gate("sleep", timeout=1) == "timeout after 1 s"
+
+
 def test_the_gate_is_not_reached_where_no_family_executes_the_lines(tmp_path):
     # no family: nothing runs (the tree holds no checkout: a started gate would fail)
     assert run_gate(tmp_path, {}, [], None, 10) == "not reached"
