@@ -3,6 +3,8 @@ tells a killed mutant from a survivor. Stale catalogue entries are `sashimi.muta
 not the suite's: nothing here fails because an entry's target was changed."""
 
 import ast
+import builtins
+import symtable
 import textwrap
 
 import numpy as np
@@ -29,9 +31,13 @@ def mutated_trees(tree, only=None):
     return {j.id: j.change for j in jobs}, stale
 
 
-def test_every_mutated_file_parses_and_differs_where_the_entry_says():
-    jobs, _ = plan.catalogue_jobs(ROOT)
-    for job in jobs:
+@pytest.fixture(scope="module")
+def catalogue_jobs():
+    return plan.catalogue_jobs(ROOT)[0]
+
+
+def test_every_mutated_file_parses_and_differs_where_the_entry_says(catalogue_jobs):
+    for job in catalogue_jobs:
         original = (ROOT / job.file).read_text().splitlines()
         mutated = job.text.splitlines()
         if job.file.endswith(".py"):  # the native C++ entries are exact text (plan.text_job)
@@ -39,6 +45,36 @@ def test_every_mutated_file_parses_and_differs_where_the_entry_says():
         assert mutated[: job.lines.start - 1] == original[: job.lines.start - 1], (
             job.id
         )  # nothing before the span moves
+
+
+def undefined_names(source: str) -> set[str]:
+    """Names a module reads that nothing in it binds and no builtin is: each a NameError when run."""
+    module = symtable.symtable(source, "module.py", "exec")
+    bound = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
+    read: set[str] = set()
+
+    def walk(table):
+        for s in table.get_symbols():
+            if s.is_referenced() and (table is module or s.is_global()):
+                read.add(s.get_name())
+        for child in table.get_children():
+            walk(child)
+
+    walk(module)
+    return read - bound - set(dir(builtins)) - {"__file__", "__name__", "__doc__"}
+
+
+def test_no_entry_reads_a_name_its_mutated_module_lacks(catalogue_jobs):
+    """An entry whose replacement calls a helper that is not appended (`append=`) fails by a
+    NameError, not by the bug it names: a weaker kill than it claims."""
+    lacking = {}
+    for job in catalogue_jobs:
+        if job.file.endswith(".py"):
+            new = undefined_names(job.text) - undefined_names((ROOT / job.file).read_text())
+            if new:
+                lacking[job.id] = new
+    assert lacking == {}
+    assert undefined_names("import os\n\ndef f(x):\n    return os.sep + g(x) + len(x)\n") == {"g"}
 
 
 @pytest.mark.nightly  # about 10 s: the scheduled job's (the catalogue job anchors every entry each night too)
