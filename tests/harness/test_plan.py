@@ -5,7 +5,7 @@ import pytest
 
 from sashimi.harness import anchor
 from sashimi.harness.catalogue_types import Mutant
-from sashimi.harness.plan import catalogue_job
+from sashimi.harness.plan import catalogue_job, text_job
 
 MODULE = "def f(x):\n    y = (x +\n         1)\n    return y * 2\n"
 
@@ -29,3 +29,20 @@ def test_an_entry_reports_its_change_and_every_line_of_its_statement(project):
 def test_an_entry_that_changes_nothing_is_stale(project):
     with pytest.raises(anchor.Stale, match="the replacement leaves the code unchanged"):
         catalogue_job(Mutant("same", "sashimi/m.py", "f", "y * 2", "y*2", "nothing"), project)
+
+
+def test_a_cpp_entry_spans_the_lines_of_its_text_and_is_stale_once_its_function_or_text_is_gone(tmp_path):
+    (tmp_path / "step.cpp").write_text("int f() {\n  int a = 1 +\n          2;\n  return a + a;\n}\n")
+
+    def entry(target, find, replace="0", append=""):
+        return text_job(Mutant("e", "step.cpp", target, find, replace, "what", append), tmp_path)
+
+    job = entry("f()", "1 +\n          2", "3", append="// end\n")
+    assert (job.line, job.lines, job.change) == (2, range(2, 4), "1 +\n          2 -> 3")
+    assert job.text == "int f() {\n  int a = 3;\n  return a + a;\n}\n// end\n"
+    with pytest.raises(anchor.Stale, match=r"g\(\) is not in step.cpp"):
+        entry("g()", "1 +")
+    with pytest.raises(anchor.Stale, match="matches 3 times"):
+        entry("f()", " a")  # int a, a + a
+    with pytest.raises(anchor.Stale, match="matches 0 times"):
+        entry("f()", "a - a")
