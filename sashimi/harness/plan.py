@@ -26,7 +26,9 @@ def catalogue_job(mutant: Mutant, root: Path) -> Job:
     """The entry applied to today's code; raises anchor.Stale when its target or pattern is gone."""
     if not mutant.file.endswith(".py"):
         return text_job(mutant, root)
-    statements = mutant.replace == "" or not _is_expression(mutant.find)
+    # a deletion removes whole statements; any other pattern that is no expression is read as
+    # statements by anchor.parse_pattern anyway
+    statements = mutant.replace == ""
     place = anchor.locate(root, mutant.file, mutant.target, mutant.find, statements)
     before = "\n".join(ast.unparse(n) for n in place.nodes)
     after = "\n".join(ast.unparse(n) for n in anchor.render(mutant.replace, place.renaming, statements))
@@ -65,14 +67,6 @@ def catalogue_jobs(root: Path, only: list[str] | None = None) -> tuple[list[Job]
         except (anchor.Stale, SyntaxError) as e:
             stale[mutant.id] = str(e)
     return jobs, stale
-
-
-def _is_expression(source: str) -> bool:
-    try:
-        ast.parse(source.strip(), mode="eval")
-        return True
-    except SyntaxError:
-        return False
 
 
 # where coverage sees a source it cannot trace: the Python module that loads and calls it (all of
@@ -136,7 +130,7 @@ def diff_jobs(root: Path, rev: str, per_line: int = 1, under: tuple[str, ...] = 
             seen: set[str] = set()
             for c in found:
                 if len(seen) == per_line:
-                    break
+                    break  # mutate: skip continue: every later candidate meets the same test
                 new = "" if c.new is None else "\n".join(ast.unparse(n) for n in _as_list(c.new))
                 mutated = anchor.splice(text, anchor.Place(file, (c.node,), {}), new)
                 normal = ast.unparse(ast.parse(mutated))  # `dim=-1 -> -2` and `1 -> 2` there are one mutant

@@ -33,7 +33,9 @@ def mutated_trees(tree, only=None):
 
 @pytest.fixture(scope="module")
 def catalogue_jobs():
-    return plan.catalogue_jobs(ROOT)[0]
+    jobs, stale = plan.catalogue_jobs(ROOT)
+    assert sorted([j.id for j in jobs] + list(stale)) == sorted(m.id for m in CATALOGUE)  # each entry once
+    return jobs
 
 
 def test_every_mutated_file_parses_and_differs_where_the_entry_says(catalogue_jobs):

@@ -1,11 +1,17 @@
 """A catalogue entry applied to code: the change it reports, the lines whose tests judge it, and the
 entries refused as stale, on a small module written here."""
 
+import ast
+import subprocess
+import warnings
+
 import pytest
 
-from sashimi.harness import anchor
+from sashimi.harness import anchor, operators
+from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.catalogue_types import Mutant
-from sashimi.harness.plan import catalogue_job, text_job
+from sashimi.harness.mutation import ROOT
+from sashimi.harness.plan import _short, catalogue_job, catalogue_jobs, diff_jobs, same_bytecode, text_job
 
 MODULE = "def f(x):\n    y = (x +\n         1)\n    return y * 2\n"
 
@@ -46,3 +52,52 @@ def test_a_cpp_entry_spans_the_lines_of_its_text_and_is_stale_once_its_function_
         entry("f()", " a")  # int a, a + a
     with pytest.raises(anchor.Stale, match="matches 0 times"):
         entry("f()", "a - a")
+
+
+def test_the_catalogue_gives_a_job_or_a_stale_reason_for_each_entry_asked(tmp_path):
+    asked = [CATALOGUE[1].id, CATALOGUE[5].id]
+    jobs, stale = catalogue_jobs(ROOT, asked)
+    assert sorted([j.id for j in jobs] + list(stale)) == sorted(asked)
+    jobs, stale = catalogue_jobs(tmp_path, asked)  # a tree without the code: both gone
+    assert jobs == [] and sorted(stale) == sorted(asked) and all("defined in 0 files" in w for w in stale.values())
+
+
+def test_the_lines_of_a_change_give_each_distinct_mutant_once_and_its_change_as_written(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    source = tmp_path / "sashimi" / "m.py"
+    source.write_text("def f(x):\n    return x\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], cwd=tmp_path, check=True)
+    text = "def f(x):\n    return x.sum(dim=-1)+1\n"
+    source.write_text(text)
+    jobs, _ = diff_jobs(tmp_path, "HEAD", per_line=100)
+    normal = [ast.unparse(ast.parse(j.text)) for j in jobs]
+    # independently: every candidate of line 2, as the module it makes, less the original's own
+    expected = set()
+    for c in operators.candidates(text, {2})[0][2]:
+        new = (
+            "" if c.new is None else "\n".join(ast.unparse(n) for n in (c.new if isinstance(c.new, list) else [c.new]))
+        )
+        expected.add(ast.unparse(ast.parse(anchor.splice(text, anchor.Place("m", (c.node,), {}), new))))
+    expected.discard(ast.unparse(ast.parse(text)))
+    assert len(normal) == len(set(normal)) == len(expected) and set(normal) == expected
+    plus = [j for j in jobs if j.operator == "arithmetic: + -> -"]
+    assert [j.change for j in plus] == ["x.sum(dim=-1)+1 -> x.sum(dim=-1) - 1"]  # the source as written
+
+
+def test_a_long_change_is_cut_to_sixty_characters():
+    assert _short("a  b\n   c") == "a b c"
+    assert _short("x" * 60) == "x" * 60
+    assert _short("x" * 61) == "x" * 57 + "..."
+    assert _short("0123456789" * 7, width=12) == "012345678..."
+
+
+def test_bytecode_equivalence_is_judged_quietly_and_a_mutant_that_does_not_compile_is_not_equivalent():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not same_bytecode("y = 1\n", "y = 1 is 1\n")  # a SyntaxWarning when compiled
+        assert not same_bytecode("y = 1\n", "y = (\n")
+        assert same_bytecode("y = 2\n", "y = 1 + 1\n")  # folded by the compiler
+    assert caught == []
