@@ -39,9 +39,11 @@ class Settings:
 
     template: Path  # the unmutated copy (a git work tree) where the baseline ran
     fixtures: Path | None = None
-    with_gate: bool = False
-    timeout: float | int = 600  # the most seconds one stage of a mutant's tests may take
-    startup: float = 10.0  # pytest's start and collection here, now (selection.startup_seconds)
+    # the command passes every field (`python -m sashimi.mutate --timeout`, its measured startup): the
+    # defaults below serve tests that build a Settings of their own
+    with_gate: bool = False  # mutate: skip a default the command never takes
+    timeout: float | int = 600  # mutate: skip a default the command never takes (its limit on one stage's tests)
+    startup: float = 10.0  # mutate: skip a default the command never takes (pytest's start, measured)
     native_cache: Path | None = None  # built mutated native libraries, kept by source (native.build's key)
 
 

@@ -7,11 +7,11 @@ import warnings
 
 import pytest
 
-from sashimi.harness import anchor, operators
+from sashimi.harness import anchor, operators, operators_cpp
 from sashimi.harness.catalogue import CATALOGUE
 from sashimi.harness.catalogue_types import Mutant
 from sashimi.harness.mutation import ROOT
-from sashimi.harness.plan import _short, catalogue_job, catalogue_jobs, diff_jobs, same_bytecode, text_job
+from sashimi.harness.plan import _cpp_jobs, _short, catalogue_job, catalogue_jobs, diff_jobs, same_bytecode, text_job
 
 MODULE = "def f(x):\n    y = (x +\n         1)\n    return y * 2\n"
 
@@ -101,3 +101,13 @@ def test_bytecode_equivalence_is_judged_quietly_and_a_mutant_that_does_not_compi
         assert not same_bytecode("y = 1\n", "y = (\n")
         assert same_bytecode("y = 2\n", "y = 1 + 1\n")  # folded by the compiler
     assert caught == []
+
+
+def test_a_cpp_line_gives_each_distinct_mutant_once_up_to_the_limit_and_is_judged_at_its_line(tmp_path):
+    text = "int f(int a) {\n  return a + 1 < 2 * a;\n}\n"
+    distinct = list(dict.fromkeys(m.text for m in operators_cpp.candidates(text, {2})[2]))
+    assert len(distinct) > 3
+    for per_line in (1, 3, len(distinct) + 5):
+        jobs = _cpp_jobs("m.cpp", text, {2}, per_line, tmp_path)
+        assert [j.text.splitlines()[1] for j in jobs] == distinct[:per_line]
+        assert all(j.line == 2 and list(j.lines) == [2] for j in jobs)
