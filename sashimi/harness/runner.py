@@ -72,7 +72,7 @@ def run_job(job: Job, coverage: Coverage, settings: Settings, deadline: float | 
     tests, how = selected_tests(job, coverage)
     families: list[str] = []
     gate = None
-    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:  # mutate: skip the folder's name: unread
         tree = Path(tmp) / "tree"
         shutil.copytree(settings.template, tree, symlinks=True)
         (tree / job.file).write_text(job.text)

@@ -1,0 +1,108 @@
+"""One mutant's run in its own copy of a small template: an equivalent mutant runs nothing, a
+Python mutant meets its tests, a C++ mutant is built first (into the run's cache, or its copy's)
+and judged by its tests only if it builds; links in the template stay links."""
+
+import os
+import time
+
+import pytest
+
+from sashimi.harness.mutation import Job
+from sashimi.harness.runner import Settings, run_job
+from sashimi.harness.selection import Coverage
+
+NATIVE = """import os
+import time
+from pathlib import Path
+
+
+def compiler():
+    return "c++"
+
+
+def build(cxx):
+    Path(os.environ["BUILD_RECORD"]).write_text(os.environ["SASHIMI_CACHE"])
+    source = (Path(__file__).parents[2] / "pkg" / "step.cpp").read_text()
+    if "slow" in source:
+        time.sleep(30)
+    if "broken" in source:
+        raise RuntimeError("step.cpp:1:1: error: broken")
+    return "lib.so"
+"""
+TESTS = """import os
+from pathlib import Path
+
+
+def test_value():
+    from pkg import m
+
+    assert m.f() == 1
+
+
+def test_link_and_source():
+    assert os.path.islink("link") and Path("pkg/step.cpp").read_text() != "fails"
+"""
+
+
+@pytest.fixture
+def template(tmp_path, monkeypatch):
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/m.py": "def f():\n    return 1\n",
+        "pkg/step.cpp": "int f() { return 1; }\n",
+        "sashimi/__init__.py": "",
+        "sashimi/model/__init__.py": "",
+        "sashimi/model/native.py": NATIVE,
+        "tests/test_t.py": TESTS,
+    }
+    root = tmp_path / "template"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    os.symlink("pkg/m.py", root / "link")
+    monkeypatch.setenv("BUILD_RECORD", str(tmp_path / "record"))
+    return root
+
+
+COVERAGE = Coverage(
+    tests={"tests/test_t.py::test_value": 0.1, "tests/test_t.py::test_link_and_source": 0.1},
+    lines={
+        "pkg/m.py": {2: {"tests/test_t.py::test_value"}},
+        "pkg/step.cpp": {1: {"tests/test_t.py::test_link_and_source"}},
+    },
+)
+
+
+def job(file, text, **fields):
+    return Job("j", file, 1 + file.endswith(".py"), range(1 + file.endswith(".py"), 3), "op", text, **fields)
+
+
+def test_an_equivalent_mutant_runs_no_test(template):
+    result = run_job(job("pkg/m.py", "def f():\n    return 2\n", equivalent=True), COVERAGE, Settings(template))
+    assert (result["status"], result["detail"]) == ("equivalent", "the same bytecode as the original")
+
+
+def test_a_python_mutant_meets_the_tests_of_its_lines(template):
+    result = run_job(job("pkg/m.py", "def f():\n    return 2\n"), COVERAGE, Settings(template))
+    assert (result["status"], result["killed_by"]) == ("killed", "tests/test_t.py::test_value")
+
+
+def test_a_cpp_mutant_is_built_into_the_runs_cache_and_then_tested(template, tmp_path):
+    settings = Settings(template, native_cache=tmp_path / "cache")
+    result = run_job(job("pkg/step.cpp", "int f() { return 2; }\n"), COVERAGE, settings)
+    assert result["status"] == "survived" and result["tests_run"] == 1  # the link is still a link
+    assert (tmp_path / "record").read_text() == str(tmp_path / "cache")
+    failing = run_job(job("pkg/step.cpp", "fails"), COVERAGE, Settings(template), time.monotonic() + 120)
+    assert failing["status"] == "killed"
+    assert (tmp_path / "record").read_text().endswith(os.path.join("tree", ".native-cache"))  # the copy's own
+
+
+def test_a_cpp_mutant_that_does_not_build_is_invalid_and_runs_no_test(template):
+    result = run_job(job("pkg/step.cpp", "broken"), COVERAGE, Settings(template))
+    assert result["status"] == "invalid" and not result["killed"]
+    assert result["detail"] == "it does not compile: RuntimeError: step.cpp:1:1: error: broken"
+
+
+def test_a_cpp_build_the_budget_cuts_short_is_not_run(template):
+    result = run_job(job("pkg/step.cpp", "slow"), COVERAGE, Settings(template), time.monotonic() + 1)
+    assert (result["status"], result["detail"]) == ("not run", "the budget ended while it was built")
