@@ -135,11 +135,15 @@ def run_all(
     results in the jobs' order (a job the deadline cut short says `not run`) and the jobs never started."""
     results: dict[str, dict] = {}
     pending = list(jobs)
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:  # mutate: skip no more than `parallel` are submitted
         running = {}
         try:
             while pending or running:
-                while pending and len(running) < parallel and (deadline is None or time.monotonic() < deadline):
+                while (
+                    pending
+                    and len(running) < parallel  # mutate: skip <=: one more queued in the pool starts as one ends
+                    and (deadline is None or time.monotonic() < deadline)
+                ):
                     job = pending.pop(0)
                     running[pool.submit(run_job, job, coverage, settings, deadline)] = job
                 if not running:

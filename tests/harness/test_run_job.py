@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sashimi.harness.mutation import Job
-from sashimi.harness.runner import Settings, run_job
+from sashimi.harness.runner import Settings, run_all, run_job
 from sashimi.harness.selection import Coverage
 
 NATIVE = """import os
@@ -29,8 +29,16 @@ def build(cxx):
         raise RuntimeError("step.cpp:1:1: error: broken")
     return "lib.so"
 """
+CHECK = "import sys\nprint('FAILED: row r: measured 1', file=sys.stderr)\nsys.exit(1)\n"  # the gate, failing
 TESTS = """import os
 from pathlib import Path
+
+
+def test_second_stage():
+    Path(os.environ["BUILD_RECORD"]).with_name("second").write_text("ran")
+    from pkg import m
+
+    assert m.f() != 3
 
 
 def test_value():
@@ -53,7 +61,9 @@ def template(tmp_path, monkeypatch):
         "sashimi/__init__.py": "",
         "sashimi/model/__init__.py": "",
         "sashimi/model/native.py": NATIVE,
+        "sashimi/check.py": CHECK,
         "tests/test_t.py": TESTS,
+        "tests/test_fast.py": "".join(f"def test_{i:02}():\n    pass\n\n\n" for i in range(20)),
     }
     root = tmp_path / "template"
     for name, text in files.items():
@@ -64,17 +74,20 @@ def template(tmp_path, monkeypatch):
     return root
 
 
+VALUE, LINK, SECOND = (
+    "tests/test_t.py::test_value",
+    "tests/test_t.py::test_link_and_source",
+    "tests/test_t.py::test_second_stage",
+)
 COVERAGE = Coverage(
-    tests={"tests/test_t.py::test_value": 0.1, "tests/test_t.py::test_link_and_source": 0.1},
-    lines={
-        "pkg/m.py": {2: {"tests/test_t.py::test_value"}},
-        "pkg/step.cpp": {1: {"tests/test_t.py::test_link_and_source"}},
-    },
+    tests={VALUE: 0.1, LINK: 0.1, SECOND: 0.2},
+    lines={"pkg/m.py": {2: {VALUE, SECOND}}, "pkg/step.cpp": {1: {LINK}}},
+    gate={"pkg/m.py": {2: {"identity"}}},
 )
 
 
-def job(file, text, **fields):
-    return Job("j", file, 1 + file.endswith(".py"), range(1 + file.endswith(".py"), 3), "op", text, **fields)
+def job(file, text, job_id="j", **fields):
+    return Job(job_id, file, 1 + file.endswith(".py"), range(1 + file.endswith(".py"), 3), "op", text, **fields)
 
 
 def test_an_equivalent_mutant_runs_no_test(template):
@@ -82,9 +95,25 @@ def test_an_equivalent_mutant_runs_no_test(template):
     assert (result["status"], result["detail"]) == ("equivalent", "the same bytecode as the original")
 
 
-def test_a_python_mutant_meets_the_tests_of_its_lines(template):
-    result = run_job(job("pkg/m.py", "def f():\n    return 2\n"), COVERAGE, Settings(template))
-    assert (result["status"], result["killed_by"]) == ("killed", "tests/test_t.py::test_value")
+def test_a_python_mutant_meets_the_tests_of_its_lines_and_the_gate_apart(template, tmp_path):
+    result = run_job(job("pkg/m.py", "def f():\n    return 2\n"), COVERAGE, Settings(template, with_gate=True))
+    assert (result["status"], result["killed"], result["killed_by"]) == ("killed", True, VALUE)
+    assert (result["gate"], result["gate_families"]) == ("row r", ["identity"])
+    assert 0 <= result["seconds"] < 60
+
+
+FAST = [f"tests/test_fast.py::test_{i:02}" for i in range(20)]
+
+
+def test_a_later_stage_runs_only_when_the_first_passes(template, tmp_path):
+    # the first stage is the 20 fastest tests of the mutant's lines, the second the rest
+    tests = {t: 0.01 for t in FAST} | {VALUE: 0.001, SECOND: 0.2}
+    stop = Coverage(tests=tests, lines={"pkg/m.py": {2: {VALUE, *FAST[:19], SECOND}}})
+    assert run_job(job("pkg/m.py", "def f():\n    return 2\n"), stop, Settings(template))["killed_by"] == VALUE
+    assert not (tmp_path / "second").exists()  # killed in the first stage: the second never ran
+    go_on = Coverage(tests=tests, lines={"pkg/m.py": {2: {*FAST, SECOND}}})
+    assert run_job(job("pkg/m.py", "def f():\n    return 3\n"), go_on, Settings(template))["killed_by"] == SECOND
+    assert (tmp_path / "second").read_text() == "ran"
 
 
 def test_a_cpp_mutant_is_built_into_the_runs_cache_and_then_tested(template, tmp_path):
@@ -106,3 +135,11 @@ def test_a_cpp_mutant_that_does_not_build_is_invalid_and_runs_no_test(template):
 def test_a_cpp_build_the_budget_cuts_short_is_not_run(template):
     result = run_job(job("pkg/step.cpp", "slow"), COVERAGE, Settings(template), time.monotonic() + 1)
     assert (result["status"], result["detail"]) == ("not run", "the budget ended while it was built")
+
+
+def test_every_job_is_run_in_order_and_none_starts_after_the_deadline(template):
+    jobs = [job("pkg/m.py", "x = 1\n", f"j{i}", equivalent=True) for i in range(3)]
+    results, unrun = run_all(jobs, COVERAGE, Settings(template), 2, None, lambda line: None)
+    assert [r["id"] for r in results] == ["j0", "j1", "j2"] and unrun == []
+    results, unrun = run_all(jobs, COVERAGE, Settings(template), 2, time.monotonic() - 1, lambda line: None)
+    assert results == [] and unrun == jobs
