@@ -148,7 +148,7 @@ def run_all(
                     running[pool.submit(run_job, job, coverage, settings, deadline)] = job
                 if not running:
                     break
-                done = next(as_completed(running))
+                done = next(as_completed(running))  # mutate: skip the first submitted: the same results, later
                 job = running.pop(done)
                 results[job.id] = r = done.result()
                 log(f"[{len(results)}/{len(jobs)}] {line_of(r)} ({r['seconds']} s)")
@@ -165,10 +165,7 @@ def liveness(jobs: list[Job], coverage: Coverage, settings: Settings, deadline: 
     probe = next((j for j in jobs if j.file.endswith(".py") and selected_tests(j, coverage)[0]), None)
     if probe is None:
         return None
-    original = (settings.template / probe.file).read_text()
-    forced = dataclasses.replace(
-        probe, id="liveness", text='raise RuntimeError("forced failure")\n' + original, kills="", equivalent=False
-    )
+    forced = dataclasses.replace(probe, text='raise RuntimeError("forced failure")\n', kills="", equivalent=False)
     result = run_job(forced, coverage, settings, deadline)
     if result["status"] in (*CAUGHT, "not run"):
         return None

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from sashimi.harness import mutation
 from sashimi.harness.mutation import Job
-from sashimi.harness.runner import Settings, run_all, run_job
+from sashimi.harness.runner import Settings, liveness, run_all, run_job
 from sashimi.harness.selection import Coverage
 
 NATIVE = """import os
@@ -143,3 +144,32 @@ def test_every_job_is_run_in_order_and_none_starts_after_the_deadline(template):
     assert [r["id"] for r in results] == ["j0", "j1", "j2"] and unrun == []
     results, unrun = run_all(jobs, COVERAGE, Settings(template), 2, time.monotonic() - 1, lambda line: None)
     assert results == [] and unrun == jobs
+
+
+def test_jobs_start_in_their_order_and_a_stop_returns_what_finished(template):
+    jobs = [Job(f"j{i}", "pkg/m.py", i + 1, range(i + 1, i + 2), "op", "x = 1\n", equivalent=True) for i in range(3)]
+    lines = []
+    run_all(jobs, COVERAGE, Settings(template), 1, None, lines.append)
+    assert [line.split()[1].split(":")[1] for line in lines] == ["1", "2", "3"]  # one at a time, in order
+
+    def stop(line):
+        raise KeyboardInterrupt  # Ctrl-C while the first result is logged
+
+    try:
+        results, unrun = run_all(jobs, COVERAGE, Settings(template), 1, None, stop)
+        assert [r["id"] for r in results] == ["j0"] and [j.id for j in unrun] == ["j1", "j2"]
+        assert mutation.STOPPING.is_set()  # the children were ended, and none starts now
+    finally:
+        mutation.STOPPING.clear()
+
+
+def test_the_forced_failure_probes_a_mutant_with_tests_and_says_when_the_copy_is_not_what_runs(template):
+    # the first Python mutant's one test is broken (never run): the probe takes the next one
+    coverage = Coverage(COVERAGE.tests, {"pkg/__init__.py": {1: {LINK}}, "pkg/m.py": {2: {VALUE}}}, broken={LINK: "x"})
+    untested = Job("u", "pkg/__init__.py", 1, range(1, 2), "op", "y = 2\n")
+    harmless = job("pkg/m.py", "def f():\n    return 1\n")  # the forced failure alone must fail its test
+    assert liveness([untested, harmless], coverage, Settings(template)) is None
+    assert liveness([job("pkg/step.cpp", "int f();\n")], COVERAGE, Settings(template)) is None  # no Python mutant
+    blind = Coverage(tests={LINK: 0.1}, lines={"pkg/m.py": {2: {LINK}}})  # a test that never imports pkg.m
+    said = liveness([job("pkg/m.py", "x = 1\n")], blind, Settings(template))
+    assert said.startswith("pkg/m.py made to raise on import passed its 1 selected tests")
