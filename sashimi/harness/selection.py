@@ -113,8 +113,6 @@ def test_files_importing(root: Path, files: list[str]) -> list[str]:
     modules = {
         p.relative_to(root).as_posix(): p for d in ("sashimi", "reference", "tests") for p in (root / d).rglob("*.py")
     }
-    if (root / "conftest.py").is_file():
-        modules["conftest.py"] = root / "conftest.py"
     importers: dict[str, set[str]] = defaultdict(set)
     for name, path in modules.items():
         for imported in _imports(path):

@@ -1,0 +1,40 @@
+"""Which tests execute which lines, read back from coverage data written here; the order tests
+run in; the modules an import names."""
+
+from pathlib import Path
+
+from coverage import CoverageData
+
+from sashimi.harness.selection import EVERYTHING, Coverage, _imports, _read, _test_context
+
+
+def test_a_line_run_at_import_time_reaches_every_test_unless_asked_for_the_callers():
+    coverage = Coverage(tests={"t.py::a": 0.5, "t.py::c": 0.1}, lines={"a.py": {1: {EVERYTHING, "t.py::a"}}})
+    assert coverage.tests_for("a.py", range(1, 2)) is None  # every test, by default
+    assert coverage.tests_for("a.py", range(1, 2), import_time=False) == ["t.py::a"]
+
+
+def test_tests_run_fastest_first_and_an_unmeasured_test_before_the_measured():
+    coverage = Coverage(tests={"t.py::a": 0.5, "t.py::c": 0.1}, lines={"a.py": {3: {"t.py::a", "t.py::b", "t.py::c"}}})
+    assert coverage.tests_for("a.py", range(2, 5)) == ["t.py::b", "t.py::c", "t.py::a"]
+
+
+def test_coverage_data_is_read_as_lines_by_file_under_the_root_and_test_by_context(tmp_path):
+    root = tmp_path / "tree"
+    (root / "pkg").mkdir(parents=True)
+    source = root / "pkg" / "m.py"
+    source.write_text("x = 1\ny = 2\n")
+    data = CoverageData(basename=str(tmp_path / ".coverage"))
+    data.set_context("tests/t.py::a[x|y]|run")  # pytest-cov's context: the test id, then the phase
+    data.add_lines({str(source): [1, 2]})
+    data.set_context("")  # import time
+    data.add_lines({str(source): [1]})
+    data.write()
+    table = _read(tmp_path / ".coverage", root, _test_context)
+    assert table == {"pkg/m.py": {1: {"tests/t.py::a[x|y]", EVERYTHING}, 2: {"tests/t.py::a[x|y]"}}}
+
+
+def test_an_import_names_its_module_each_parent_and_what_it_takes(tmp_path):
+    path = Path(tmp_path / "m.py")
+    path.write_text("import a.b\nfrom c.d import e\nfrom . import f\nfrom .g import h\n")
+    assert _imports(path) == {"a", "a.b", "c", "c.d", "c.d.e"}  # relative imports are the package's own
