@@ -138,11 +138,10 @@ def rounds(root: Path, files: list[str], named: tuple[str, ...] = ()) -> list[li
     survived the ones before: the `named` test files (catalogue entries' expected killers) when
     there are any; the test files importing `files` directly and each file's mirror test; those
     importing them through other modules but not only through the shared helpers; the rest."""
-    python = [f for f in files if f.endswith(".py")]
-    first = {f for f in named if (root / f).is_file()}
-    direct = {f for f in test_files(root) if _module_names(python) & _imports(root / f)}
+    first = {f for f in named if (root / f).is_file()}  # a C++ file's name below is no module: nothing imports it
+    direct = {f for f in test_files(root) if _module_names(files) & _imports(root / f)}
     direct = (direct | {mirror(f) for f in files if (root / mirror(f)).is_file()}) - first
-    reached = set(test_files_importing(root, python)) - direct - first
+    reached = set(test_files_importing(root, files)) - direct - first
     rest = set(test_files(root)) - first - direct - reached
     return [sorted(r) for r in (first, direct, reached, rest) if r]
 

@@ -38,14 +38,14 @@ def test_an_entry_that_changes_nothing_is_stale(project):
 
 
 def test_a_cpp_entry_spans_the_lines_of_its_text_and_is_stale_once_its_function_or_text_is_gone(tmp_path):
-    (tmp_path / "step.cpp").write_text("int f() {\n  int a = 1 +\n          2;\n  return a + a;\n}\n")
+    (tmp_path / "step.cpp").write_text("\nint f() {\n  int a = 1 +\n          2;\n  return a + a;\n}\n")
 
     def entry(target, find, replace="0", append=""):
         return text_job(Mutant("e", "step.cpp", target, find, replace, "what", append), tmp_path)
 
     job = entry("f()", "1 +\n          2", "3", append="// end\n")
-    assert (job.line, job.lines, job.change) == (2, range(2, 4), "1 +\n          2 -> 3")
-    assert job.text == "int f() {\n  int a = 3;\n  return a + a;\n}\n// end\n"
+    assert (job.line, job.lines, job.change) == (3, range(3, 5), "1 +\n          2 -> 3")
+    assert job.text == "\nint f() {\n  int a = 3;\n  return a + a;\n}\n// end\n"
     with pytest.raises(anchor.Stale, match=r"g\(\) is not in step.cpp"):
         entry("g()", "1 +")
     with pytest.raises(anchor.Stale, match="matches 3 times"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from coverage import CoverageData
 
-from sashimi.harness.selection import EVERYTHING, Coverage, _imports, _read, _test_context
+from sashimi.harness.selection import EVERYTHING, Coverage, _imports, _read, _test_context, mirror
 
 
 def test_a_line_run_at_import_time_reaches_every_test_unless_asked_for_the_callers():
@@ -38,3 +38,9 @@ def test_an_import_names_its_module_each_parent_and_what_it_takes(tmp_path):
     path = Path(tmp_path / "m.py")
     path.write_text("import a.b\nfrom c.d import e\nfrom . import f\nfrom .g import h\n")
     assert _imports(path) == {"a", "a.b", "c", "c.d", "c.d.e"}  # relative imports are the package's own
+
+
+def test_a_modules_mirror_test_is_named_after_its_path():
+    assert mirror("sashimi/model/kernel.py") == "tests/model/test_kernel.py"
+    assert mirror("sashimi/bench.py") == "tests/test_bench.py"
+    assert mirror("reference/layer.py") == "tests/reference/test_layer.py"
