@@ -32,7 +32,7 @@ class Place:
         return self.nodes[0].lineno
 
 
-def parse_pattern(source: str, statements: bool = False) -> list[ast.AST]:
+def parse_pattern(source: str, statements: bool) -> list[ast.AST]:
     """An expression alone gives [expr] unless `statements`; otherwise the statements (an empty
     source gives [], a deletion)."""
     if not statements:

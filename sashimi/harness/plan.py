@@ -208,7 +208,7 @@ def _cpp_jobs(file: str, text: str, lines: set[int], per_line: int, root: Path) 
         seen: set[str] = set()
         for m in found:
             if m.text in seen or len(seen) == per_line:
-                continue
+                continue  # mutate: skip break: the same past the limit; no line of ours repeats a text
             seen.add(m.text)
             ending = "\n" if lines_of[line - 1].endswith("\n") else ""
             mutated = "".join(lines_of[: line - 1]) + m.text + ending + "".join(lines_of[line:])

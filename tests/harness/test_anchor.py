@@ -1,0 +1,35 @@
+"""Anchors on a small module written here: every definition found by its qualified name, wherever
+it is nested, and a pattern of statements matched up to a renaming from its names to the code's."""
+
+import ast
+
+from sashimi.harness.anchor import candidates, parse_pattern, qualified_defs
+
+SOURCE = """
+if True:
+    def f(b):
+        x = b + 1
+        return x
+class A:
+    def g(self):
+        return 0
+    class B:
+        def h(self):
+            return 1
+"""
+
+
+def test_every_definition_is_found_by_its_qualified_name_wherever_it_is_nested():
+    tree = ast.parse(SOURCE)
+    defs = qualified_defs(tree)
+    assert sorted(defs) == ["", "A", "A.B", "A.B.h", "A.g", "f"]
+    assert defs["f"].lineno == 3 and defs["A.B.h"].lineno == 10 and defs[""] is tree
+
+
+def test_a_run_of_statements_matches_up_to_a_renaming_from_the_patterns_names_to_the_codes():
+    tree = ast.parse(SOURCE)
+    pattern = parse_pattern("y = a + 1\nreturn y", statements=True)
+    [(nodes, renaming)] = candidates(qualified_defs(tree)["f"], pattern)
+    assert [n.lineno for n in nodes] == [4, 5]
+    assert renaming == {"y": "x", "a": "b"}  # pattern name -> code name
+    assert candidates(qualified_defs(tree)["f"], parse_pattern("y = a + 2\nreturn y", statements=True)) == []
