@@ -96,7 +96,7 @@ def candidates(scope: ast.AST, pattern: list[ast.AST]) -> list[tuple[tuple[ast.A
         for field in ("body", "orelse", "finalbody", "handlers"):
             body = getattr(node, field, None)
             if not isinstance(body, list):
-                continue
+                continue  # mutate: skip break: no node has a list in a later field without one in body
             for i in range(len(body) - len(pattern) + 1):
                 renaming = {}
                 if same(pattern, body[i : i + len(pattern)], renaming):
@@ -121,7 +121,8 @@ def locate(root: Path, hint: str, target: str, pattern_source: str, statements: 
         hint, scope = owners[0], _scope(root, owners[0], target)
     found = candidates(scope, pattern)
     exact = [c for c in found if all(k == v for k, v in c[1].items())]
-    if len(found) > 1 and len(exact) == 1:  # a renaming of one match must not hide the exact one
+    # a renaming of one match must not hide the exact one
+    if len(found) > 1 and len(exact) == 1:  # mutate: skip >= 1: one match that is exact is itself
         found = exact
     if len(found) != 1:
         raise Stale(f"the pattern matches {len(found)} times in {target or 'the module'} of {hint}, not once")

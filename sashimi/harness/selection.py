@@ -94,8 +94,7 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:  # the module: a parent below
             names.update(f"{node.module}.{a.name}" for a in node.names)
     return {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
 

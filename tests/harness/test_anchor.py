@@ -3,7 +3,9 @@ it is nested, and a pattern of statements matched up to a renaming from its name
 
 import ast
 
-from sashimi.harness.anchor import candidates, parse_pattern, qualified_defs
+import pytest
+
+from sashimi.harness.anchor import Stale, candidates, locate, parse_pattern, qualified_defs
 
 SOURCE = """
 if True:
@@ -33,3 +35,20 @@ def test_a_run_of_statements_matches_up_to_a_renaming_from_the_patterns_names_to
     assert [n.lineno for n in nodes] == [4, 5]
     assert renaming == {"y": "x", "a": "b"}  # pattern name -> code name
     assert candidates(qualified_defs(tree)["f"], parse_pattern("y = a + 2\nreturn y", statements=True)) == []
+
+
+def test_a_renaming_is_one_to_one():
+    tree = ast.parse("def f(x, y):\n    return x + y\n\n\ndef g(x):\n    return x + x\n")
+    defs = qualified_defs(tree)
+    assert len(candidates(defs["f"], parse_pattern("a + b", False))) == 1
+    assert candidates(defs["f"], parse_pattern("a + a", False)) == []  # a cannot be both x and y
+    assert candidates(defs["g"], parse_pattern("a + b", False)) == []  # nor x be both a and b
+    assert len(candidates(defs["g"], parse_pattern("a + a", False))) == 1
+
+
+def test_the_exact_match_wins_over_a_renamed_one_and_an_empty_pattern_is_stale(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "sashimi" / "m.py").write_text("def f(x, y):\n    a = y + 1\n    b = x + 1\n    return a + b\n")
+    assert locate(tmp_path, "sashimi/m.py", "f", "x + 1").line == 3  # y + 1 matches too, renamed
+    with pytest.raises(Stale, match="empty pattern"):
+        locate(tmp_path, "sashimi/m.py", "f", "", statements=True)
