@@ -144,7 +144,7 @@ def _scope(root: Path, file: str, target: str) -> ast.AST | None:
     return _definitions(str(path), stat.st_mtime_ns, stat.st_size).get(target)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256)  # mutate: skip a cache: without it the same definitions, parsed again
 def _definitions(path: str, mtime_ns: int, size: int) -> dict[str, ast.AST]:
     """A file's qualified definitions, parsed once while the file is unchanged."""
     try:

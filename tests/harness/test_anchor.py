@@ -52,3 +52,11 @@ def test_the_exact_match_wins_over_a_renamed_one_and_an_empty_pattern_is_stale(t
     assert locate(tmp_path, "sashimi/m.py", "f", "x + 1").line == 3  # y + 1 matches too, renamed
     with pytest.raises(Stale, match="empty pattern"):
         locate(tmp_path, "sashimi/m.py", "f", "", statements=True)
+
+
+def test_a_file_that_does_not_parse_is_passed_over_when_a_name_moved(tmp_path):
+    (tmp_path / "sashimi").mkdir()
+    (tmp_path / "sashimi" / "bad.py").write_text("def f(:\n")  # the hint, broken
+    (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x + 1\n")
+    place = locate(tmp_path, "sashimi/bad.py", "f", "x + 1")
+    assert (place.file, place.line) == ("sashimi/m.py", 2)
