@@ -173,7 +173,6 @@ def splice(text: str, place: Place, replacement: str) -> str:
     """`text` with the matched span replaced by `replacement` (renamed like the match)."""
     first, last = place.nodes[0], place.nodes[-1]
     nodes = render(replacement, place.renaming, isinstance(first, ast.stmt), isinstance(first, ast.Slice))
-    first, last = place.nodes[0], place.nodes[-1]
     lines = text.splitlines(keepends=True)
     offsets = [0]
     for line in lines:

@@ -5,7 +5,7 @@ import ast
 
 import pytest
 
-from sashimi.harness.anchor import Stale, candidates, locate, parse_pattern, qualified_defs
+from sashimi.harness.anchor import Place, Stale, candidates, locate, parse_pattern, qualified_defs, splice
 
 SOURCE = """
 if True:
@@ -60,3 +60,12 @@ def test_a_file_that_does_not_parse_is_passed_over_when_a_name_moved(tmp_path):
     (tmp_path / "sashimi" / "m.py").write_text("def f(x):\n    return x + 1\n")
     place = locate(tmp_path, "sashimi/bad.py", "f", "x + 1")
     assert (place.file, place.line) == ("sashimi/m.py", 2)
+
+
+def test_a_splice_counts_characters_where_the_parser_counts_bytes():
+    # the match's line starts with a 2-byte character, and so does the match (the parser's
+    # offsets are bytes); a 3-byte one follows it
+    text = 'def f(é):\n    return (1 +\né + é * 2 + len("—"))\n'
+    [place] = candidates(qualified_defs(ast.parse(text))["f"], parse_pattern("a * 2", False))
+    spliced = splice(text, Place("m.py", *place), "a / 2")
+    assert spliced == 'def f(é):\n    return (1 +\né + (é / 2) + len("—"))\n'
