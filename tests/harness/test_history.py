@@ -115,3 +115,8 @@ def test_replayed_kernel_cache_survives_a_dtype_change(jobs):
         with torch.no_grad():
             kernel(8)
             assert kernel.double()(8).dtype == dtype
+
+
+def test_every_entry_names_the_test_file_that_catches_it_first():
+    """`kills` runs first in a replay, so that `pytest -x` stops at the bug's own test early."""
+    assert [b.mutant.id for b in HISTORY if not b.mutant.kills or not (ROOT / b.mutant.kills).is_file()] == []
