@@ -101,7 +101,8 @@ PLUMBING = {
     "Path",
 }
 CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_max", "clip", "clip_", "masked_fill", "masked_fill_", "nan_to_num"}
-EPSILON = 1e-6  # a float constant this small is a guard against 0: doubling it is no realistic bug
+# a float constant this small is a guard against 0: doubling it is no realistic bug
+EPSILON = 1e-6  # mutate: skip a judgement of what is small, not a computed edge
 # families first: a line keeps its first `per_line` mutants, so the numerical ones come first
 ORDER = [
     "conjugate",

@@ -30,9 +30,11 @@ from sashimi.harness.operator_tables import (
 from sashimi.harness.operators_numerical import numerical, with_fields
 
 SKIP = re.compile(r"(?:#|//)\s*mutate:\s*skip\b\s*(.*)")  # Python's comment, or C++'s
-IDENTITY = ast.Lambda(
-    ast.arguments([], [ast.arg("f")], None, [], [], None, []), ast.Name("f", ast.Load())
-)  # a decorator that changes nothing: `@deco` -> `@(lambda f: f)`
+# a decorator that changes nothing: `@deco` -> `@(lambda f: f)`
+IDENTITY = ast.Lambda(  # mutate: skip its fields swapped, ast.unparse still writes `lambda f: f`
+    ast.arguments([], [ast.arg("f")], None, [], [], None, []),  # mutate: skip f positional-only: the same
+    ast.Name("f", ast.Load()),
+)
 
 
 @dataclass(frozen=True)

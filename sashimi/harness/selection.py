@@ -6,7 +6,8 @@ pytest's `--durations=0` giving each test's time; `sashimi.harness.coverage_run`
 mutant runs only the tests that execute its lines, fastest first. Lines executed only while
 modules are imported (context "") select every measured test: a change there reaches them all
 (except a function's default values and decorators, judged by the tests running its body:
-`plan.called_lines`).
+`plan.called_lines`). Lines executed while a test was set up select every test of its file: a
+module-scoped fixture runs them once, in its first test's setup, for all the tests that use it.
 A run measures in rounds: first the test files that reach the changed code without going
 through the shared test helpers (`rounds`), then, only for the mutants that survive those,
 the rest of the fast suite.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 FAST = "not slow and not external and not nightly"  # the fast suite: a -m given here replaces pyproject's own
 EVERYTHING = "*"  # a line executed at import time: every test and every family may see it
+WHOLE_FILE = "::*"  # after a test file's name: every measured test of that file (`_test_context`)
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Coverage:
             found.discard(EVERYTHING)
         if not found or EVERYTHING in found:
             return None
+        files = tuple(t.removesuffix("*") for t in found if t.endswith(WHOLE_FILE))
+        found = {t for t in found if not t.endswith(WHOLE_FILE)} | {t for t in self.tests if t.startswith(files)}
         return sorted(found, key=lambda t: (self.tests.get(t, 0.0), t))
 
     def families_for(self, file: str, lines: range, families: list[str]) -> list[str]:
@@ -81,7 +85,15 @@ def _read(data_file: Path, root: Path, context) -> dict[str, dict[int, set[str]]
 
 
 def _test_context(context: str) -> str:
-    return context.rsplit("|", 1)[0] if context else EVERYTHING
+    """pytest-cov's `nodeid|phase` -> the test. A line run while a test was set up may belong to a
+    fixture its file's later tests share (module or class scope: set up once, with the first test),
+    so it reaches every test of that file; "" (import time) reaches every test."""
+    if not context:
+        return EVERYTHING
+    test, bar, phase = context.rpartition("|")
+    if not bar:
+        return context
+    return test.split("::", 1)[0] + WHOLE_FILE if phase == "setup" else test
 
 
 def _module(path: str) -> str:

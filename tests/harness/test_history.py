@@ -120,3 +120,9 @@ def test_replayed_kernel_cache_survives_a_dtype_change(jobs):
 def test_every_entry_names_the_test_file_that_catches_it_first():
     """`kills` runs first in a replay, so that `pytest -x` stops at the bug's own test early."""
     assert [b.mutant.id for b in HISTORY if not b.mutant.kills or not (ROOT / b.mutant.kills).is_file()] == []
+
+
+def test_an_entry_that_no_longer_anchors_is_stale_with_its_reason(tmp_path):
+    jobs, stale = replay_jobs(tmp_path)  # a tree without the code: every entry is gone
+    assert jobs == [] and sorted(stale) == sorted(bug.mutant.id for bug in HISTORY)
+    assert all(("defined in 0 files" in why) or ("is not in" in why) for why in stale.values()), stale

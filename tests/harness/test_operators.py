@@ -71,6 +71,8 @@ CASES = [
         2.0,
     ),
     ("def f(x):\n    t = 1\n    t += x\n    return t\n", "arithmetic: += -> -=", "f(3)", 4, -2),
+    ("def f(a, b):\n    return a and b\n", "boolean: and -> or", "f(1, 0)", 0, 1),
+    ("def f(a, b):\n    return a or b\n", "boolean: or -> and", "f(1, 0)", 1, 0),
     (
         "def f(xs):\n    out = []\n    for x in xs:\n        if x < 0:\n            break\n"
         "        out.append(x)\n    return out\n",

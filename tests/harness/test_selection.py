@@ -29,9 +29,21 @@ def test_coverage_data_is_read_as_lines_by_file_under_the_root_and_test_by_conte
     data.add_lines({str(source): [1, 2]})
     data.set_context("")  # import time
     data.add_lines({str(source): [1]})
+    data.set_context("tests/u.py::b|setup")  # a fixture: perhaps shared by every test of tests/u.py
+    data.add_lines({str(source): [2]})
     data.write()
     table = _read(tmp_path / ".coverage", root, _test_context)
-    assert table == {"pkg/m.py": {1: {"tests/t.py::a[x|y]", EVERYTHING}, 2: {"tests/t.py::a[x|y]"}}}
+    assert table == {"pkg/m.py": {1: {"tests/t.py::a[x|y]", EVERYTHING}, 2: {"tests/t.py::a[x|y]", "tests/u.py::*"}}}
+
+
+def test_a_line_a_fixture_ran_reaches_every_test_of_its_file():
+    # tests/u.py::b set up a module-scoped fixture that ran line 2; u.py::c used it after, unseen
+    tests = {"tests/u.py::b": 0.2, "tests/u.py::c": 0.1, "tests/t.py::a": 0.3, "tests/uv.py::d": 0.1}
+    coverage = Coverage(tests=tests, lines={"pkg/m.py": {2: {"tests/t.py::a", "tests/u.py::*"}}})
+    assert coverage.tests_for("pkg/m.py", range(2, 3)) == ["tests/u.py::c", "tests/u.py::b", "tests/t.py::a"]
+    assert _test_context("tests/u.py::C::b[1]|setup") == "tests/u.py::*"
+    assert _test_context("tests/u.py::b|teardown") == "tests/u.py::b"
+    assert _test_context("plain") == "plain"  # a context without a phase is its own name
 
 
 def test_an_import_names_its_module_each_parent_and_what_it_takes(tmp_path):
