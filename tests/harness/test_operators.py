@@ -72,6 +72,16 @@ CASES = [
     ),
     ("def f(x):\n    t = 1\n    t += x\n    return t\n", "arithmetic: += -> -=", "f(3)", 4, -2),
     ("def f(a, b):\n    return a and b\n", "boolean: and -> or", "f(1, 0)", 0, 1),
+    ("def f():\n    return True\n", "boolean: True -> False", "f()", True, False),
+    ("def f(x):\n    return x * 0.25\n", "constant: 0.25 -> 0.5", "f(4)", 1.0, 2.0),
+    ("def f(x):\n    return x + 0.0\n", "constant: 0.0 -> 1.0", "f(4)", 4.0, 5.0),
+    (
+        "def f(**k):\n    return k\n\n\ndef g(d):\n    return f(**d, a=1, b=2)\n",
+        "keyword: b= dropped",
+        "g({'c': 3})",
+        {"c": 3, "a": 1, "b": 2},
+        {"c": 3, "a": 1},
+    ),
     ("def f(a, b):\n    return a or b\n", "boolean: or -> and", "f(1, 0)", 1, 0),
     (
         "def f(xs):\n    out = []\n    for x in xs:\n        if x < 0:\n            break\n"
@@ -171,3 +181,14 @@ def test_a_mark_after_the_closing_bracket_covers_the_statement():
 def test_skip_marks_in_either_language():
     assert operators.skip_marks("int a = 1;  // mutate: skip the C++ says why\n", {1}) == {1: "the C++ says why"}
     assert operators.skip_marks("a = 1  # mutate: skip\nb = 2\n", {1, 2}) == {1: "no reason given"}
+
+
+def test_guards_equal_arguments_and_starred_calls_get_no_mutant_that_cannot_mean_a_bug():
+    def operators_of(source):
+        return [c.operator for line in operators.candidates(source, {1})[0].values() for c in line]
+
+    assert not any(o.startswith("constant") for o in operators_of("y = x + 1e-08\n"))  # a guard against 0
+    assert "constant: 1e-06 -> 2e-06" in operators_of("y = x + 1e-6\n")
+    assert "argument: first two swapped" not in operators_of("y = f(x, x)\n")
+    assert "argument: first two swapped" not in operators_of("y = f(*xs, x)\n")
+    assert "argument: first two swapped" in operators_of("y = f(x, z)\n")
