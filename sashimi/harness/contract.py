@@ -139,7 +139,7 @@ def weight_norm_gains(model: SashimiLM) -> int:
     return sum(pool.linear.out_features for pool in pools)
 
 
-@functools.cache
+@functools.cache  # mutate: skip a cache: without it the same counts, built again
 def measured_counts(preset_name: str, bits: int, overrides: str) -> dict:
     """Parameter counts of one configuration (`overrides`: ModelConfig fields as JSON). Built once per
     process: counts follow from the code and the configuration alone, and a paper-size model takes
@@ -153,7 +153,9 @@ def param_lines() -> list[Verdict]:
     data = specs.load("params")
     lines = []
     for entry in data["exact"]:
-        counts = measured_counts(entry["preset"], entry["bits"], json.dumps(entry["model"], sort_keys=True))
+        counts = measured_counts(
+            entry["preset"], entry["bits"], json.dumps(entry["model"], sort_keys=True)
+        )  # mutate: skip sort_keys: the key's order, not the model
         for part in ("backbone", "encoder", "decoder", "total"):
             if part in entry:
                 got = counts[part]
@@ -172,7 +174,7 @@ def param_lines() -> list[Verdict]:
                 )
             )
     documented = data["breakdown_documented"]
-    measured = measured_counts("sc09", 8, "{}")["categories"]
+    measured = measured_counts("sc09", 8, "{}")["categories"]  # mutate: skip 9: the backbone's, the same at any bits
     for key, got in measured.items():
         want = documented[key]
         holds = abs(got - want) <= documented["rel_tol"] * want

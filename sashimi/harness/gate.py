@@ -74,7 +74,7 @@ def reference_rows(n: int = 3) -> list[Verdict]:
             ff=int(rng.choice([0, 2])),
             n_ssm=[1, None][i % 2],
             d_state=int(rng.choice([2, 4, 6])),
-        )
+        )  # mutate: skip the configurations drawn: correct code meets the reference at any of them
         model = lm(SEED + i, **config.to_dict())
         state = numpy_state(model)
         x = tokens(SEED + i, 2, 4 * int(np.prod(config.pool)), config.n_classes)
