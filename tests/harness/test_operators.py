@@ -73,6 +73,21 @@ CASES = [
     ("def f(x):\n    t = 1\n    t += x\n    return t\n", "arithmetic: += -> -=", "f(3)", 4, -2),
     ("def f(a, b):\n    return a and b\n", "boolean: and -> or", "f(1, 0)", 0, 1),
     ("def f():\n    return True\n", "boolean: True -> False", "f()", True, False),
+    ("def f(x):\n    if x > 0:\n        return 1\n    return 0\n", "boolean: condition negated", "f(1)", 1, 0),
+    (
+        "def f(xs):\n    for x in xs:\n        return x\n    raise ValueError\n",
+        "return: value -> None",
+        "f([1, 2])",
+        1,
+        None,  # returned at once, as the original: not fallen through to the raise
+    ),
+    (
+        "def f(a, b, c):\n    return (a, b, c)\n\n\ndef g():\n    return f(1, 2, 3)\n",
+        "argument: first two swapped",
+        "g()",
+        (1, 2, 3),
+        (2, 1, 3),
+    ),
     ("def f(x):\n    return x * 0.25\n", "constant: 0.25 -> 0.5", "f(4)", 1.0, 2.0),
     ("def f(x):\n    return x + 0.0\n", "constant: 0.0 -> 1.0", "f(4)", 4.0, 5.0),
     (
@@ -192,3 +207,20 @@ def test_guards_equal_arguments_and_starred_calls_get_no_mutant_that_cannot_mean
     assert "argument: first two swapped" not in operators_of("y = f(x, x)\n")
     assert "argument: first two swapped" not in operators_of("y = f(*xs, x)\n")
     assert "argument: first two swapped" in operators_of("y = f(x, z)\n")
+
+
+def test_calls_annotated_values_returned_none_and_a_later_handler():
+    def operators_of(source, line=1):
+        return [c.operator for found in operators.candidates(source, {line})[0].values() for c in found]
+
+    assert "call: g(x) -> x" in operators_of("y = g(x)\n")
+    assert not any(o.startswith("call") for o in operators_of("y = g(x, z)\n") + operators_of("y = len(x)\n"))
+    assert "arithmetic: + -> -" in operators_of("x: int = a + 1\n")  # the value after an annotation
+    assert "return: value -> None" not in operators_of("def f():\n    return None\n", 2)
+    source = "def f(d):\n    try:\n        return d[0] / d[1]\n    except KeyError:\n        return -1\n"
+    source += "    except ZeroDivisionError:\n        return 0\n"
+    [second] = [c for found in operators.candidates(source, {6})[0].values() for c in found]
+    new = "\n".join(ast.unparse(n) for n in (second.new if isinstance(second.new, list) else [second.new]))
+    mutated = anchor.splice(source, anchor.Place("m.py", (second.node,), {}), new)
+    assert call(source, "f({0: 1, 1: 0})") == 0 and call(mutated, "f({0: 1, 1: 0})") == "ZeroDivisionError"
+    assert call(mutated, "f({})") == -1  # the first handler stays
