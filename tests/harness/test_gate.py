@@ -436,3 +436,11 @@ def test_exitfirst_stops_after_the_first_family_with_a_failure(monkeypatch):
     called.clear()
     assert gate.run(only=["specs", "identity", "reference", "published"]) == [failing]
     assert called == ["spec_rows", "optimizer_rows", "identity_rows", "reference_rows", "published_rows"]
+
+
+def test_missing_published_fixtures_fail_unless_allowed(monkeypatch):
+    asked = []
+    monkeypatch.setattr(gate, "published_rows", lambda fixtures, allow=False: asked.append(allow) or [])
+    gate.run(only=["published"])
+    gate.run(only=["published"], allow_missing_fixtures=True)
+    assert asked == [False, True]
