@@ -444,3 +444,8 @@ def test_missing_published_fixtures_fail_unless_allowed(monkeypatch):
     gate.run(only=["published"])
     gate.run(only=["published"], allow_missing_fixtures=True)
     assert asked == [False, True]
+
+
+def test_an_unknown_family_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"unknown gate families \['nope'\]; expected some of \['specs'"):
+        gate.run(only=["specs", "nope"])
