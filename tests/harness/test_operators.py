@@ -224,3 +224,14 @@ def test_calls_annotated_values_returned_none_and_a_later_handler():
     mutated = anchor.splice(source, anchor.Place("m.py", (second.node,), {}), new)
     assert call(source, "f({0: 1, 1: 0})") == 0 and call(mutated, "f({0: 1, 1: 0})") == "ZeroDivisionError"
     assert call(mutated, "f({})") == -1  # the first handler stays
+
+
+def test_cpp_strings_hide_their_operators_and_their_slashes():
+    def texts(line):
+        return [m.text for m in operators_cpp.candidates(line + "\n", {1}).get(1, [])]
+
+    assert 'f("//", a - b);' in texts('f("//", a + b);')  # a `//` in a string starts no comment
+    after = texts('y = f("a-b") + c;')
+    assert 'y = f("a-b") - c;' in after and all('"a-b"' in t for t in after[:-1])  # code after a string
+    before = texts('y = c + f("a-b");')
+    assert 'y = c - f("a-b");' in before and all('"a-b"' in t for t in before[:-1])  # and before it
