@@ -108,7 +108,7 @@ def _removal(line: str, end: int, number: int) -> Iterator[TextMutant]:
     for i in range(head.end() - 1, len(code)):
         depth += {"(": 1, ")": -1}.get(code[i], 0)  # mutate: skip -=: the sign flips, 0 at the same bracket
         if depth == 0:
-            body = code[i + 1 :].strip()
+            body = code[i + 1 :].strip()  # mutate: skip i + 2: a space follows the bracket in our code
             if body and body != ";" and not body.startswith("{"):
                 yield _at(line, i + 2, len(code), ";", f"statement: {head.group(1)} body removed", number)
             return

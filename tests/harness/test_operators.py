@@ -235,3 +235,14 @@ def test_cpp_strings_hide_their_operators_and_their_slashes():
     assert after == ['y = f("a 1") - c;', ";"]  # code after a string
     before = texts('y = c + f("a-b");')
     assert 'y = c - f("a-b");' in before and all('"a-b"' in t for t in before[:-1])  # and before it
+
+
+def test_transposes_swap_their_conjugate_and_only_axis_first_calls_move_a_positional_axis():
+    def found(source):
+        return {c.operator: ast.unparse(c.new) for line in operators.candidates(source, {1})[0].values() for c in line}
+
+    assert found("y = x.mT\n")["conjugate: added (.mT -> .mH)"] == "x.mH"
+    assert found("y = x.mH\n")["conjugate: dropped (.mH -> .mT)"] == "x.mT"
+    assert not any(o.startswith("conjugate") for o in found("y = x.T\n"))
+    assert found("y = x.sum(1)\n")["axis: argument 0 1 -> 2"] == "x.sum(2)"
+    assert not any(o.startswith("axis") for o in found("y = x.roll(1)\n"))  # roll's first argument is a shift
