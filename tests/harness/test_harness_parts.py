@@ -1,13 +1,15 @@
 """Small parts of the gate checked on inputs made here: a golden row's shape mismatch, the
 reference's float64 state, a float32 layer's condition, a training fixture without its sidecar."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from sashimi.harness.golden import golden_rows
 from sashimi.harness.helpers import kernel_condition, numpy_state
-from sashimi.harness.published import read_fixture
+from sashimi.harness.published import check, read_fixture
 from sashimi.io.interop import InteropError
 from sashimi.model.s4 import S4Layer
 
@@ -33,3 +35,11 @@ def test_a_training_fixture_without_its_sidecar_is_refused(tmp_path):
     torch.save({"train/tokens": torch.zeros(2, dtype=torch.long)}, path)
     with pytest.raises(InteropError, match=r"sidecar .*train.json not found \(expected beside the training fixture\)"):
         read_fixture(path)
+
+
+def test_a_standalone_fixture_refuses_another_delta_transform(tmp_path):
+    path = tmp_path / "standalone.pt"
+    torch.save({"x": torch.zeros(1)}, path)
+    path.with_suffix(".json").write_text(json.dumps({"constructor_kwargs": {}, "batch": 1, "length": 4}))
+    with pytest.raises(InteropError, match=r"--dt-transform softplus: the standalone model's Delta is exp\(inv_dt\)"):
+        check(path, dt_transform="softplus")
