@@ -67,7 +67,7 @@ def _slices(index: ast.AST) -> Iterator[tuple[str, ast.AST]]:
         moved = ast.Slice(
             _plus_one(part.lower, lower=True), _plus_one(part.upper, lower=False), copy.deepcopy(part.step)
         )
-        new = [copy.deepcopy(p) for p in parts]
+        new = [copy.deepcopy(p) for p in parts]  # mutate: skip no copy: the parts are only read
         new[i] = moved
         yield f"index {i} [{ast.unparse(part)}]", ast.Tuple(new, ast.Load()) if isinstance(index, ast.Tuple) else moved
 

@@ -246,3 +246,19 @@ def test_transposes_swap_their_conjugate_and_only_axis_first_calls_move_a_positi
     assert not any(o.startswith("conjugate") for o in found("y = x.T\n"))
     assert found("y = x.sum(1)\n")["axis: argument 0 1 -> 2"] == "x.sum(2)"
     assert not any(o.startswith("axis") for o in found("y = x.roll(1)\n"))  # roll's first argument is a shift
+
+
+def test_masks_and_slices_move_what_they_name():
+    def found(source):
+        return {c.operator: ast.unparse(c.new) for line in operators.candidates(source, {1})[0].values() for c in line}
+
+    assert found("y = torch.clamp(x, 0)\n")["mask: .clamp(...) dropped"] == "x"
+    assert found("y = x.clamp(0)\n")["mask: .clamp(...) dropped"] == "x"
+    assert found("y = torch.where(c, a, b)\n")["mask: where(c, a, b) -> a"] == "a"
+    assert found("y = x[:3]\n")["slice: index 0 [:3] shifted by one"] == "x[1:4]"  # an absent start is 0
+    assert found("y = x[a:b]\n")["slice: index 0 [a:b] shifted by one"] == "x[a + 1:b + 1]"
+    assert found("y = x[0, 1:]\n")["slice: index 1 [1:] shifted by one"] == "x[0, 2:]"
+    both = found("y = x[-1:, :-1]\n")
+    assert both["slice: index 0 [-1:] shifted by one"] == "x[-1:, :-1]"  # a start of -1 kept: one later is past the end
+    assert both["slice: index 1 [:-1] shifted by one"] == "x[-1:, 1:]"  # an end of -1 one later is the end
+    assert not any(o.startswith("slice") for o in found("y = x[:]\n"))
