@@ -4,6 +4,7 @@ official sashimi experiments has a row; an unexplained difference and a stale re
 import copy
 
 import pytest
+import torch
 
 import specs
 from sashimi.harness import recipe
@@ -45,3 +46,15 @@ def test_a_reason_for_agreeing_values_fails(monkeypatch):
     edited(monkeypatch, lambda d: d["official_recipes"]["sc09"]["optimizer"].update(lr=0.004))
     failed = [r for r in recipe.recipe_lines("sc09") if not r.passed]
     assert [r.name for r in failed] == ["sc09 lr"] and "values agree" in failed[0].comment
+
+
+def test_an_official_recipe_without_betas_takes_adamws_and_either_grouping_flag_decays(monkeypatch):
+    def edit(d):
+        d["official_recipes"]["sc09"]["optimizer"].pop("betas", None)
+        grouping = d["official_recipes"]["sc09"]["train"]["optimizer_param_grouping"]
+        grouping.update(bias_weight_decay=True, normalization_weight_decay=False)
+
+    edited(monkeypatch, edit)
+    adamw = torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults["betas"]
+    assert recipe.official("sc09")["betas"] == list(adamw)
+    assert recipe.official("sc09")["bias_and_norm_weight_decay"] is True
