@@ -98,7 +98,7 @@ def _axis(node: ast.Call, positional: bool) -> Iterator[tuple[str, ast.AST]]:
             yield f"axis: {kw.arg}={ast.unparse(kw.value)} -> {ast.unparse(new)}", with_fields(node, keywords=keywords)
     for i, arg in enumerate(node.args if positional else []):
         if (new := moved(arg)) is not None:
-            args = [copy.deepcopy(a) for a in node.args]
+            args = [copy.deepcopy(a) for a in node.args]  # mutate: skip no copy: the arguments are only read
             args[i] = new
             yield f"axis: argument {i} {ast.unparse(arg)} -> {ast.unparse(new)}", with_fields(node, args=args)
             return
