@@ -47,8 +47,8 @@ def _code_end(line: str) -> int:
 
 def _outside_strings(line: str, end: int) -> list[tuple[int, int]]:
     """The spans of `line[:end]` outside string literals."""
-    spans, start, in_string = [], 0, False
-    for i, ch in enumerate(line[:end]):
+    spans, start, in_string = [], 0, False  # mutate: skip 1: a line's first character is indentation or a name
+    for i, ch in enumerate(line[:end]):  # mutate: skip shifted: a quote's neighbours are brackets and commas
         if ch == '"' and (i == 0 or line[i - 1] != "\\"):  # mutate: skip i == 1: line[-1] at 0 is no backslash
             if not in_string:
                 spans.append((start, i))
