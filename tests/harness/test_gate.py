@@ -449,3 +449,13 @@ def test_missing_published_fixtures_fail_unless_allowed(monkeypatch):
 def test_an_unknown_family_is_refused_by_name():
     with pytest.raises(ValueError, match=r"unknown gate families \['nope'\]; expected some of \['specs'"):
         gate.run(only=["specs", "nope"])
+
+
+def test_a_fixture_without_its_layer_list_checks_the_kernels_its_arrays_hold(tmp_path):
+    path = write_fixture(tmp_path / "bare")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    layers = sorted(meta.pop("s4_layers"))
+    path.with_suffix(".json").write_text(json.dumps(meta))  # the kernels named by the arrays' keys alone
+    rows = gate.published_rows(tmp_path / "bare")
+    kernels = sorted(r.name.removeprefix("small: float64 kernel ") for r in rows if "float64 kernel" in r.name)
+    assert kernels == layers and all(r.passed for r in rows), [r for r in rows if not r.passed]
