@@ -161,8 +161,18 @@ def run_all(
 def liveness(jobs: list[Job], coverage: Coverage, settings: Settings, deadline: float | None = None) -> str | None:
     """A forced failure first (as mutmut's): the first Python mutant's file made to raise on import
     must fail its selected tests, else the tests do not see the copy (an installed package shadows
-    it, say) and every verdict would be a survivor. None when live; else what is wrong."""
-    probe = next((j for j in jobs if j.file.endswith(".py") and selected_tests(j, coverage)[0]), None)
+    it, say) and every verdict would be a survivor. None when live; else what is wrong. The probe is
+    a mutant whose lines some measured test executes: lines none does are judged by every measured
+    test, which need not import the module at all."""
+
+    def probes(j: Job) -> bool:
+        return (
+            j.file.endswith(".py")
+            and bool(coverage.tests_for(j.file, j.lines))
+            and bool(selected_tests(j, coverage)[0])
+        )
+
+    probe = next((j for j in jobs if probes(j)), None)
     if probe is None:
         return None
     forced = dataclasses.replace(probe, text='raise RuntimeError("forced failure")\n', kills="", equivalent=False)

@@ -169,6 +169,9 @@ def test_the_forced_failure_probes_a_mutant_with_tests_and_says_when_the_copy_is
     untested = Job("u", "pkg/__init__.py", 1, range(1, 2), "op", "y = 2\n")
     harmless = job("pkg/m.py", "def f():\n    return 1\n")  # the forced failure alone must fail its test
     assert liveness([untested, harmless], coverage, Settings(template)) is None
+    # lines no measured test executes are judged by every measured test, which need not import them
+    unreached = Job("r", "pkg/unreached.py", 1, range(1, 2), "op", "z = 3\n")
+    assert liveness([unreached, harmless], coverage, Settings(template)) is None
     assert liveness([job("pkg/step.cpp", "int f();\n")], COVERAGE, Settings(template)) is None  # no Python mutant
     blind = Coverage(tests={LINK: 0.1}, lines={"pkg/m.py": {2: {LINK}}})  # a test that never imports pkg.m
     said = liveness([job("pkg/m.py", "x = 1\n")], blind, Settings(template))
