@@ -57,7 +57,7 @@ def final_norm_decays() -> bool:
     one is set: measured on a small model, as the optimizer builds its groups."""
     model = SashimiLM(ModelConfig(d_model=4, n_layers=1, d_state=4))  # mutate: skip any small model: the same groups
     names = {id(p): n for n, p in model.named_parameters()}
-    config = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)
+    config = dataclasses.replace(OptimizerConfig.from_specs(), weight_decay=0.1)  # mutate: skip any decay > 0
     groups = param_groups(model, 1.0, 1.0, config)  # mutate: skip the rates: any give the same groups (decay is read)
     return any(g["weight_decay"] > 0 for g in groups for p in g["params"] if names[id(p)].startswith("backbone.norm."))
 

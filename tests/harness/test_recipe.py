@@ -58,3 +58,10 @@ def test_an_official_recipe_without_betas_takes_adamws_and_either_grouping_flag_
     adamw = torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults["betas"]
     assert recipe.official("sc09")["betas"] == list(adamw)
     assert recipe.official("sc09")["bias_and_norm_weight_decay"] is True
+
+
+def test_a_preset_without_an_official_recipe_has_no_rows_and_a_stale_reason_fails(monkeypatch):
+    assert recipe.recipe_lines("tiny") == []
+    edited(monkeypatch, lambda d: d["recipes"]["presets"]["sc09"].setdefault("differences", {}).update(nope="gone"))
+    [stale] = [r for r in recipe.recipe_lines("sc09") if r.name == "sc09 nope"]
+    assert (stale.passed, stale.comment) == (False, "stale reason in specs/recipes.json")
