@@ -262,3 +262,15 @@ def test_masks_and_slices_move_what_they_name():
     assert both["slice: index 0 [-1:] shifted by one"] == "x[-1:, :-1]"  # a start of -1 kept: one later is past the end
     assert both["slice: index 1 [:-1] shifted by one"] == "x[-1:, 1:]"  # an end of -1 one later is the end
     assert not any(o.startswith("slice") for o in found("y = x[:]\n"))
+
+
+def test_exp_softplus_and_log_swap_into_what_they_name():
+    def functions(source):
+        found = operators.candidates(source + "\n", {1})[0].values()
+        return {c.operator: ast.unparse(c.new) for line in found for c in line if c.operator.startswith("function")}
+
+    assert functions("y = x.exp()") == {"function: exp -> softplus": "x.exp().log1p()"}  # log1p(exp(x))
+    assert functions("y = torch.exp(x)") == {"function: exp -> softplus": "torch.log1p(torch.exp(x))"}
+    assert functions("y = F.softplus(x)") == {"function: softplus -> exp": "x.exp()"}
+    assert functions("y = torch.log(x)") == {"function: log -> log1p": "torch.log1p(x)"}
+    assert functions("y = x.log1p()") == {"function: log1p -> log": "x.log()"}
