@@ -159,8 +159,8 @@ def verdicts(summary: dict) -> list[Verdict]:
                 f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}",
                 f"{op} {bound}",
                 passed,
-                error=value,
-                bound=bound,
+                error=float(value),
+                bound=float(bound),  # a target may be written as an int (1000)
             )
         )
     return out
