@@ -149,7 +149,8 @@ def rounds(root: Path, files: list[str], named: tuple[str, ...] = ()) -> list[li
     survived the ones before: the `named` test files (catalogue entries' expected killers) when
     there are any; the test files importing `files` directly and each file's mirror test; those
     importing them through other modules but not only through the shared helpers; the rest."""
-    first = {f for f in named if (root / f).is_file()}  # a C++ file's name below is no module: nothing imports it
+    first = {f for f in named if (root / f).is_file()}
+    # `files` as they are: a C++ file's name is no module, so no test imports it
     direct = {f for f in test_files(root) if _module_names(files) & _imports(root / f)}
     direct = (direct | {mirror(f) for f in files if (root / mirror(f)).is_file()}) - first
     reached = set(test_files_importing(root, files)) - direct - first
