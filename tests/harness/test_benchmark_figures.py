@@ -42,5 +42,6 @@ def test_each_target_gives_one_verdict_with_its_value_and_the_table_ends_with_th
         ("gen_b1_samples_per_s", "999", ">= 1000", False, 999.0),  # 100 and above without decimals
     ]
     assert benchmark.verdicts({"fwd_s": 100.0})[0].measured == "100"
+    assert benchmark.verdicts({"gen_b1_samples_per_s": 1000})[0].error == 1000.0  # an int figure is a float error
     summary = {"L": 64, "repeats": 3, "machine": {"cores": 2, "torch": "2.13.0"}, "date": "today", "fwd_s": 1.5}
     assert benchmark.table(summary).splitlines()[-1] == "B = 1, L = 64, medians of 3; 2 cores, torch 2.13.0, today"
